@@ -1,0 +1,1 @@
+"""``lemgrid powerflow``: placeholder until the grid package lands."""
