@@ -1,0 +1,132 @@
+"""Flexible assets as column tables (one row per asset), ready for vectorised models.
+
+Every table has ``owner``: the index of the participant that owns the asset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+
+_INT_COLUMNS = {"owner", "start", "stop"}
+_STR_COLUMNS = {"name", "kind"}
+
+
+def _empty(cls):
+    def column(name: str) -> np.ndarray:
+        dtype = np.int64 if name in _INT_COLUMNS else str if name in _STR_COLUMNS else float
+        return np.array([], dtype=dtype)
+
+    return cls(**{f.name: column(f.name) for f in fields(cls)})
+
+
+@dataclass(frozen=True, eq=False)
+class Batteries:
+    """Batteries; efficiencies are one-way (round trip = charge x discharge).
+
+    Attributes
+    ----------
+    owner : ndarray of int
+    name : ndarray of str
+    capacity_kwh, power_kw : ndarray
+        Usable energy capacity [kWh] and charge/discharge power limit [kW].
+    eta_charge, eta_discharge : ndarray
+        One-way efficiencies [-].
+    soc_min, soc_max, soc_initial, soc_final : ndarray
+        State-of-charge bounds and the required initial / final state [fraction of capacity].
+    """
+
+    owner: np.ndarray
+    name: np.ndarray
+    capacity_kwh: np.ndarray
+    power_kw: np.ndarray
+    eta_charge: np.ndarray
+    eta_discharge: np.ndarray
+    soc_min: np.ndarray
+    soc_max: np.ndarray
+    soc_initial: np.ndarray
+    soc_final: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.name)
+
+    @classmethod
+    def empty(cls) -> Batteries:
+        return _empty(cls)
+
+
+@dataclass(frozen=True, eq=False)
+class EnergySessions:
+    """Energy that must be delivered within a window: EV charging sessions and shiftable loads.
+
+    Attributes
+    ----------
+    owner : ndarray of int
+    name : ndarray of str
+        Asset name (one asset has one session per day).
+    kind : ndarray of str
+        'ev' or 'flexible_load'.
+    start, stop : ndarray of int
+        First interval and one past the last interval of the window (indices into the horizon).
+    energy_kwh : ndarray
+        Energy to deliver within the window [kWh] (drawn from the grid, i.e. including losses).
+    power_kw : ndarray
+        Power limit [kW].
+    """
+
+    owner: np.ndarray
+    name: np.ndarray
+    kind: np.ndarray
+    start: np.ndarray
+    stop: np.ndarray
+    energy_kwh: np.ndarray
+    power_kw: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.name)
+
+    @classmethod
+    def empty(cls) -> EnergySessions:
+        return _empty(cls)
+
+
+def daily_windows(n_intervals: int, day_offset_h: float, dt_h: float, open_h: float,
+                  close_h: float) -> list[tuple[int, int, float]]:
+    """Windows [open, close) of each day that overlap the horizon, clipped to it.
+
+    Parameters
+    ----------
+    n_intervals : int
+        Horizon length (intervals).
+    day_offset_h : float
+        Clock time of the horizon's first interval [h after midnight].
+    dt_h : float
+        Interval length [h].
+    open_h, close_h : float
+        Clock times [h]; ``close_h <= open_h`` means the window ends the next day (e.g. an EV
+        from 18:00 to 07:00).
+
+    Returns
+    -------
+    list of (start, stop, fraction)
+        Interval indices and the fraction of the full window that lies inside the horizon
+        (a window cut by the horizon's edge needs only that share of its energy).
+    """
+    length_h = (close_h - open_h) % 24 or 24.0
+    horizon_h = n_intervals * dt_h
+    out = []
+    # Windows that opened the day before the horizon may still be open at its start.
+    day = -1
+    while True:
+        t_open = day * 24 + open_h - day_offset_h
+        if t_open >= horizon_h:
+            break
+        t_close = t_open + length_h
+        lo, hi = max(t_open, 0.0), min(t_close, horizon_h)
+        start, stop = int(np.ceil(lo / dt_h - 1e-9)), int(np.floor(hi / dt_h + 1e-9))
+        if stop > start:
+            out.append((start, stop, (stop - start) * dt_h / length_h))
+        day += 1
+    return out

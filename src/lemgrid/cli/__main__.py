@@ -1,0 +1,5 @@
+"""``python -m lemgrid.cli``."""
+
+from lemgrid.cli import main
+
+main()

@@ -1,0 +1,56 @@
+"""Scenarios: the validated YAML format and its translation into arrays.
+
+>>> from lemgrid.scenario import load_scenario
+>>> scenario = load_scenario("examples/lv-rural-community.yaml")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lemgrid.scenario.build import FieldError, Scenario, build_scenario
+from lemgrid.scenario.config import ScenarioConfig
+from lemgrid.scenario.loading import load_scenario_config, parse_scenario
+
+__all__ = ["Scenario", "ScenarioConfig", "build_scenario", "load_scenario", "parse_scenario",
+           "load_scenario_config", "FieldError"]
+
+
+def load_scenario(path: str | Path, **overrides) -> Scenario:
+    """Read, validate and build a scenario file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A YAML scenario file.
+    **overrides
+        Top-level keys that replace the file's (e.g. ``days=7``, ``market={"design": "none"}``);
+        they are validated like the file.
+
+    Raises
+    ------
+    InputError
+        Any invalid field, with the file and line where the field stands.
+    """
+    import yaml
+
+    from lemgrid.errors import InputError
+    from pydantic import ValidationError
+
+    from lemgrid.scenario.loading import _line_of, _Loader, format_validation_error
+
+    config = load_scenario_config(path)
+    if overrides:
+        data = config.model_dump(exclude_unset=True)
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            config = ScenarioConfig.model_validate(data)
+        except ValidationError as exc:
+            raise InputError(format_validation_error(exc, f"{path} (with overrides)", None)) from None
+    try:
+        return build_scenario(config)
+    except FieldError as exc:
+        text = Path(path).read_text(encoding="utf-8")
+        line = _line_of(yaml.compose(text, Loader=_Loader), exc.loc)
+        where = f"{path} line {line}" if line else str(path)
+        raise InputError(f"{where}: {exc}") from None

@@ -1,0 +1,253 @@
+"""The scenario file format: pydantic models, validated once at the boundary.
+
+A scenario is a grid, the participants and their assets at its buses, a time window, tariffs, the
+DSO's grid limits and the market design. See ``docs/scenario.md`` for the format with examples.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+Price = Annotated[float, Field(allow_inf_nan=False)]
+
+_CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+#: Market designs that a scenario may name (each is built by its own issue's module).
+DESIGNS = ("none", "uniform", "pay-as-bid", "continuous", "community", "p2p")
+
+
+class Strict(BaseModel):
+    """Base for all scenario sections: unknown keys are errors (they are usually typos)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def clock_hours(text: str) -> float:
+    """'17:30' -> 17.5 (hours after midnight)."""
+    match = _CLOCK.match(str(text).strip())
+    if not match:
+        raise ValueError(f"time of day must look like HH:MM, got {text!r}")
+    return int(match.group(1)) + int(match.group(2)) / 60
+
+
+def _valid_clock(text: str) -> str:
+    clock_hours(text)
+    return text
+
+
+ClockTime = Annotated[str, AfterValidator(_valid_clock)]
+
+
+class AssetBase(Strict):
+    """Where an asset sits: at a participant (``owner``), at a bus (the first participant there, or
+    a participant of its own if none), or at every n-th participant (``every``)."""
+
+    id: str | None = None
+    owner: str | None = None
+    bus: str | None = None
+    every: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _one_placement(self):
+        given = [k for k in ("owner", "bus", "every") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give only one of owner, bus or every; got {given}")
+        return self
+
+    @property
+    def placed(self) -> bool:
+        return any(getattr(self, k) is not None for k in ("owner", "bus", "every"))
+
+
+class BatteryConfig(AssetBase):
+    """A battery; ``efficiency`` is the round-trip efficiency (split equally on charge/discharge)."""
+
+    type: Literal["battery"]
+    capacity_kwh: PositiveFloat
+    power_kw: PositiveFloat
+    efficiency: Annotated[float, Field(gt=0, le=1)] = 0.90
+    soc_min: Fraction = 0.0
+    soc_max: Fraction = 1.0
+    soc_initial: Fraction = 0.5
+    soc_final: Fraction | None = Field(
+        default=None, description="state of charge required at the end (default: soc_initial)")
+
+    @model_validator(mode="after")
+    def _soc_order(self):
+        final = self.soc_initial if self.soc_final is None else self.soc_final
+        if not self.soc_min <= self.soc_max:
+            raise ValueError(f"soc_min ({self.soc_min}) must be <= soc_max ({self.soc_max})")
+        for name, value in (("soc_initial", self.soc_initial), ("soc_final", final)):
+            if not self.soc_min <= value <= self.soc_max:
+                raise ValueError(f"{name} ({value}) must lie within [soc_min, soc_max]")
+        return self
+
+
+class EVConfig(AssetBase):
+    """An electric vehicle at home from ``arrival`` to ``departure`` every day, drawing
+    ``energy_kwh`` from its charging point by departure at up to ``power_kw``."""
+
+    type: Literal["ev"]
+    power_kw: PositiveFloat
+    energy_kwh: PositiveFloat
+    arrival: ClockTime = "18:00"
+    departure: ClockTime = "07:00"
+    capacity_kwh: PositiveFloat | None = None
+
+    @model_validator(mode="after")
+    def _energy_fits(self):
+        if self.capacity_kwh is not None and self.energy_kwh > self.capacity_kwh:
+            raise ValueError(
+                f"energy_kwh ({self.energy_kwh}) exceeds the EV's capacity_kwh ({self.capacity_kwh})")
+        return self
+
+
+class FlexibleLoadConfig(AssetBase):
+    """A shiftable load that needs ``energy_kwh`` each day within [``window_start``,
+    ``window_end``) at up to ``power_kw`` (e.g. a washing machine or dishwasher)."""
+
+    type: Literal["flexible_load"]
+    energy_kwh: PositiveFloat
+    power_kw: PositiveFloat
+    window_start: ClockTime = "08:00"
+    window_end: ClockTime = "20:00"
+
+
+class PVConfig(AssetBase):
+    """Additional rooftop PV of ``kwp`` peak power following a SimBench PV profile."""
+
+    type: Literal["pv"]
+    kwp: PositiveFloat
+    profile: str = "PV3"
+
+
+AssetConfig = Annotated[
+    BatteryConfig | EVConfig | FlexibleLoadConfig | PVConfig, Field(discriminator="type")
+]
+
+
+class LoadProfileConfig(Strict):
+    """A standard SimBench load profile scaled to an annual consumption."""
+
+    profile: str = "H0-A"
+    annual_kwh: PositiveFloat
+
+
+class ParticipantConfig(Strict):
+    """An explicit participant: its bus, the grid elements it owns, extra consumption/PV, assets."""
+
+    id: Annotated[str, Field(min_length=1)]
+    bus: str
+    loads: list[str] = Field(default_factory=list, description="names of grid loads it owns")
+    sgens: list[str] = Field(default_factory=list, description="names of grid PV (sgens) it owns")
+    load: LoadProfileConfig | None = None
+    pv_kwp: NonNegativeFloat = 0.0
+    pv_profile: str = "PV3"
+    assets: list[AssetConfig] = Field(default_factory=list)
+
+    @field_validator("bus", mode="before")
+    @classmethod
+    def _bus_text(cls, value: Any) -> str:
+        return str(value)
+
+
+class ScaleConfig(Strict):
+    """Multipliers on the profiles of all loads and all PV."""
+
+    load: NonNegativeFloat = 1.0
+    pv: NonNegativeFloat = 1.0
+
+
+class TariffConfig(Strict):
+    """Retail tariffs (EUR/kWh). The household pays ``import + network`` per imported kWh and gets
+    ``export`` per exported kWh (business-as-usual)."""
+
+    import_eur_per_kwh: Price = 0.25
+    export_eur_per_kwh: Price = 0.08
+    network_eur_per_kwh: Price = 0.08
+
+    @model_validator(mode="after")
+    def _no_arbitrage(self):
+        if self.export_eur_per_kwh > self.import_eur_per_kwh + self.network_eur_per_kwh:
+            raise ValueError(
+                "export_eur_per_kwh must not exceed import_eur_per_kwh + network_eur_per_kwh "
+                "(otherwise buying from the grid to sell back would be profitable)"
+            )
+        return self
+
+
+class GridLimitsConfig(Strict):
+    """The DSO's operating limits (EN 50160: +-10 % of nominal voltage)."""
+
+    vm_min_pu: Annotated[float, Field(gt=0, lt=2)] = 0.90
+    vm_max_pu: Annotated[float, Field(gt=0, lt=2)] = 1.10
+    max_loading_percent: PositiveFloat = 100.0
+
+    @model_validator(mode="after")
+    def _band(self):
+        if self.vm_min_pu >= self.vm_max_pu:
+            raise ValueError(f"vm_min_pu ({self.vm_min_pu}) must be < vm_max_pu ({self.vm_max_pu})")
+        return self
+
+
+class DefaultProfilesConfig(Strict):
+    """Standard profiles for grid elements that have no time series (e.g. ``ieee33``)."""
+
+    load: str = "H0-A"
+    pv: str = "PV3"
+
+
+class MarketConfig(BaseModel):
+    """The market design and its options (each design validates its own options)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    design: Literal[DESIGNS] = "community"  # type: ignore[valid-type]
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class ScenarioConfig(Strict):
+    """A whole scenario file."""
+
+    name: str | None = None
+    grid: str
+    start: dt.datetime | dt.date | None = None
+    days: PositiveFloat = 1.0
+    resolution: Literal["5min", "15min", "30min", "60min"] = "15min"
+    participants: Literal["from-grid"] | list[ParticipantConfig] = "from-grid"
+    assets: list[AssetConfig] = Field(default_factory=list)
+    scale: ScaleConfig = ScaleConfig()
+    tariffs: TariffConfig = TariffConfig()
+    grid_limits: GridLimitsConfig = GridLimitsConfig()
+    default_profiles: DefaultProfilesConfig = DefaultProfilesConfig()
+    market: MarketConfig = MarketConfig()
+    seed: int = 0
+
+    @field_validator("resolution", mode="before")
+    @classmethod
+    def _resolution_alias(cls, value: Any) -> Any:
+        return {"1h": "60min", "h": "60min", "60m": "60min", "15m": "15min", "5m": "5min"}.get(
+            str(value).strip().lower(), value)
+
+    @field_validator("participants")
+    @classmethod
+    def _unique_ids(cls, value):
+        if isinstance(value, list):
+            seen: set[str] = set()
+            for i, participant in enumerate(value):
+                if participant.id in seen:
+                    raise ValueError(f"participant id {participant.id!r} (entry {i}) is not unique")
+                seen.add(participant.id)
+            if not value:
+                raise ValueError("the participant list is empty")
+        return value

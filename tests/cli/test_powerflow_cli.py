@@ -1,0 +1,84 @@
+"""``lemgrid powerflow`` end to end: files, columns, index and summary."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from lemgrid.cli import app
+from lemgrid.grid.sources import load_pandapower_net
+
+
+def test_simbench_two_days(tmp_path):
+    out = tmp_path / "pf"
+    result = CliRunner().invoke(app, ["powerflow", "simbench:1-LV-rural1--0-sw", "--start",
+                                      "2016-07-01", "--days", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    vm = pd.read_parquet(out / "vm_pu.parquet")
+    loading = pd.read_parquet(out / "loading_percent.parquet")
+    net = load_pandapower_net("simbench:1-LV-rural1--0-sw")
+    assert list(vm.columns) == list(net.bus.name)
+    assert list(loading.columns) == list(net.line.name) + list(net.trafo.name)
+    assert vm.index[0] == pd.Timestamp("2016-07-01") and len(vm) == 192
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("losses_kwh", "vm_min_pu", "vm_min_bus", "vm_max_pu", "vm_max_bus",
+                "max_loading_percent", "voltage_violation_intervals", "overload_intervals",
+                "peak_import_kw", "peak_export_kw"):
+        assert key in summary
+    assert summary["vm_min_pu"] == pytest.approx(vm.min().min())
+    assert summary["vm_max_bus"] == vm.max().idxmax()
+    assert summary["max_loading_percent"] == pytest.approx(loading.max().max())
+
+
+def test_hourly_resolution_and_limits(tmp_path):
+    out = tmp_path / "pf"
+    result = CliRunner().invoke(app, [
+        "powerflow", "simbench:1-LV-rural1--0-sw", "--start", "2016-07-01", "--days", "1",
+        "--resolution", "60min", "--vm-max-pu", "1.02", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    vm = pd.read_parquet(out / "vm_pu.parquet")
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(vm) == 24
+    assert summary["voltage_violation_intervals"] == int((vm > 1.02).any(axis=1).sum()) > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["simbench:1-LV-nowhere--0-sw"], "unknown SimBench code"),
+    (["simbench:1-LV-rural1--0-sw", "--resolution", "7min"], "resolution"),
+    (["simbench:1-LV-rural1--0-sw", "--start", "2020-01-01"], "outside"),
+    (["missing-grid.json"], "not found"),
+])
+def test_bad_input_exits_2(tmp_path, args, message):
+    result = CliRunner().invoke(app, ["powerflow", *args, "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def _command_paths(group, prefix=()):
+    import click
+
+    for name, command in group.commands.items():
+        yield prefix + (name,)
+        if isinstance(command, click.Group):
+            yield from _command_paths(command, prefix + (name,))
+
+
+def test_every_command_has_help():
+    """`--help` works for the program and every command and sub-command."""
+    import typer
+
+    top = subprocess.run([sys.executable, "-m", "lemgrid.cli", "--help"], capture_output=True,
+                         text=True)
+    assert top.returncode == 0 and "powerflow" in top.stdout
+    runner = CliRunner()
+    paths = list(_command_paths(typer.main.get_command(app)))
+    assert ("powerflow",) in paths
+    for path in paths:
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
+        assert "Usage" in result.output
