@@ -1,0 +1,241 @@
+"""Ledger record kinds, their payload schemas, signed envelopes and the leaf encoding.
+
+A *payload* is a plain dict with a ``kind`` and the fields listed in :data:`SCHEMAS`, in integer
+units only. A :class:`SignedRecord` wraps a payload with the signer's key id and an Ed25519
+signature over it. An *entry* of the log is a signed record at a position ``seq``; its leaf data
+(hashed into the Merkle tree) is the canonical JSON of
+``{"payload": ..., "seq": ..., "sig": ..., "signer": ...}``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lemgrid.errors import InputError
+from lemgrid.ledger.canonical import CanonicalError, canonical_bytes
+
+_HEX = re.compile(r"[0-9a-f]*")
+
+
+class RecordError(InputError):
+    """A payload that does not follow its kind's schema; the message names the field."""
+
+
+Check = Callable[[Any], bool]
+
+
+def _text(value: Any) -> bool:
+    return type(value) is str and 0 < len(value) <= 200
+
+
+def _int(value: Any) -> bool:
+    return type(value) is int
+
+
+def _positive(value: Any) -> bool:
+    return type(value) is int and value > 0
+
+
+def _non_negative(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _hex(length: int) -> Check:
+    def check(value: Any) -> bool:
+        return type(value) is str and len(value) == length and _HEX.fullmatch(value) is not None
+    return check
+
+
+def _interval(value: Any) -> bool:
+    return _text(value) or type(value) is int
+
+
+def _one_of(*options: Any) -> Check:
+    def check(value: Any) -> bool:
+        return any(type(value) is type(option) and value == option for option in options)
+    return check
+
+
+def _texts(value: Any) -> bool:
+    return type(value) is list and len(value) > 0 and all(_text(v) for v in value)
+
+
+def _postings(value: Any) -> bool:
+    return (type(value) is list and len(value) > 0
+            and all(type(p) is dict and p.keys() == {"account", "amount_ueur"}
+                    and _text(p["account"]) and _int(p["amount_ueur"]) for p in value))
+
+
+def _object(value: Any) -> bool:
+    return type(value) is dict
+
+
+_is_hex32, _is_hex64, _is_hex128 = _hex(32), _hex(64), _hex(128)
+
+_ORDER_FIELDS: dict[str, Check] = {
+    "market_id": _text, "interval": _interval, "order_id": _text, "participant": _text,
+    "meter": _text, "side": _one_of("buy", "sell"), "quantity_wh": _positive,
+    "price_meur_per_kwh": _int, "nonce": _text,
+}
+
+#: Required fields per kind; optional ones are listed in :data:`OPTIONAL`.
+SCHEMAS: dict[str, dict[str, Check]] = {
+    "log-init": {"log_id": _is_hex64, "operator_key": _is_hex64, "created_ms": _non_negative,
+                 "version": _one_of(1)},
+    "key-registration": {"participant": _text, "meter": _text, "public_key": _is_hex64,
+                         "pop_sig": _is_hex128},
+    "key-revocation": {"key_id": _is_hex32, "reason": _text, "nonce": _text},
+    "capability": {"participant": _text, "interval": _interval, "sellable_wh": _non_negative,
+                   "source": _one_of("metered", "forecast", "declared")},
+    "order": _ORDER_FIELDS,
+    "commit": {"market_id": _text, "interval": _interval, "participant": _text,
+               "commitment": _is_hex64, "nonce": _text},
+    "gate-closure": {"market_id": _text, "interval": _interval},
+    "reveal": {"market_id": _text, "interval": _interval, "participant": _text,
+               "salt": _is_hex64, "order": _object, "nonce": _text},
+    "reveal-closure": {"market_id": _text, "interval": _interval},
+    "rejection": {"reason": _one_of("reveal-mismatch", "unrevealed"), "market_id": _text,
+                  "interval": _interval, "participant": _text},
+    "trade": {"market_id": _text, "interval": _interval, "trade_id": _text, "buyer": _text,
+              "seller": _text, "quantity_wh": _positive, "price_meur_per_kwh": _int},
+    "clearing": {"market_id": _text, "interval": _interval, "n_trades": _non_negative,
+                 "volume_wh": _non_negative},
+    "settlement": {"settlement_id": _text, "market_id": _text, "trade_ids": _texts,
+                   "postings": _postings},
+    "checkpoint": {"log_id": _is_hex64, "tree_size": _non_negative, "root_hash": _is_hex64,
+                   "timestamp_ms": _non_negative},
+}
+
+OPTIONAL: dict[str, dict[str, Check]] = {
+    "rejection": {"commitment": _is_hex64, "submission": _object},
+    "trade": {"buy_order_id": _text, "sell_order_id": _text},
+    "clearing": {"price_meur_per_kwh": _int},
+    "checkpoint": {"label": _text},
+}
+
+#: Kinds only the log operator signs; the others are signed by participants.
+OPERATOR_KINDS = frozenset({"log-init", "key-registration", "capability", "gate-closure",
+                            "reveal-closure", "rejection", "trade", "clearing", "settlement",
+                            "checkpoint"})
+#: Kinds a participant signs (a key-revocation may be signed by the operator or the key itself).
+PARTICIPANT_KINDS = frozenset({"order", "commit", "reveal", "key-revocation"})
+
+
+def validate_payload(payload: Any, where: str = "payload") -> str:
+    """Check a payload against its kind's schema; returns the kind.
+
+    Raises
+    ------
+    RecordError
+        Naming the first missing, unknown or ill-typed field.
+    """
+    if type(payload) is not dict:
+        raise RecordError(f"{where}: must be a JSON object, got {type(payload).__name__}")
+    kind = payload.get("kind")
+    required = SCHEMAS.get(kind)  # type: ignore[arg-type]
+    if required is None:
+        raise RecordError(f"{where}.kind: unknown record kind {kind!r} "
+                          f"(one of {', '.join(sorted(SCHEMAS))})")
+    optional = OPTIONAL.get(kind, {})
+    for name, check in required.items():
+        if name not in payload:
+            raise RecordError(f"{where}.{name}: missing (required for a {kind} record)")
+        if not check(payload[name]):
+            raise RecordError(f"{where}.{name}: invalid value {payload[name]!r} for a {kind} record")
+    for name, value in payload.items():
+        if name == "kind" or name in required:
+            continue
+        check = optional.get(name)
+        if check is None:
+            raise RecordError(f"{where}.{name}: unknown field for a {kind} record")
+        if not check(value):
+            raise RecordError(f"{where}.{name}: invalid value {value!r} for a {kind} record")
+    return kind  # type: ignore[return-value]
+
+
+def validate_order(order: Any, where: str = "order") -> None:
+    """Check an order payload (used for orders inside reveals)."""
+    if validate_payload(order, where) != "order":
+        raise RecordError(f"{where}.kind: expected 'order', got {order.get('kind')!r}")
+
+
+@dataclass(frozen=True)
+class SignedRecord:
+    """A payload with the signer's key id (32 hex digits) and Ed25519 signature (128 hex digits)."""
+
+    payload: dict
+    signer: str
+    sig: str
+
+    def to_json(self) -> dict:
+        """The JSON form ``{"payload": ..., "signer": ..., "sig": ...}``."""
+        return {"payload": self.payload, "signer": self.signer, "sig": self.sig}
+
+    @classmethod
+    def from_json(cls, obj: Any, where: str = "record") -> SignedRecord:
+        """Read the JSON form; checks the envelope, not the payload or the signature."""
+        if type(obj) is not dict or set(obj) - {"seq"} != {"payload", "signer", "sig"}:
+            raise RecordError(f"{where}: a signed record is an object with exactly 'payload', "
+                              "'signer' and 'sig'")
+        if not _is_hex32(obj["signer"]):
+            raise RecordError(f"{where}.signer: must be a key id (32 lowercase hex digits), "
+                              f"got {obj['signer']!r}")
+        if not _is_hex128(obj["sig"]):
+            raise RecordError(f"{where}.sig: must be an Ed25519 signature (128 lowercase hex "
+                              f"digits), got {obj['sig']!r}")
+        if type(obj["payload"]) is not dict:
+            raise RecordError(f"{where}.payload: must be a JSON object")
+        return cls(obj["payload"], obj["signer"], obj["sig"])
+
+
+def leaf_data(payload_bytes: bytes, seq: int, sig: str, signer: str) -> bytes:
+    """Leaf data of an entry: canonical JSON of ``{"payload", "seq", "sig", "signer"}``.
+
+    Built from the payload's canonical bytes directly (keys already in canonical order; ``sig``
+    and ``signer`` are hex so need no escaping), which equals ``canonical_bytes`` of the object.
+    """
+    return b"".join((b'{"payload":', payload_bytes, b',"seq":', str(seq).encode(), b',"sig":"',
+                     sig.encode(), b'","signer":"', signer.encode(), b'"}'))
+
+
+def payload_bytes(payload: dict, where: str = "payload") -> bytes:
+    """Canonical bytes of a payload, with canonicalisation errors as :class:`RecordError`."""
+    try:
+        return canonical_bytes(payload, where)
+    except CanonicalError as exc:
+        raise RecordError(str(exc)) from None
+
+
+
+def order_payload(*, market_id: str, interval: int | str, order_id: str, participant: str,
+                  meter: str, side: str, quantity_wh: int, price_meur_per_kwh: int,
+                  nonce: str) -> dict:
+    """An ``order`` payload, validated.
+
+    Parameters
+    ----------
+    market_id : str
+        Market (e.g. ``"da-2024-06-01"``).
+    interval : int or str
+        Delivery interval (an index or an ISO 8601 start time).
+    order_id : str
+        Unique within the market.
+    participant, meter : str
+        Who orders, and the metering point its key is bound to.
+    side : {"buy", "sell"}
+    quantity_wh : int
+        Energy [Wh], > 0.
+    price_meur_per_kwh : int
+        Limit price [m€/kWh].
+    nonce : str
+        Unique per signing key (replay protection).
+    """
+    payload = {"kind": "order", "market_id": market_id, "interval": interval,
+               "order_id": order_id, "participant": participant, "meter": meter, "side": side,
+               "quantity_wh": quantity_wh, "price_meur_per_kwh": price_meur_per_kwh,
+               "nonce": nonce}
+    validate_payload(payload, "order")
+    return payload

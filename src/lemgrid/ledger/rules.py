@@ -1,0 +1,381 @@
+"""The ledger's rules: one state machine shared by the append path and the verifier.
+
+:class:`LedgerState` applies entries in log order and rejects any entry that breaks a rule:
+unknown or revoked signer, bad signature, replayed nonce, a participant signing for someone else,
+a checkpoint whose root is not the root of the entries before it, and the market rules of
+:mod:`lemgrid.ledger.spending` and :mod:`lemgrid.ledger.sealed`. Because the store and the verifier
+run the very same code, an entry the store accepted is an entry the verifier accepts, and the
+verifier recomputes everything from the stored entries alone.
+
+Ed25519 verification dominates the cost, and ``cryptography`` releases the GIL while verifying,
+so :func:`check_batch` verifies a batch's signatures on a thread pool and applies the rules in log
+order as the results come in.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from lemgrid.ledger.identity import (SIGNING_CONTEXT, PublicKey, key_id, possession_payload,
+                                     public_key_from_hex, signature_valid, signing_message)
+from lemgrid.ledger.journal import Journal, Rejection
+from lemgrid.ledger.merkle import CompactRange, leaf_hash
+from lemgrid.ledger.records import (OPERATOR_KINDS, RecordError, SignedRecord, leaf_data,
+                                    payload_bytes, validate_order, validate_payload)
+from lemgrid.ledger.sealed import SealedBook
+from lemgrid.ledger.spending import SpendingBook
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A registered key and the identity it is bound to."""
+
+    public_key: PublicKey
+    participant: str
+    meter: str
+    seq: int
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """A checkpoint entry as the verifier needs it."""
+
+    seq: int
+    tree_size: int
+    root: bytes
+    timestamp_ms: int
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A record made ready for the rules: canonical bytes and the key that should verify it."""
+
+    record: SignedRecord
+    kind: str
+    message: bytes
+    public_key: PublicKey | None
+
+
+class LedgerState:
+    """Everything the rules need to know about the entries applied so far."""
+
+    def __init__(self) -> None:
+        self.journal = Journal()
+        self.log_id: str | None = None
+        self.operator_key: PublicKey | None = None
+        self.operator_id: str | None = None
+        self.keys: dict[str, KeyInfo] = {}
+        self.revoked: dict[str, int] = {}
+        self.meters: dict[str, str] = {}  # participant -> meter
+        self.nonces: set[tuple[str, str]] = set()
+        self.tree = CompactRange()
+        self.checkpoints: list[CheckpointInfo] = []
+        self.spending = SpendingBook(self.journal)
+        self.sealed = SealedBook(self.journal)
+
+    @property
+    def size(self) -> int:
+        """Number of entries applied."""
+        return self.tree.size
+
+    # -- transactions -----------------------------------------------------------------------
+    def begin(self) -> object:
+        """Start an all-or-nothing batch; returns a token for :meth:`rollback`."""
+        self.journal.begin()
+        return self.tree.snapshot(), self.log_id, self.operator_key, self.operator_id
+
+    def commit(self) -> None:
+        """Keep the changes of the batch."""
+        self.journal.commit()
+
+    def rollback(self, token: object) -> None:
+        """Undo every change of the batch."""
+        self.journal.rollback()
+        snapshot, self.log_id, self.operator_key, self.operator_id = token  # type: ignore[misc]
+        self.tree.restore(snapshot)
+
+    # -- preparing and applying -------------------------------------------------------------
+    def prepare(self, record: SignedRecord, pending_keys: dict[str, PublicKey]) -> Prepared:
+        """Validate the payload schema and find the key its signature must verify against.
+
+        ``pending_keys`` collects keys registered earlier in the same batch.
+        """
+        kind = validate_payload(record.payload)
+        message = SIGNING_CONTEXT + payload_bytes(record.payload)
+        if kind == "log-init":
+            public_key = public_key_from_hex(record.payload["operator_key"], "operator_key")
+            pending_keys[key_id(public_key)] = public_key
+        elif kind == "key-registration":
+            new_key = public_key_from_hex(record.payload["public_key"], "public_key")
+            pending_keys.setdefault(key_id(new_key), new_key)
+        info = self.keys.get(record.signer)
+        public_key = info.public_key if info is not None else pending_keys.get(record.signer)
+        if record.signer == self.operator_id:
+            public_key = self.operator_key
+        return Prepared(record, kind, message, public_key)
+
+    def apply(self, prepared: Prepared, signature_ok: bool) -> tuple[bytes, bytes]:
+        """Apply one entry at position :attr:`size`; returns its leaf data and leaf hash.
+
+        Raises
+        ------
+        Rejection
+            If the entry breaks a rule; the state is then unchanged only after :meth:`rollback`.
+        """
+        record, kind, seq = prepared.record, prepared.kind, self.size
+        p = record.payload
+        if seq == 0 and kind != "log-init":
+            raise Rejection("the first entry of a log must be its log-init record", "structure")
+        if kind == "log-init":
+            self._init(p, record.signer, seq)
+        elif kind in OPERATOR_KINDS:
+            if record.signer != self.operator_id:
+                raise Rejection(f"{kind} records must be signed by the log operator key "
+                                f"{self.operator_id}, not {record.signer}", "not-operator")
+        else:
+            self._check_participant_signer(record, kind)
+        if not signature_ok:
+            raise Rejection(f"signature of key {record.signer} does not verify", "bad-signature")
+        nonce = p.get("nonce")
+        if nonce is not None and (record.signer, nonce) in self.nonces:
+            raise Rejection(f"replayed nonce {nonce!r} of key {record.signer}", "replay")
+        self._dispatch(kind, p, record, seq)
+        if nonce is not None:  # after the rules, so that a soft rejection leaves no trace
+            self._use_nonce(record.signer, nonce)
+        data = leaf_data(prepared.message[len(SIGNING_CONTEXT):], seq, record.sig, record.signer)
+        digest = leaf_hash(data)
+        self.tree.append(digest)
+        return data, digest
+
+    def _init(self, p: dict, signer: str, seq: int) -> None:
+        if seq != 0:
+            raise Rejection("log-init may only be the first entry", "structure")
+        operator_key = public_key_from_hex(p["operator_key"], "operator_key")
+        if signer != key_id(operator_key):
+            raise Rejection("log-init must be signed by the operator key it declares",
+                            "not-operator")
+        self.log_id, self.operator_key, self.operator_id = p["log_id"], operator_key, signer
+
+    def _check_participant_signer(self, record: SignedRecord, kind: str) -> None:
+        p, signer = record.payload, record.signer
+        if kind == "key-revocation" and signer == self.operator_id:
+            return
+        info = self.keys.get(signer)
+        if info is None:
+            raise Rejection(f"signer key {signer} is not registered", "unknown-key")
+        if signer in self.revoked:
+            raise Rejection(f"signer key {signer} was revoked at entry {self.revoked[signer]}",
+                            "revoked-key")
+        if kind == "key-revocation":
+            if p["key_id"] != signer:
+                raise Rejection("a participant key may revoke only itself", "not-owner")
+            return
+        if p["participant"] != info.participant:
+            raise Rejection(f"key {signer} belongs to {info.participant!r}, not to "
+                            f"{p['participant']!r}", "not-owner")
+        if kind == "order" and p["meter"] != info.meter:
+            raise Rejection(f"order names meter {p['meter']!r} but {info.participant!r} is bound "
+                            f"to meter {info.meter!r}", "wrong-meter")
+
+    def _use_nonce(self, signer: str, nonce: str) -> None:
+        if (signer, nonce) in self.nonces:
+            raise Rejection(f"replayed nonce {nonce!r} of key {signer}", "replay")
+        self.journal.add(self.nonces, (signer, nonce))
+
+    def _dispatch(self, kind: str, p: dict, record: SignedRecord, seq: int) -> None:
+        spending, sealed = self.spending, self.sealed
+        if kind == "order":
+            sealed.check_open_for_orders(p["market_id"], p["interval"])
+            spending.add_order(p)
+        elif kind == "trade":
+            for party in ("buyer", "seller"):
+                if p[party] not in self.meters:
+                    raise Rejection(f"trade {party} {p[party]!r} is not a registered participant",
+                                    "unknown-participant")
+            spending.add_trade(p)
+        elif kind == "checkpoint":
+            self._checkpoint(p, seq)
+        elif kind == "key-registration":
+            self._register(p, seq)
+        elif kind == "key-revocation":
+            if p["key_id"] not in self.keys:
+                raise Rejection(f"key {p['key_id']} is not registered", "unknown-key")
+            if p["key_id"] in self.revoked:
+                raise Rejection(f"key {p['key_id']} is already revoked", "duplicate")
+            self.journal.put(self.revoked, p["key_id"], seq)
+        elif kind == "capability":
+            if p["participant"] not in self.meters:
+                raise Rejection(f"participant {p['participant']!r} is not registered",
+                                "unknown-participant")
+            spending.register_capability(p)
+        elif kind == "commit":
+            sealed.commit(p)
+        elif kind == "gate-closure":
+            sealed.close_gate(p)
+        elif kind == "reveal":
+            self._reveal(p, record)
+        elif kind == "reveal-closure":
+            sealed.close_reveals(p)
+        elif kind == "rejection":
+            self._rejection(p)
+        elif kind == "clearing":
+            spending.close_clearing(p)
+        elif kind == "settlement":
+            spending.settle(p)
+
+    def _register(self, p: dict, seq: int) -> None:
+        public_key = public_key_from_hex(p["public_key"], "public_key")
+        kid = key_id(public_key)
+        if kid in self.keys or kid == self.operator_id:
+            raise Rejection(f"key {kid} is already registered", "duplicate")
+        participant, meter = p["participant"], p["meter"]
+        bound = self.meters.get(participant)
+        if bound is not None and bound != meter:
+            raise Rejection(f"participant {participant!r} is bound to meter {bound!r}, not "
+                            f"{meter!r}", "wrong-meter")
+        proof = signing_message(possession_payload(participant, meter, p["public_key"]))
+        if not signature_valid(public_key, p["pop_sig"], proof):
+            raise Rejection("pop_sig: the new key's proof of possession does not verify",
+                            "bad-signature")
+        self.journal.put(self.keys, kid, KeyInfo(public_key, participant, meter, seq))
+        if bound is None:
+            self.journal.put(self.meters, participant, meter)
+
+    def _reveal(self, p: dict, record: SignedRecord) -> None:
+        try:
+            validate_order(p["order"], "reveal.order")
+        except RecordError as exc:
+            raise Rejection(str(exc), "bad-record") from None
+        self.sealed.open_commit(p)
+        order = p["order"]
+        if order["meter"] != self.keys[record.signer].meter:
+            raise Rejection(f"revealed order names meter {order['meter']!r}, not the signer's "
+                            "meter", "wrong-meter")
+        self._use_nonce(record.signer, order["nonce"])
+        self.spending.add_order(order)
+
+    def _rejection(self, p: dict) -> None:
+        if p["reason"] == "unrevealed":
+            self.sealed.reject_unrevealed(p)
+            return
+        # reveal-mismatch: the submitted reveal is in the entry; re-check that it was the
+        # participant's and that it really matches no open commitment.
+        try:
+            submission = SignedRecord.from_json(p.get("submission"), "rejection.submission")
+            if validate_payload(submission.payload, "rejection.submission.payload") != "reveal":
+                raise RecordError("rejection.submission: not a reveal record")
+        except RecordError as exc:
+            raise Rejection(str(exc), "bad-rejection") from None
+        sp = submission.payload
+        info = self.keys.get(submission.signer)
+        if info is None or not info.participant == p["participant"] == sp["participant"]:
+            raise Rejection("rejected reveal was not signed by a key of the named participant",
+                            "bad-rejection")
+        if (sp["market_id"], sp["interval"]) != (p["market_id"], p["interval"]):
+            raise Rejection("rejected reveal is for another market interval", "bad-rejection")
+        if not signature_valid(info.public_key, submission.sig, signing_message(sp)):
+            raise Rejection("rejected reveal does not carry the participant's valid signature",
+                            "bad-rejection")
+        try:
+            self.sealed.open_commit(dict(sp))
+        except Rejection as exc:
+            if exc.code != "reveal-mismatch":
+                raise Rejection(f"rejected reveal: {exc.reason}", "bad-rejection") from None
+        else:
+            raise Rejection("the rejected reveal matches an open commitment: the rejection is "
+                            "unjustified", "bad-rejection")
+
+    def _checkpoint(self, p: dict, seq: int) -> None:
+        if p["log_id"] != self.log_id:
+            raise Rejection(f"checkpoint is for log {p['log_id']}, not {self.log_id}",
+                            "bad-checkpoint")
+        if p["tree_size"] != seq:
+            raise Rejection(f"checkpoint must cover the {seq} entries before it, claims "
+                            f"{p['tree_size']}", "bad-checkpoint")
+        root = self.tree.root()
+        if p["root_hash"] != root.hex():
+            raise Rejection(f"checkpoint root {p['root_hash']} is not the root {root.hex()} of "
+                            "the entries before it", "bad-checkpoint")
+        if self.checkpoints and p["timestamp_ms"] < self.checkpoints[-1].timestamp_ms:
+            raise Rejection("checkpoint timestamp goes back in time", "bad-checkpoint")
+        self.journal.append(self.checkpoints,
+                            CheckpointInfo(seq, p["tree_size"], root, p["timestamp_ms"]))
+
+
+# -- batch checking with parallel signature verification -----------------------------------
+_POOL: ThreadPoolExecutor | None = None
+_CHUNK = 512
+
+
+def _pool() -> Executor:
+    # A process-wide pool is created lazily: threads cost nothing when idle and creating them
+    # per batch would cost more than verifying a small batch.
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1),
+                                   thread_name_prefix="lemgrid-ed25519")
+    return _POOL
+
+
+def _verify_chunk(items: Sequence[Prepared]) -> list[bool]:
+    return [item.public_key is not None and signature_valid(item.public_key, item.record.sig,
+                                                            item.message)
+            for item in items]
+
+
+def check_batch(state: LedgerState, records: Sequence[SignedRecord],
+                on_entry: Callable[[int, Prepared, bytes, bytes], None],
+                on_soft_rejection: Callable[[int, Prepared, Rejection], None] | None = None,
+                ) -> None:
+    """Prepare, verify and apply records in order; ``on_entry(i, prepared, data, leaf_hash)``.
+
+    Parameters
+    ----------
+    state : LedgerState
+        Mutated in place; the caller owns the transaction (:meth:`LedgerState.begin`).
+    records : sequence of SignedRecord
+        Records in log order.
+    on_entry : callable
+        Called for every accepted record with its index in ``records``.
+    on_soft_rejection : callable, optional
+        Called for a soft rejection (a mismatching reveal); without it soft rejections raise.
+
+    Raises
+    ------
+    Rejection
+        At the first bad record (schema errors included), with ``index`` set to its position in
+        ``records`` and the message starting with ``record i``.
+    """
+    pending: dict[str, PublicKey] = {}
+    use_pool = len(records) > _CHUNK
+    batches: list[tuple[list[Prepared], Any]] = []
+    chunk: list[Prepared] = []
+    for i, record in enumerate(records):
+        try:
+            chunk.append(state.prepare(record, pending))
+        except Rejection as exc:
+            raise exc.at(i) from None
+        except RecordError as exc:
+            raise Rejection(str(exc), "bad-record").at(i) from None
+        if len(chunk) == _CHUNK or i == len(records) - 1:
+            # Submit as soon as a chunk is ready so that verification overlaps preparation.
+            batches.append((chunk, _pool().submit(_verify_chunk, chunk) if use_pool else None))
+            chunk = []
+    i = 0
+    for chunk, future in batches:
+        oks = future.result() if future is not None else _verify_chunk(chunk)
+        for item, ok in zip(chunk, oks):
+            try:
+                data, digest = state.apply(item, ok)
+            except Rejection as exc:
+                if exc.soft and on_soft_rejection is not None:
+                    on_soft_rejection(i, item, exc)
+                else:
+                    raise exc.at(i, item.kind) from None
+            else:
+                on_entry(i, item, data, digest)
+            i += 1
