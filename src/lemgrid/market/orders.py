@@ -456,7 +456,10 @@ def _times(series: pd.Series, field: str, source: str) -> np.ndarray:
     numbers = pd.to_numeric(series, errors="coerce")
     raw = series.to_numpy()
     present = ~pd.isna(raw)
-    if not numbers[present].isna().any():
+    is_number = numbers.notna().to_numpy()
+    if is_number.any():  # a column of seconds: no date-times mixed in
+        _raise_first(present & ~is_number, raw,
+                     f"{field} must be seconds or an ISO 8601 date-time", source)
         return numbers.to_numpy(dtype=np.float64)
     stamps = pd.to_datetime(series, errors="coerce", utc=True, format="ISO8601")
     _raise_first(stamps.isna().to_numpy() & present, raw,

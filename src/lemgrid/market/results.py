@@ -148,7 +148,7 @@ class ClearingResult:
     @property
     def operator_surplus_eur(self) -> float:
         """Money left with the market operator [EUR] (0 when every trade has one price)."""
-        return float(-self.cash_flow_eur.sum())
+        return float(-self.cash_flow_eur.sum()) + 0.0  # + 0.0 turns -0.0 into 0.0
 
     # ---------------------------------------------------------------- tables
 
