@@ -167,6 +167,8 @@ class OrderBatch:
         if key.size == 0:
             return key, np.zeros(0, np.int64)
         low, span = key.min(), key.max() - key.min() + 1
+        if span == 1:
+            return key[:1], np.zeros(key.size, np.uint16)
         if span <= 4 * key.size + 1024:
             # Dense ids in O(n) without a sort: the usual case of consecutive intervals.
             present = np.bincount(key - low, minlength=span) > 0
