@@ -57,7 +57,8 @@ def _schema() -> str:
         for action in ("UPDATE", "DELETE"):
             tables.append(f"CREATE TRIGGER {name}_no_{action.lower()} BEFORE {action} ON {name} "
                           f"BEGIN SELECT RAISE(ABORT, 'ledger table {name} is append-only'); END")
-    return ";\n".join(tables) + ";"
+    tables.append(f"INSERT INTO meta VALUES ('format', '{FORMAT}')")
+    return "BEGIN;\n" + ";\n".join(tables) + ";\nCOMMIT;"
 
 
 def index_rows(prepared: Prepared, seq: int) -> dict[str, list[tuple]]:
@@ -167,7 +168,6 @@ class Ledger:
             raise InputError(f"ledger {path} already exists")
         conn = sqlite3.connect(path, isolation_level=None)
         conn.executescript(_schema())
-        conn.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT,))
         ledger = cls(conn, path, LedgerState(), None, _witness(path, witness_path))
         ledger._operator_key = operator_key
         payload = {"kind": "log-init", "log_id": log_id or secrets.token_hex(32),
