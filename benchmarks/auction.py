@@ -26,8 +26,7 @@ import warnings
 
 import numpy as np
 
-from lemgrid.market import (OrderBatch, OrderBook, clear_continuous, clear_pay_as_bid,
-                            clear_uniform)
+from lemgrid.market import OrderBatch, OrderBook, clear_continuous, clear_pay_as_bid, clear_uniform
 
 SEED = 20250101
 
@@ -110,7 +109,8 @@ def uniform_million() -> dict:
     uniform_s, result = timed(lambda: clear_uniform(orders), runs=3)
     pab_s, _ = timed(lambda: clear_pay_as_bid(orders), runs=1)
     traded = int(np.count_nonzero(result.volume_kwh > 0))
-    print(f"1,000,000 orders in {result.market_interval.size:,} intervals: uniform {uniform_s:.3f} s,"
+    print(f"1,000,000 orders in {result.market_interval.size:,} intervals: uniform "
+          f"{uniform_s:.3f} s,"
           f" pay-as-bid {pab_s:.3f} s, batch build {build_s:.3f} s; {traded:,} intervals trade, "
           f"{result.trade_buy.size:,} trades")
     return {"uniform_1m_orders_s": uniform_s, "pay_as_bid_1m_orders_s": pab_s,

@@ -6,9 +6,9 @@ welfare-maximising allocations (our volume convention: equal bid and ask trade).
 interval [L, U] is checked against the set of optimal duals of the energy-balance constraint,
 found by minimising and maximising the dual price over the dual LP's optimal face.
 
-Tolerances: volumes and welfare 1e-6 relative (HiGHS feasibility tolerance set to 1e-10); uniform
-prices 1e-7 absolute (prices and quantities on 0.01 grids); fills, balances and individual rationality
-1e-9 (float rounding of kWh sums).
+Tolerances: volumes and welfare 1e-6 relative (HiGHS feasibility tolerance set to 1e-10);
+uniform prices 1e-7 absolute (prices and quantities on 0.01 grids); fills, balances and
+individual rationality 1e-9 (float rounding of kWh sums).
 """
 
 from __future__ import annotations

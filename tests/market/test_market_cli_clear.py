@@ -1,4 +1,4 @@
-"""``lemgrid clear``: outputs on a hand-computed book, and bad input (exit code 2, nothing written)."""
+"""``lemgrid clear``: outputs on a hand-computed book; bad input exits 2 and writes nothing."""
 
 from __future__ import annotations
 

@@ -64,8 +64,8 @@ def clear(
     out.mkdir(parents=True, exist_ok=True)
     # 15 significant digits: exact for every decimal input, and 0.17 instead of 0.16999999999999998
     digits = "%.15g"
-    _write_atomic(out / "trades.csv", result.trades_frame().to_csv(index=False, float_format=digits))
-    _write_atomic(out / "fills.csv", result.fills_frame().to_csv(index=False, float_format=digits))
+    for name, table in (("trades.csv", result.trades_frame()), ("fills.csv", result.fills_frame())):
+        _write_atomic(out / name, table.to_csv(index=False, float_format=digits))
     _write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     _print_summary(summary, out)
 

@@ -274,7 +274,10 @@ class OrderBook:
         seq = self._seq
         self._seq = seq + 1
         live[oid] = [is_buy, qty, seq, price, valid_until]
-        heapq.heappush(self._bids if is_buy else self._asks, (-price if is_buy else price, seq, oid))
+        if is_buy:
+            heapq.heappush(self._bids, (-price, seq, oid))
+        else:
+            heapq.heappush(self._asks, (price, seq, oid))
         if valid_until != math.inf:
             heapq.heappush(self._expiry, (valid_until, seq, oid))
 

@@ -143,7 +143,7 @@ class OrderBatch:
 
     @property
     def market_key(self) -> np.ndarray:
-        """One int64 per order identifying its market (interval, product); see :func:`split_market_key`."""
+        """An int64 per order naming its market (interval, product); see `split_market_key`."""
         return self.interval * len(PRODUCTS) + self.product
 
     @property
