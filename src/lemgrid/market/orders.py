@@ -262,11 +262,17 @@ class OrderBatch:
         InputError
             Naming the row (1-based), the field and the value of the first bad entry.
         """
-        quantity = np.asarray(quantity_kwh, dtype=np.float64).reshape(-1)
+        def floats(value: Any, field: str) -> np.ndarray:
+            try:
+                return np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise InputError(f"{source}: {field} must be numbers") from None
+
+        quantity = floats(quantity_kwh, "quantity_kwh").reshape(-1)
         n = quantity.shape[0]
 
-        def full(value: Any, dtype: Any = None) -> np.ndarray:
-            arr = np.asarray(value, dtype=dtype)
+        def full(value: Any, field: str = "", dtype: Any = None) -> np.ndarray:
+            arr = floats(value, field) if dtype is np.float64 else np.asarray(value)
             if arr.ndim == 0:
                 return np.full(n, arr.item(), dtype=arr.dtype if dtype is None else dtype)
             if arr.shape != (n,):
@@ -276,8 +282,9 @@ class OrderBatch:
         ids = full(order_id)
         participants = full(participant)
         buses = None if bus is None else full(bus)
-        prices = full(price_eur_per_kwh, np.float64)
+        prices = full(price_eur_per_kwh, "price_eur_per_kwh", np.float64)
         intervals = _integers(full(interval), "interval", source)
+
         def codes(value: Any, names: dict[str, int], field: str) -> np.ndarray:
             arr = np.asarray(value)
             mapped = _codes(arr.reshape(-1), names, field, source)
@@ -286,9 +293,9 @@ class OrderBatch:
         sides = codes(side, {"buy": BUY, "sell": SELL}, "side")
         products = codes(product, {name: i for i, name in enumerate(PRODUCTS)}, "product")
         timestamps = (np.arange(n, dtype=np.float64) if timestamp_s is None
-                      else full(timestamp_s, np.float64))
+                      else full(timestamp_s, "timestamp_s", np.float64))
         valid_until = (np.full(n, np.inf) if valid_until_s is None
-                       else full(valid_until_s, np.float64))
+                       else full(valid_until_s, "valid_until_s", np.float64))
         valid_until = np.where(np.isnan(valid_until), np.inf, valid_until)
         batch = cls(ids, participants, sides.astype(np.int8), quantity, prices, intervals, buses,
                     products.astype(np.int8), timestamps, valid_until)
