@@ -236,13 +236,16 @@ def _chain_anchors(path: Path, rpc: str, contract: Optional[str]):
 @user_errors
 def proof(path: Path = typer.Argument(..., help="Ledger file."),
           entry: int = typer.Argument(..., help="Position of the entry to prove."),
+          checkpoint: Optional[int] = typer.Option(
+              None, help="Position of the checkpoint entry to prove against (default: the "
+                         "latest that covers ENTRY)."),
           out: Optional[Path] = typer.Option(None, help="Write the proof here (default: stdout)."),
           ) -> None:
-    """Print an inclusion proof of ENTRY against the latest checkpoint that covers it."""
+    """Print an inclusion proof of ENTRY against a signed checkpoint that covers it."""
     from lemgrid.ledger.store import Ledger
 
     with Ledger.open(path) as ledger:
-        doc = ledger.inclusion_proof(entry)
+        doc = ledger.inclusion_proof(entry, checkpoint)
     _emit(doc, out)
 
 

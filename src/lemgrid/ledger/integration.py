@@ -19,6 +19,7 @@ from typing import Any
 
 from lemgrid.errors import InputError
 from lemgrid.ledger.identity import Keystore, generate_key, key_id, registration_payload, sign_record
+from lemgrid.ledger.journal import Rejection
 from lemgrid.ledger.records import SignedRecord, order_payload
 from lemgrid.ledger.spending import settlement_postings
 from lemgrid.ledger.store import Ledger
@@ -179,7 +180,11 @@ def record_clearing(ledger_path: str | Path, orders: Sequence[Mapping],
         records, counts, new_keys = _records(ledger, keys, rows, trade_rows, market_id, settle)
         if keystore_path is not None and (new_keys or created):
             keys.save(keystore_path)  # before appending: a registered key must not be lost
-        result = ledger.append(records)
+        try:
+            result = ledger.append(records)
+        except Rejection as exc:
+            raise InputError(f"ledger refused {_describe(records[exc.index or 0])}: "
+                             f"{exc.reason}") from None
         checkpoint = ledger.checkpoint(label=market_id, timestamp_ms=timestamp_ms)
     except BaseException:
         ledger.close()
@@ -192,6 +197,13 @@ def record_clearing(ledger_path: str | Path, orders: Sequence[Mapping],
                           counts["trade"], counts["clearing"], counts["settlement"],
                           checkpoint["seq"], checkpoint["payload"]["root_hash"],
                           sum(t["dropped_wh"] for t in trade_rows), keystore_path)
+
+
+def _describe(record: SignedRecord) -> str:
+    p = record.payload
+    name = {"order": "order_id", "trade": "trade_id", "settlement": "settlement_id",
+            "key-registration": "participant", "capability": "participant"}.get(p["kind"])
+    return f"{p['kind']} {p[name]!r}" if name else p["kind"]
 
 
 def _order_rows(orders: Sequence[Mapping], market_id: str) -> dict[str, dict]:

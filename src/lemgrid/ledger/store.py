@@ -381,8 +381,15 @@ class Ledger:
         return self.append_operator(payloads)
 
     # -- proofs -----------------------------------------------------------------------------
-    def inclusion_proof(self, seq: int) -> dict:
-        """Inclusion proof of entry ``seq`` against the latest checkpoint that covers it.
+    def inclusion_proof(self, seq: int, checkpoint_seq: int | None = None) -> dict:
+        """Inclusion proof of entry ``seq`` against a checkpoint that covers it.
+
+        Parameters
+        ----------
+        seq : int
+            Position of the entry.
+        checkpoint_seq : int, optional
+            Position of the checkpoint entry to prove against; default the latest one.
 
         Returns
         -------
@@ -393,6 +400,12 @@ class Ledger:
         """
         entry = self.entry(seq)
         covering = [c for c in self.state.checkpoints if c.tree_size > seq]
+        if checkpoint_seq is not None:
+            chosen = [c for c in covering if c.seq == checkpoint_seq]
+            if not chosen:
+                raise InputError(f"entry {checkpoint_seq} is not a checkpoint covering entry "
+                                 f"{seq} (those are at entries {[c.seq for c in covering]})")
+            covering = chosen
         if not covering:
             last = self.state.checkpoints[-1].tree_size if self.state.checkpoints else 0
             raise InputError(f"entry {seq} is not covered by a checkpoint yet (the last "

@@ -1,0 +1,136 @@
+"""record_clearing: a market clearing (plain dict records) lands in the ledger, verifiably."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from lemgrid.errors import InputError
+from lemgrid.ledger.identity import Keystore, generate_key, registration_payload, sign_record
+from lemgrid.ledger.integration import default_keystore_path, record_clearing
+from lemgrid.ledger.proofs import check_proof
+from lemgrid.ledger.records import order_payload
+from lemgrid.ledger.store import Ledger
+from lemgrid.ledger.verify import verify_ledger
+
+ORDERS = [
+    {"order_id": "b1", "participant": "alice", "side": "buy", "quantity_kwh": 2.0,
+     "price_eur_per_kwh": 0.30, "interval": 0, "bus": "bus-4"},
+    {"order_id": "s1", "participant": "bob", "side": "sell", "quantity_kwh": 1.5,
+     "price_eur_per_kwh": 0.10, "interval": 0},
+    {"order_id": "s2", "participant": "carol", "side": "sell", "quantity_kwh": 1.0,
+     "price_eur_per_kwh": 0.2, "interval": 0},
+]
+TRADES = [
+    {"buy_order_id": "b1", "sell_order_id": "s1", "quantity_kwh": 1.5, "price_eur_per_kwh": 0.2,
+     "interval": 0},
+    {"buy_order_id": "b1", "sell_order_id": "s2", "quantity_kwh": 0.5, "price_eur_per_kwh": 0.2,
+     "interval": 0},
+]
+
+
+def test_records_orders_trades_clearing_settlement_and_a_checkpoint(tmp_path):
+    path = tmp_path / "l.db"
+    summary = record_clearing(path, ORDERS, TRADES, "da-1", timestamp_ms=5)
+    assert (summary.keys_registered, summary.capabilities, summary.orders, summary.trades,
+            summary.clearings, summary.settlements) == (3, 2, 3, 2, 1, 1)
+    assert summary.first_seq == 1 and summary.size == 14 and summary.checkpoint_seq == 13
+    report = verify_ledger(path)
+    assert report.ok and report.witnessed == 1
+    with Ledger.open(path) as ledger:
+        entries = list(ledger.entries())
+        assert entries[-1]["payload"]["root_hash"] == summary.root_hex
+        trade = next(e for e in entries if e["payload"]["kind"] == "trade")
+        assert trade["payload"] | {"kind": "trade"} == {
+            "kind": "trade", "market_id": "da-1", "interval": 0, "trade_id": "0/0",
+            "buyer": "alice", "seller": "bob", "buy_order_id": "b1", "sell_order_id": "s1",
+            "quantity_wh": 1500, "price_meur_per_kwh": 200}
+        settlement = next(e for e in entries if e["payload"]["kind"] == "settlement")["payload"]
+        # alice pays 2 kWh x 0.20 EUR = 0.40 EUR; bob gets 0.30, carol 0.10 (in micro-euro)
+        assert settlement["postings"] == [{"account": "alice", "amount_ueur": -400_000},
+                                          {"account": "bob", "amount_ueur": 300_000},
+                                          {"account": "carol", "amount_ueur": 100_000}]
+        clearing = next(e for e in entries if e["payload"]["kind"] == "clearing")["payload"]
+        assert (clearing["volume_wh"], clearing["price_meur_per_kwh"]) == (2000, 200)
+        assert ledger.state.meters["alice"] == "bus-4"
+        assert check_proof(ledger.inclusion_proof(trade["seq"])).ok
+
+
+def test_recording_the_same_clearing_twice_is_refused_and_writes_nothing(tmp_path):
+    path = tmp_path / "l.db"
+    record_clearing(path, ORDERS, TRADES, "da-1")
+    size = verify_ledger(path).entries
+    with pytest.raises(InputError, match="replayed nonce 'da-1/b1'"):
+        record_clearing(path, ORDERS, TRADES, "da-1")
+    assert verify_ledger(path).entries == size
+
+
+def test_energy_sold_in_one_market_cannot_be_sold_again_in_another(tmp_path):
+    path = tmp_path / "l.db"
+    record_clearing(path, ORDERS, TRADES, "da-1")
+    again = [{**o, "order_id": o["order_id"] + "'"} for o in ORDERS]
+    trades = [{**t, "buy_order_id": "b1'", "sell_order_id": "s1'"} for t in TRADES[:1]]
+    with pytest.raises(InputError, match="double spend: 'bob' offers 1500 Wh"):
+        record_clearing(path, again, trades, "intraday-1")
+    # carol sold only 0.5 of her 1.0 kWh: she may sell the rest
+    rest = [{**ORDERS[0], "order_id": "b9"}, {**ORDERS[2], "order_id": "s9", "quantity_kwh": 0.5}]
+    summary = record_clearing(path, rest, [{**TRADES[1], "buy_order_id": "b9",
+                                            "sell_order_id": "s9"}], "intraday-1")
+    assert summary.capabilities == 0 and verify_ledger(path).ok
+
+
+def test_numpy_scalars_rounding_and_bad_rows(tmp_path):
+    orders = [{**o, "quantity_kwh": np.float64(o["quantity_kwh"]), "interval": np.int64(3)}
+              for o in ORDERS]
+    trades = [{**t, "quantity_kwh": 1.4999, "interval": np.int64(3)} for t in TRADES[:1]]
+    summary = record_clearing(tmp_path / "a.db", orders, trades, "m")
+    assert summary.trades == 1 and summary.dropped_wh == pytest.approx(0.9, abs=1e-6)
+    with Ledger.open(tmp_path / "a.db") as ledger:
+        assert ledger.state.spending.trades[("m", "3/0")]["quantity_wh"] == 1499
+    cases = [
+        ([{**ORDERS[0], "side": "hold"}], [], "order 0 ('b1'): side must be 'buy' or 'sell'"),
+        ([{**ORDERS[0], "quantity_kwh": "abc"}], [], "order 0 ('b1'): quantity_kwh must be"),
+        ([{**ORDERS[0], "quantity_kwh": 0.0001}], [], "at least 0.0005 kWh"),
+        ([ORDERS[0], ORDERS[0]], [], "duplicate order_id"),
+        (ORDERS, [{**TRADES[0], "sell_order_id": "zz"}], "sell_order_id 'zz' is not among"),
+        (ORDERS, [{**TRADES[0], "sell_order_id": "b1"}], "sell_order_id 'b1' is a buy order"),
+        (ORDERS, [TRADES[0], {**TRADES[1], "quantity_kwh": 0.6}],
+         "ledger refused trade '0/1': order 'b1' would be filled 2100 Wh"),
+        (ORDERS, [{**TRADES[0], "quantity_kwh": 1.6}],
+         "ledger refused trade '0/0': double spend"),
+    ]
+    for n, (o, t, match) in enumerate(cases):
+        with pytest.raises(InputError, match=re.escape(match)):
+            record_clearing(tmp_path / f"bad{n}.db", o, t, "m")
+        assert not (tmp_path / f"bad{n}.db").exists()  # nothing left behind
+
+
+def test_orders_signed_by_the_participants_themselves(tmp_path):
+    path = tmp_path / "l.db"
+    keys = Keystore(operator=generate_key())
+    alice = generate_key()
+    with Ledger.create(path, keys.operator) as ledger:
+        ledger.append([sign_record(keys.operator, registration_payload(alice, "alice", "bus-4"))])
+    payload = order_payload(market_id="m", interval=0, order_id="b1", participant="alice",
+                            meter="bus-4", side="buy", quantity_wh=2000, price_meur_per_kwh=300,
+                            nonce="alice-1")
+    signed = sign_record(alice, payload)
+    row = {**ORDERS[0], "signature": signed.sig, "key_id": signed.signer, "nonce": "alice-1"}
+    summary = record_clearing(path, [row, *ORDERS[1:]], TRADES, "m", keys=keys)
+    assert summary.keys_registered == 2  # bob and carol got demo keys, alice kept hers
+    assert verify_ledger(path).ok
+    forged = {**row, "order_id": "b2", "nonce": "alice-2"}  # signature is over another order
+    with pytest.raises(InputError, match="does not verify"):
+        record_clearing(path, [forged], [], "m2", keys=keys)
+    with pytest.raises(InputError, match="registered with key .* not in the keystore"):
+        record_clearing(path, [{**ORDERS[0], "order_id": "b3"}], [], "m3", keys=keys)
+
+
+def test_keystore_is_required_for_an_existing_ledger(tmp_path):
+    path = tmp_path / "l.db"
+    record_clearing(path, ORDERS, TRADES, "m")
+    default_keystore_path(path).unlink()
+    with pytest.raises(InputError, match="keystore .* does not"):
+        record_clearing(path, ORDERS, TRADES, "m2")
