@@ -14,8 +14,10 @@ order as the results come in.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -306,6 +308,23 @@ class LedgerState:
                             CheckpointInfo(seq, p["tree_size"], root, p["timestamp_ms"]))
 
 
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while applying records.
+
+    Applying a record allocates a few small objects that form no reference cycles; with a large
+    in-memory state each automatic collection rescans all of it, which doubled the cost of
+    applying an order in measurements.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 # -- batch checking with parallel signature verification -----------------------------------
 _POOL: ThreadPoolExecutor | None = None
 _CHUNK = 512
@@ -350,6 +369,13 @@ def check_batch(state: LedgerState, records: Sequence[SignedRecord],
         At the first bad record (schema errors included), with ``index`` set to its position in
         ``records`` and the message starting with ``record i``.
     """
+    with gc_paused():
+        _check_batch(state, records, on_entry, on_soft_rejection)
+
+
+def _check_batch(state: LedgerState, records: Sequence[SignedRecord],
+                 on_entry: Callable[[int, Prepared, bytes, bytes], None],
+                 on_soft_rejection: Callable[[int, Prepared, Rejection], None] | None) -> None:
     pending: dict[str, PublicKey] = {}
     use_pool = len(records) > _CHUNK
     batches: list[tuple[list[Prepared], Any]] = []

@@ -29,7 +29,7 @@ from lemgrid.ledger.identity import key_id, public_bytes, sign_payload
 from lemgrid.ledger.journal import Rejection
 from lemgrid.ledger.merkle import MerkleTree
 from lemgrid.ledger.records import RecordError, SignedRecord
-from lemgrid.ledger.rules import LedgerState, Prepared, check_batch
+from lemgrid.ledger.rules import LedgerState, Prepared, check_batch, gc_paused
 
 FORMAT = "lemgrid-ledger/1"
 INCLUSION_FORMAT = "lemgrid-inclusion-proof/1"
@@ -202,16 +202,17 @@ class Ledger:
             raise InputError(f"{path}: not a lemgrid ledger (format {fmt and fmt[0]!r})")
         state = LedgerState()
         pending: dict = {}
-        for seq, _kind, body, _leaf in _rows(conn):
-            try:
-                if seq != state.size:
-                    raise Rejection(f"entry {state.size} is missing", "structure")
-                record = SignedRecord.from_json(json.loads(body))
-                state.apply(state.prepare(record, pending), True)
-            except (ValueError, RecordError, Rejection) as exc:
-                conn.close()
-                raise InputError(f"ledger {path} is corrupt at entry {seq}: {exc}; run "
-                                 "`lemgrid ledger verify`") from None
+        with gc_paused():
+            for seq, _kind, body, _leaf in _rows(conn):
+                try:
+                    if seq != state.size:
+                        raise Rejection(f"entry {state.size} is missing", "structure")
+                    record = SignedRecord.from_json(json.loads(body))
+                    state.apply(state.prepare(record, pending), True)
+                except (ValueError, RecordError, Rejection) as exc:
+                    conn.close()
+                    raise InputError(f"ledger {path} is corrupt at entry {seq}: {exc}; run "
+                                     "`lemgrid ledger verify`") from None
         if state.size == 0:
             conn.close()
             raise InputError(f"ledger {path} holds no entries")
