@@ -10,11 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lemgrid.errors import InputError
-from lemgrid.ledger.canonical import (MAX_SAFE_INT, CanonicalError, canonical_bytes,
-                                      parse_canonical)
+from lemgrid.ledger.canonical import MAX_SAFE_INT, CanonicalError, canonical_bytes, parse_canonical
 from lemgrid.ledger.records import leaf_data
-from lemgrid.ledger.units import (eur_per_kwh_to_meur, eur_to_ueur, kwh_to_wh, kwh_to_wh_floor,
-                                  trade_value_ueur)
+from lemgrid.ledger.units import (
+    eur_per_kwh_to_meur,
+    eur_to_ueur,
+    kwh_to_wh,
+    kwh_to_wh_floor,
+    trade_value_ueur,
+)
 
 _scalars = (st.none() | st.booleans() | st.integers(-MAX_SAFE_INT, MAX_SAFE_INT)
             | st.text(max_size=12))

@@ -8,10 +8,20 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lemgrid.errors import InputError
-from lemgrid.ledger.identity import (SIGNING_CONTEXT, Keystore, generate_key, key_id,
-                                     load_private_key, load_public_key, public_bytes,
-                                     public_key_from_hex, sign_payload, signature_valid,
-                                     signing_message, write_private_key)
+from lemgrid.ledger.identity import (
+    SIGNING_CONTEXT,
+    Keystore,
+    generate_key,
+    key_id,
+    load_private_key,
+    load_public_key,
+    public_bytes,
+    public_key_from_hex,
+    sign_payload,
+    signature_valid,
+    signing_message,
+    write_private_key,
+)
 
 # RFC 8032, section 7.1, TEST 1 (empty message).
 RFC8032_SECRET = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"

@@ -10,8 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymerkle import InmemoryTree
 
-from lemgrid.ledger.merkle import (EMPTY_ROOT, CompactRange, MerkleTree, leaf_hash, node_hash,
-                                   root_of, verify_consistency, verify_inclusion)
+from lemgrid.ledger.merkle import (
+    EMPTY_ROOT,
+    CompactRange,
+    MerkleTree,
+    leaf_hash,
+    node_hash,
+    root_of,
+    verify_consistency,
+    verify_inclusion,
+)
 
 # The eight leaves and roots of the Certificate Transparency reference test vectors (RFC 6962
 # tree, identical in RFC 9162), as published in the certificate-transparency project's tests.
@@ -44,7 +52,8 @@ def _pymerkle(data: list[bytes]) -> InmemoryTree:
 
 def test_hashing_has_rfc9162_domain_separation():
     assert leaf_hash(b"abc") == hashlib.sha256(b"\x00abc").digest()
-    assert node_hash(b"L" * 32, b"R" * 32) == hashlib.sha256(b"\x01" + b"L" * 32 + b"R" * 32).digest()
+    left, right = b"L" * 32, b"R" * 32
+    assert node_hash(left, right) == hashlib.sha256(b"\x01" + left + right).digest()
     assert EMPTY_ROOT.hex() == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     assert MerkleTree().root() == EMPTY_ROOT == CompactRange().root()
 

@@ -109,8 +109,12 @@ def test_cli_keygen_init_sign_append_and_rejections(tmp_path):
     path, alice_pem = tmp_path / "l.db", tmp_path / "alice.pem"
     assert _run("init", path).exit_code == 0
     assert _run("keygen", alice_pem).exit_code == 0
-    from lemgrid.ledger.identity import (Keystore, load_private_key, registration_payload,
-                                         sign_record)
+    from lemgrid.ledger.identity import (
+        Keystore,
+        load_private_key,
+        registration_payload,
+        sign_record,
+    )
     from lemgrid.ledger.integration import default_keystore_path
     from lemgrid.ledger.store import Ledger
     alice = load_private_key(alice_pem)

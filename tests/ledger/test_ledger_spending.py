@@ -81,7 +81,8 @@ def test_trades_are_settled_once_and_settlements_balance(world):
     settlement = {"kind": "settlement", "settlement_id": "s1", "market_id": "m",
                   "trade_ids": ["t1", "t2"], "postings": postings}
     unbalanced = [*postings[:-1], {"account": "carol", "amount_ueur": 89_999}]
-    _refused(world, [{**settlement, "postings": unbalanced}], "does not balance: postings sum to -1")
+    _refused(world, [{**settlement, "postings": unbalanced}],
+             "does not balance: postings sum to -1")
     _refused(world, [{**settlement, "trade_ids": ["t1", "t1"]}], "lists a trade twice")
     _refused(world, [{**settlement, "trade_ids": ["t7"]}], "trade 't7' does not exist")
     world.ledger.append_operator([settlement])
@@ -105,7 +106,8 @@ def test_the_index_tables_refuse_a_double_settlement_even_if_the_rules_were_bypa
         world.ledger.append_operator([{**settlement, "settlement_id": "s2"}])
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(st.sampled_from(PARTICIPANTS), st.sampled_from(PARTICIPANTS),
                           st.integers(1, 3000), st.sampled_from(["a", "b"]),
                           st.sampled_from([1, 2])), min_size=1, max_size=25))

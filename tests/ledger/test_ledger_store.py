@@ -78,8 +78,8 @@ def test_revoked_key_can_no_longer_sign(world):
 
 def test_registration_rules(world):
     other = generate_key()
-    _rejected(world, [sign_record(world.operator, registration_payload(other, "alice", "elsewhere"))],
-              "bound to meter 'meter-alice'")
+    moved = registration_payload(other, "alice", "elsewhere")
+    _rejected(world, [sign_record(world.operator, moved)], "bound to meter 'meter-alice'")
     forged_pop = registration_payload(other, "erin", "m-e")
     forged_pop["pop_sig"] = registration_payload(generate_key(), "erin", "m-e")["pop_sig"]
     _rejected(world, [sign_record(world.operator, forged_pop)], "proof of possession")

@@ -211,11 +211,13 @@ def verify(path: Path = typer.Argument(..., help="Ledger file."),
     if not report.ok:
         err_console.print(f"[bold red]FAILED[/]: {report.problem}", highlight=False, soft_wrap=True)
         if report.bad_entry is not None:
-            err_console.print(f"first bad entry: {report.bad_entry}", highlight=False, soft_wrap=True)
+            err_console.print(f"first bad entry: {report.bad_entry}", highlight=False,
+                              soft_wrap=True)
         raise typer.Exit(EXIT_VERIFY_FAILED)
     console.print(f"[bold green]OK[/]: {report.entries} entries, {report.checkpoints} "
                   f"checkpoints, root {report.root_hex}; {report.witnessed} published "
-                  f"checkpoints and {report.anchored} chain anchors match", highlight=False, soft_wrap=True)
+                  f"checkpoints and {report.anchored} chain anchors match", highlight=False,
+                  soft_wrap=True)
 
 
 def _chain_anchors(path: Path, rpc: str, contract: Optional[str]):
@@ -225,7 +227,8 @@ def _chain_anchors(path: Path, rpc: str, contract: Optional[str]):
     record = chain.load_anchor_record(path)
     address = contract or (record or {}).get("contract")
     if address is None:
-        raise InputError(f"--contract: no anchor contract given and no {chain.anchor_record_path(path)}")
+        raise InputError("--contract: no anchor contract given and no "
+                         f"{chain.anchor_record_path(path)}")
     w3 = chain.connect(rpc)
     with Ledger.open(path) as ledger:
         log_id = ledger.log_id
@@ -283,7 +286,8 @@ def check_proof(proof_file: Path = typer.Argument(..., help="Proof JSON from `pr
     given = _read_json(checkpoint, "checkpoint file") if checkpoint is not None else None
     result = check(doc, key, given)
     if not result.ok:
-        err_console.print(f"[bold red]INVALID[/]: {result.message}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]INVALID[/]: {result.message}", highlight=False,
+                          soft_wrap=True)
         raise typer.Exit(EXIT_VERIFY_FAILED)
     console.print(f"[bold green]VALID[/]: {result.message}", highlight=False, soft_wrap=True)
 

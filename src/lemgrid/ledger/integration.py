@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from lemgrid.errors import InputError
-from lemgrid.ledger.identity import Keystore, generate_key, key_id, registration_payload, sign_record
+from lemgrid.ledger.identity import (
+    Keystore,
+    generate_key,
+    key_id,
+    registration_payload,
+    sign_record,
+)
 from lemgrid.ledger.journal import Rejection
 from lemgrid.ledger.records import SignedRecord, order_payload
 from lemgrid.ledger.spending import settlement_postings

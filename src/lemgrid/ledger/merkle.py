@@ -1,4 +1,4 @@
-"""Merkle tree hashing, inclusion and consistency proofs as in RFC 9162 (Certificate Transparency 2.0).
+"""Merkle tree hashing, inclusion and consistency proofs as in RFC 9162 (CT version 2.0).
 
 Hashing with domain separation (section 2.1.1): a leaf hashes as ``SHA-256(0x00 || data)``, an
 interior node as ``SHA-256(0x01 || left || right)``, the empty tree as ``SHA-256()``. The tree
@@ -133,7 +133,7 @@ class MerkleTree:
         return EMPTY_ROOT if size == 0 else self._mth(0, size)
 
     def inclusion_path(self, index: int, size: int | None = None) -> list[bytes]:
-        """Audit path of leaf ``index`` in the tree of the first ``size`` leaves (RFC 9162, 2.1.3.1).
+        """Audit path of leaf ``index`` in the tree of the first ``size`` leaves (RFC 9162 2.1.3.1).
 
         Returns the sibling hashes from the leaf up to the root.
         """

@@ -15,8 +15,14 @@ from typing import Any
 
 from lemgrid.errors import InputError
 from lemgrid.ledger.canonical import CanonicalError, canonical_bytes
-from lemgrid.ledger.identity import (PublicKey, key_id, public_bytes, public_key_from_hex,
-                                     signature_valid, signing_message)
+from lemgrid.ledger.identity import (
+    PublicKey,
+    key_id,
+    public_bytes,
+    public_key_from_hex,
+    signature_valid,
+    signing_message,
+)
 from lemgrid.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from lemgrid.ledger.records import SignedRecord, validate_payload
 from lemgrid.ledger.store import CONSISTENCY_FORMAT, INCLUSION_FORMAT

@@ -144,7 +144,8 @@ def validate_payload(payload: Any, where: str = "payload") -> str:
         if name not in payload:
             raise RecordError(f"{where}.{name}: missing (required for a {kind} record)")
         if not check(payload[name]):
-            raise RecordError(f"{where}.{name}: invalid value {payload[name]!r} for a {kind} record")
+            raise RecordError(f"{where}.{name}: invalid value {payload[name]!r} for a {kind} "
+                              "record")
     for name, value in payload.items():
         if name == "kind" or name in required:
             continue

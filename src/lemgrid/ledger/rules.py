@@ -18,16 +18,30 @@ import contextlib
 import gc
 import os
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
-from lemgrid.ledger.identity import (SIGNING_CONTEXT, PublicKey, key_id, possession_payload,
-                                     public_key_from_hex, signature_valid, signing_message)
+from lemgrid.ledger.identity import (
+    SIGNING_CONTEXT,
+    PublicKey,
+    key_id,
+    possession_payload,
+    public_key_from_hex,
+    signature_valid,
+    signing_message,
+)
 from lemgrid.ledger.journal import Journal, Rejection
 from lemgrid.ledger.merkle import CompactRange, leaf_hash
-from lemgrid.ledger.records import (OPERATOR_KINDS, RecordError, SignedRecord, leaf_data,
-                                    payload_bytes, validate_order, validate_payload)
+from lemgrid.ledger.records import (
+    OPERATOR_KINDS,
+    RecordError,
+    SignedRecord,
+    leaf_data,
+    payload_bytes,
+    validate_order,
+    validate_payload,
+)
 from lemgrid.ledger.sealed import SealedBook
 from lemgrid.ledger.spending import SpendingBook
 
@@ -52,8 +66,7 @@ class CheckpointInfo:
     timestamp_ms: int
 
 
-@dataclass(frozen=True)
-class Prepared:
+class Prepared(NamedTuple):
     """A record made ready for the rules: canonical bytes and the key that should verify it."""
 
     record: SignedRecord

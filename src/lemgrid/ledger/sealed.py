@@ -90,7 +90,8 @@ class SealedBook:
 
     def __init__(self, journal: Journal) -> None:
         self._j = journal
-        self.commits: dict[tuple, dict[str, list]] = {}  # (market, interval) -> digest -> [p, state]
+        # (market, interval) -> commitment -> [participant, state]
+        self.commits: dict[tuple, dict[str, list]] = {}
         self.gate_closed: set[tuple] = set()
         self.reveal_closed: set[tuple] = set()
 

@@ -338,7 +338,8 @@ class Ledger:
         except sqlite3.Error as exc:
             conn.execute("ROLLBACK")
             raise InputError(f"ledger {self.path}: the database refused the batch ({exc}); its "
-                             "tables disagree with its entries: run `lemgrid ledger verify`") from None
+                             "tables disagree with its entries: run `lemgrid ledger verify`"
+                             ) from None
 
     def append_operator(self, payloads: Sequence[dict]) -> AppendResult:
         """Sign payloads with the operator key and append them (all or nothing)."""

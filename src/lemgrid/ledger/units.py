@@ -54,7 +54,7 @@ def kwh_to_wh(e_kwh: float, field: str = "quantity_kwh") -> int:
 
 
 def kwh_to_wh_floor(e_kwh: float, field: str = "quantity_kwh") -> int:
-    """Energy in kWh to integer Wh, rounded towards zero (for fills, so orders are never over-filled).
+    """Energy in kWh to integer Wh, rounded towards zero (fills: orders are never over-filled).
 
     Parameters
     ----------
