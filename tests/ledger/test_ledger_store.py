@@ -153,3 +153,15 @@ def test_rejection_carries_the_batch_position(world):
     with pytest.raises(Rejection) as info:
         world.ledger.append([world.order("alice", "a"), bad])
     assert info.value.index == 1 and info.value.code == "bad-record"
+
+
+def test_a_second_writer_is_detected_and_nothing_is_written(world):
+    other = Ledger.open(world.path, world.operator)
+    other.append([world.order("alice", "o1")])
+    other.close()
+    with pytest.raises(InputError, match="another process appended to it"):
+        world.ledger.append([world.order("bob", "o2")])
+    world.ledger.close()
+    world.ledger = Ledger.open(world.path, world.operator)
+    world.ledger.append([world.order("bob", "o2")])
+    assert verify_ledger(world.path).ok

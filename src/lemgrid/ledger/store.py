@@ -329,6 +329,13 @@ class Ledger:
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
+            # The in-memory state is only valid if nobody else appended since it was built.
+            (stored,) = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM entries").fetchone()
+            if entries and stored != entries[0][0]:
+                conn.execute("ROLLBACK")
+                raise InputError(f"ledger {self.path} holds {stored} entries, this process "
+                                 f"expected {entries[0][0]}: another process appended to it; "
+                                 "open it again")
             conn.executemany("INSERT INTO entries VALUES (?, ?, ?, ?)", entries)
             for table, rows in index.items():
                 if rows:
