@@ -7,7 +7,7 @@ a checkpoint whose root is not the root of the entries before it, and the market
 run the very same code, an entry the store accepted is an entry the verifier accepts, and the
 verifier recomputes everything from the stored entries alone.
 
-Ed25519 verification dominates the cost, and ``cryptography`` releases the GIL while verifying,
+Ed25519 verification dominates the cost, and libsodium (PyNaCl) releases the GIL while verifying,
 so :func:`check_batch` verifies a batch's signatures on a thread pool and applies the rules in log
 order as the results come in.
 """
