@@ -134,3 +134,17 @@ def test_keystore_is_required_for_an_existing_ledger(tmp_path):
     default_keystore_path(path).unlink()
     with pytest.raises(InputError, match="keystore .* does not"):
         record_clearing(path, ORDERS, TRADES, "m2")
+
+
+def test_rows_straight_from_pandas_with_missing_values(tmp_path):
+    pd = pytest.importorskip("pandas")
+    orders = pd.DataFrame(ORDERS[:2]).astype({"interval": "Int64", "bus": "string"})
+    orders.loc[0, "interval"] = pd.NA  # a missing interval defaults to 0
+    orders.loc[1, "bus"] = pd.NA       # a missing bus defaults to the participant id
+    trades = pd.DataFrame(TRADES[:1]).drop(columns="interval")
+    summary = record_clearing(tmp_path / "l.db", orders.to_dict("records"),
+                              trades.to_dict("records"), "m")
+    assert summary.trades == 1
+    with Ledger.open(tmp_path / "l.db") as ledger:
+        assert ledger.state.meters == {"alice": "bus-4", "bob": "bob"}
+        assert ledger.state.spending.trades[("m", "0/0")]["interval"] == 0

@@ -76,6 +76,15 @@ class ClearingRecord:
     keystore_path: Path | None
 
 
+def _missing(value: Any) -> bool:
+    """None, NaN, an empty string, or pandas' NA / NaT (without importing pandas)."""
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    return isinstance(value, str) and value == ""
+
+
 def _plain(value: Any, field: str) -> Any:
     """numpy / pandas scalars to plain Python values."""
     if isinstance(value, bool):
@@ -90,9 +99,9 @@ def _plain(value: Any, field: str) -> Any:
 
 
 def _interval(value: Any, field: str) -> int | str:
-    value = _plain(value, field)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return 0
+    value = _plain(value, field)
     if isinstance(value, float):
         if not value.is_integer():
             raise InputError(f"{field} must be an integer index or a text label, got {value!r}")
@@ -103,17 +112,15 @@ def _interval(value: Any, field: str) -> int | str:
 
 
 def _text(row: Mapping, name: str, where: str) -> str:
-    value = _plain(row.get(name), f"{where}: {name}")
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+    value = row.get(name)
+    if _missing(value):
         raise InputError(f"{where}: {name} is missing")
-    return str(value)
+    return str(_plain(value, f"{where}: {name}"))
 
 
 def _optional_text(row: Mapping, name: str) -> str | None:
     value = row.get(name)
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
-        return None
-    return str(_plain(value, name))
+    return None if _missing(value) else str(_plain(value, name))
 
 
 def record_clearing(ledger_path: str | Path, orders: Sequence[Mapping],
@@ -264,8 +271,8 @@ def _trade_rows(trades: Sequence[Mapping], rows: Mapping[str, dict],
                 raise InputError(f"{where}: {side}_order_id {order_id!r} is a "
                                  f"{order['payload']['side']} order")
         buy, sell = rows[buy_id]["payload"], rows[sell_id]["payload"]
-        interval = (_interval(row.get("interval"), f"{where}: interval")
-                    if row.get("interval") is not None else buy["interval"])
+        interval = (buy["interval"] if _missing(row.get("interval"))
+                    else _interval(row.get("interval"), f"{where}: interval"))
         quantity_kwh = _plain(row.get("quantity_kwh"), "quantity_kwh")
         quantity_wh = kwh_to_wh_floor(quantity_kwh, f"{where}: quantity_kwh")
         if quantity_wh < 0:
