@@ -148,3 +148,29 @@ def test_rows_straight_from_pandas_with_missing_values(tmp_path):
     with Ledger.open(tmp_path / "l.db") as ledger:
         assert ledger.state.meters == {"alice": "bus-4", "bob": "bob"}
         assert ledger.state.spending.trades[("m", "0/0")]["interval"] == 0
+
+
+@pytest.mark.parametrize("mechanism", ["uniform", "pay-as-bid", "continuous"])
+def test_records_what_the_market_layer_clears(tmp_path, mechanism):
+    """End to end with lemgrid.market's own clearing output, as `lemgrid clear --ledger` does."""
+    pd = pytest.importorskip("pandas")
+    market = pytest.importorskip("lemgrid.market")
+    from lemgrid.market.orders import OrderBatch
+
+    rng = np.random.default_rng(7)
+    n = 120
+    book = OrderBatch.from_frame(pd.DataFrame({
+        "order_id": [f"o{i}" for i in range(n)], "participant": [f"p{i % 25}" for i in range(n)],
+        "side": rng.choice(["buy", "sell"], n), "quantity_kwh": rng.uniform(0.1, 3, n).round(3),
+        "price_eur_per_kwh": rng.uniform(0.05, 0.4, n).round(3),
+        "interval": rng.integers(0, 3, n)}))
+    result = market.clear(book, mechanism)
+    trades = result.trades_frame()
+    summary = record_clearing(tmp_path / "l.db", book.to_frame().to_dict("records"),
+                              trades.to_dict("records"), mechanism)
+    assert summary.orders == n and summary.trades == len(trades) > 0
+    assert summary.dropped_wh < len(trades)  # < 1 Wh per trade
+    assert verify_ledger(tmp_path / "l.db").ok
+    with Ledger.open(tmp_path / "l.db") as ledger:
+        volume_wh = sum(v for _, v in ledger.state.spending.interval_trades.values())
+    assert volume_wh == pytest.approx(trades["quantity_kwh"].sum() * 1000, abs=len(trades))

@@ -124,9 +124,6 @@ class SpendingBook:
         if (market, interval) in self.cleared:
             raise Rejection(f"market {market!r} interval {interval!r} is already cleared",
                             "closed")
-        if seller == buyer:
-            raise Rejection(f"trade {p['trade_id']!r}: seller and buyer are both {seller!r}",
-                            "self-trade")
         remaining = self._remaining_wh(seller, interval, None)
         if quantity > remaining:
             raise Rejection(f"double spend: trade {p['trade_id']!r} sells {quantity} Wh of "
