@@ -97,92 +97,128 @@ def local_bounds_kwh(problem: P2PProblem) -> tuple[np.ndarray, np.ndarray]:
 
 
 def solve_local_subproblems(
-    w0, lo, hi, rho, a_kwh2, b_kwh, e_min, e_max, starts, counts, mu0=None, max_steps: int = 80
+    w0, lo, hi, rho, a_kwh2, b_kwh, e_min, e_max, starts, counts, mu0=None, max_steps: int = 100
 ):
-    """Solve many peers' local sub-problems exactly, vectorised.
+    """Solve many peers' local sub-problems exactly, vectorised over peers (and intervals).
 
-    For each row ``i`` and peer ``j`` (owning the contiguous entries ``starts[j] ..
-    starts[j] + counts[j] - 1``) solve::
+    For each peer ``j`` owning the contiguous entries ``starts[j] .. starts[j] + counts[j] - 1``
+    of the flat arrays, solve::
 
         min_t  a e^2 + b e + sum_l rho/2 (t_l - w0_l)^2   s.t.  e = sum_l t_l,
                lo_l <= t_l <= hi_l,  e_min <= e <= e_max
 
-    (the linear terms of the ADMM sub-problem are folded into ``w0``).
+    (the linear terms of the ADMM sub-problem are folded into ``w0``). This is a continuous
+    quadratic knapsack problem; it is solved by a safeguarded semismooth Newton method on the
+    multiplier ``mu`` of ``e = sum t`` (Cominetti, Mascarenhas & Silva 2014), exact once the
+    active set settles. Peers that have converged drop out of later steps.
 
     Parameters
     ----------
-    w0, lo, hi : ndarray, shape (R, L)
+    w0, lo, hi : ndarray, shape (E,)
         Unconstrained targets and bounds of the signed trades ``t`` [kWh] (sales positive).
-    rho : ndarray, shape (R, 1)
-        ADMM penalty [EUR/kWh^2].
-    a_kwh2, b_kwh, e_min, e_max : ndarray, shape (R, J)
+    rho : ndarray, shape (J,)
+        ADMM penalty of each peer's sub-problem [EUR/kWh^2].
+    a_kwh2, b_kwh, e_min, e_max : ndarray, shape (J,)
         Cost ``a e^2 + b e`` [EUR/kWh^2, EUR/kWh] and bounds of the peer's energy [kWh].
     starts, counts : ndarray of int, shape (J,)
-        Entry blocks of the peers.
-    mu0 : ndarray, shape (R, J), optional
+        Entry blocks of the peers (each ``counts >= 1``).
+    mu0 : ndarray, shape (J,), optional
         Warm start for the multiplier [EUR/kWh].
     max_steps : int
-        Newton/bisection steps; the bracket halves at least every other step.
+        Newton/bisection steps.
 
     Returns
     -------
-    mu : ndarray, shape (R, J)
+    mu : ndarray, shape (J,)
         The peer's marginal value of energy [EUR/kWh].
-    t : ndarray, shape (R, L)
+    t : ndarray, shape (E,)
         Optimal signed trades [kWh].
-    e : ndarray, shape (R, J)
+    e : ndarray, shape (J,)
         ``sum t`` per peer [kWh].
 
     Notes
     -----
     Requires ``sum lo <= e_max`` and ``sum hi >= e_min`` per peer (checked before solving).
+
+    References
+    ----------
+    .. [1] R. Cominetti, W. F. Mascarenhas, P. J. S. Silva, "A Newton's method for the continuous
+       quadratic knapsack problem", Mathematical Programming Computation 6, 151-169, 2014.
     """
-    rho_b = np.broadcast_to(rho, (w0.shape[0], 1))
     a_pos = a_kwh2 > 0
     inv_2a = np.divide(0.5, a_kwh2, out=np.zeros_like(a_kwh2), where=a_pos)
-    # Bracket: below `low` every trade sits at its upper bound and e at e_min, so phi >= 0;
-    # above `high` the opposite. Newton steps that leave the bracket fall back to bisection.
-    low = np.minimum(
-        np.minimum.reduceat(rho_b * (w0 - hi), starts, axis=1), b_kwh + 2 * a_kwh2 * e_min
-    )
-    high = np.maximum(
-        np.maximum.reduceat(rho_b * (w0 - lo), starts, axis=1), b_kwh + 2 * a_kwh2 * e_max
-    )
-    if mu0 is None:
-        mu = 0.5 * (low + high)
-    else:
-        mu = np.clip(mu0, low, high)
-    # A peer with linear cost is indifferent to e exactly at mu = b: try that point first.
-    mu = np.where(a_pos, mu, np.clip(b_kwh, low, high))
     tol = 1e-11 * (1.0 + np.abs(e_min) + np.abs(e_max))
-    w = np.empty_like(w0)
+    mu = np.zeros(starts.size) if mu0 is None else np.array(mu0, dtype=float)
+    # A peer with linear cost is indifferent to e exactly at mu = b: try that point first.
+    mu[~a_pos] = b_kwh[~a_pos]
+    low = np.full(starts.size, -np.inf)
+    high = np.full(starts.size, np.inf)
     t = np.empty_like(w0)
+    e = np.empty(starts.size)
+    # The working set: peers still iterating and their entries (all of them at first).
+    peer = np.arange(starts.size)
+    ent = None
+    sub = (w0, lo, hi)
+    sub_starts, sub_counts = starts, counts
     for step in range(max_steps + 1):
-        np.subtract(w0, np.repeat(mu / rho_b, counts, axis=1), out=w)
-        np.minimum(np.maximum(w, lo, out=t), hi, out=t)
-        e = np.add.reduceat(t, starts, axis=1)
-        if a_pos.all():
-            y = (mu - b_kwh) * inv_2a
-            e_own = np.clip(y, e_min, e_max)
-            slope_own = np.where((y > e_min) & (y < e_max), inv_2a, 0.0)
+        w_0, l_o, h_i = sub
+        m, r = mu[peer], rho[peer]
+        w = w_0 - np.repeat(m / r, sub_counts)
+        ts = np.minimum(np.maximum(w, l_o), h_i)
+        es = np.add.reduceat(ts, sub_starts)
+        if ent is None:
+            t[:] = ts
         else:
-            y = (mu - b_kwh) * inv_2a
-            e_lin = np.where(mu < b_kwh, e_min, np.where(mu > b_kwh, e_max, np.clip(e, e_min, e_max)))
-            e_own = np.where(a_pos, np.clip(y, e_min, e_max), e_lin)
-            slope_own = np.where(a_pos & (y > e_min) & (y < e_max), inv_2a, 0.0)
-        phi = e - e_own
-        done = np.abs(phi) <= tol
+            t[ent] = ts
+        e[peer] = es
+        y = (m - b_kwh[peer]) * inv_2a[peer]
+        lin = ~a_pos[peer]
+        own = np.clip(y, e_min[peer], e_max[peer])
+        if lin.any():  # linear cost: e jumps from e_min to e_max at mu = b
+            bl = b_kwh[peer][lin]
+            own[lin] = np.where(m[lin] < bl, e_min[peer][lin],
+                                np.where(m[lin] > bl, e_max[peer][lin],
+                                         np.clip(es[lin], e_min[peer][lin], e_max[peer][lin])))
+        phi = es - own
+        done = np.abs(phi) <= tol[peer]
         if done.all() or step == max_steps:
             break
-        free = np.add.reduceat(np.equal(t, w), starts, axis=1, dtype=np.float64)
-        dphi = -free / rho_b - slope_own
-        low = np.where(phi > 0, np.maximum(low, mu), low)
-        high = np.where(phi < 0, np.minimum(high, mu), high)
+        free = np.add.reduceat(np.equal(ts, w), sub_starts, dtype=np.float64)
+        slope_own = np.where(~lin & (y > e_min[peer]) & (y < e_max[peer]), inv_2a[peer], 0.0)
+        dphi = -free / r - slope_own
+        lo_p = np.where(phi > 0, np.maximum(low[peer], m), low[peer])
+        hi_p = np.where(phi < 0, np.minimum(high[peer], m), high[peer])
         with np.errstate(divide="ignore", invalid="ignore"):
-            newton = mu - phi / dphi
-        inside = (dphi < 0) & (newton > low) & (newton < high)
-        mu = np.where(done, mu, np.where(inside, newton, 0.5 * (low + high)))
+            newton = m - phi / dphi
+        inside = (dphi < 0) & (newton > lo_p) & (newton < hi_p)
+        need = ~done & ~inside & ~(np.isfinite(lo_p) & np.isfinite(hi_p))
+        if need.any():
+            # Flat or overshooting step without a finite bracket: bracket these peers by their
+            # breakpoints (below every breakpoint all t are at hi and e at e_min, so phi >= 0).
+            bl_, bh_ = _bracket(sub, sub_starts, r, a_kwh2[peer], b_kwh[peer], e_min[peer], e_max[peer])
+            lo_p = np.where(need, np.maximum(lo_p, bl_), lo_p)
+            hi_p = np.where(need, np.minimum(hi_p, bh_), hi_p)
+        low[peer], high[peer] = lo_p, hi_p
+        with np.errstate(invalid="ignore"):
+            mu[peer] = np.where(done, m, np.where(inside, newton, 0.5 * (lo_p + hi_p)))
+        if done.sum() * 2 >= done.size:  # shrink the working set to the unfinished peers
+            keep = ~done
+            sel = np.repeat(keep, sub_counts)
+            ent = np.flatnonzero(sel) if ent is None else ent[sel]
+            peer = peer[keep]
+            sub_counts = sub_counts[keep]
+            sub_starts = np.r_[0, np.cumsum(sub_counts)[:-1]].astype(np.int64)
+            sub = tuple(v[sel] for v in sub)
     return mu, t, e
+
+
+def _bracket(sub, starts, rho, a, b, e_min, e_max):
+    """Multiplier interval [low, high] that contains each peer's root."""
+    w0, lo, hi = sub
+    r = np.repeat(rho, np.diff(np.r_[starts, w0.size]))
+    low = np.minimum(np.minimum.reduceat(r * (w0 - hi), starts), b + 2 * a * e_min)
+    high = np.maximum(np.maximum.reduceat(r * (w0 - lo), starts), b + 2 * a * e_max)
+    return low, high
 
 
 def solve_p2p_admm(
@@ -195,6 +231,8 @@ def solve_p2p_admm(
     max_iter: int = 10_000,
     adaptive_rho: bool = True,
     price0_eur_per_kwh=0.0,
+    accelerate: bool = True,
+    callback=None,
 ) -> P2PResult:
     """Clear the P2P market of every interval by decentralised consensus ADMM.
 
@@ -215,6 +253,12 @@ def solve_p2p_admm(
         Rebalance ``rho`` per interval from the normalised residuals (at most 10 times).
     price0_eur_per_kwh : float or array_like, shape (I,) or (I, K)
         Starting pair prices [EUR/kWh] (e.g. the previous interval's clearing price).
+    accelerate : bool
+        Nesterov extrapolation with restart (Goldstein et al. 2014); use with ``alpha = 1``.
+    callback : callable, optional
+        Called after every iteration as ``callback(iteration, state)``, ``state`` a dict of the
+        still-active intervals' ``intervals``, ``seller_kwh``, ``buyer_kwh``,
+        ``price_eur_per_kwh``, ``rho``, ``primal_residual_kwh``, ``dual_residual_eur_per_kwh``.
 
     Returns
     -------
@@ -232,93 +276,145 @@ def solve_p2p_admm(
     n_int, n_peers, n_k = problem.n_intervals, problem.n_peers, problem.n_products
     lay = _layout(problem)
     sell_cap, buy_cap = local_bounds_kwh(problem)
-    ent = np.concatenate([np.zeros_like(sell_cap), -buy_cap], axis=1)[:, lay.order]
-    hi_all = np.concatenate([sell_cap, np.zeros_like(buy_cap)], axis=1)[:, lay.order]
-    lo_all = ent
-    a_all = problem.a_eur_per_kwh2[:, lay.peers]
-    b_all = problem.b_eur_per_kwh[:, lay.peers]
-    emin_all = problem.e_min_kwh[:, lay.peers]
-    emax_all = problem.e_max_kwh[:, lay.peers]
     c_s = problem.seller_cost_eur_per_kwh
     c_b = problem.buyer_cost_eur_per_kwh
-
     if rho_eur_per_kwh2 is None:
         rho_eur_per_kwh2 = _default_rho(problem, lay)
-    rho = np.full((n_int, 1), float(rho_eur_per_kwh2))
-    lam = np.array(np.broadcast_to(_as_interval_array(price0_eur_per_kwh, n_int), (n_int, n_k)))
-    z = np.zeros((n_int, n_k))
-    mu = np.broadcast_to(lam.mean(axis=1, keepdims=True) if n_k else 0.0, (n_int, lay.peers.size))
-    mu = np.array(mu)
+    lam0 = np.broadcast_to(_as_interval_array(price0_eur_per_kwh, n_int), (n_int, n_k))
 
-    out = {
-        "xs": np.zeros((n_int, n_k)),
-        "xb": np.zeros((n_int, n_k)),
-        "lam": np.zeros((n_int, n_k)),
-        "e": np.zeros((n_int, n_peers)),
-        "it": np.zeros(n_int, dtype=np.int64),
-        "r": np.zeros(n_int),
-        "s": np.zeros(n_int),
-        "conv": np.zeros(n_int, dtype=bool),
+    # Per-interval state; rows are dropped as intervals converge.
+    st = {
+        "lo": np.concatenate([np.zeros_like(sell_cap), -buy_cap], axis=1)[:, lay.order],
+        "hi": np.concatenate([sell_cap, np.zeros_like(buy_cap)], axis=1)[:, lay.order],
+        "a": problem.a_eur_per_kwh2[:, lay.peers],
+        "b": problem.b_eur_per_kwh[:, lay.peers],
+        "emin": problem.e_min_kwh[:, lay.peers],
+        "emax": problem.e_max_kwh[:, lay.peers],
+        "rho": np.full((n_int, 1), float(rho_eur_per_kwh2)),
+        "z": np.zeros((n_int, n_k)),  # consensus quantity
+        "lam": np.array(lam0),  # pair prices
+        "z_hat": np.zeros((n_int, n_k)),  # extrapolated point the peers respond to
+        "lam_hat": np.array(lam0),
+        "mom": np.ones((n_int, 1)),  # Nesterov momentum coefficient
+        "combined": np.full(n_int, np.inf),  # last combined residual, for the restart test
+        "mu": np.zeros((n_int, lay.peers.size)),
+        "adapt_left": np.full(n_int, 10 if adaptive_rho else 0),
+        "active": np.arange(n_int),
     }
-    active = np.arange(n_int)  # intervals still iterating
-    lo, hi, a, b, emin, emax = lo_all, hi_all, a_all, b_all, emin_all, emax_all
-    adapt_left = np.full(n_int, 10 if adaptive_rho else 0)
-    r_max = np.full(n_int, np.inf)
-    s_max = np.full(n_int, np.inf)
-    xs = xb = np.zeros((n_int, n_k))
-    e = np.zeros((n_int, lay.peers.size))
+    st["mu"] += lam0.mean(axis=1, keepdims=True) if n_k else 0.0
+    out_xs = np.zeros((n_int, n_k))
+    out_xb = np.zeros((n_int, n_k))
+    out_lam = np.array(lam0)
+    out_it = np.zeros(n_int, dtype=np.int64)
+    out_r = np.zeros(n_int)
+    out_s = np.zeros(n_int)
+    out_conv = np.zeros(n_int, dtype=bool) if n_k else np.ones(n_int, dtype=bool)
     for it in range(1, max_iter + 1):
-        if n_k == 0 or active.size == 0:
+        if n_k == 0 or st["active"].size == 0:
             break
-        # Targets of both sides; the linear terms (own cost -/+ price) are folded into w0.
-        w_s = z - (c_s - lam) / rho
-        w_b = -z + (c_b + lam) / rho
-        w0 = np.concatenate([w_s, w_b], axis=1)[:, lay.order]
-        mu, t, e = solve_local_subproblems(
-            w0, lo, hi, rho, a, b, emin, emax, lay.starts, lay.counts, mu0=mu
+        rho, z_hat, lam_hat = st["rho"], st["z_hat"], st["lam_hat"]
+        # Each peer's targets; its linear terms (own cost -/+ price) are folded into w0.
+        w0 = np.concatenate(
+            [z_hat - (c_s - lam_hat) / rho, -z_hat + (c_b + lam_hat) / rho], axis=1
+        )[:, lay.order]
+        n_rows, n_ent = w0.shape
+        mu, t, _ = solve_local_subproblems(
+            w0.ravel(), st["lo"].ravel(), st["hi"].ravel(),
+            np.repeat(rho[:, 0], lay.peers.size), st["a"].ravel(), st["b"].ravel(),
+            st["emin"].ravel(), st["emax"].ravel(),
+            (np.arange(n_rows)[:, None] * n_ent + lay.starts).ravel(),
+            np.tile(lay.counts, n_rows), mu0=st["mu"].ravel(),
         )
+        st["mu"] = mu.reshape(n_rows, -1)
+        t = t.reshape(n_rows, n_ent)
         xs = t[:, lay.pos_sell]
         xb = -t[:, lay.pos_buy]
-        z_old = z
-        z = alpha * 0.5 * (xs + xb) + (1.0 - alpha) * z_old
-        lam = lam + (0.5 * alpha) * rho * (xb - xs)
+        # Messages exchanged; both sides of each product update consensus and price alike.
+        z_new = alpha * 0.5 * (xs + xb) + (1.0 - alpha) * z_hat
+        lam_new = lam_hat + (0.5 * alpha) * rho * (xb - xs)
         r_max = np.abs(xs - xb).max(axis=1)
-        s_max = rho[:, 0] * np.abs(z - z_old).max(axis=1)
+        s_max = rho[:, 0] * np.abs(z_new - z_hat).max(axis=1)
+        if accelerate:
+            _accelerate(st, z_new, lam_new)
+        else:
+            st["z_hat"], st["lam_hat"] = z_new, lam_new
+        st["z"], st["lam"] = z_new, lam_new
         finished = (r_max <= tol_primal_kwh) & (s_max <= tol_dual_eur_per_kwh)
+        if callback is not None:
+            callback(it, {"intervals": st["active"], "seller_kwh": xs, "buyer_kwh": xb,
+                          "price_eur_per_kwh": lam_new, "rho": rho[:, 0],
+                          "primal_residual_kwh": r_max, "dual_residual_eur_per_kwh": s_max})
         if adaptive_rho and it % 25 == 0:
-            rho, adapt_left = _rebalance(rho, adapt_left, r_max, s_max, xs, xb, lam)
-        if finished.any() or it == max_iter:
-            stop = finished | (it == max_iter)
-            idx = active[stop]
-            out["xs"][idx], out["xb"][idx], out["lam"][idx] = xs[stop], xb[stop], lam[stop]
-            out["e"][idx[:, None], lay.peers[None, :]] = e[stop]
-            out["it"][idx], out["r"][idx], out["s"][idx] = it, r_max[stop], s_max[stop]
-            out["conv"][idx] = finished[stop]
+            _rebalance(st, r_max, s_max, xs, xb)
+        stop = finished | (it == max_iter)
+        if stop.any():
+            idx = st["active"][stop]
+            out_xs[idx], out_xb[idx], out_lam[idx] = xs[stop], xb[stop], lam_new[stop]
+            out_it[idx], out_r[idx], out_s[idx] = it, r_max[stop], s_max[stop]
+            out_conv[idx] = finished[stop]
             keep = ~stop
-            active = active[keep]
-            z, lam, rho, mu, adapt_left = z[keep], lam[keep], rho[keep], mu[keep], adapt_left[keep]
-            lo, hi, a, b, emin, emax = (v[keep] for v in (lo, hi, a, b, emin, emax))
+            st = {key: value[keep] for key, value in st.items()}
 
-    xs_o, xb_o = out["xs"], out["xb"]
+    # The settled schedule is the agreed quantity of every product (mean of the two views), so
+    # trades are exactly reciprocal and the peers' positions add up to zero.
+    quantity = 0.5 * (out_xs + out_xb)
+    e = _net_energy(problem, quantity)
     result = P2PResult(
         peer_ids=problem.peer_ids,
         seller=problem.seller,
         buyer=problem.buyer,
         dt_h=problem.dt_h,
-        p_kw=out["e"] / problem.dt_h,
-        quantity_kwh=0.5 * (xs_o + xb_o),
-        seller_view_kwh=xs_o,
-        buyer_view_kwh=xb_o,
-        price_eur_per_kwh=out["lam"],
-        welfare_eur=welfare_eur(problem, out["e"], xs_o, xb_o),
-        iterations=out["it"],
-        primal_residual_kwh=out["r"],
-        dual_residual_eur_per_kwh=out["s"],
-        converged=out["conv"] if n_k else np.ones(n_int, dtype=bool),
+        p_kw=e / problem.dt_h,
+        quantity_kwh=quantity,
+        seller_view_kwh=out_xs,
+        buyer_view_kwh=out_xb,
+        price_eur_per_kwh=out_lam,
+        welfare_eur=welfare_eur(problem, e, quantity, quantity),
+        iterations=out_it,
+        primal_residual_kwh=out_r,
+        dual_residual_eur_per_kwh=out_s,
+        converged=out_conv,
         method="admm",
         seconds=time.perf_counter() - t_start,
     )
+    if not result.converged.all():
+        from lemgrid.market.p2p_central import diagnose_infeasible
+
+        diagnose_infeasible(problem)  # raises if no schedule exists; otherwise report as is
     return result
+
+
+def _net_energy(problem: P2PProblem, quantity_kwh: np.ndarray) -> np.ndarray:
+    """Each peer's net energy [kWh] from product quantities: sales minus purchases, (I, N)."""
+    n_int, n_peers = quantity_kwh.shape[0], problem.n_peers
+    rows = (np.arange(n_int) * n_peers)[:, None]
+    e = np.bincount((rows + problem.seller).ravel(), quantity_kwh.ravel(), n_int * n_peers)
+    e -= np.bincount((rows + problem.buyer).ravel(), quantity_kwh.ravel(), n_int * n_peers)
+    return e.reshape(n_int, n_peers)
+
+
+def _accelerate(st: dict, z_new: np.ndarray, lam_new: np.ndarray, eta: float = 0.999) -> None:
+    """Nesterov extrapolation of (z, lambda) with restart, per interval.
+
+    Fast ADMM with restart (Goldstein et al. 2014, Alg. 8): extrapolate while the combined
+    residual falls by the factor ``eta``, otherwise restart from the last iterate. Each pair
+    extrapolates its own quantity and price; only the interval's combined residual (a sum over
+    peers) is shared.
+    """
+    rho = st["rho"]
+    combined = (
+        np.square(lam_new - st["lam_hat"]).sum(axis=1) / rho[:, 0]
+        + rho[:, 0] * np.square(z_new - st["z_hat"]).sum(axis=1)
+    )
+    ok = combined < eta * st["combined"]
+    mom = st["mom"]
+    mom_next = np.where(ok[:, None], 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * mom**2)), 1.0)
+    beta = np.where(ok[:, None], (mom - 1.0) / mom_next, 0.0)
+    # On restart, continue from the last iterate without momentum.
+    st["z_hat"] = z_new + beta * (z_new - st["z"])
+    st["lam_hat"] = lam_new + beta * (lam_new - st["lam"])
+    st["mom"] = mom_next
+    st["combined"] = np.where(ok, combined, st["combined"] / eta)
 
 
 def _as_interval_array(value, n_int: int) -> np.ndarray:
@@ -335,12 +431,15 @@ def _default_rho(problem: P2PProblem, lay: _Layout) -> float:
     return float(2.0 * curv)
 
 
-def _rebalance(rho, adapt_left, r_max, s_max, xs, xb, lam):
+def _rebalance(st: dict, r_max, s_max, xs, xb) -> None:
     """Residual balancing with OSQP-style normalisation; unscaled duals need no rescaling."""
     eps = 1e-12
     r_rel = r_max / (np.maximum(np.abs(xs).max(axis=1), np.abs(xb).max(axis=1)) + eps)
-    s_rel = s_max / (np.abs(lam).max(axis=1) + eps)
+    s_rel = s_max / (np.abs(st["lam"]).max(axis=1) + eps)
     ratio = np.sqrt((r_rel + eps) / (s_rel + eps))
-    change = (adapt_left > 0) & ((ratio > 5.0) | (ratio < 0.2))
-    factor = np.where(change, np.clip(ratio, 0.1, 10.0), 1.0)
-    return rho * factor[:, None], adapt_left - change
+    change = (st["adapt_left"] > 0) & ((ratio > 5.0) | (ratio < 0.2))
+    st["rho"] = st["rho"] * np.where(change, np.clip(ratio, 0.1, 10.0), 1.0)[:, None]
+    st["adapt_left"] = st["adapt_left"] - change
+    # Momentum assumes a fixed rho: restart it where rho changed.
+    st["mom"] = np.where(change[:, None], 1.0, st["mom"])
+    st["combined"] = np.where(change, np.inf, st["combined"])

@@ -35,25 +35,21 @@ from lemgrid.market.p2p_problem import P2PProblem, P2PResult, check_feasible, we
 __all__ = ["solve_p2p_central", "diagnose_infeasible"]
 
 
-def _balance_matrix(problem: P2PProblem, extra_cols: int = 0) -> sp.csc_matrix:
-    """Block-diagonal peer-balance rows over ``[x (K), e (N), extra]`` per interval."""
-    n_int, n_peers, n_k = problem.n_intervals, problem.n_peers, problem.n_products
-    n_var = n_k + n_peers + extra_cols
-    row0 = (np.arange(n_int) * n_peers)[:, None]
-    col0 = (np.arange(n_int) * n_var)[:, None]
-    k = np.arange(n_k)
-    n = np.arange(n_peers)
-    rows = np.concatenate(
-        [(row0 + problem.seller).ravel(), (row0 + problem.buyer).ravel(), (row0 + n).ravel()]
-    )
-    cols = np.concatenate([(col0 + k).ravel(), (col0 + k).ravel(), (col0 + n_k + n).ravel()])
-    vals = np.concatenate(
-        [np.full(n_int * n_k, -1.0), np.full(n_int * n_k, 1.0), np.ones(n_int * n_peers)]
-    )
-    return sp.csc_matrix((vals, (rows, cols)), shape=(n_int * n_peers, n_int * n_var))
+def _balance_matrix(problem: P2PProblem, cols_i, cols_k, extra_cols: int = 0) -> sp.csc_matrix:
+    """Peer-balance rows (one per interval and peer) over the columns
+    ``[x of the listed products (cols_i, cols_k), e (I*N, interval-major), extra]``."""
+    n_int, n_peers = problem.n_intervals, problem.n_peers
+    n_x, n_e = cols_i.size, n_int * n_peers
+    row_s = cols_i * n_peers + problem.seller[cols_k]
+    row_b = cols_i * n_peers + problem.buyer[cols_k]
+    x_col = np.arange(n_x)
+    rows = np.concatenate([row_s, row_b, np.arange(n_e)])
+    cols = np.concatenate([x_col, x_col, n_x + np.arange(n_e)])
+    vals = np.concatenate([np.full(n_x, -1.0), np.ones(n_x), np.ones(n_e)])
+    return sp.csc_matrix((vals, (rows, cols)), shape=(n_e, n_x + n_e + extra_cols))
 
 
-def _highs(lp_cols, a_matrix: sp.csc_matrix, row_lo, row_hi, hess_diag=None):
+def _highs(lp_cols, a_matrix: sp.csc_matrix, row_lo, row_hi, hess_diag=None, time_limit_s=None):
     """Build and run a HiGHS model; ``lp_cols`` = (cost, lower, upper) flat arrays."""
     import highspy
 
@@ -84,28 +80,73 @@ def _highs(lp_cols, a_matrix: sp.csc_matrix, row_lo, row_hi, hess_diag=None):
         model.hessian_ = hess
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
+    if time_limit_s is not None:
+        h.setOptionValue("time_limit", float(time_limit_s))
     h.passModel(model)
     h.run()
     return h
 
 
-def solve_p2p_central(problem: P2PProblem) -> P2PResult:
+def _solve_restricted(problem: P2PProblem, cols_i, cols_k, cap, time_limit_s):
+    """The QP over a subset of product columns (all energy columns); returns the HiGHS object."""
+    n_int, n_peers = problem.n_intervals, problem.n_peers
+    c_k = problem.seller_cost_eur_per_kwh + problem.buyer_cost_eur_per_kwh
+    cost = np.concatenate([c_k[cols_k], problem.b_eur_per_kwh.ravel()])
+    lower = np.concatenate([np.zeros(cols_i.size), problem.e_min_kwh.ravel()])
+    upper = np.concatenate([cap[cols_i, cols_k], problem.e_max_kwh.ravel()])
+    hess = np.concatenate([np.zeros(cols_i.size), 2.0 * problem.a_eur_per_kwh2.ravel()])
+    zeros = np.zeros(n_int * n_peers)
+    a_matrix = _balance_matrix(problem, cols_i, cols_k)
+    return _highs((cost, lower, upper), a_matrix, zeros, zeros, hess, time_limit_s)
+
+
+def _top_per_group(score, group, mask, m):
+    """Flat indices of the ``m`` smallest ``score`` entries of each group among ``mask``."""
+    idx = np.flatnonzero(mask)
+    if idx.size == 0:
+        return idx
+    order = np.lexsort((score[idx], group[idx]))
+    g = group[idx][order]
+    first = np.r_[0, np.flatnonzero(np.diff(g)) + 1]
+    rank = np.arange(g.size) - np.repeat(first, np.diff(np.r_[first, g.size]))
+    return idx[order[rank < m]]
+
+
+def solve_p2p_central(
+    problem: P2PProblem,
+    *,
+    column_generation: bool = True,
+    columns_per_peer: int = 10,
+    time_limit_s: float | None = None,
+) -> P2PResult:
     """Clear every interval's P2P market centrally, as one QP solved by HiGHS.
 
     Parameters
     ----------
     problem : P2PProblem
+    column_generation : bool
+        If true (default), solve the QP over a growing subset of products: after each solve,
+        price every left-out product with the peers' row duals (reduced cost
+        ``c_seller + c_buyer + mu_seller - mu_buyer``) and add the most negative ones, until none
+        is negative. Exact (the final reduced-cost check certifies the optimum of the full
+        problem) and far faster than the full QP when the mesh is dense, because an optimal P2P
+        schedule uses few of the products. If false, one QP over every product.
+    columns_per_peer : int
+        How many products per peer and interval enter the first QP and each pricing round.
+    time_limit_s : float, optional
+        HiGHS time limit per solve [s].
 
     Returns
     -------
     P2PResult
         ``method = "central"``; both views of every trade are equal; ``iterations`` is HiGHS's
-        QP (or simplex) iteration count for the whole batch.
+        QP and simplex iteration count summed over the batch (and the column-generation rounds).
 
     Raises
     ------
     InfeasibleError
-        No schedule meets every peer's bounds; the message names the peers.
+        No schedule meets every peer's bounds (the message names the peers), or HiGHS stopped
+        without an optimum (e.g. at the time limit).
     """
     import highspy
 
@@ -113,30 +154,56 @@ def solve_p2p_central(problem: P2PProblem) -> P2PResult:
     check_feasible(problem)
     n_int, n_peers, n_k = problem.n_intervals, problem.n_peers, problem.n_products
     cap = problem.capacity_kwh()
-    cost = np.concatenate(
-        [
-            np.broadcast_to(problem.seller_cost_eur_per_kwh + problem.buyer_cost_eur_per_kwh, (n_int, n_k)),
-            problem.b_eur_per_kwh,
-        ],
-        axis=1,
-    ).ravel()
-    lower = np.concatenate([np.zeros((n_int, n_k)), problem.e_min_kwh], axis=1).ravel()
-    upper = np.concatenate([cap, problem.e_max_kwh], axis=1).ravel()
-    hess = np.concatenate([np.zeros((n_int, n_k)), 2.0 * problem.a_eur_per_kwh2], axis=1).ravel()
-    zeros = np.zeros(n_int * n_peers)
-    h = _highs((cost, lower, upper), _balance_matrix(problem), zeros, zeros, hess)
-    status = h.getModelStatus()
-    if status == highspy.HighsModelStatus.kInfeasible:
-        diagnose_infeasible(problem)
-    if status != highspy.HighsModelStatus.kOptimal:
-        raise InfeasibleError(f"the centralised P2P solve ended with HiGHS status {h.modelStatusToString(status)}")
-    sol = h.getSolution()
-    values = np.asarray(sol.col_value).reshape(n_int, n_k + n_peers)
-    x = np.clip(values[:, :n_k], 0.0, cap)
-    e = values[:, n_k:]
-    mu = np.asarray(sol.row_dual).reshape(n_int, n_peers)
-    info = h.getInfo()
-    iterations = info.qp_iteration_count + info.simplex_iteration_count
+    open_ = cap > 0
+    c_k = problem.seller_cost_eur_per_kwh + problem.buyer_cost_eur_per_kwh
+    interval = np.repeat(np.arange(n_int), n_k)
+    if column_generation:
+        # Start from each buyer's cheapest and each seller's best-paying products, judged by the
+        # marginal cost / utility at zero plus the differentiation costs.
+        landed = (problem.b_eur_per_kwh[:, problem.seller] + c_k).ravel()
+        netback = (c_k - problem.b_eur_per_kwh[:, problem.buyer]).ravel()
+        by_buyer = (interval * n_peers + np.tile(problem.buyer, n_int))
+        by_seller = (interval * n_peers + np.tile(problem.seller, n_int))
+        flat = np.union1d(
+            _top_per_group(landed, by_buyer, open_.ravel(), columns_per_peer),
+            _top_per_group(netback, by_seller, open_.ravel(), columns_per_peer),
+        )
+    else:
+        flat = np.flatnonzero(open_.ravel())
+    iterations = 0
+    while True:
+        cols_i, cols_k = np.divmod(flat, n_k) if n_k else (flat, flat)
+        h = _solve_restricted(problem, cols_i, cols_k, cap, time_limit_s)
+        status = h.getModelStatus()
+        info = h.getInfo()
+        iterations += info.qp_iteration_count + info.simplex_iteration_count
+        if status == highspy.HighsModelStatus.kInfeasible:
+            if flat.size < open_.sum():  # the subset may be too small: retry with every product
+                flat = np.flatnonzero(open_.ravel())
+                continue
+            diagnose_infeasible(problem)
+        if status != highspy.HighsModelStatus.kOptimal:
+            raise InfeasibleError(
+                f"the centralised P2P solve stopped without an optimum: HiGHS status "
+                f"'{h.modelStatusToString(status)}'"
+            )
+        sol = h.getSolution()
+        mu = np.asarray(sol.row_dual).reshape(n_int, n_peers)
+        if not column_generation:
+            break
+        reduced = c_k + mu[:, problem.seller] - mu[:, problem.buyer]
+        candidate = open_.ravel() & (reduced.ravel() < -1e-7)
+        candidate[flat] = False
+        if not candidate.any():
+            break
+        by_buyer = interval * n_peers + np.tile(problem.buyer, n_int)
+        flat = np.union1d(flat, _top_per_group(reduced.ravel(), by_buyer, candidate, columns_per_peer))
+
+    values = np.asarray(sol.col_value)
+    x = np.zeros((n_int, n_k))
+    x[cols_i, cols_k] = values[: flat.size]
+    x = np.clip(x, 0.0, cap)
+    e = values[flat.size :].reshape(n_int, n_peers)
     return P2PResult(
         peer_ids=problem.peer_ids,
         seller=problem.seller,
@@ -172,41 +239,33 @@ def diagnose_infeasible(problem: P2PProblem, tol_kwh: float = 1e-7) -> None:
     """
     import highspy
 
-    n_int, n_peers, n_k = problem.n_intervals, problem.n_peers, problem.n_products
-    n_var = n_k + 3 * n_peers  # x, e (free), above e_max, below e_min
-    balance = _balance_matrix(problem, extra_cols=2 * n_peers)
-    # e - above <= e_max and e + below >= e_min, block-diagonal like the balance rows.
-    col0 = (np.arange(n_int) * n_var)[:, None] + n_k
-    e_col = (col0 + np.arange(n_peers)).ravel()
-    rows = np.arange(n_int * n_peers)
+    n_int, n_peers = problem.n_intervals, problem.n_peers
+    cap = problem.capacity_kwh()
+    cols_i, cols_k = np.nonzero(cap > 0)
+    n_x, n_e = cols_i.size, n_int * n_peers
+    # Columns: x, e (free), above e_max, below e_min; rows: balance, e - above <= e_max,
+    # e + below >= e_min.
+    balance = _balance_matrix(problem, cols_i, cols_k, extra_cols=2 * n_e)
+    e_col = n_x + np.arange(n_e)
+    rows = np.arange(n_e)
+    shape = (n_e, n_x + 3 * n_e)
     upper_rows = sp.csc_matrix(
-        (np.concatenate([np.ones(rows.size), -np.ones(rows.size)]),
-         (np.concatenate([rows, rows]), np.concatenate([e_col, e_col + n_peers]))),
-        shape=(rows.size, n_int * n_var),
+        (np.r_[np.ones(n_e), -np.ones(n_e)], (np.r_[rows, rows], np.r_[e_col, e_col + n_e])),
+        shape=shape,
     )
     lower_rows = sp.csc_matrix(
-        (np.ones(2 * rows.size),
-         (np.concatenate([rows, rows]), np.concatenate([e_col, e_col + 2 * n_peers]))),
-        shape=(rows.size, n_int * n_var),
+        (np.ones(2 * n_e), (np.r_[rows, rows], np.r_[e_col, e_col + 2 * n_e])), shape=shape
     )
     a_matrix = sp.vstack([balance, upper_rows, lower_rows]).tocsc()
-    zeros = np.zeros(rows.size)
-    inf = np.full(rows.size, highspy.kHighsInf)
-    row_lo = np.concatenate([zeros, -inf, problem.e_min_kwh.ravel()])
-    row_hi = np.concatenate([zeros, problem.e_max_kwh.ravel(), inf])
-    cost = np.concatenate(
-        [np.zeros((n_int, n_k + n_peers)), np.ones((n_int, 2 * n_peers))], axis=1
-    ).ravel()
-    lower = np.concatenate(
-        [np.zeros((n_int, n_k)), np.full((n_int, n_peers), -np.inf), np.zeros((n_int, 2 * n_peers))],
-        axis=1,
-    ).ravel()
-    upper = np.concatenate(
-        [problem.capacity_kwh(), np.full((n_int, 3 * n_peers), np.inf)], axis=1
-    ).ravel()
+    inf = np.full(n_e, highspy.kHighsInf)
+    row_lo = np.r_[np.zeros(n_e), -inf, problem.e_min_kwh.ravel()]
+    row_hi = np.r_[np.zeros(n_e), problem.e_max_kwh.ravel(), inf]
+    cost = np.r_[np.zeros(n_x + n_e), np.ones(2 * n_e)]
+    lower = np.r_[np.zeros(n_x), -inf, np.zeros(2 * n_e)]
+    upper = np.r_[cap[cols_i, cols_k], inf, inf, inf]
     h = _highs((cost, lower, upper), a_matrix, row_lo, row_hi)
-    values = np.asarray(h.getSolution().col_value).reshape(n_int, n_var)
-    violation = values[:, n_k + n_peers : n_k + 2 * n_peers] + values[:, n_k + 2 * n_peers :]
+    values = np.asarray(h.getSolution().col_value)
+    violation = (values[n_x + n_e : n_x + 2 * n_e] + values[n_x + 2 * n_e :]).reshape(n_int, n_peers)
     bad = violation > tol_kwh
     if not bad.any():
         return
