@@ -93,3 +93,17 @@ def test_linear_costs_are_handled_exactly(market):
     central = solve_p2p_central(pb)
     admm = solve_p2p_admm(pb, tol_primal_kwh=1e-6, tol_dual_eur_per_kwh=1e-6)
     assert admm.welfare_eur == pytest.approx(central.welfare_eur, rel=1e-4)
+
+
+def test_clear_p2p_entry_point_and_welfare_gap(market):
+    from lemgrid.errors import InputError
+    from lemgrid.market.p2p import clear_p2p, welfare_gap
+
+    pb = market(8, seed=12, n_intervals=2)
+    admm = clear_p2p(pb, "admm", price0_eur_per_kwh=0.15)
+    central = clear_p2p(pb, "central")
+    assert (admm.method, central.method) == ("admm", "central")
+    assert welfare_gap(admm, central) <= WELFARE_RTOL
+    assert welfare_gap(central, central) == 0.0
+    with pytest.raises(InputError, match="method must be one of"):
+        clear_p2p(pb, "auction")

@@ -30,8 +30,10 @@ the dual residual is ``rho * |z_new - z_old|`` [EUR/kWh] (Boyd et al. 2011, Sec.
 interval stops when both are below tolerance and is then frozen. Optionally ``rho`` is rebalanced
 per interval (residual balancing, Boyd et al. 2011, Sec. 3.4.1, with the residuals normalised as in
 OSQP, Stellato et al. 2020) a limited number of times; the prices are unscaled duals, so a change of
-``rho`` needs no rescaling. In a deployment this only needs each peer to publish its largest local
-residual, not any private data.
+``rho`` needs no rescaling. By default the pairs' ``(z, lambda)`` are extrapolated with Nesterov
+momentum and restarted whenever the combined residual stops falling (fast ADMM, Goldstein et al.
+2014). Stopping, restart and rebalancing need only one aggregate residual per interval over the
+peers, not any private data.
 
 References
 ----------
@@ -42,6 +44,10 @@ References
    Trends in Machine Learning 3(1), 1-122, 2011.
 .. [3] B. Stellato, G. Banjac, P. Goulart, A. Bemporad, S. Boyd, "OSQP: an operator splitting
    solver for quadratic programs", Mathematical Programming Computation 12, 637-672, 2020.
+.. [4] T. Goldstein, B. O'Donoghue, S. Setzer, R. Baraniuk, "Fast alternating direction
+   optimization methods", SIAM J. Imaging Sciences 7(3), 1588-1623, 2014.
+.. [5] R. Cominetti, W. F. Mascarenhas, P. J. S. Silva, "A Newton's method for the continuous
+   quadratic knapsack problem", Mathematical Programming Computation 6, 151-169, 2014.
 """
 
 from __future__ import annotations
