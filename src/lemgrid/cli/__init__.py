@@ -2,7 +2,7 @@
 dependencies inside the command, so that ``lemgrid --help`` stays fast."""
 
 from lemgrid.cli._app import app
-from lemgrid.cli import clear, ledger, powerflow  # noqa: F401  (each module registers its commands)
+from lemgrid.cli import clear, ledger, optimize, powerflow  # noqa: F401  (each registers commands)
 
 __all__ = ["app", "main"]
 

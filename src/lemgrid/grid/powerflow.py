@@ -52,6 +52,8 @@ class PowerFlowResult:
         Fixed-point iterations of the slowest chunk.
     newton_intervals : int
         Intervals that needed the Newton-Raphson fallback.
+    v_node : ndarray of complex, shape (T, n_node), or None
+        Complex node voltages [p.u.] (only when asked for: they are what linearisations need).
     """
 
     vm_pu: np.ndarray
@@ -64,6 +66,7 @@ class PowerFlowResult:
     converged: np.ndarray
     iterations: int
     newton_intervals: int
+    v_node: np.ndarray | None = None
 
 
 class _Solver:
@@ -158,6 +161,7 @@ def run_powerflow(
     tol_pu: float = 1e-10,
     max_iter: int = 50,
     progress: Callable[[int, int], None] | None = None,
+    keep_node_voltages: bool = False,
 ) -> PowerFlowResult:
     """AC power flow of every interval at once.
 
@@ -173,6 +177,8 @@ def run_powerflow(
         Fixed-point iterations before an interval is handed to Newton-Raphson.
     progress : callable, optional
         Called as ``progress(done_intervals, total_intervals)`` after each chunk.
+    keep_node_voltages : bool
+        Also return the complex node voltages (``PowerFlowResult.v_node``).
 
     Returns
     -------
@@ -212,6 +218,7 @@ def run_powerflow(
     q_slack = np.empty(n_t)
     losses = np.empty(n_t)
     converged = np.empty(n_t, dtype=bool)
+    v_node = np.empty((n_t, network.n_node), dtype=complex) if keep_node_voltages else None
     max_iterations = 0
     newton_count = 0
     ybus = network.ybus.tocsr()
@@ -233,6 +240,8 @@ def run_powerflow(
             v_row, ok[row] = _newton(ybus, s_node[row], v[row], solver.pq)
             v[row] = v_row if ok[row] else np.nan
         converged[start:stop] = ok
+        if v_node is not None:
+            v_node[start:stop] = v
 
         i_node = v @ ybus_t  # (Tc, n_node) = (Ybus V)^T
         s_all = v * np.conj(i_node)
@@ -254,5 +263,5 @@ def run_powerflow(
     return PowerFlowResult(
         vm_pu=vm, va_degree=va, loading_percent=loading, i_ka=i_ka, p_slack_kw=p_slack,
         q_slack_kvar=q_slack, losses_kw=losses, converged=converged,
-        iterations=max_iterations, newton_intervals=newton_count,
+        iterations=max_iterations, newton_intervals=newton_count, v_node=v_node,
     )

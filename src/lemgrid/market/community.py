@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from lemgrid.assets.tables import Batteries, EnergySessions
 from lemgrid.errors import InfeasibleError, InputError
@@ -29,12 +30,33 @@ from lemgrid.grid.kpis import GridLimits
 from lemgrid.grid.sensitivity import Linearization
 from lemgrid.market.lp import LinearProgram, LPSolution
 
+
 #: Threshold above which a battery is seen as charging and discharging at once [kW].
 SIMULTANEOUS_KW = 1e-6
 #: Penalty on violating a linearised grid limit, per p.u. / per % and interval [EUR]; only used to
 #: find out *which* limit cannot be met (the result is then refused).
 VOLTAGE_PENALTY_EUR_PER_PU = 1e6
 LOADING_PENALTY_EUR_PER_PERCENT = 1e4
+#: Time limit and relative optimality gap of the (rare) MILP that keeps batteries from charging
+#: and discharging at once; cycling to burn energy is combinatorial and closing the last 0.01 %
+#: of the gap can take minutes.
+MILP_TIME_LIMIT_S = 30.0
+MILP_REL_GAP = 1e-3
+
+
+class CommunityOptions(BaseModel):
+    """Options of the ``community`` design (the scenario's ``market`` section)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    design: str = "community"
+    network: str = Field("ignore", pattern="^(ignore|constrained)$",
+                         description="clear within the grid's limits (DLMPs) or ignore the grid")
+    curtailment_eur_per_kwh: float | None = Field(
+        None, description="value of curtailed PV energy (default: the feed-in tariff)")
+    battery_wear_eur_per_kwh: float = Field(0.001, ge=0)
+    losses: bool = Field(True, description="price losses in network-constrained clearing")
+    max_ac_iterations: int = Field(10, ge=1, le=100)
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,7 +78,11 @@ class CommunityProblem:
         What the community pays per imported kWh (energy + network charge) and receives per
         exported kWh.
     curtailment_eur_per_kwh : float
-        Value of PV energy that is curtailed [EUR/kWh].
+        Value of PV energy that is curtailed [EUR/kWh]. Energy lost in battery conversion is valued
+        the same way: lost is lost, whether curtailed or burnt in losses.
+    battery_wear_eur_per_kwh : float
+        Wear cost per kWh charged or discharged [EUR/kWh]. Together with the valued losses it makes
+        charging and discharging at once strictly worse than curtailing.
     """
 
     ids: np.ndarray
@@ -69,13 +95,14 @@ class CommunityProblem:
     import_eur_per_kwh: np.ndarray
     export_eur_per_kwh: np.ndarray
     curtailment_eur_per_kwh: float
+    battery_wear_eur_per_kwh: float = 0.001
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.load_p_kw.shape
 
     @classmethod
-    def from_scenario(cls, scenario, curtailment_eur_per_kwh: float | None = None,
+    def from_scenario(cls, scenario, options: CommunityOptions = CommunityOptions(),
                       interval_slice: slice = slice(None)) -> CommunityProblem:
         """The community problem of a scenario (optionally of a slice of its intervals)."""
         from lemgrid.assets.tables import EnergySessions
@@ -90,8 +117,8 @@ class CommunityProblem:
             sessions = EnergySessions(**{
                 name: (getattr(sessions, name)[inside] - (t0 if name in ("start", "stop") else 0))
                 for name in ("owner", "name", "kind", "start", "stop", "energy_kwh", "power_kw")})
-        curtail = tariffs.export_eur_per_kwh if curtailment_eur_per_kwh is None else (
-            curtailment_eur_per_kwh)
+        curtail = (tariffs.export_eur_per_kwh if options.curtailment_eur_per_kwh is None
+                   else options.curtailment_eur_per_kwh)
         return cls(
             ids=parts.ids, bus=parts.bus, dt_h=scenario.dt_h,
             load_p_kw=parts.load_p_kw[interval_slice], pv_p_kw=parts.pv_p_kw[interval_slice],
@@ -99,6 +126,7 @@ class CommunityProblem:
             import_eur_per_kwh=np.full(n_t, tariffs.import_eur_per_kwh + tariffs.network_eur_per_kwh),
             export_eur_per_kwh=np.full(n_t, tariffs.export_eur_per_kwh),
             curtailment_eur_per_kwh=float(curtail),
+            battery_wear_eur_per_kwh=options.battery_wear_eur_per_kwh,
         )
 
 
@@ -160,8 +188,9 @@ class CommunityResult:
     retailer_cost_eur : float
         Imports x import price minus exports x export price.
     welfare_eur : float
-        Minus the community's cost (retailer cost plus the value of curtailed PV); demand is
-        inflexible, so its utility is a constant and left out.
+        Minus the community's cost: retailer cost, the value of curtailed PV and of battery
+        losses, and battery wear (the LP's objective). Demand is inflexible, so its utility is a
+        constant and left out.
     solve_seconds : float
     lp_solves : int
         LP/MILP solves (more than one when batteries had to be kept from charging and discharging
@@ -195,11 +224,11 @@ def _check_problem(problem: CommunityProblem) -> None:
             raise InputError(f"community: {name} must have shape {(n_t, n)}, got {array.shape}")
         if not np.isfinite(array).all():
             t, i = np.argwhere(~np.isfinite(array))[0]
-            raise InputError(f"community: {name} of member {problem.ids[i]!r} at interval {t} is "
+            raise InputError(f"community: {name} of member {str(problem.ids[i])!r} at interval {t} is "
                              "not a finite number")
         if (array < 0).any():
             t, i = np.argwhere(array < 0)[0]
-            raise InputError(f"community: {name} of member {problem.ids[i]!r} at interval {t} is "
+            raise InputError(f"community: {name} of member {str(problem.ids[i])!r} at interval {t} is "
                              f"negative ({array[t, i]})")
     b = problem.batteries
     reach = b.soc_initial * b.capacity_kwh + b.eta_charge * b.power_kw * n_t * problem.dt_h
@@ -207,14 +236,14 @@ def _check_problem(problem: CommunityProblem) -> None:
     if len(short):
         k = short[0]
         raise InfeasibleError(
-            f"battery {b.name[k]!r} of {problem.ids[b.owner[k]]!r} cannot reach its final state of "
+            f"battery {str(b.name[k])!r} of {str(problem.ids[b.owner[k]])!r} cannot reach its final state of "
             f"charge {b.soc_final[k]:.0%} from {b.soc_initial[k]:.0%} within the horizon")
     s = problem.sessions
     need = s.energy_kwh > s.power_kw * (s.stop - s.start) * problem.dt_h + 1e-9
     if need.any():
         k = int(np.flatnonzero(need)[0])
         raise InfeasibleError(
-            f"{s.kind[k]} {s.name[k]!r} of {problem.ids[s.owner[k]]!r} cannot take "
+            f"{s.kind[k]} {str(s.name[k])!r} of {str(problem.ids[s.owner[k]])!r} cannot take "
             f"{s.energy_kwh[k]:.3g} kWh at {s.power_kw[k]} kW within its window")
 
 
@@ -240,9 +269,10 @@ def solve_community(problem: CommunityProblem, network: NetworkView | None = Non
     seconds = 0.0
     while True:
         model = _Model(problem, network, sorted(forced))
-        solution = model.lp.solve()
+        solution = model.lp.solve(time_limit_s=MILP_TIME_LIMIT_S if forced else None,
+                                  mip_rel_gap=MILP_REL_GAP)
         solves, seconds = solves + 1, seconds + solution.seconds
-        if solution.status != "Optimal":
+        if solution.status not in ("Optimal", "Feasible"):
             raise InfeasibleError(f"community clearing: the solver ended with '{solution.status}'")
         if forced:
             # MILP solved: fix the modes it chose and solve the LP again for the duals (prices).
@@ -283,8 +313,11 @@ class _Model:
             # Modes fixed after the MILP: charging-only or discharging-only intervals.
             dis_ub[forced_t[fixed_modes], forced_b[fixed_modes]] = 0.0
             ch_ub[forced_t[~fixed_modes], forced_b[~fixed_modes]] = 0.0
-        self.ch = lp.var((n_t, len(b)), ub=ch_ub)
-        self.dis = lp.var((n_t, len(b)), ub=dis_ub)
+        value, wear = problem.curtailment_eur_per_kwh, problem.battery_wear_eur_per_kwh
+        self.lp_cost_ch = dt * (value * (1 - b.eta_charge) + wear)[None, :]
+        self.lp_cost_dis = dt * (value * (1 / b.eta_discharge - 1) + wear)[None, :]
+        self.ch = lp.var((n_t, len(b)), ub=ch_ub, cost=self.lp_cost_ch)
+        self.dis = lp.var((n_t, len(b)), ub=dis_ub, cost=self.lp_cost_dis)
         soc_ub = np.broadcast_to(b.soc_max * b.capacity_kwh, (n_t, len(b))).copy()
         soc_lb = np.broadcast_to(b.soc_min * b.capacity_kwh, (n_t, len(b))).copy()
         if n_t:
@@ -443,7 +476,9 @@ class _Model:
         surplus = paid.sum() - retailer
         member_cost = paid - surplus / max(n, 1)
         curt = solution[self.curt]
-        welfare = -(retailer + float((curt * problem.curtailment_eur_per_kwh * dt).sum()))
+        welfare = -(retailer + float((curt * problem.curtailment_eur_per_kwh * dt).sum())
+                    + float((solution[self.ch] * self.lp_cost_ch).sum()
+                            + (solution[self.dis] * self.lp_cost_dis).sum()))
         return CommunityResult(
             schedule_kw=x, import_kw=imp, export_kw=exp, charge_kw=solution[self.ch],
             discharge_kw=solution[self.dis], soc_kwh=solution[self.soc], session_kw=session_kw,

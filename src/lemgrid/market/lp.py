@@ -120,8 +120,12 @@ class LinearProgram:
             shape=(self.n_row, self.n_var),
         )
 
-    def solve(self, time_limit_s: float | None = None) -> LPSolution:
-        """Solve with HiGHS (simplex for LPs, branch-and-bound if integer variables exist)."""
+    def solve(self, time_limit_s: float | None = None, mip_rel_gap: float | None = None
+              ) -> LPSolution:
+        """Solve with HiGHS (simplex for LPs, branch-and-bound if integer variables exist).
+
+        A MILP stopped by ``time_limit_s`` with a feasible solution reports status 'Feasible'.
+        """
         import highspy
 
         h = new_highs()
@@ -144,12 +148,16 @@ class LinearProgram:
                                for i in integer]
         if time_limit_s is not None:
             h.setOptionValue("time_limit", float(time_limit_s))
+        if mip_rel_gap is not None:
+            h.setOptionValue("mip_rel_gap", float(mip_rel_gap))
         t0 = time.perf_counter()
         h.passModel(lp)
         h.run()
         seconds = time.perf_counter() - t0
         status = h.modelStatusToString(h.getModelStatus())
         solution = h.getSolution()
+        if integer.any() and status == "Time limit reached" and solution.value_valid:
+            status = "Feasible"
         x = np.asarray(solution.col_value, float) if len(solution.col_value) else np.full(
             self.n_var, np.nan)
         dual = np.asarray(solution.row_dual, float) if len(solution.row_dual) else np.full(

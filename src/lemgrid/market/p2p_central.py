@@ -30,6 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from lemgrid.errors import InfeasibleError
+from lemgrid.market.lp import new_highs
 from lemgrid.market.p2p_problem import P2PProblem, P2PResult, check_feasible, welfare_eur
 
 __all__ = ["solve_p2p_central", "diagnose_infeasible"]
@@ -78,8 +79,7 @@ def _highs(lp_cols, a_matrix: sp.csc_matrix, row_lo, row_hi, hess_diag=None, tim
         hess.index_ = q.indices
         hess.value_ = q.data
         model.hessian_ = hess
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = new_highs()
     if time_limit_s is not None:
         h.setOptionValue("time_limit", float(time_limit_s))
     h.passModel(model)
