@@ -45,6 +45,15 @@ def clear(
                                     help="Lowest accepted limit price [EUR/kWh]."),
     price_max: float = typer.Option(PRICE_MAX_EUR_PER_KWH, "--price-max",
                                     help="Highest accepted limit price [EUR/kWh]."),
+    ledger: Path | None = typer.Option(
+        None, "--ledger",
+        help="Record the signed orders, the trades, their settlement and a signed checkpoint in "
+             "this verifiable ledger (created if missing; demo keys are generated for orders "
+             "without signatures, in LEDGER.keys.json). Check it with `lemgrid ledger verify`."),
+    market_id: str | None = typer.Option(
+        None, "--market-id",
+        help="Market id in the ledger (default: the CSV's name and a hash of its content, so the "
+             "same book cannot be recorded twice)."),
 ) -> None:
     """Clear ORDERS.csv with a double auction or continuous trading.
 
@@ -60,6 +69,10 @@ def clear(
     orders = read_orders_csv(orders_csv, price_band_eur_per_kwh=(price_min, price_max))
     result = clear_orders(orders, mechanism.value, k=k)
     summary = result.summary()
+    if ledger is not None:
+        # Recorded before any output is written: a refused record (e.g. a replayed market id)
+        # leaves neither the ledger nor the output folder half-written.
+        summary["ledger"] = _record(ledger, orders_csv, orders, result, market_id)
 
     out.mkdir(parents=True, exist_ok=True)
     # 15 significant digits: exact for every decimal input, and 0.17 instead of 0.16999999999999998
@@ -68,6 +81,21 @@ def clear(
         _write_atomic(out / name, table.to_csv(index=False, float_format=digits))
     _write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     _print_summary(summary, out)
+
+
+def _record(ledger: Path, orders_csv: Path, orders, result, market_id: str | None) -> dict:
+    import hashlib
+
+    from lemgrid.ledger.integration import record_clearing
+
+    if market_id is None:
+        digest = hashlib.sha256(orders_csv.read_bytes()).hexdigest()[:12]
+        market_id = f"{orders_csv.stem}-{digest}"
+    record = record_clearing(ledger, orders.to_frame().to_dict("records"),
+                             result.trades_frame().to_dict("records"), market_id)
+    return {"path": str(ledger), "market_id": market_id, "size": record.size,
+            "checkpoint_seq": record.checkpoint_seq, "root": record.root_hex,
+            "orders": record.orders, "trades": record.trades}
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -102,5 +130,10 @@ def _print_summary(summary: dict, out: Path) -> None:
     if abs(summary["operator_surplus_eur"]) > 1e-9:
         table.add_row("operator surplus", money(summary["operator_surplus_eur"], "EUR"))
     table.add_row("price rule", summary["price_rule"])
+    if "ledger" in summary:
+        entry = summary["ledger"]
+        table.add_row("ledger", f"{entry['path']}: {entry['orders']} orders, {entry['trades']} "
+                                f"trades, checkpoint {entry['checkpoint_seq']} "
+                                f"(root {entry['root'][:16]}...)")
     table.add_row("written", f"{out}/trades.csv, fills.csv, summary.json")
     console.print(table)
