@@ -1,0 +1,136 @@
+"""What a simulation run produces: arrays per interval and participant, bills and KPIs.
+
+This is the contract between the simulator (``lemgrid.sim.runner``), the writers of
+``intervals.parquet`` / ``bills.csv`` / ``kpis.json`` and the HTML report (``lemgrid.report``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+#: Columns of bills.csv, in order.
+BILL_COLUMNS = ("participant", "cost_eur", "bau_cost_eur", "savings_eur", "import_kwh",
+                "export_kwh", "local_bought_kwh", "local_sold_kwh")
+
+
+@dataclass(frozen=True, eq=False)
+class SimulationResult:
+    """One design simulated over a scenario's horizon.
+
+    Attributes
+    ----------
+    scenario : str
+        Scenario name.
+    design : str
+        Market design (``none`` is business-as-usual).
+    grid : str
+        Grid spec.
+    time_index : pandas.DatetimeIndex, shape (T,)
+    dt_h : float
+        Interval length [h].
+    participant_ids : ndarray of str, shape (N,)
+    participant_bus : ndarray of str, shape (N,)
+        Bus name of each participant.
+    bus_names, branch_names : ndarray of str
+    tariffs : dict
+        ``import_eur_per_kwh``, ``export_eur_per_kwh``, ``network_eur_per_kwh`` (for plots).
+    limits : dict
+        ``vm_min_pu``, ``vm_max_pu``, ``max_loading_percent``.
+    scheduled_kw, metered_kw : ndarray, shape (T, N)
+        Scheduled (market result) and metered (delivered) net injection [kW], export positive.
+    local_bought_kwh, local_sold_kwh : ndarray, shape (T, N)
+        Energy bought from / sold to other participants (or the community pool) [kWh].
+    grid_import_kwh, grid_export_kwh : ndarray, shape (T, N)
+        Energy bought from / sold to the retailer, imbalance included [kWh].
+    cost_eur : ndarray, shape (T, N)
+        Everything a participant pays in each interval (negative: it is paid) [EUR]: local trades,
+        grid energy, network charges, levies, fixed fees, imbalance, its share of market surplus.
+    bau_cost_eur : ndarray, shape (T, N)
+        The same participant's cost under business-as-usual (no local market) [EUR].
+    price_eur_per_kwh : ndarray, shape (T,)
+        Local market price (clearing price, internal price or volume-weighted P2P price; NaN
+        where nothing traded locally) [EUR/kWh].
+    local_volume_kwh : ndarray, shape (T,)
+        Energy traded between participants [kWh].
+    transformer_p_kw, bau_transformer_p_kw : ndarray, shape (T,)
+        Import at the substation (export negative) in the delivered AC power flow, with the design
+        and under business-as-usual [kW].
+    losses_kw : ndarray, shape (T,)
+    vm_pu : ndarray, shape (T, n_bus)
+        Delivered bus voltages [p.u.].
+    loading_percent : ndarray, shape (T, n_branch)
+    kpis : dict
+        Scalar KPIs (see :mod:`lemgrid.settlement.kpis`).
+    extra_intervals : dict[str, ndarray (T,)]
+        More per-interval series for intervals.parquet (design-specific).
+    seconds : float
+        Wall time of the run.
+    """
+
+    scenario: str
+    design: str
+    grid: str
+    time_index: pd.DatetimeIndex
+    dt_h: float
+    participant_ids: np.ndarray
+    participant_bus: np.ndarray
+    bus_names: np.ndarray
+    branch_names: np.ndarray
+    tariffs: dict
+    limits: dict
+    scheduled_kw: np.ndarray
+    metered_kw: np.ndarray
+    local_bought_kwh: np.ndarray
+    local_sold_kwh: np.ndarray
+    grid_import_kwh: np.ndarray
+    grid_export_kwh: np.ndarray
+    cost_eur: np.ndarray
+    bau_cost_eur: np.ndarray
+    price_eur_per_kwh: np.ndarray
+    local_volume_kwh: np.ndarray
+    transformer_p_kw: np.ndarray
+    bau_transformer_p_kw: np.ndarray
+    losses_kw: np.ndarray
+    vm_pu: np.ndarray
+    loading_percent: np.ndarray
+    kpis: dict = field(default_factory=dict)
+    extra_intervals: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def bills(self) -> pd.DataFrame:
+        """One row per participant over the horizon (the columns of bills.csv)."""
+        cost = self.cost_eur.sum(axis=0)
+        bau = self.bau_cost_eur.sum(axis=0)
+        return pd.DataFrame({
+            "participant": self.participant_ids,
+            "cost_eur": cost,
+            "bau_cost_eur": bau,
+            "savings_eur": bau - cost,
+            "import_kwh": self.grid_import_kwh.sum(axis=0),
+            "export_kwh": self.grid_export_kwh.sum(axis=0),
+            "local_bought_kwh": self.local_bought_kwh.sum(axis=0),
+            "local_sold_kwh": self.local_sold_kwh.sum(axis=0),
+        }, columns=list(BILL_COLUMNS))
+
+    def intervals(self) -> pd.DataFrame:
+        """Per-interval series (intervals.parquet)."""
+        frame = pd.DataFrame({
+            "price_eur_per_kwh": self.price_eur_per_kwh,
+            "local_volume_kwh": self.local_volume_kwh,
+            "transformer_p_kw": self.transformer_p_kw,
+            "bau_transformer_p_kw": self.bau_transformer_p_kw,
+            "losses_kw": self.losses_kw,
+            "vm_min_pu": np.nanmin(self.vm_pu, axis=1),
+            "vm_max_pu": np.nanmax(self.vm_pu, axis=1),
+            "max_loading_percent": np.nanmax(self.loading_percent, axis=1)
+            if self.loading_percent.shape[1] else np.zeros(len(self.time_index)),
+            "scheduled_net_kw": self.scheduled_kw.sum(axis=1),
+            "metered_net_kw": self.metered_kw.sum(axis=1),
+            "cost_eur": self.cost_eur.sum(axis=1),
+            "bau_cost_eur": self.bau_cost_eur.sum(axis=1),
+            **self.extra_intervals,
+        }, index=pd.Index(self.time_index, name="interval"))
+        return frame
