@@ -74,7 +74,7 @@ class CommunityProblem:
         Inflexible consumption and available PV [kW].
     batteries : Batteries
     sessions : EnergySessions
-    import_eur_per_kwh, export_eur_per_kwh : ndarray, shape (T,)
+    import_eur_per_kwh, export_eur_per_kwh : ndarray, shape (T,) or (T, N)
         What the community pays per imported kWh (energy + network charge) and receives per
         exported kWh.
     curtailment_eur_per_kwh : float
@@ -247,8 +247,8 @@ def _check_problem(problem: CommunityProblem) -> None:
             f"{s.energy_kwh[k]:.3g} kWh at {s.power_kw[k]} kW within its window")
 
 
-def solve_community(problem: CommunityProblem, network: NetworkView | None = None
-                    ) -> CommunityResult:
+def solve_community(problem: CommunityProblem, network: NetworkView | None = None,
+                    individual: bool = False) -> CommunityResult:
     """Clear the community market over the whole horizon (one LP; MILP only if needed).
 
     Parameters
@@ -256,6 +256,10 @@ def solve_community(problem: CommunityProblem, network: NetworkView | None = Non
     problem : CommunityProblem
     network : NetworkView, optional
         Linearised grid limits (network-constrained clearing with DLMPs).
+    individual : bool
+        Every member balances alone against the prices (then of shape (T, N)): the sum of
+        independent prosumer problems, e.g. optimising agents scheduling against a price forecast.
+        ``import_kw``/``export_kw`` and the prices of the result are then (T, N).
 
     Raises
     ------
@@ -268,7 +272,7 @@ def solve_community(problem: CommunityProblem, network: NetworkView | None = Non
     solves = 0
     seconds = 0.0
     while True:
-        model = _Model(problem, network, sorted(forced))
+        model = _Model(problem, network, sorted(forced), individual=individual)
         solution = model.lp.solve(time_limit_s=MILP_TIME_LIMIT_S if forced else None,
                                   mip_rel_gap=MILP_REL_GAP)
         solves, seconds = solves + 1, seconds + solution.seconds
@@ -277,7 +281,7 @@ def solve_community(problem: CommunityProblem, network: NetworkView | None = Non
         if forced:
             # MILP solved: fix the modes it chose and solve the LP again for the duals (prices).
             modes = np.round(solution[model.modes]).astype(bool)
-            model = _Model(problem, network, sorted(forced), modes)
+            model = _Model(problem, network, sorted(forced), modes, individual=individual)
             solution = model.lp.solve()
             solves, seconds = solves + 1, seconds + solution.seconds
         both = np.argwhere((solution[model.ch] > SIMULTANEOUS_KW)
@@ -295,7 +299,8 @@ class _Model:
     """The LP of one community clearing."""
 
     def __init__(self, problem: CommunityProblem, network: NetworkView | None,
-                 forced: list[tuple[int, int]], fixed_modes: np.ndarray | None = None) -> None:
+                 forced: list[tuple[int, int]], fixed_modes: np.ndarray | None = None,
+                 individual: bool = False) -> None:
         self.problem, self.network = problem, network
         lp = self.lp = LinearProgram()
         n_t, n = problem.shape
@@ -328,8 +333,9 @@ class _Model:
         self.ses_t = (np.concatenate([np.arange(a, z) for a, z in zip(s.start, s.stop, strict=True)])
                       if len(s) else np.array([], dtype=int))
         self.ses = lp.var(len(self.ses_t), ub=s.power_kw[self.ses_session])
-        self.imp = lp.var(n_t, cost=problem.import_eur_per_kwh * dt)
-        self.exp = lp.var(n_t, cost=-problem.export_eur_per_kwh * dt)
+        exchange = (n_t, n) if individual else n_t
+        self.imp = lp.var(exchange, cost=problem.import_eur_per_kwh * dt)
+        self.exp = lp.var(exchange, cost=-problem.export_eur_per_kwh * dt)
 
         rows = lp.rows((n_t, n), lower=problem.pv_p_kw - problem.load_p_kw,
                        upper=problem.pv_p_kw - problem.load_p_kw)
@@ -365,7 +371,14 @@ class _Model:
             lp.coef(discharge_rows, self.dis[forced_t, forced_b], 1.0)
             lp.coef(discharge_rows, self.modes, p_max)
 
-        if network is None:
+        if individual:
+            if network is not None:
+                raise InputError("community: individual balances take no network view")
+            self.balance = lp.rows((n_t, n), lower=0.0, upper=0.0)
+            lp.coef(self.balance, self.x, 1.0)
+            lp.coef(self.balance, self.imp, 1.0)
+            lp.coef(self.balance, self.exp, -1.0)
+        elif network is None:
             # Energy balance of the community: sum of injections + import - export = 0.
             self.balance = lp.rows(n_t, lower=0.0, upper=0.0)
             lp.coef(self.balance[:, None], self.x, 1.0)
@@ -456,7 +469,8 @@ class _Model:
         bus_price = None
         if self.network is None:
             price = solution.row_dual[self.balance] / dt
-            member_price = np.broadcast_to(price[:, None], (n_t, n)).copy()
+            member_price = (price if price.ndim == 2
+                            else np.broadcast_to(price[:, None], (n_t, n)).copy())
         else:
             lin = self.network.linearization
             price = solution.row_dual[self.pcc] / dt
@@ -471,7 +485,7 @@ class _Model:
                           "voltage": voltage}
             member_price = bus_price[:, problem.bus]
         retailer = float(((problem.import_eur_per_kwh * imp - problem.export_eur_per_kwh * exp)
-                          * dt).sum())
+                          * dt).sum())  # (also for individual balances: prices and flows (T, N))
         paid = (member_price * -x * dt).sum(axis=0)
         surplus = paid.sum() - retailer
         member_cost = paid - surplus / max(n, 1)

@@ -20,7 +20,10 @@ Price = Annotated[float, Field(allow_inf_nan=False)]
 _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 #: Market designs that a scenario may name (each is built by its own issue's module).
-DESIGNS = ("none", "uniform", "pay-as-bid", "continuous", "community", "p2p")
+DESIGNS = ("none", "uniform", "pay-as-bid", "continuous", "community", "community-constrained",
+           "p2p")
+#: Bidding strategies (``lemgrid.agents``).
+AGENT_TYPES = ("price-taker", "zi-c", "zip", "optimizer")
 
 
 class Strict(BaseModel):
@@ -216,6 +219,43 @@ class MarketConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
+class ZipConfig(Strict):
+    """Learning parameters of ZIP traders (Cliff 1997: learning rate 0.1-0.5, momentum 0-0.1)."""
+
+    learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.3
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    initial_margin: Annotated[float, Field(ge=0, le=1)] = 0.2
+
+
+class AgentsConfig(Strict):
+    """Who bids how: a default strategy and per-participant exceptions."""
+
+    default: Literal[AGENT_TYPES] = "price-taker"  # type: ignore[valid-type]
+    by_participant: dict[str, Literal[AGENT_TYPES]] = Field(  # type: ignore[valid-type]
+        default_factory=dict)
+    zip: ZipConfig = ZipConfig()
+
+
+class ForecastConfig(Strict):
+    """Forecasts the day-ahead market is cleared on. ``noisy``: realised value x (1 + e) with e
+    normal, standard deviation ``error`` per interval (independent), clipped at zero."""
+
+    method: Literal["perfect", "noisy"] = "perfect"
+    error: Annotated[float, Field(ge=0, le=2)] = 0.1
+
+
+class SettlementConfig(Strict):
+    """Charges beyond the energy price (EUR/kWh unless stated) and the imbalance prices."""
+
+    local_network_eur_per_kwh: NonNegativeFloat = 0.02
+    levies_eur_per_kwh: NonNegativeFloat = 0.0
+    fixed_eur_per_day: NonNegativeFloat = 0.0
+    imbalance_short_eur_per_kwh: Price | None = Field(
+        default=None, description="price of energy delivered short (default: import + network)")
+    imbalance_long_eur_per_kwh: Price | None = Field(
+        default=None, description="price of surplus energy delivered (default: feed-in tariff)")
+
+
 class ScenarioConfig(Strict):
     """A whole scenario file."""
 
@@ -231,6 +271,9 @@ class ScenarioConfig(Strict):
     grid_limits: GridLimitsConfig = GridLimitsConfig()
     default_profiles: DefaultProfilesConfig = DefaultProfilesConfig()
     market: MarketConfig = MarketConfig()
+    agents: AgentsConfig = AgentsConfig()
+    forecast: ForecastConfig = ForecastConfig()
+    settlement: SettlementConfig = SettlementConfig()
     seed: int = 0
 
     @field_validator("resolution", mode="before")

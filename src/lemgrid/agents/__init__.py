@@ -1,0 +1,8 @@
+"""Bidding agents: how participants schedule their own assets and price their orders.
+
+- :mod:`lemgrid.agents.dispatch`: rule-based operation of batteries (self-consumption) and of EV
+  charging / shiftable loads (as soon as possible), and the optimising prosumer (an LP against a
+  price forecast);
+- :mod:`lemgrid.agents.strategies`: limit prices of price takers, zero-intelligence-constrained
+  (ZI-C) and ZIP traders.
+"""

@@ -1,0 +1,199 @@
+"""Settlement: what every participant pays in every interval, and to whom.
+
+Every euro has a payer and a payee. Participants pay (or are paid by)
+
+- the **market** (other participants, or the community pool) for their scheduled local purchases
+  and sales; whatever the market keeps (a pay-as-bid spread, the community's surplus, congestion
+  rent) is handed back to the participants in equal shares, so the market account ends at zero;
+- the **retailer** for energy scheduled directly from / to the grid (import price / feed-in
+  tariff), and for imbalance: energy delivered short of the schedule at the short price, surplus
+  at the long price;
+- the **DSO** the network charge on grid imports and the (lower) local network charge on energy
+  bought from other participants, and the fixed fee;
+- the **state** the levies on every kWh consumed from the market, the grid or imbalance.
+
+Hence the identity that tests check for every design: the sum of all participants' costs equals
+what goes to the retailer, the DSO and the state (budget balance).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lemgrid.errors import InputError
+
+
+@dataclass(frozen=True)
+class Prices:
+    """All prices of the settlement [EUR/kWh unless stated]."""
+
+    import_eur_per_kwh: float
+    network_eur_per_kwh: float
+    export_eur_per_kwh: float
+    local_network_eur_per_kwh: float
+    levies_eur_per_kwh: float
+    fixed_eur_per_day: float
+    imbalance_short_eur_per_kwh: float
+    imbalance_long_eur_per_kwh: float
+
+    @property
+    def retail_eur_per_kwh(self) -> float:
+        """What a kWh from the grid costs before levies (energy + network)."""
+        return self.import_eur_per_kwh + self.network_eur_per_kwh
+
+    @classmethod
+    def from_scenario(cls, scenario) -> Prices:
+        t, s = scenario.tariffs, scenario.config.settlement
+        retail = t.import_eur_per_kwh + t.network_eur_per_kwh
+        return cls(
+            import_eur_per_kwh=t.import_eur_per_kwh, network_eur_per_kwh=t.network_eur_per_kwh,
+            export_eur_per_kwh=t.export_eur_per_kwh,
+            local_network_eur_per_kwh=s.local_network_eur_per_kwh,
+            levies_eur_per_kwh=s.levies_eur_per_kwh, fixed_eur_per_day=s.fixed_eur_per_day,
+            imbalance_short_eur_per_kwh=retail if s.imbalance_short_eur_per_kwh is None
+            else s.imbalance_short_eur_per_kwh,
+            imbalance_long_eur_per_kwh=t.export_eur_per_kwh if s.imbalance_long_eur_per_kwh is None
+            else s.imbalance_long_eur_per_kwh,
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Positions:
+    """A market's outcome over T intervals for N participants (energies in kWh per interval).
+
+    Attributes
+    ----------
+    scheduled_kw : ndarray (T, N)
+        Scheduled net injection [kW], export positive.
+    market_bought_kwh, market_sold_kwh : ndarray (T, N)
+        Energy bought from / sold to the market (peers or the community pool).
+    local_bought_kwh, local_sold_kwh : ndarray (T, N)
+        The part of it that came from / went to other participants (for a pool: its locally
+        matched share; for peer markets: all of it).
+    market_paid_eur : ndarray (T, N)
+        Money paid to the market for those purchases minus money received for sales.
+    retail_import_kwh, retail_export_kwh : ndarray (T, N)
+        Energy scheduled directly with the retailer.
+    pool_import_kwh, pool_export_kwh : ndarray (T,)
+        Energy the market itself (a community pool) exchanges with the retailer.
+    price_eur_per_kwh : ndarray (T,)
+        Local price (NaN where nothing traded locally).
+    """
+
+    scheduled_kw: np.ndarray
+    market_bought_kwh: np.ndarray
+    market_sold_kwh: np.ndarray
+    local_bought_kwh: np.ndarray
+    local_sold_kwh: np.ndarray
+    market_paid_eur: np.ndarray
+    retail_import_kwh: np.ndarray
+    retail_export_kwh: np.ndarray
+    pool_import_kwh: np.ndarray
+    pool_export_kwh: np.ndarray
+    price_eur_per_kwh: np.ndarray
+
+    @classmethod
+    def retail_only(cls, net_kw: np.ndarray, dt_h: float) -> Positions:
+        """Business-as-usual: every kWh goes to / comes from the retailer, no local market."""
+        zeros = np.zeros_like(net_kw)
+        n_t = len(net_kw)
+        return cls(
+            scheduled_kw=net_kw, market_bought_kwh=zeros, market_sold_kwh=zeros,
+            local_bought_kwh=zeros, local_sold_kwh=zeros, market_paid_eur=zeros,
+            retail_import_kwh=np.maximum(-net_kw, 0) * dt_h,
+            retail_export_kwh=np.maximum(net_kw, 0) * dt_h, pool_import_kwh=np.zeros(n_t),
+            pool_export_kwh=np.zeros(n_t), price_eur_per_kwh=np.full(n_t, np.nan))
+
+    @property
+    def local_volume_kwh(self) -> np.ndarray:
+        return self.local_bought_kwh.sum(axis=1)
+
+    def check(self, dt_h: float, tol_kwh: float = 1e-6) -> None:
+        """The positions add up to the schedule of every participant."""
+        energy = (self.market_sold_kwh - self.market_bought_kwh + self.retail_export_kwh
+                  - self.retail_import_kwh)
+        gap = np.abs(energy - self.scheduled_kw * dt_h)
+        if gap.max(initial=0) > tol_kwh:
+            t, n = np.unravel_index(np.argmax(gap), gap.shape)
+            raise InputError(f"settlement: positions of participant {n} in interval {t} do not add "
+                             f"up to its schedule ({gap[t, n]:.3g} kWh apart)")
+
+
+@dataclass(frozen=True, eq=False)
+class Bill:
+    """Costs per interval and participant [EUR] (positive: the participant pays), by component,
+    and what each counterparty receives per interval."""
+
+    market_eur: np.ndarray
+    surplus_share_eur: np.ndarray
+    retail_energy_eur: np.ndarray
+    network_eur: np.ndarray
+    imbalance_eur: np.ndarray
+    levies_eur: np.ndarray
+    fixed_eur: np.ndarray
+    import_kwh: np.ndarray  # metered energy from outside the local market (grid / via the pool)
+    export_kwh: np.ndarray
+    imbalance_short_kwh: np.ndarray
+    imbalance_long_kwh: np.ndarray
+    retailer_eur: np.ndarray
+    dso_eur: np.ndarray
+    state_eur: np.ndarray
+
+    @property
+    def cost_eur(self) -> np.ndarray:
+        return (self.market_eur + self.surplus_share_eur + self.retail_energy_eur
+                + self.network_eur + self.imbalance_eur + self.levies_eur + self.fixed_eur)
+
+    @property
+    def budget_gap_eur(self) -> float:
+        """Participants' total minus what retailer, DSO and state receive (0 up to rounding)."""
+        return float(self.cost_eur.sum() - (self.retailer_eur + self.dso_eur + self.state_eur).sum())
+
+
+def settle(positions: Positions, metered_kw: np.ndarray, prices: Prices, dt_h: float) -> Bill:
+    """Settle a market outcome against metered deliveries.
+
+    Parameters
+    ----------
+    positions : Positions
+    metered_kw : ndarray (T, N)
+        Metered net injection [kW], export positive.
+    prices : Prices
+    dt_h : float
+        Interval length [h].
+    """
+    positions.check(dt_h)
+    p = positions
+    n = metered_kw.shape[1]
+    deviation = (metered_kw - p.scheduled_kw) * dt_h
+    short, long = np.maximum(-deviation, 0), np.maximum(deviation, 0)
+    pool_cost = (p.pool_import_kwh * prices.retail_eur_per_kwh
+                 - p.pool_export_kwh * prices.export_eur_per_kwh)
+    surplus = p.market_paid_eur.sum(axis=1) - pool_cost
+    consumed = p.market_bought_kwh + p.retail_import_kwh + short
+    fixed = np.full(metered_kw.shape, prices.fixed_eur_per_day * dt_h / 24.0)
+    retail_energy = (p.retail_import_kwh * prices.import_eur_per_kwh
+                     - p.retail_export_kwh * prices.export_eur_per_kwh)
+    network = (p.retail_import_kwh * prices.network_eur_per_kwh
+               + p.local_bought_kwh * prices.local_network_eur_per_kwh)
+    imbalance = (short * prices.imbalance_short_eur_per_kwh
+                 - long * prices.imbalance_long_eur_per_kwh)
+    levies = consumed * prices.levies_eur_per_kwh
+    # Physical exchange with the world outside the local market: metered minus local trades.
+    outside = metered_kw * dt_h - (p.local_sold_kwh - p.local_bought_kwh)
+    pool_energy = (p.pool_import_kwh * prices.import_eur_per_kwh
+                   - p.pool_export_kwh * prices.export_eur_per_kwh)
+    return Bill(
+        market_eur=p.market_paid_eur,
+        surplus_share_eur=np.repeat(-surplus[:, None] / max(n, 1), n, axis=1),
+        retail_energy_eur=retail_energy, network_eur=network, imbalance_eur=imbalance,
+        levies_eur=levies, fixed_eur=fixed,
+        import_kwh=np.maximum(-outside, 0), export_kwh=np.maximum(outside, 0),
+        imbalance_short_kwh=short, imbalance_long_kwh=long,
+        retailer_eur=retail_energy.sum(axis=1) + imbalance.sum(axis=1) + pool_energy,
+        dso_eur=network.sum(axis=1) + p.pool_import_kwh * prices.network_eur_per_kwh
+        + fixed.sum(axis=1),
+        state_eur=levies.sum(axis=1),
+    )

@@ -1,0 +1,371 @@
+"""One day-ahead session of each market design: from forecasts to positions and asset schedules.
+
+Every design function takes a :class:`Session` (one day of forecasts and the participants'
+assets) and returns a :class:`SessionOutcome` with the same fields, so the runner and the
+settlement treat all designs alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from lemgrid.agents.dispatch import charge_on_arrival, self_consumption_battery
+from lemgrid.agents.strategies import ZipTraders, random_limits
+from lemgrid.assets.tables import Batteries, EnergySessions
+from lemgrid.errors import InputError
+from lemgrid.settlement.bills import Positions, Prices
+
+
+@dataclass(eq=False)
+class Session:
+    """One day-ahead market session.
+
+    Attributes
+    ----------
+    scenario : Scenario
+    start, stop : int
+        Intervals of the horizon covered.
+    load_kw, pv_kw : ndarray (Td, N)
+        Forecasts of the participants' inflexible load and PV [kW].
+    batteries : Batteries
+        With ``soc_initial`` carried over from the previous session.
+    sessions : EnergySessions
+        Windows of EVs and shiftable loads inside this session (indices relative to ``start``).
+    prices : Prices
+    agents : ndarray of str (N,)
+        Bidding strategy of each participant.
+    rng : numpy.random.Generator
+    zip_traders : ZipTraders or None
+    price_forecast : ndarray (Td,)
+        What optimising agents expect the local price to be [EUR/kWh].
+    background_p_kw, q_kvar : ndarray (Td, n_bus)
+        Forecast injections of non-participants and reactive injections (network-constrained).
+    """
+
+    scenario: object
+    start: int
+    stop: int
+    load_kw: np.ndarray
+    pv_kw: np.ndarray
+    batteries: Batteries
+    sessions: EnergySessions
+    prices: Prices
+    agents: np.ndarray
+    rng: np.random.Generator
+    zip_traders: ZipTraders | None
+    price_forecast: np.ndarray
+    background_p_kw: np.ndarray
+    q_kvar: np.ndarray
+
+    @property
+    def dt_h(self) -> float:
+        return self.scenario.dt_h
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.load_kw.shape
+
+    @property
+    def buyer_value(self) -> float:
+        """Most a buyer pays locally: the grid alternative minus the local network charge."""
+        return self.prices.retail_eur_per_kwh - self.prices.local_network_eur_per_kwh
+
+    @property
+    def seller_cost(self) -> float:
+        """Least a seller accepts locally: the feed-in tariff."""
+        return self.prices.export_eur_per_kwh
+
+
+@dataclass(eq=False)
+class SessionOutcome:
+    """Positions of the session and how the assets are to run.
+
+    Attributes
+    ----------
+    positions : Positions
+    asset_kw : ndarray (Td, N)
+        Batteries' net output minus EV / shiftable-load consumption [kW].
+    curtailment_kw : ndarray (Td, N)
+    soc_end_kwh : ndarray (B,)
+        Scheduled battery energy at the end of the session.
+    extra : dict[str, ndarray (Td,)]
+        Design-specific per-interval series for intervals.parquet.
+    """
+
+    positions: Positions
+    asset_kw: np.ndarray
+    curtailment_kw: np.ndarray
+    soc_end_kwh: np.ndarray
+    extra: dict = field(default_factory=dict)
+
+
+# --- participants running their own assets --------------------------------------------------
+
+def own_schedules(session: Session) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Assets run by their owners: optimisers against the price forecast, others by rules.
+
+    Returns (asset_kw (Td, N), curtailment_kw (Td, N), soc_end_kwh (B,)).
+    """
+    from lemgrid.market.community import CommunityProblem, solve_community
+
+    n_t, n = session.shape
+    dt = session.dt_h
+    b, s = session.batteries, session.sessions
+    optimizer = session.agents == "optimizer"
+    asset = np.zeros((n_t, n))
+    curtailment = np.zeros((n_t, n))
+    soc_end = b.soc_initial * b.capacity_kwh
+    rules = ~optimizer
+    # Rule-based owners: EVs and shiftable loads at once, battery for self-consumption.
+    in_rules = rules[s.owner] if len(s) else np.zeros(0, bool)
+    ses_kw = charge_on_arrival(_take_sessions(s, in_rules), n_t, n, dt)
+    battery_rules = rules[b.owner] if len(b) else np.zeros(0, bool)
+    rule_batteries = _take_batteries(b, battery_rules)
+    battery_kw, soc = self_consumption_battery(session.pv_kw - session.load_kw - ses_kw,
+                                               rule_batteries, dt)
+    asset += battery_kw - ses_kw
+    soc_end = soc_end.copy()
+    if len(rule_batteries) and n_t:
+        soc_end[battery_rules] = soc[-1]
+    if optimizer.any():
+        members = np.flatnonzero(optimizer)
+        remap = np.full(n, -1)
+        remap[members] = np.arange(len(members))
+        opt_b = _take_batteries(b, ~battery_rules)
+        opt_b = replace(opt_b, owner=remap[opt_b.owner])
+        opt_s = _take_sessions(s, ~in_rules)
+        opt_s = replace(opt_s, owner=remap[opt_s.owner])
+        forecast = np.clip(np.nan_to_num(session.price_forecast,
+                                         nan=0.5 * (session.buyer_value + session.seller_cost)),
+                           session.seller_cost, session.buyer_value)
+        buy = np.repeat(forecast[:, None], len(members), axis=1)
+        # Selling a kWh is worth a little less than buying one costs: fees, and no arbitrage.
+        sell = buy - 0.01
+        problem = CommunityProblem(
+            ids=session.scenario.participants.ids[members], bus=np.zeros(len(members), int),
+            dt_h=dt, load_p_kw=session.load_kw[:, members], pv_p_kw=session.pv_kw[:, members],
+            batteries=opt_b, sessions=opt_s, import_eur_per_kwh=buy, export_eur_per_kwh=sell,
+            curtailment_eur_per_kwh=session.seller_cost)
+        result = solve_community(problem, individual=True)
+        curtailment[:, members] = result.curtailment_kw
+        asset[:, members] += result.schedule_kw - (problem.pv_p_kw - result.curtailment_kw
+                                                   - problem.load_p_kw)
+        if len(opt_b) and n_t:
+            soc_end[~battery_rules] = result.soc_kwh[-1]
+    return asset, curtailment, soc_end
+
+
+def _take_batteries(b: Batteries, keep: np.ndarray) -> Batteries:
+    return Batteries(**{k: getattr(b, k)[keep] for k in b.__dataclass_fields__})
+
+
+def _take_sessions(s: EnergySessions, keep: np.ndarray) -> EnergySessions:
+    return EnergySessions(**{k: getattr(s, k)[keep] for k in s.__dataclass_fields__})
+
+
+# --- order-based designs (auctions, continuous trading) ---------------------------------------
+
+def limit_prices(session: Session, buying: np.ndarray) -> np.ndarray:
+    """Limit price of every (interval, participant) order under each agent's strategy."""
+    n_t, n = session.shape
+    value, cost = session.buyer_value, session.seller_cost
+    limits = np.where(buying, value, cost)  # price takers and optimisers
+    zic = session.agents == "zi-c"
+    if zic.any():
+        draws = random_limits(value, cost, (n_t, int(zic.sum())), session.rng)
+        limits[:, zic] = draws
+    zip_agents = session.agents == "zip"
+    if zip_agents.any():
+        z = session.zip_traders
+        limits[:, zip_agents] = np.where(buying[:, zip_agents], z.bid()[zip_agents],
+                                         z.ask()[zip_agents])
+    return limits
+
+
+def order_market(session: Session, mechanism: str) -> SessionOutcome:
+    """Participants schedule their assets, then bid their net position in a double auction or
+    continuous market; what does not match goes to the retailer."""
+    from lemgrid.market import OrderBatch, clear
+
+    n_t, n = session.shape
+    dt = session.dt_h
+    asset, curtailment, soc_end = own_schedules(session)
+    net = session.pv_kw - curtailment - session.load_kw + asset
+    energy = net * dt
+    active = np.abs(energy) > 1e-9
+    t_idx, n_idx = np.nonzero(active)
+    buying = energy < 0
+    limits = limit_prices(session, buying)
+    zeros = np.zeros((n_t, n))
+    bought, sold, paid = zeros.copy(), zeros.copy(), zeros.copy()
+    price = np.full(n_t, np.nan)
+    if len(t_idx):
+        ids = session.scenario.participants.ids
+        batch = OrderBatch.from_arrays(
+            order_id=np.arange(len(t_idx)), participant=ids[n_idx],
+            side=np.where(buying[t_idx, n_idx], "buy", "sell"),
+            quantity_kwh=np.abs(energy[t_idx, n_idx]), price_eur_per_kwh=limits[t_idx, n_idx],
+            interval=t_idx, timestamp_s=session.rng.permutation(len(t_idx)).astype(float),
+            price_band_eur_per_kwh=(-1e3, 1e3), source="agents' orders")
+        result = clear(batch, mechanism)
+        filled = result.filled_kwh
+        is_buy = buying[t_idx, n_idx]
+        np.add.at(bought, (t_idx[is_buy], n_idx[is_buy]), filled[is_buy])
+        np.add.at(sold, (t_idx[~is_buy], n_idx[~is_buy]), filled[~is_buy])
+        np.add.at(paid, (t_idx, n_idx), -result.cash_flow_eur)
+        traded = result.volume_kwh > 0
+        price[result.market_interval[traded]] = result.price_eur_per_kwh[traded]
+        if session.zip_traders is not None:
+            full = np.zeros((n_t, n), bool)
+            full[t_idx, n_idx] = filled >= np.abs(energy[t_idx, n_idx]) - 1e-9
+            for t in range(n_t):
+                session.zip_traders.learn(active[t] & buying[t], active[t] & ~buying[t], full[t],
+                                          price[t])
+    positions = Positions(
+        scheduled_kw=net, market_bought_kwh=bought, market_sold_kwh=sold,
+        local_bought_kwh=bought, local_sold_kwh=sold, market_paid_eur=paid,
+        retail_import_kwh=np.maximum(-energy, 0) - bought,
+        retail_export_kwh=np.maximum(energy, 0) - sold,
+        pool_import_kwh=np.zeros(n_t), pool_export_kwh=np.zeros(n_t), price_eur_per_kwh=price)
+    return SessionOutcome(positions, asset, curtailment, soc_end)
+
+
+# --- community (central optimisation) -----------------------------------------------------------
+
+def community(session: Session, constrained: bool) -> SessionOutcome:
+    """The community manager schedules all assets and trades the net position with the
+    retailer; members buy from and sell to the pool at their (locational) price."""
+    from lemgrid.dso.validation import clear_community_constrained
+    from lemgrid.market.community import CommunityOptions, CommunityProblem, solve_community
+    from lemgrid.sim.optimize import design_options
+
+    scenario = session.scenario
+    options = design_options(scenario, CommunityOptions, design="community",
+                             network="constrained" if constrained else "ignore")
+    prices = session.prices
+    n_t, n = session.shape
+    dt = session.dt_h
+    problem = CommunityProblem(
+        ids=scenario.participants.ids, bus=scenario.participants.bus, dt_h=dt,
+        load_p_kw=session.load_kw, pv_p_kw=session.pv_kw, batteries=session.batteries,
+        sessions=session.sessions,
+        import_eur_per_kwh=np.full(n_t, prices.retail_eur_per_kwh),
+        export_eur_per_kwh=np.full(n_t, prices.export_eur_per_kwh),
+        curtailment_eur_per_kwh=prices.export_eur_per_kwh if options.curtailment_eur_per_kwh
+        is None else options.curtailment_eur_per_kwh,
+        battery_wear_eur_per_kwh=options.battery_wear_eur_per_kwh)
+    extra: dict = {}
+    if constrained:
+        clearing = clear_community_constrained(
+            problem, scenario.network, session.background_p_kw, session.q_kvar, scenario.limits,
+            losses=options.losses, max_iterations=options.max_ac_iterations)
+        result = clearing.result
+        extra["unconstrained_voltage_excess_pu"] = clearing.unconstrained_validation \
+            .voltage_excess_pu.max(axis=1)
+        extra["unconstrained_loading_excess_percent"] = clearing.unconstrained_validation \
+            .loading_excess_percent.max(axis=1, initial=0.0)
+    else:
+        result = solve_community(problem)
+    x = result.schedule_kw
+    energy = x * dt
+    bought, sold = np.maximum(-energy, 0), np.maximum(energy, 0)
+    matched = np.minimum(bought.sum(axis=1), sold.sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        local_b = np.nan_to_num(bought * (matched / bought.sum(axis=1))[:, None])
+        local_s = np.nan_to_num(sold * (matched / sold.sum(axis=1))[:, None])
+    battery = np.zeros((n_t, n))
+    np.add.at(battery, (slice(None), problem.batteries.owner),
+              result.discharge_kw - result.charge_kw)
+    positions = Positions(
+        scheduled_kw=x, market_bought_kwh=bought, market_sold_kwh=sold, local_bought_kwh=local_b,
+        local_sold_kwh=local_s, market_paid_eur=result.member_price_eur_per_kwh * -energy,
+        retail_import_kwh=np.zeros((n_t, n)), retail_export_kwh=np.zeros((n_t, n)),
+        pool_import_kwh=result.import_kw * dt, pool_export_kwh=result.export_kw * dt,
+        price_eur_per_kwh=np.where(matched > 1e-9, result.price_eur_per_kwh, np.nan))
+    soc_end = result.soc_kwh[-1] if n_t and len(problem.batteries) else (
+        problem.batteries.soc_initial * problem.batteries.capacity_kwh)
+    return SessionOutcome(positions, battery - result.session_kw, result.curtailment_kw, soc_end,
+                          extra)
+
+
+# --- peer to peer ---------------------------------------------------------------------------
+
+def p2p(session: Session) -> SessionOutcome:
+    """Participants schedule their assets, then trade their net positions bilaterally (consensus
+    ADMM with product differentiation); trades with the retailer peers are retail trades."""
+    from lemgrid.grid.distance import electrical_distance_ohm
+    from lemgrid.market.p2p import clear_p2p
+    from lemgrid.market.p2p_community import GRID_BUYER, GRID_SELLER, P2POptions, p2p_problem
+    from lemgrid.sim.optimize import design_options
+
+    scenario = session.scenario
+    options = design_options(scenario, P2POptions, design="p2p")
+    n_t, n = session.shape
+    dt = session.dt_h
+    asset, curtailment, soc_end = own_schedules(session)
+    net = session.pv_kw - curtailment - session.load_kw + asset
+    prices = session.prices
+    problem = p2p_problem(
+        scenario.participants.ids, np.maximum(-net, 0), np.maximum(net, 0),
+        electrical_distance_ohm(scenario.network, scenario.participants.bus), dt,
+        prices.retail_eur_per_kwh, prices.export_eur_per_kwh, options)
+    result = clear_p2p(problem, options.method,
+                       **({"price0_eur_per_kwh": 0.5 * (session.buyer_value + session.seller_cost),
+                           "tol_primal_kwh": options.tolerance_kwh}
+                          if options.method == "admm" else {}))
+    trades = result.trades_table()
+    index = {pid: i for i, pid in enumerate(scenario.participants.ids)}
+    zeros = np.zeros((n_t, n))
+    bought, sold, paid = zeros.copy(), zeros.copy(), zeros.copy()
+    t = trades["interval"].to_numpy(int)
+    q = trades["quantity_kwh"].to_numpy()
+    money = q * trades["price_eur_per_kwh"].to_numpy()
+    local = ~trades.seller.isin([GRID_SELLER, GRID_BUYER]) & ~trades.buyer.isin(
+        [GRID_SELLER, GRID_BUYER])
+    local = local.to_numpy()
+    buyer = trades.buyer.map(index).to_numpy()
+    seller = trades.seller.map(index).to_numpy()
+    np.add.at(bought, (t[local], buyer[local].astype(int)), q[local])
+    np.add.at(sold, (t[local], seller[local].astype(int)), q[local])
+    np.add.at(paid, (t[local], buyer[local].astype(int)), money[local])
+    np.add.at(paid, (t[local], seller[local].astype(int)), -money[local])
+    # The schedule is what the market cleared; retail trades are whatever remains of it.
+    scheduled = result.p_kw[:, :n]
+    energy = scheduled * dt
+    gap = energy - (sold - bought)
+    volume = bought.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        price = np.where(volume > 1e-9, (paid.clip(min=0)).sum(axis=1) / volume, np.nan)
+    positions = Positions(
+        scheduled_kw=scheduled, market_bought_kwh=bought, market_sold_kwh=sold,
+        local_bought_kwh=bought, local_sold_kwh=sold, market_paid_eur=paid,
+        retail_import_kwh=np.maximum(-gap, 0), retail_export_kwh=np.maximum(gap, 0),
+        pool_import_kwh=np.zeros(n_t), pool_export_kwh=np.zeros(n_t), price_eur_per_kwh=price)
+    # The P2P schedule may differ from the owners' plan by the ADMM tolerance: the PV absorbs it.
+    asset = asset + (scheduled - net)
+    return SessionOutcome(positions, asset, curtailment, soc_end,
+                          {"p2p_iterations": np.full(n_t, float(np.max(result.iterations)))})
+
+
+def business_as_usual(session: Session) -> SessionOutcome:
+    """No local market: the schedule is the owners' own plan, all of it with the retailer."""
+    asset, curtailment, soc_end = own_schedules(session)
+    net = session.pv_kw - curtailment - session.load_kw + asset
+    return SessionOutcome(Positions.retail_only(net, session.dt_h), asset, curtailment, soc_end)
+
+
+def run_session(design: str, session: Session) -> SessionOutcome:
+    """Dispatch a session to its design."""
+    if design in ("uniform", "pay-as-bid", "continuous"):
+        return order_market(session, design)
+    if design == "community":
+        return community(session, constrained=False)
+    if design == "community-constrained":
+        return community(session, constrained=True)
+    if design == "p2p":
+        return p2p(session)
+    if design == "none":
+        return business_as_usual(session)
+    raise InputError(f"unknown market design {design!r}")

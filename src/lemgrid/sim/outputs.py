@@ -1,0 +1,60 @@
+"""Files of a simulation: kpis.json, bills.csv, intervals.parquet, report.html; and of a
+comparison: comparison.csv and a side-by-side report.html."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from lemgrid.sim.results import SimulationResult
+
+
+def _jsonable(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item"):
+        return _jsonable(value.item())
+    return value
+
+
+def write_simulation(result: SimulationResult, out: Path, report: bool = True) -> dict[str, Path]:
+    """Write the files of one run; returns their paths by name."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"kpis": out / "kpis.json", "bills": out / "bills.csv",
+             "intervals": out / "intervals.parquet"}
+    kpis = {"scenario": result.scenario, "grid": result.grid,
+            "start": str(result.time_index[0]), **result.kpis}
+    paths["kpis"].write_text(json.dumps({k: _jsonable(v) for k, v in kpis.items()}, indent=2)
+                             + "\n")
+    result.bills().to_csv(paths["bills"], index=False, float_format="%.6f")
+    result.intervals().to_parquet(paths["intervals"])
+    if report:
+        from lemgrid.report import render_report
+
+        paths["report"] = render_report(result, out / "report.html")
+    return paths
+
+
+def comparison_table(results: list[SimulationResult]) -> pd.DataFrame:
+    """One row per design, the scalar KPIs as columns."""
+    rows = [{k: _jsonable(v) for k, v in r.kpis.items()} for r in results]
+    return pd.DataFrame(rows).set_index("design")
+
+
+def write_comparison(results: list[SimulationResult], out: Path, report: bool = True
+                     ) -> dict[str, Path]:
+    """comparison.csv and a side-by-side report.html; each design's own files in a subfolder."""
+    out.mkdir(parents=True, exist_ok=True)
+    table = comparison_table(results)
+    paths = {"comparison": out / "comparison.csv"}
+    table.to_csv(paths["comparison"])
+    for result in results:
+        write_simulation(result, out / result.design, report=False)
+    if report:
+        from lemgrid.report import render_comparison
+
+        paths["report"] = render_comparison(results, table, out / "report.html")
+    return paths

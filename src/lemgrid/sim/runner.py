@@ -1,0 +1,277 @@
+"""The market lab's time loop: day-ahead sessions over a horizon, delivery, metering, settlement.
+
+For each day: forecasts -> agents schedule their assets and bid (or the manager schedules
+everything) -> the design clears (:mod:`lemgrid.sim.designs`) -> the DSO's AC check of the
+schedule -> delivery with realised profiles (assets follow their schedule, PV is curtailed as
+scheduled) -> metering. Optionally an intraday session per interval trades the deviations of
+order-based designs. Then the whole horizon is settled (:mod:`lemgrid.settlement.bills`) against
+business-as-usual (the same households without a local market: batteries for self-consumption,
+EVs charged on arrival, everything with the retailer), and the delivered grid is checked with the
+batched AC power flow.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from lemgrid.agents.dispatch import charge_on_arrival, self_consumption_battery
+from lemgrid.agents.strategies import ZipTraders
+from lemgrid.assets.tables import EnergySessions
+from lemgrid.errors import InputError
+from lemgrid.grid.powerflow import run_powerflow
+from lemgrid.scenario import Scenario
+from lemgrid.scenario.config import DESIGNS
+from lemgrid.settlement.bills import Positions, Prices, settle
+from lemgrid.settlement.kpis import market_kpis
+from lemgrid.sim.designs import Session, SessionOutcome, run_session
+from lemgrid.sim.results import SimulationResult
+
+ORDER_DESIGNS = ("uniform", "pay-as-bid", "continuous")
+
+
+def resolve_design(scenario: Scenario, design: str | None) -> str:
+    """The design to run: the argument, else the scenario's (``community`` with
+    ``network: constrained`` is ``community-constrained``)."""
+    name = design or scenario.market.design
+    if name not in DESIGNS:
+        raise InputError(f"unknown market design {name!r}; choose one of {', '.join(DESIGNS)}")
+    if (name == "community" and design is None
+            and scenario.market.options.get("network") == "constrained"):
+        return "community-constrained"
+    return name
+
+
+def agent_types(scenario: Scenario) -> np.ndarray:
+    """Each participant's bidding strategy (scenario ``agents``)."""
+    config = scenario.config.agents
+    ids = list(scenario.participants.ids)
+    unknown = sorted(set(config.by_participant) - set(ids))
+    if unknown:
+        raise InputError(f"agents.by_participant: unknown participant {unknown[0]!r}")
+    return np.array([config.by_participant.get(pid, config.default) for pid in ids], dtype=object)
+
+
+def forecasts(scenario: Scenario, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Forecasts of load and PV the day-ahead market works with."""
+    parts, config = scenario.participants, scenario.config.forecast
+    if config.method == "perfect" or config.error == 0:
+        return parts.load_p_kw, parts.pv_p_kw
+    noise = config.error * rng.standard_normal((2, *parts.load_p_kw.shape))
+    return (np.clip(parts.load_p_kw * (1 + noise[0]), 0, None),
+            np.clip(parts.pv_p_kw * (1 + noise[1]), 0, None))
+
+
+def day_bounds(scenario: Scenario) -> list[tuple[int, int]]:
+    """[start, stop) of each day-ahead session: calendar days of the horizon."""
+    days = scenario.time_index.normalize()
+    starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
+    stops = np.r_[starts[1:], len(days)]
+    return list(zip(starts.tolist(), stops.tolist(), strict=True))
+
+
+def split_sessions(sessions: EnergySessions, start: int, stop: int) -> EnergySessions:
+    """The parts of EV / shiftable-load windows inside [start, stop), relative to ``start``; a
+    window cut by the boundary takes the share of its energy that its part of the window has."""
+    lo = np.maximum(sessions.start, start)
+    hi = np.minimum(sessions.stop, stop)
+    keep = hi > lo
+    share = (hi - lo) / np.maximum(sessions.stop - sessions.start, 1)
+    return EnergySessions(
+        owner=sessions.owner[keep], name=sessions.name[keep], kind=sessions.kind[keep],
+        start=(lo - start)[keep], stop=(hi - start)[keep],
+        energy_kwh=(sessions.energy_kwh * share)[keep], power_kw=sessions.power_kw[keep])
+
+
+def business_as_usual(scenario: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Delivered net injection (T, N) without a market, and its consumption / generation."""
+    parts = scenario.participants
+    n_t, n = parts.load_p_kw.shape
+    sessions = charge_on_arrival(parts.sessions, n_t, n, scenario.dt_h)
+    battery, _ = self_consumption_battery(parts.pv_p_kw - parts.load_p_kw - sessions,
+                                          parts.batteries, scenario.dt_h)
+    metered = parts.pv_p_kw - parts.load_p_kw - sessions + battery
+    return metered, parts.load_p_kw + sessions + np.maximum(-battery, 0), (
+        parts.pv_p_kw + np.maximum(battery, 0))
+
+
+def _concat(outcomes: list[SessionOutcome]) -> Positions:
+    fields = Positions.__dataclass_fields__
+    return Positions(**{k: np.concatenate([getattr(o.positions, k) for o in outcomes])
+                        for k in fields})
+
+
+def intraday(positions: Positions, metered_kw: np.ndarray, prices: Prices, dt_h: float,
+             participants: np.ndarray) -> Positions:
+    """Trade every interval's deviation from the schedule in a uniform auction among the
+    participants, at limits of the imbalance prices, before it is settled as imbalance."""
+    from lemgrid.market import OrderBatch, clear_uniform
+
+    deviation = (metered_kw - positions.scheduled_kw) * dt_h
+    t_idx, n_idx = np.nonzero(np.abs(deviation) > 1e-9)
+    if not len(t_idx):
+        return positions
+    short = deviation[t_idx, n_idx] < 0
+    batch = OrderBatch.from_arrays(
+        order_id=np.arange(len(t_idx)), participant=participants[n_idx],
+        side=np.where(short, "buy", "sell"), quantity_kwh=np.abs(deviation[t_idx, n_idx]),
+        price_eur_per_kwh=np.where(short, prices.imbalance_short_eur_per_kwh,
+                                   prices.imbalance_long_eur_per_kwh),
+        interval=t_idx, price_band_eur_per_kwh=(-1e3, 1e3), source="intraday orders")
+    result = clear_uniform(batch)
+    bought = np.zeros_like(deviation)
+    sold = np.zeros_like(deviation)
+    paid = np.zeros_like(deviation)
+    np.add.at(bought, (t_idx[short], n_idx[short]), result.filled_kwh[short])
+    np.add.at(sold, (t_idx[~short], n_idx[~short]), result.filled_kwh[~short])
+    np.add.at(paid, (t_idx, n_idx), -result.cash_flow_eur)
+    return replace(
+        positions,
+        scheduled_kw=positions.scheduled_kw + (sold - bought) / dt_h,
+        market_bought_kwh=positions.market_bought_kwh + bought,
+        market_sold_kwh=positions.market_sold_kwh + sold,
+        local_bought_kwh=positions.local_bought_kwh + bought,
+        local_sold_kwh=positions.local_sold_kwh + sold,
+        market_paid_eur=positions.market_paid_eur + paid)
+
+
+def simulate(scenario: Scenario, design: str | None = None, *,
+             progress: Callable[[int, int], None] | None = None) -> SimulationResult:
+    """Run a market design over the scenario's horizon.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    design : str, optional
+        One of ``none, uniform, pay-as-bid, continuous, community, community-constrained, p2p``;
+        default: the scenario's ``market.design``.
+    progress : callable, optional
+        ``progress(done_days, total_days)``.
+    """
+    t_start = time.perf_counter()
+    design = resolve_design(scenario, design)
+    options = scenario.market.options
+    if options.get("intraday") and design not in ORDER_DESIGNS:
+        raise InputError(f"market.intraday: intraday trading of deviations is built for the "
+                         f"order-based designs ({', '.join(ORDER_DESIGNS)}), not {design!r}")
+    parts = scenario.participants
+    n_t, n = parts.load_p_kw.shape
+    dt = scenario.dt_h
+    prices = Prices.from_scenario(scenario)
+    rng = np.random.default_rng(scenario.config.seed)
+    agents = agent_types(scenario)
+    load_f, pv_f = forecasts(scenario, rng)
+    bau_metered, bau_consumption, bau_generation = business_as_usual(scenario)
+    _, q_all = scenario.bus_injections(parts.net_p_kw)
+
+    if design == "none":
+        positions = Positions.retail_only(bau_metered, dt)
+        metered, consumption, generation = bau_metered, bau_consumption, bau_generation
+        extra: dict = {}
+    else:
+        zip_config = scenario.config.agents.zip
+        zip_traders = (ZipTraders(n, prices.retail_eur_per_kwh - prices.local_network_eur_per_kwh,
+                                  prices.export_eur_per_kwh, zip_config.learning_rate,
+                                  zip_config.momentum, zip_config.initial_margin, rng)
+                       if (agents == "zip").any() else None)
+        batteries = parts.batteries
+        price_forecast = np.full(n_t, np.nan)
+        outcomes: list[SessionOutcome] = []
+        days = day_bounds(scenario)
+        for k, (start, stop) in enumerate(days):
+            session = Session(
+                scenario=scenario, start=start, stop=stop, load_kw=load_f[start:stop],
+                pv_kw=pv_f[start:stop], batteries=batteries,
+                sessions=split_sessions(parts.sessions, start, stop), prices=prices,
+                agents=agents, rng=rng, zip_traders=zip_traders,
+                price_forecast=price_forecast[start:stop],
+                background_p_kw=scenario.background_p_kw[start:stop],
+                q_kvar=q_all[start:stop])
+            outcome = run_session(design, session)
+            outcomes.append(outcome)
+            if len(batteries):
+                soc = np.clip(outcome.soc_end_kwh / batteries.capacity_kwh, batteries.soc_min,
+                              batteries.soc_max)
+                batteries = replace(batteries, soc_initial=soc)
+            # Tomorrow's optimisers expect today's prices at the same time of day.
+            nxt = days[k + 1] if k + 1 < len(days) else None
+            if nxt is not None:
+                today = outcome.positions.price_eur_per_kwh
+                length = min(nxt[1] - nxt[0], len(today))
+                price_forecast[nxt[0]:nxt[0] + length] = today[:length]
+            if progress is not None:
+                progress(k + 1, len(days))
+        positions = _concat(outcomes)
+        asset = np.concatenate([o.asset_kw for o in outcomes])
+        curtailment = np.minimum(np.concatenate([o.curtailment_kw for o in outcomes]),
+                                 parts.pv_p_kw)
+        # Delivery: realised load and PV, assets as scheduled.
+        metered = parts.pv_p_kw - curtailment - parts.load_p_kw + asset
+        consumption = parts.load_p_kw + np.maximum(-asset, 0)
+        generation = parts.pv_p_kw - curtailment + np.maximum(asset, 0)
+        extra = {key: np.concatenate([o.extra[key] for o in outcomes])
+                 for key in outcomes[0].extra} if outcomes else {}
+        if options.get("intraday"):
+            positions = intraday(positions, metered, prices, dt, parts.ids)
+
+    bill = settle(positions, metered, prices, dt)
+    bau_bill = settle(Positions.retail_only(bau_metered, dt), bau_metered, prices, dt)
+
+    # The DSO's view: the schedule (forecast) and what was delivered, in AC.
+    scheduled_flow = run_powerflow(scenario.network, *scenario.bus_injections(
+        positions.scheduled_kw))
+    delivered = run_powerflow(scenario.network, *scenario.bus_injections(metered))
+    bau_flow = delivered if design == "none" else run_powerflow(
+        scenario.network, *scenario.bus_injections(bau_metered))
+    from lemgrid.grid.kpis import grid_kpis, overloads, voltage_violations
+
+    grid = grid_kpis(scenario.network, delivered, scenario.limits, dt).to_dict()
+    bau_grid = grid_kpis(scenario.network, bau_flow, scenario.limits, dt).to_dict()
+    kpis = {
+        "design": design,
+        "intervals": n_t,
+        "participants": n,
+        **market_kpis(bill, bau_bill, metered, consumption, generation,
+                      positions.local_volume_kwh, dt),
+        "peak_import_kw": grid["peak_import_kw"],
+        "peak_export_kw": grid["peak_export_kw"],
+        "losses_kwh": grid["losses_kwh"],
+        "voltage_violation_intervals": grid["voltage_violation_intervals"],
+        "overload_intervals": grid["overload_intervals"],
+        "vm_min_pu": grid["vm_min_pu"],
+        "vm_max_pu": grid["vm_max_pu"],
+        "max_loading_percent": grid["max_loading_percent"],
+        "scheduled_voltage_violation_intervals": int(
+            voltage_violations(scheduled_flow, scenario.limits).any(axis=1).sum()),
+        "scheduled_overload_intervals": int(
+            overloads(scheduled_flow, scenario.limits).any(axis=1).sum()),
+        "bau_peak_import_kw": bau_grid["peak_import_kw"],
+        "bau_peak_export_kw": bau_grid["peak_export_kw"],
+        "bau_losses_kwh": bau_grid["losses_kwh"],
+        "bau_voltage_violation_intervals": bau_grid["voltage_violation_intervals"],
+        "bau_overload_intervals": bau_grid["overload_intervals"],
+    }
+    network = scenario.network
+    result = SimulationResult(
+        scenario=scenario.name, design=design, grid=scenario.config.grid,
+        time_index=pd.DatetimeIndex(scenario.time_index), dt_h=dt,
+        participant_ids=parts.ids, participant_bus=network.bus_names[parts.bus],
+        bus_names=network.bus_names, branch_names=network.branch_names,
+        tariffs=scenario.tariffs.model_dump(), limits=scenario.config.grid_limits.model_dump(),
+        scheduled_kw=positions.scheduled_kw, metered_kw=metered,
+        local_bought_kwh=positions.local_bought_kwh, local_sold_kwh=positions.local_sold_kwh,
+        grid_import_kwh=bill.import_kwh, grid_export_kwh=bill.export_kwh,
+        cost_eur=bill.cost_eur, bau_cost_eur=bau_bill.cost_eur,
+        price_eur_per_kwh=positions.price_eur_per_kwh,
+        local_volume_kwh=positions.local_volume_kwh,
+        transformer_p_kw=delivered.p_slack_kw, bau_transformer_p_kw=bau_flow.p_slack_kw,
+        losses_kw=delivered.losses_kw, vm_pu=delivered.vm_pu,
+        loading_percent=delivered.loading_percent, kpis=kpis, extra_intervals=extra,
+    )
+    seconds = time.perf_counter() - t_start
+    kpis["seconds"] = round(seconds, 3)
+    return replace(result, seconds=seconds)
