@@ -20,7 +20,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed-base
 
 demo: $(VENV)/.installed-base
-	$(BIN)/lemgrid powerflow examples/lv-rural-community.yaml --out out/demo
+	$(BIN)/lemgrid simulate --out out/demo
 
 test: $(VENV)/.installed-test
 	./scripts/ensure-test-services.sh
