@@ -71,7 +71,7 @@ def test_charge_on_arrival_fills_the_window_start():
                               kind=np.array(["ev", "flexible_load"]), start=np.array([2, 5]),
                               stop=np.array([10, 9]), energy_kwh=np.array([6.0, 1.0]),
                               power_kw=np.array([11.0, 2.0]))
-    kw = charge_on_arrival(sessions, 12, 2, 0.25)
+    kw = charge_on_arrival(sessions, 12, 0.25)
     np.testing.assert_allclose(kw.sum(axis=0) * 0.25, [6.0, 1.0])
     assert kw[2, 0] == 11.0 and kw[3, 0] == 11.0 and kw[4, 0] == pytest.approx(2.0)
     assert kw[5, 1] == 2.0 and kw[6, 1] == 2.0 and kw[7, 1] == 0.0
@@ -102,7 +102,8 @@ participants:
         prices=Prices(0.25, 0.08, 0.08, 0.02, 0.0, 0.0, 0.33, 0.08), agents=np.array(["optimizer"]),
         rng=np.random.default_rng(0), zip_traders=None, price_forecast=forecast,
         background_p_kw=scenario.background_p_kw, q_kvar=-parts.load_q_kvar)
-    asset, _, soc_end = own_schedules(session)
-    assert asset[10:15, 0].min() < -1.0  # charging in the cheap hours
-    assert asset[15:, 0].max() > 1.0  # discharging later
-    assert soc_end[0] == pytest.approx(5.0, abs=1e-6)  # back to its final state of charge
+    plan = own_schedules(session)
+    battery = plan.battery_kw[:, 0]
+    assert battery[10:15].min() < -1.0  # charging in the cheap hours
+    assert battery[15:].max() > 1.0  # discharging later
+    assert plan.soc_kwh[-1, 0] == pytest.approx(5.0, abs=1e-6)  # back to its final state

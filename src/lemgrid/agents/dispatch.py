@@ -20,13 +20,13 @@ def self_consumption_battery(net_kw: np.ndarray, batteries: Batteries, dt_h: flo
 
     Returns
     -------
-    battery_kw : ndarray, shape (T, N)
-        Net output of each owner's batteries (discharge positive) [kW].
+    battery_kw : ndarray, shape (T, B)
+        Net output of each battery (discharge positive) [kW] (:func:`to_owners` sums them up).
     soc_kwh : ndarray, shape (T, B)
         State of charge at the end of each interval [kWh].
     """
     n_t, n = net_kw.shape
-    out = np.zeros((n_t, n))
+    out = np.zeros((n_t, len(batteries)))
     soc = np.zeros((n_t, len(batteries)))
     if not len(batteries):
         return out, soc
@@ -51,27 +51,33 @@ def self_consumption_battery(net_kw: np.ndarray, batteries: Batteries, dt_h: flo
             charge, discharge = np.maximum(charge, 0), np.maximum(discharge, 0)
             level[k] += (b.eta_charge[k] * charge - discharge / b.eta_discharge[k]) * dt_h
             residual[t, owner] += discharge - charge
-            out[t, owner] += discharge - charge
+            out[t, k] = discharge - charge
         soc[t] = level
     return out, soc
 
 
-def charge_on_arrival(sessions: EnergySessions, n_intervals: int, n_participants: int,
-                      dt_h: float) -> np.ndarray:
+def charge_on_arrival(sessions: EnergySessions, n_intervals: int, dt_h: float) -> np.ndarray:
     """EVs and shiftable loads draw full power from the start of their window until done.
 
     Returns
     -------
-    ndarray, shape (T, N)
-        Power drawn by each participant's sessions [kW].
+    ndarray, shape (T, S)
+        Power drawn by each session [kW] (:func:`to_owners` sums them up).
     """
-    out = np.zeros((n_intervals, n_participants))
+    out = np.zeros((n_intervals, len(sessions)))
     for k in range(len(sessions)):
         power = sessions.power_kw[k]
         full, rest = divmod(sessions.energy_kwh[k], power * dt_h)
-        start, owner = int(sessions.start[k]), int(sessions.owner[k])
+        start = int(sessions.start[k])
         stop = min(start + int(full), int(sessions.stop[k]))
-        out[start:stop, owner] += power
+        out[start:stop, k] = power
         if rest > 1e-12 and stop < sessions.stop[k]:
-            out[stop, owner] += rest / dt_h
+            out[stop, k] = rest / dt_h
+    return out
+
+
+def to_owners(values: np.ndarray, owner: np.ndarray, n_participants: int) -> np.ndarray:
+    """Sum per-asset columns (T, A) into their owners' columns (T, N)."""
+    out = np.zeros((values.shape[0], n_participants))
+    np.add.at(out, (slice(None), owner), values)
     return out

@@ -172,6 +172,8 @@ class CommunityResult:
         Battery operation (state of charge at the end of each interval).
     session_kw : ndarray, shape (T, N)
         Power drawn by each member's EVs and shiftable loads [kW].
+    session_schedule_kw : ndarray, shape (T, S)
+        The same per session.
     curtailment_kw : ndarray, shape (T, N)
     price_eur_per_kwh : ndarray, shape (T,)
         Internal (energy) price: the dual of the community's balance [EUR/kWh].
@@ -204,6 +206,7 @@ class CommunityResult:
     discharge_kw: np.ndarray
     soc_kwh: np.ndarray
     session_kw: np.ndarray
+    session_schedule_kw: np.ndarray
     curtailment_kw: np.ndarray
     price_eur_per_kwh: np.ndarray
     bus_price_eur_per_kwh: np.ndarray | None
@@ -462,9 +465,10 @@ class _Model:
         n_t, n = problem.shape
         x = solution[self.x]
         imp, exp = solution[self.imp], solution[self.exp]
+        session_schedule = np.zeros((n_t, len(problem.sessions)))
+        session_schedule[self.ses_t, self.ses_session] = solution[self.ses]
         session_kw = np.zeros((n_t, n))
-        np.add.at(session_kw, (self.ses_t, problem.sessions.owner[self.ses_session]),
-                  solution[self.ses])
+        np.add.at(session_kw, (slice(None), problem.sessions.owner), session_schedule)
         components = None
         bus_price = None
         if self.network is None:
@@ -496,6 +500,7 @@ class _Model:
         return CommunityResult(
             schedule_kw=x, import_kw=imp, export_kw=exp, charge_kw=solution[self.ch],
             discharge_kw=solution[self.dis], soc_kwh=solution[self.soc], session_kw=session_kw,
+            session_schedule_kw=session_schedule,
             curtailment_kw=curt, price_eur_per_kwh=price, bus_price_eur_per_kwh=bus_price,
             dlmp_components=components, member_price_eur_per_kwh=member_price,
             member_cost_eur=member_cost, retailer_cost_eur=retailer, welfare_eur=welfare,

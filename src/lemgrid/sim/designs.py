@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from lemgrid.agents.dispatch import charge_on_arrival, self_consumption_battery
+from lemgrid.agents.dispatch import charge_on_arrival, self_consumption_battery, to_owners
 from lemgrid.agents.strategies import ZipTraders, random_limits
 from lemgrid.assets.tables import Batteries, EnergySessions
 from lemgrid.errors import InputError
@@ -79,56 +79,72 @@ class Session:
 
 
 @dataclass(eq=False)
+class AssetPlan:
+    """How every flexible asset runs in a session.
+
+    Attributes
+    ----------
+    battery_kw : ndarray (Td, B)
+        Net output of each battery (discharge positive) [kW].
+    soc_kwh : ndarray (Td, B)
+        Energy in each battery at the end of each interval [kWh].
+    session_kw : ndarray (Td, S)
+        Power drawn by each EV / shiftable-load session of the day [kW].
+    curtailment_kw : ndarray (Td, N)
+        Curtailed PV [kW].
+    """
+
+    battery_kw: np.ndarray
+    soc_kwh: np.ndarray
+    session_kw: np.ndarray
+    curtailment_kw: np.ndarray
+
+    def asset_kw(self, batteries: Batteries, sessions: EnergySessions, n: int) -> np.ndarray:
+        """Batteries' output minus sessions' consumption per participant (Td, N) [kW]."""
+        return (to_owners(self.battery_kw, batteries.owner, n)
+                - to_owners(self.session_kw, sessions.owner, n))
+
+
+@dataclass(eq=False)
 class SessionOutcome:
     """Positions of the session and how the assets are to run.
 
     Attributes
     ----------
     positions : Positions
-    asset_kw : ndarray (Td, N)
-        Batteries' net output minus EV / shiftable-load consumption [kW].
-    curtailment_kw : ndarray (Td, N)
-    soc_end_kwh : ndarray (B,)
-        Scheduled battery energy at the end of the session.
+    plan : AssetPlan
     extra : dict[str, ndarray (Td,)]
         Design-specific per-interval series for intervals.parquet.
     """
 
     positions: Positions
-    asset_kw: np.ndarray
-    curtailment_kw: np.ndarray
-    soc_end_kwh: np.ndarray
+    plan: AssetPlan
     extra: dict = field(default_factory=dict)
 
 
 # --- participants running their own assets --------------------------------------------------
 
-def own_schedules(session: Session) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Assets run by their owners: optimisers against the price forecast, others by rules.
-
-    Returns (asset_kw (Td, N), curtailment_kw (Td, N), soc_end_kwh (B,)).
-    """
+def own_schedules(session: Session) -> AssetPlan:
+    """Assets run by their owners: optimisers against the price forecast, others by rules."""
     from lemgrid.market.community import CommunityProblem, solve_community
 
     n_t, n = session.shape
     dt = session.dt_h
     b, s = session.batteries, session.sessions
     optimizer = session.agents == "optimizer"
-    asset = np.zeros((n_t, n))
-    curtailment = np.zeros((n_t, n))
-    soc_end = b.soc_initial * b.capacity_kwh
     rules = ~optimizer
+    plan = AssetPlan(battery_kw=np.zeros((n_t, len(b))),
+                     soc_kwh=np.repeat((b.soc_initial * b.capacity_kwh)[None, :], n_t, axis=0),
+                     session_kw=np.zeros((n_t, len(s))), curtailment_kw=np.zeros((n_t, n)))
     # Rule-based owners: EVs and shiftable loads at once, battery for self-consumption.
     in_rules = rules[s.owner] if len(s) else np.zeros(0, bool)
-    ses_kw = charge_on_arrival(_take_sessions(s, in_rules), n_t, n, dt)
+    plan.session_kw[:, in_rules] = charge_on_arrival(_take_sessions(s, in_rules), n_t, dt)
+    ses_kw = to_owners(plan.session_kw, s.owner, n)
     battery_rules = rules[b.owner] if len(b) else np.zeros(0, bool)
-    rule_batteries = _take_batteries(b, battery_rules)
     battery_kw, soc = self_consumption_battery(session.pv_kw - session.load_kw - ses_kw,
-                                               rule_batteries, dt)
-    asset += battery_kw - ses_kw
-    soc_end = soc_end.copy()
-    if len(rule_batteries) and n_t:
-        soc_end[battery_rules] = soc[-1]
+                                               _take_batteries(b, battery_rules), dt)
+    plan.battery_kw[:, battery_rules] = battery_kw
+    plan.soc_kwh[:, battery_rules] = soc
     if optimizer.any():
         members = np.flatnonzero(optimizer)
         remap = np.full(n, -1)
@@ -149,12 +165,11 @@ def own_schedules(session: Session) -> tuple[np.ndarray, np.ndarray, np.ndarray]
             batteries=opt_b, sessions=opt_s, import_eur_per_kwh=buy, export_eur_per_kwh=sell,
             curtailment_eur_per_kwh=session.seller_cost)
         result = solve_community(problem, individual=True)
-        curtailment[:, members] = result.curtailment_kw
-        asset[:, members] += result.schedule_kw - (problem.pv_p_kw - result.curtailment_kw
-                                                   - problem.load_p_kw)
-        if len(opt_b) and n_t:
-            soc_end[~battery_rules] = result.soc_kwh[-1]
-    return asset, curtailment, soc_end
+        plan.curtailment_kw[:, members] = result.curtailment_kw
+        plan.battery_kw[:, ~battery_rules] = result.discharge_kw - result.charge_kw
+        plan.soc_kwh[:, ~battery_rules] = result.soc_kwh
+        plan.session_kw[:, ~in_rules] = result.session_schedule_kw
+    return plan
 
 
 def _take_batteries(b: Batteries, keep: np.ndarray) -> Batteries:
@@ -191,8 +206,9 @@ def order_market(session: Session, mechanism: str) -> SessionOutcome:
 
     n_t, n = session.shape
     dt = session.dt_h
-    asset, curtailment, soc_end = own_schedules(session)
-    net = session.pv_kw - curtailment - session.load_kw + asset
+    plan = own_schedules(session)
+    net = (session.pv_kw - plan.curtailment_kw - session.load_kw
+           + plan.asset_kw(session.batteries, session.sessions, n))
     energy = net * dt
     active = np.abs(energy) > 1e-9
     t_idx, n_idx = np.nonzero(active)
@@ -229,7 +245,7 @@ def order_market(session: Session, mechanism: str) -> SessionOutcome:
         retail_import_kwh=np.maximum(-energy, 0) - bought,
         retail_export_kwh=np.maximum(energy, 0) - sold,
         pool_import_kwh=np.zeros(n_t), pool_export_kwh=np.zeros(n_t), price_eur_per_kwh=price)
-    return SessionOutcome(positions, asset, curtailment, soc_end)
+    return SessionOutcome(positions, plan)
 
 
 # --- community (central optimisation) -----------------------------------------------------------
@@ -275,19 +291,15 @@ def community(session: Session, constrained: bool) -> SessionOutcome:
     with np.errstate(invalid="ignore", divide="ignore"):
         local_b = np.nan_to_num(bought * (matched / bought.sum(axis=1))[:, None])
         local_s = np.nan_to_num(sold * (matched / sold.sum(axis=1))[:, None])
-    battery = np.zeros((n_t, n))
-    np.add.at(battery, (slice(None), problem.batteries.owner),
-              result.discharge_kw - result.charge_kw)
     positions = Positions(
         scheduled_kw=x, market_bought_kwh=bought, market_sold_kwh=sold, local_bought_kwh=local_b,
         local_sold_kwh=local_s, market_paid_eur=result.member_price_eur_per_kwh * -energy,
         retail_import_kwh=np.zeros((n_t, n)), retail_export_kwh=np.zeros((n_t, n)),
         pool_import_kwh=result.import_kw * dt, pool_export_kwh=result.export_kw * dt,
         price_eur_per_kwh=np.where(matched > 1e-9, result.price_eur_per_kwh, np.nan))
-    soc_end = result.soc_kwh[-1] if n_t and len(problem.batteries) else (
-        problem.batteries.soc_initial * problem.batteries.capacity_kwh)
-    return SessionOutcome(positions, battery - result.session_kw, result.curtailment_kw, soc_end,
-                          extra)
+    plan = AssetPlan(battery_kw=result.discharge_kw - result.charge_kw, soc_kwh=result.soc_kwh,
+                     session_kw=result.session_schedule_kw, curtailment_kw=result.curtailment_kw)
+    return SessionOutcome(positions, plan, extra)
 
 
 # --- peer to peer ---------------------------------------------------------------------------
@@ -304,8 +316,9 @@ def p2p(session: Session) -> SessionOutcome:
     options = design_options(scenario, P2POptions, design="p2p")
     n_t, n = session.shape
     dt = session.dt_h
-    asset, curtailment, soc_end = own_schedules(session)
-    net = session.pv_kw - curtailment - session.load_kw + asset
+    plan = own_schedules(session)
+    net = (session.pv_kw - plan.curtailment_kw - session.load_kw
+           + plan.asset_kw(session.batteries, session.sessions, n))
     prices = session.prices
     problem = p2p_problem(
         scenario.participants.ids, np.maximum(-net, 0), np.maximum(net, 0),
@@ -331,29 +344,27 @@ def p2p(session: Session) -> SessionOutcome:
     np.add.at(sold, (t[local], seller[local].astype(int)), q[local])
     np.add.at(paid, (t[local], buyer[local].astype(int)), money[local])
     np.add.at(paid, (t[local], seller[local].astype(int)), -money[local])
-    # The schedule is what the market cleared; retail trades are whatever remains of it.
-    scheduled = result.p_kw[:, :n]
-    energy = scheduled * dt
-    gap = energy - (sold - bought)
+    # The schedule is the owners' plan; the retailer takes whatever the local trades leave of it
+    # (including the ADMM's residual mismatch of at most its tolerance).
+    retail = net * dt - (sold - bought)
     volume = bought.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         price = np.where(volume > 1e-9, (paid.clip(min=0)).sum(axis=1) / volume, np.nan)
     positions = Positions(
-        scheduled_kw=scheduled, market_bought_kwh=bought, market_sold_kwh=sold,
+        scheduled_kw=net, market_bought_kwh=bought, market_sold_kwh=sold,
         local_bought_kwh=bought, local_sold_kwh=sold, market_paid_eur=paid,
-        retail_import_kwh=np.maximum(-gap, 0), retail_export_kwh=np.maximum(gap, 0),
+        retail_import_kwh=np.maximum(-retail, 0), retail_export_kwh=np.maximum(retail, 0),
         pool_import_kwh=np.zeros(n_t), pool_export_kwh=np.zeros(n_t), price_eur_per_kwh=price)
-    # The P2P schedule may differ from the owners' plan by the ADMM tolerance: the PV absorbs it.
-    asset = asset + (scheduled - net)
-    return SessionOutcome(positions, asset, curtailment, soc_end,
+    return SessionOutcome(positions, plan,
                           {"p2p_iterations": np.full(n_t, float(np.max(result.iterations)))})
 
 
 def business_as_usual(session: Session) -> SessionOutcome:
     """No local market: the schedule is the owners' own plan, all of it with the retailer."""
-    asset, curtailment, soc_end = own_schedules(session)
-    net = session.pv_kw - curtailment - session.load_kw + asset
-    return SessionOutcome(Positions.retail_only(net, session.dt_h), asset, curtailment, soc_end)
+    plan = own_schedules(session)
+    net = (session.pv_kw - plan.curtailment_kw - session.load_kw
+           + plan.asset_kw(session.batteries, session.sessions, session.shape[1]))
+    return SessionOutcome(Positions.retail_only(net, session.dt_h), plan)
 
 
 def run_session(design: str, session: Session) -> SessionOutcome:

@@ -19,7 +19,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from lemgrid.agents.dispatch import charge_on_arrival, self_consumption_battery
+from lemgrid.agents.dispatch import charge_on_arrival, self_consumption_battery, to_owners
 from lemgrid.agents.strategies import ZipTraders
 from lemgrid.assets.tables import EnergySessions
 from lemgrid.errors import InputError
@@ -91,9 +91,11 @@ def business_as_usual(scenario: Scenario) -> tuple[np.ndarray, np.ndarray, np.nd
     """Delivered net injection (T, N) without a market, and its consumption / generation."""
     parts = scenario.participants
     n_t, n = parts.load_p_kw.shape
-    sessions = charge_on_arrival(parts.sessions, n_t, n, scenario.dt_h)
+    sessions = to_owners(charge_on_arrival(parts.sessions, n_t, scenario.dt_h),
+                         parts.sessions.owner, n)
     battery, _ = self_consumption_battery(parts.pv_p_kw - parts.load_p_kw - sessions,
                                           parts.batteries, scenario.dt_h)
+    battery = to_owners(battery, parts.batteries.owner, n)
     metered = parts.pv_p_kw - parts.load_p_kw - sessions + battery
     return metered, parts.load_p_kw + sessions + np.maximum(-battery, 0), (
         parts.pv_p_kw + np.maximum(battery, 0))
@@ -181,6 +183,7 @@ def simulate(scenario: Scenario, design: str | None = None, *,
         batteries = parts.batteries
         price_forecast = np.full(n_t, np.nan)
         outcomes: list[SessionOutcome] = []
+        assets: list[np.ndarray] = []
         days = day_bounds(scenario)
         for k, (start, stop) in enumerate(days):
             session = Session(
@@ -193,9 +196,10 @@ def simulate(scenario: Scenario, design: str | None = None, *,
                 q_kvar=q_all[start:stop])
             outcome = run_session(design, session)
             outcomes.append(outcome)
-            if len(batteries):
-                soc = np.clip(outcome.soc_end_kwh / batteries.capacity_kwh, batteries.soc_min,
-                              batteries.soc_max)
+            assets.append(outcome.plan.asset_kw(batteries, session.sessions, n))
+            if len(batteries) and stop > start:
+                soc = np.clip(outcome.plan.soc_kwh[-1] / batteries.capacity_kwh,
+                              batteries.soc_min, batteries.soc_max)
                 batteries = replace(batteries, soc_initial=soc)
             # Tomorrow's optimisers expect today's prices at the same time of day.
             nxt = days[k + 1] if k + 1 < len(days) else None
@@ -206,8 +210,8 @@ def simulate(scenario: Scenario, design: str | None = None, *,
             if progress is not None:
                 progress(k + 1, len(days))
         positions = _concat(outcomes)
-        asset = np.concatenate([o.asset_kw for o in outcomes])
-        curtailment = np.minimum(np.concatenate([o.curtailment_kw for o in outcomes]),
+        asset = np.concatenate(assets)
+        curtailment = np.minimum(np.concatenate([o.plan.curtailment_kw for o in outcomes]),
                                  parts.pv_p_kw)
         # Delivery: realised load and PV, assets as scheduled.
         metered = parts.pv_p_kw - curtailment - parts.load_p_kw + asset
