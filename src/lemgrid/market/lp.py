@@ -6,7 +6,7 @@ numpy operations; the matrix goes to HiGHS (Huangfu & Hall, "Parallelizing the d
 simplex method", Math. Prog. Comp. 10, 2018) in compressed-column form through ``highspy``.
 
 Duals follow HiGHS: ``row_dual[i]`` is the change of the optimal objective per unit increase of
-row i's active bound.
+row i's active bound; ``col_dual[j]`` is variable j's reduced cost (``c - A' row_dual``).
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ class LPSolution:
 
     x: np.ndarray
     row_dual: np.ndarray
+    col_dual: np.ndarray
     objective: float
     status: str
     seconds: float
@@ -101,6 +102,14 @@ class LinearProgram:
         self._row_lo.append(np.broadcast_to(np.asarray(lower, float), shape).ravel())
         self._row_hi.append(np.broadcast_to(np.asarray(upper, float), shape).ravel())
         return index
+
+    def set_row_bounds(self, rows: np.ndarray, lower=-INF, upper=INF) -> None:
+        """Replace the bounds of existing rows (arrays broadcast against ``rows``)."""
+        lo, hi = np.concatenate(self._row_lo), np.concatenate(self._row_hi)
+        rows = np.asarray(rows)
+        lo[rows] = np.broadcast_to(np.asarray(lower, float), rows.shape)
+        hi[rows] = np.broadcast_to(np.asarray(upper, float), rows.shape)
+        self._row_lo, self._row_hi = [lo], [hi]
 
     def coef(self, rows, cols, values=1.0) -> None:
         """Add coefficients A[rows, cols] += values (arrays broadcast against each other)."""
@@ -162,5 +171,8 @@ class LinearProgram:
             self.n_var, np.nan)
         dual = np.asarray(solution.row_dual, float) if len(solution.row_dual) else np.full(
             self.n_row, np.nan)
+        col_dual = np.asarray(solution.col_dual, float) if len(solution.col_dual) else np.full(
+            self.n_var, np.nan)
         objective = float(h.getInfo().objective_function_value)
-        return LPSolution(x=x, row_dual=dual, objective=objective, status=status, seconds=seconds)
+        return LPSolution(x=x, row_dual=dual, col_dual=col_dual, objective=objective,
+                          status=status, seconds=seconds)

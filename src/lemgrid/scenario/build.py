@@ -99,16 +99,18 @@ class Scenario:
         p_inj_kw, q_inj_kvar : ndarray, shape (T, n_bus)
             Including the background elements.
         """
-        parts = self.participants
         if q_kvar is None:
-            q_kvar = -parts.load_q_kvar
+            q_kvar = -self.participants.load_q_kvar
+        return (self.participants_to_buses(p_kw) + self.background_p_kw,
+                self.participants_to_buses(q_kvar) + self.background_q_kvar)
+
+    def participants_to_buses(self, values: np.ndarray) -> np.ndarray:
+        """Sum per-participant columns (T, N) onto their buses (T, n_bus)."""
+        parts = self.participants
         n = len(parts)
-        incidence = sp.csr_matrix((np.ones(n), (np.arange(n), parts.bus)),
-                                  shape=(n, self.network.n_bus))
-        to_bus = incidence.T.tocsr()
-        p_bus = np.asarray((to_bus @ np.asarray(p_kw).T).T) + self.background_p_kw
-        q_bus = np.asarray((to_bus @ np.asarray(q_kvar).T).T) + self.background_q_kvar
-        return p_bus, q_bus
+        to_bus = sp.csr_matrix((np.ones(n), (parts.bus, np.arange(n))),
+                               shape=(self.network.n_bus, n))
+        return np.asarray((to_bus @ np.asarray(values).T).T)
 
 
 # --- building -------------------------------------------------------------------------------------

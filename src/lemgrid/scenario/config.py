@@ -256,6 +256,99 @@ class SettlementConfig(Strict):
         default=None, description="price of surplus energy delivered (default: feed-in tariff)")
 
 
+class FlexPricesConfig(Strict):
+    """Utilisation prices of flexibility per asset kind [EUR/kWh], and the availability
+    (reservation) price [EUR per kW and hour]."""
+
+    battery: Price = 0.05
+    pv: Price = 0.12
+    ev: Price = 0.03
+    flexible_load: Price = 0.03
+    availability_eur_per_kw_h: NonNegativeFloat = 0.0
+
+
+class DailyWindowConfig(Strict):
+    """A time window of every day."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    start: ClockTime = Field(alias="from")
+    end: ClockTime = Field(alias="to")
+
+
+class RequestConfig(Strict):
+    """An explicit daily request for flexibility (e.g. the TSO's balancing need at the evening
+    peak, or a DSO's planned congestion product): ``kw`` in ``direction`` at every interval of the
+    window, from the buses of ``buses`` (all buses if omitted)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    start: ClockTime = Field(alias="from")
+    end: ClockTime = Field(alias="to")
+    direction: Literal["up", "down"]
+    kw: PositiveFloat
+    max_price_eur_per_kwh: Price = 1.0
+    service: Literal["CM", "VM", "LLR", "balancing"] = "balancing"
+    buses: list[str] | None = None
+
+
+class FlexibilityConfig(Strict):
+    """The DSO's flexibility market."""
+
+    enabled: bool = True
+    clearing: Literal["optimal", "continuous"] = "optimal"
+    pricing: Literal["pay-as-bid", "pay-as-clear"] = "pay-as-bid"
+    lead_time: Literal["intraday", "day-ahead", "long-term"] = "day-ahead"
+    reservation: DailyWindowConfig | None = Field(
+        default=None, description="long-term lead time: daily window reserved in advance")
+    prices: FlexPricesConfig = FlexPricesConfig()
+    providers: Literal["all", "aggregators"] = "all"
+    kinds: list[Literal["battery", "pv", "ev", "flexible_load"]] = Field(
+        default_factory=lambda: ["battery", "pv", "ev", "flexible_load"])
+    max_iterations: Annotated[int, Field(ge=1, le=20)] = 5
+    voltage_margin_pu: NonNegativeFloat = 0.002
+    loading_margin_percent: NonNegativeFloat = 1.0
+    delivery_rate: Fraction = 1.0
+    non_delivery_penalty_eur_per_kwh: NonNegativeFloat = 0.2
+    requests: list[RequestConfig] = Field(default_factory=list)
+
+
+class RedConfig(Strict):
+    """Red phase: the DSO curtails / controls directly, compensating at a regulated price."""
+
+    enabled: bool = True
+    regulated_price_eur_per_kwh: NonNegativeFloat = 0.25
+
+
+class CoordinationConfig(Strict):
+    """TSO-DSO coordination (SmartNet): ``none``; ``local-first``: the DSO's market first, the
+    leftover offers (price and capacity unchanged) go to the TSO's market, which may not use offers
+    that harm the distribution grid; ``common``: one market for both buyers' needs."""
+
+    scheme: Literal["none", "local-first", "common"] = "none"
+    pricing: Literal["pay-as-bid", "pay-as-clear"] = "pay-as-bid"
+    tso_requests: list[RequestConfig] = Field(default_factory=list)
+
+
+class DsoConfig(Strict):
+    """The DSO: traffic light, flexibility market, direct control, coordination with the TSO."""
+
+    traffic_light: bool = True
+    flexibility: FlexibilityConfig = FlexibilityConfig()
+    red: RedConfig = RedConfig()
+    coordination: CoordinationConfig = CoordinationConfig()
+
+
+class AggregatorConfig(Strict):
+    """An aggregator offering the flexibility of the participants it represents, keeping
+    ``fee_share`` of their flexibility income."""
+
+    id: Annotated[str, Field(min_length=1)]
+    participants: list[str] = Field(default_factory=list)
+    every: Annotated[int, Field(ge=1)] | None = None
+    fee_share: Fraction = 0.2
+
+
 class ScenarioConfig(Strict):
     """A whole scenario file."""
 
@@ -274,6 +367,8 @@ class ScenarioConfig(Strict):
     agents: AgentsConfig = AgentsConfig()
     forecast: ForecastConfig = ForecastConfig()
     settlement: SettlementConfig = SettlementConfig()
+    dso: DsoConfig | None = None
+    aggregators: list[AggregatorConfig] = Field(default_factory=list)
     seed: int = 0
 
     @field_validator("resolution", mode="before")

@@ -12,8 +12,12 @@ Every euro has a payer and a payee. Participants pay (or are paid by)
   bought from other participants, and the fixed fee;
 - the **state** the levies on every kWh consumed from the market, the grid or imbalance.
 
+Flexibility markets add payments from their buyers (the DSO, the TSO) to providers, part of which
+an aggregator keeps as its fee, and non-delivery penalties back to the buyers.
+
 Hence the identity that tests check for every design: the sum of all participants' costs equals
-what goes to the retailer, the DSO and the state (budget balance).
+what goes to the retailer, the DSO, the state, the TSO and aggregators (budget balance; the DSO's
+and TSO's receipts are net of what they pay for flexibility).
 """
 
 from __future__ import annotations
@@ -80,6 +84,8 @@ class Positions:
         Energy the market itself (a community pool) exchanges with the retailer.
     price_eur_per_kwh : ndarray (T,)
         Local price (NaN where nothing traded locally).
+    pool_price_eur_per_kwh : ndarray (T, N), optional
+        For pool markets (community): the price each member trades with the pool at.
     """
 
     scheduled_kw: np.ndarray
@@ -93,6 +99,7 @@ class Positions:
     pool_import_kwh: np.ndarray
     pool_export_kwh: np.ndarray
     price_eur_per_kwh: np.ndarray
+    pool_price_eur_per_kwh: np.ndarray | None = None
 
     @classmethod
     def retail_only(cls, net_kw: np.ndarray, dt_h: float) -> Positions:
@@ -110,6 +117,27 @@ class Positions:
     def local_volume_kwh(self) -> np.ndarray:
         return self.local_bought_kwh.sum(axis=1)
 
+    def shifted(self, delta_kw: np.ndarray, dt_h: float) -> Positions:
+        """The schedule moved by ``delta_kw`` (e.g. activated flexibility). In a pool market the
+        change is traded with the pool at the member's price and the pool's exchange with the
+        retailer follows; otherwise it is exchanged with the retailer."""
+        from dataclasses import replace
+
+        scheduled = self.scheduled_kw + delta_kw
+        if self.pool_price_eur_per_kwh is not None:
+            energy = scheduled * dt_h
+            bought, sold = np.maximum(-energy, 0), np.maximum(energy, 0)
+            pool_net = (self.pool_export_kwh - self.pool_import_kwh + delta_kw.sum(axis=1) * dt_h)
+            return replace(
+                self, scheduled_kw=scheduled, market_bought_kwh=bought, market_sold_kwh=sold,
+                local_bought_kwh=np.minimum(self.local_bought_kwh, bought),
+                local_sold_kwh=np.minimum(self.local_sold_kwh, sold),
+                market_paid_eur=self.pool_price_eur_per_kwh * -energy,
+                pool_import_kwh=np.maximum(-pool_net, 0), pool_export_kwh=np.maximum(pool_net, 0))
+        retail = scheduled * dt_h - (self.market_sold_kwh - self.market_bought_kwh)
+        return replace(self, scheduled_kw=scheduled, retail_import_kwh=np.maximum(-retail, 0),
+                       retail_export_kwh=np.maximum(retail, 0))
+
     def check(self, dt_h: float, tol_kwh: float = 1e-6) -> None:
         """The positions add up to the schedule of every participant."""
         energy = (self.market_sold_kwh - self.market_bought_kwh + self.retail_export_kwh
@@ -119,6 +147,30 @@ class Positions:
             t, n = np.unravel_index(np.argmax(gap), gap.shape)
             raise InputError(f"settlement: positions of participant {n} in interval {t} do not add "
                              f"up to its schedule ({gap[t, n]:.3g} kWh apart)")
+
+
+@dataclass(frozen=True, eq=False)
+class FlexMoney:
+    """Money of flexibility markets per interval.
+
+    Attributes
+    ----------
+    income_eur : ndarray (T, N)
+        What each participant receives (availability and utilisation after its aggregator's fee,
+        minus non-delivery penalties).
+    paid_by_buyer_eur : dict[str, ndarray (T,)]
+        What each buyer ('DSO', 'TSO', ...) pays net of the penalties it receives.
+    aggregator_fee_eur : ndarray (T,)
+        What aggregators keep.
+    """
+
+    income_eur: np.ndarray
+    paid_by_buyer_eur: dict
+    aggregator_fee_eur: np.ndarray
+
+    @classmethod
+    def none(cls, n_t: int, n: int) -> FlexMoney:
+        return cls(np.zeros((n_t, n)), {}, np.zeros(n_t))
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,6 +185,7 @@ class Bill:
     imbalance_eur: np.ndarray
     levies_eur: np.ndarray
     fixed_eur: np.ndarray
+    flex_eur: np.ndarray
     import_kwh: np.ndarray  # metered energy from outside the local market (grid / via the pool)
     export_kwh: np.ndarray
     imbalance_short_kwh: np.ndarray
@@ -140,19 +193,26 @@ class Bill:
     retailer_eur: np.ndarray
     dso_eur: np.ndarray
     state_eur: np.ndarray
+    tso_eur: np.ndarray
+    aggregator_eur: np.ndarray
 
     @property
     def cost_eur(self) -> np.ndarray:
         return (self.market_eur + self.surplus_share_eur + self.retail_energy_eur
-                + self.network_eur + self.imbalance_eur + self.levies_eur + self.fixed_eur)
+                + self.network_eur + self.imbalance_eur + self.levies_eur + self.fixed_eur
+                + self.flex_eur)
 
     @property
     def budget_gap_eur(self) -> float:
-        """Participants' total minus what retailer, DSO and state receive (0 up to rounding)."""
-        return float(self.cost_eur.sum() - (self.retailer_eur + self.dso_eur + self.state_eur).sum())
+        """Participants' total minus what retailer, DSO, state, TSO and aggregators receive
+        (0 up to rounding)."""
+        received = (self.retailer_eur + self.dso_eur + self.state_eur + self.tso_eur
+                    + self.aggregator_eur)
+        return float(self.cost_eur.sum() - received.sum())
 
 
-def settle(positions: Positions, metered_kw: np.ndarray, prices: Prices, dt_h: float) -> Bill:
+def settle(positions: Positions, metered_kw: np.ndarray, prices: Prices, dt_h: float,
+           flex: FlexMoney | None = None) -> Bill:
     """Settle a market outcome against metered deliveries.
 
     Parameters
@@ -163,10 +223,15 @@ def settle(positions: Positions, metered_kw: np.ndarray, prices: Prices, dt_h: f
     prices : Prices
     dt_h : float
         Interval length [h].
+    flex : FlexMoney, optional
+        Payments of flexibility markets (DSO and TSO buyers, aggregators).
     """
     positions.check(dt_h)
     p = positions
-    n = metered_kw.shape[1]
+    n_t, n = metered_kw.shape
+    flex = flex if flex is not None else FlexMoney.none(n_t, n)
+    other_buyers = sum((v for k, v in flex.paid_by_buyer_eur.items() if k != "DSO"),
+                       np.zeros(n_t))
     deviation = (metered_kw - p.scheduled_kw) * dt_h
     short, long = np.maximum(-deviation, 0), np.maximum(deviation, 0)
     pool_cost = (p.pool_import_kwh * prices.retail_eur_per_kwh
@@ -189,11 +254,13 @@ def settle(positions: Positions, metered_kw: np.ndarray, prices: Prices, dt_h: f
         market_eur=p.market_paid_eur,
         surplus_share_eur=np.repeat(-surplus[:, None] / max(n, 1), n, axis=1),
         retail_energy_eur=retail_energy, network_eur=network, imbalance_eur=imbalance,
-        levies_eur=levies, fixed_eur=fixed,
+        levies_eur=levies, fixed_eur=fixed, flex_eur=-flex.income_eur,
         import_kwh=np.maximum(-outside, 0), export_kwh=np.maximum(outside, 0),
         imbalance_short_kwh=short, imbalance_long_kwh=long,
         retailer_eur=retail_energy.sum(axis=1) + imbalance.sum(axis=1) + pool_energy,
         dso_eur=network.sum(axis=1) + p.pool_import_kwh * prices.network_eur_per_kwh
-        + fixed.sum(axis=1),
+        + fixed.sum(axis=1) - flex.paid_by_buyer_eur.get("DSO", np.zeros(n_t)),
         state_eur=levies.sum(axis=1),
+        tso_eur=-other_buyers,
+        aggregator_eur=flex.aggregator_fee_eur,
     )

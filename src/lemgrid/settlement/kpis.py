@@ -89,5 +89,7 @@ def market_kpis(bill: Bill, bau_bill: Bill, metered_kw: np.ndarray, load_kw: np.
         "retailer_eur": float(bill.retailer_eur.sum()),
         "dso_eur": float(bill.dso_eur.sum()),
         "state_eur": float(bill.state_eur.sum()),
+        "tso_eur": float(bill.tso_eur.sum()),
+        "aggregator_eur": float(bill.aggregator_eur.sum()),
         "budget_gap_eur": bill.budget_gap_eur,
     }

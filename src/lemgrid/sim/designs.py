@@ -296,7 +296,8 @@ def community(session: Session, constrained: bool) -> SessionOutcome:
         local_sold_kwh=local_s, market_paid_eur=result.member_price_eur_per_kwh * -energy,
         retail_import_kwh=np.zeros((n_t, n)), retail_export_kwh=np.zeros((n_t, n)),
         pool_import_kwh=result.import_kw * dt, pool_export_kwh=result.export_kw * dt,
-        price_eur_per_kwh=np.where(matched > 1e-9, result.price_eur_per_kwh, np.nan))
+        price_eur_per_kwh=np.where(matched > 1e-9, result.price_eur_per_kwh, np.nan),
+        pool_price_eur_per_kwh=result.member_price_eur_per_kwh)
     plan = AssetPlan(battery_kw=result.discharge_kw - result.charge_kw, soc_kwh=result.soc_kwh,
                      session_kw=result.session_schedule_kw, curtailment_kw=result.curtailment_kw)
     return SessionOutcome(positions, plan, extra)

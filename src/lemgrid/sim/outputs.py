@@ -31,6 +31,9 @@ def write_simulation(result: SimulationResult, out: Path, report: bool = True) -
                              + "\n")
     result.bills().to_csv(paths["bills"], index=False, float_format="%.6f")
     result.intervals().to_parquet(paths["intervals"])
+    for name, table in result.tables.items():
+        paths[name] = out / f"{name}.csv"
+        table.to_csv(paths[name], index=False)
     if report:
         from lemgrid.report import render_report
 

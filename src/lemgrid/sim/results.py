@@ -66,6 +66,8 @@ class SimulationResult:
         Scalar KPIs (see :mod:`lemgrid.settlement.kpis`).
     extra_intervals : dict[str, ndarray (T,)]
         More per-interval series for intervals.parquet (design-specific).
+    tables : dict[str, pandas.DataFrame]
+        More output tables written as CSV (e.g. ``grid_state``, ``flex_activations``).
     seconds : float
         Wall time of the run.
     """
@@ -98,6 +100,7 @@ class SimulationResult:
     loading_percent: np.ndarray
     kpis: dict = field(default_factory=dict)
     extra_intervals: dict = field(default_factory=dict)
+    tables: dict = field(default_factory=dict)
     seconds: float = 0.0
 
     def bills(self) -> pd.DataFrame:

@@ -26,7 +26,8 @@ from lemgrid.errors import InputError
 from lemgrid.grid.powerflow import run_powerflow
 from lemgrid.scenario import Scenario
 from lemgrid.scenario.config import DESIGNS
-from lemgrid.settlement.bills import Positions, Prices, settle
+from lemgrid.dso.operator import DsoOperator
+from lemgrid.settlement.bills import FlexMoney, Positions, Prices, settle
 from lemgrid.settlement.kpis import market_kpis
 from lemgrid.sim.designs import Session, SessionOutcome, run_session
 from lemgrid.sim.results import SimulationResult
@@ -101,10 +102,51 @@ def business_as_usual(scenario: Scenario) -> tuple[np.ndarray, np.ndarray, np.nd
         parts.pv_p_kw + np.maximum(battery, 0))
 
 
+def collect_dso(days: list, scenario: Scenario) -> tuple[FlexMoney, dict]:
+    """The DSO's days as money for the settlement, tables and KPIs."""
+    income = np.concatenate([d.flex_income_eur for d in days])
+    fees = np.concatenate([d.aggregator_fee_eur for d in days])
+    n_t = len(income)
+    buyers = sorted({b for d in days for b in d.buyer_paid_eur})
+    paid = {b: np.concatenate([d.buyer_paid_eur.get(b, np.zeros(len(d.state))) for d in days])
+            for b in buyers}
+    state = np.concatenate([d.state for d in days])
+    reason = [r for d in days for r in d.reason]
+    before = np.concatenate([d.violations_before for d in days])
+    grid_state = pd.DataFrame({"interval": scenario.time_index, "state": state,
+                               "reason": reason})
+    records = [r for d in days for r in d.records]
+    columns = ["interval", "provider", "bus", "direction", "kw", "price_eur_per_kwh", "buyer",
+               "availability_eur", "utilisation_eur", "service", "kind", "resource", "delivered",
+               "penalty_eur"]
+    activations = pd.DataFrame([{c: r[c] for c in columns} for r in records], columns=columns)
+    dt = scenario.dt_h
+    used = activations[activations.direction != "reserved"]
+    kpis = {
+        "amber_intervals": int((state == "amber").sum()),
+        "red_intervals": int((state == "red").sum()),
+        "forecast_violation_intervals_before_flexibility": int(before.sum()),
+        "flex_activations": int(len(used)),
+        "flex_activated_kwh": float((used.kw * dt).sum()),
+        "flex_cost_eur": float(sum(v.sum() for v in paid.values())),
+        "dso_flex_cost_eur": float(paid.get("DSO", np.zeros(n_t)).sum()),
+        "tso_flex_cost_eur": float(paid.get("TSO", np.zeros(n_t)).sum()),
+        "red_control_kwh": float((used[used.service == "red"].kw * dt).sum()),
+        "red_cost_eur": float((used[used.service == "red"].utilisation_eur).sum()),
+        "availability_eur": float(activations.availability_eur.sum()),
+        "non_delivered_kwh": float((used[~used.delivered].kw * dt).sum()),
+    }
+    money = FlexMoney(income_eur=income, paid_by_buyer_eur=paid, aggregator_fee_eur=fees)
+    return money, {"kpis": kpis, "tables": {"grid_state": grid_state,
+                                            "flex_activations": activations}}
+
+
 def _concat(outcomes: list[SessionOutcome]) -> Positions:
-    fields = Positions.__dataclass_fields__
-    return Positions(**{k: np.concatenate([getattr(o.positions, k) for o in outcomes])
-                        for k in fields})
+    def join(name: str):
+        parts = [getattr(o.positions, name) for o in outcomes]
+        return None if any(p is None for p in parts) else np.concatenate(parts)
+
+    return Positions(**{name: join(name) for name in Positions.__dataclass_fields__})
 
 
 def intraday(positions: Positions, metered_kw: np.ndarray, prices: Prices, dt_h: float,
@@ -170,7 +212,10 @@ def simulate(scenario: Scenario, design: str | None = None, *,
     bau_metered, bau_consumption, bau_generation = business_as_usual(scenario)
     _, q_all = scenario.bus_injections(parts.net_p_kw)
 
+    dso_days: list = []
     if design == "none":
+        if scenario.config.dso is not None:
+            raise InputError("dso: the DSO's markets work on a schedule; design 'none' has none")
         positions = Positions.retail_only(bau_metered, dt)
         metered, consumption, generation = bau_metered, bau_consumption, bau_generation
         extra: dict = {}
@@ -184,6 +229,9 @@ def simulate(scenario: Scenario, design: str | None = None, *,
         price_forecast = np.full(n_t, np.nan)
         outcomes: list[SessionOutcome] = []
         assets: list[np.ndarray] = []
+        curtailments: list[np.ndarray] = []
+        dso = DsoOperator(scenario, scenario.config.dso, rng) if scenario.config.dso else None
+        dso_days = []
         days = day_bounds(scenario)
         for k, (start, stop) in enumerate(days):
             session = Session(
@@ -195,10 +243,17 @@ def simulate(scenario: Scenario, design: str | None = None, *,
                 background_p_kw=scenario.background_p_kw[start:stop],
                 q_kvar=q_all[start:stop])
             outcome = run_session(design, session)
+            plan = outcome.plan
+            if dso is not None:
+                dso_day = dso.process(session, plan)
+                dso_days.append(dso_day)
+                plan = dso_day.plan
+                outcome.positions = outcome.positions.shifted(dso_day.schedule_delta_kw, dt)
             outcomes.append(outcome)
-            assets.append(outcome.plan.asset_kw(batteries, session.sessions, n))
+            assets.append(plan.asset_kw(batteries, session.sessions, n))
+            curtailments.append(plan.curtailment_kw)
             if len(batteries) and stop > start:
-                soc = np.clip(outcome.plan.soc_kwh[-1] / batteries.capacity_kwh,
+                soc = np.clip(plan.soc_kwh[-1] / batteries.capacity_kwh,
                               batteries.soc_min, batteries.soc_max)
                 batteries = replace(batteries, soc_initial=soc)
             # Tomorrow's optimisers expect today's prices at the same time of day.
@@ -211,8 +266,7 @@ def simulate(scenario: Scenario, design: str | None = None, *,
                 progress(k + 1, len(days))
         positions = _concat(outcomes)
         asset = np.concatenate(assets)
-        curtailment = np.minimum(np.concatenate([o.plan.curtailment_kw for o in outcomes]),
-                                 parts.pv_p_kw)
+        curtailment = np.minimum(np.concatenate(curtailments), parts.pv_p_kw)
         # Delivery: realised load and PV, assets as scheduled.
         metered = parts.pv_p_kw - curtailment - parts.load_p_kw + asset
         consumption = parts.load_p_kw + np.maximum(-asset, 0)
@@ -222,7 +276,8 @@ def simulate(scenario: Scenario, design: str | None = None, *,
         if options.get("intraday"):
             positions = intraday(positions, metered, prices, dt, parts.ids)
 
-    bill = settle(positions, metered, prices, dt)
+    flex_money, dso_outputs = collect_dso(dso_days, scenario) if dso_days else (None, None)
+    bill = settle(positions, metered, prices, dt, flex_money)
     bau_bill = settle(Positions.retail_only(bau_metered, dt), bau_metered, prices, dt)
 
     # The DSO's view: the schedule (forecast) and what was delivered, in AC.
@@ -259,6 +314,8 @@ def simulate(scenario: Scenario, design: str | None = None, *,
         "bau_voltage_violation_intervals": bau_grid["voltage_violation_intervals"],
         "bau_overload_intervals": bau_grid["overload_intervals"],
     }
+    if dso_outputs is not None:
+        kpis.update(dso_outputs["kpis"])
     network = scenario.network
     result = SimulationResult(
         scenario=scenario.name, design=design, grid=scenario.config.grid,
@@ -275,6 +332,7 @@ def simulate(scenario: Scenario, design: str | None = None, *,
         transformer_p_kw=delivered.p_slack_kw, bau_transformer_p_kw=bau_flow.p_slack_kw,
         losses_kw=delivered.losses_kw, vm_pu=delivered.vm_pu,
         loading_percent=delivered.loading_percent, kpis=kpis, extra_intervals=extra,
+        tables=dso_outputs["tables"] if dso_outputs is not None else {},
     )
     seconds = time.perf_counter() - t_start
     kpis["seconds"] = round(seconds, 3)

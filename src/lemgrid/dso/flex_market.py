@@ -1,0 +1,325 @@
+"""Clearing flexibility: which offers to activate, and at what price.
+
+Two variants, as in the review's systems:
+
+- **optimal** (iPower, EMPOWER, SmartNet, StoreNet): one LP per session chooses the least-cost set
+  of activations that brings every linearised voltage and loading back within limits and meets
+  every explicit request; an offer's grid effect is its bus's sensitivity, so a kW far down the
+  feeder is worth more than one near the transformer. Pay-as-bid pays each offer its price;
+  pay-as-clear pays each activated offer its marginal value (price minus its reduced cost: the
+  LP's locational value of a kW there), never less than its price.
+- **continuous** (ENERA, NODES, GOPACS, Piclo Flex): needs are served one by one in time order
+  from an order book sorted by cost per unit of grid effect (price / sensitivity), each offer paid
+  its own price.
+
+Requests with an area and kW (TSO balancing, a DSO's planned product) count the power of the
+offers in the area and direction; offers above the request's maximum price are not used for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lemgrid.dso.flexibility import Activations, FlexOffers, FlexRequests
+from lemgrid.grid.kpis import GridLimits
+from lemgrid.grid.sensitivity import Linearization
+from lemgrid.market.lp import LinearProgram
+
+#: Penalty on a linearised limit left violated [EUR per p.u. / per % and interval]: the need is
+#: then handed to the red phase (direct control), not silently dropped.
+VOLTAGE_SLACK_EUR_PER_PU = 1e5
+LOADING_SLACK_EUR_PER_PERCENT = 1e3
+REQUEST_SLACK_EUR_PER_KWH = 1e3
+
+
+@dataclass(frozen=True, eq=False)
+class GridNeed:
+    """Linearised grid limits at some intervals of a session.
+
+    Attributes
+    ----------
+    intervals : ndarray of int, shape (Ti,)
+        Session intervals the rows of ``linearization`` belong to.
+    linearization : Linearization
+        Sensitivities at the current schedule of those intervals.
+    limits : GridLimits
+    voltage_margin_pu : ndarray (Ti, n_bus)
+    loading_margin_percent : ndarray (Ti, n_branch)
+    monitored : ndarray of int
+        Buses whose voltage is limited.
+    service : ndarray of str (Ti,)
+        'CM', 'VM' or 'CM+VM' (what the interval's violation is).
+    """
+
+    intervals: np.ndarray
+    linearization: Linearization
+    limits: GridLimits
+    voltage_margin_pu: np.ndarray
+    loading_margin_percent: np.ndarray
+    monitored: np.ndarray
+    service: np.ndarray
+
+    def effects(self, offers: FlexOffers) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For each offer in a need interval: its need row, its voltage effect per kW on the
+        monitored buses (K, M) and its loading effect per kW (K, n_branch)."""
+        row_of = np.full(int(max(self.intervals.max(initial=-1), offers.interval.max(initial=-1)))
+                         + 1, -1)
+        row_of[self.intervals] = np.arange(len(self.intervals))
+        rows = row_of[offers.interval]
+        lin = self.linearization
+        safe = np.maximum(rows, 0)
+        dv = lin.dvm_dp[safe][:, self.monitored, :][np.arange(len(offers)), :, offers.bus]
+        dl = lin.dloading_dp[safe][np.arange(len(offers)), :, offers.bus]
+        sign = offers.direction[:, None]
+        return rows, dv * sign, dl * sign
+
+
+def clear_optimal(offers: FlexOffers, capacity_kw: np.ndarray, dt_h: float, *,
+                  need: GridNeed | None = None, requests: FlexRequests | None = None,
+                  budgets=None, pricing: str = "pay-as-bid", buyer: str = "DSO",
+                  hard_grid_limits: bool = False) -> tuple[Activations, dict]:
+    """Least-cost activations for the grid need and the requests (one LP).
+
+    Parameters
+    ----------
+    offers : FlexOffers
+    capacity_kw : ndarray
+        What is left of each offer (after earlier markets) [kW].
+    dt_h : float
+    need : GridNeed, optional
+        Linearised limits to restore (DSO).
+    requests : FlexRequests, optional
+        Explicit requests to meet.
+    budgets : (scipy.sparse matrix, ndarray), optional
+        ``A @ kw <= upper``: energy limits of assets across intervals
+        (:func:`lemgrid.dso.flexibility.energy_budgets`).
+    pricing : {'pay-as-bid', 'pay-as-clear'}
+    buyer : str
+        Buyer of grid-need activations.
+    hard_grid_limits : bool
+        Limits may not be violated (used when another buyer's activations must not harm the DSO's
+        grid: they are then left out instead of paid for with a penalty).
+
+    Returns
+    -------
+    activations : Activations
+    unmet : dict
+        'voltage_pu', 'loading_percent', 'request_kwh': what remained uncovered.
+    """
+    lp = LinearProgram()
+    k = len(offers)
+    a = lp.var(k, ub=capacity_kw, cost=offers.price_eur_per_kwh * dt_h)
+    unmet = {"voltage_pu": 0.0, "loading_percent": 0.0, "request_kwh": 0.0}
+    v_slack = l_slack = r_slack = None
+    if need is not None and k:
+        lin, limits = need.linearization, need.limits
+        rows_of_offer, dv, dl = need.effects(offers)
+        ti = len(need.intervals)
+        vm0 = lin.vm_pu[:, need.monitored]
+        margin = need.voltage_margin_pu[:, need.monitored]
+        v_rows = lp.rows((ti, len(need.monitored)), lower=limits.vm_min_pu + margin - vm0,
+                         upper=limits.vm_max_pu - margin - vm0)
+        in_need = rows_of_offer >= 0
+        kk = np.flatnonzero(in_need)
+        lp.coef(v_rows[rows_of_offer[kk]], a[kk][:, None], dv[kk])
+        l_rows = lp.rows(lin.loading_percent.shape, upper=limits.max_loading_percent
+                         - need.loading_margin_percent - lin.loading_percent)
+        lp.coef(l_rows[rows_of_offer[kk]], a[kk][:, None], dl[kk])
+        if not hard_grid_limits:
+            v_slack = lp.var((ti, len(need.monitored), 2), cost=VOLTAGE_SLACK_EUR_PER_PU)
+            lp.coef(v_rows, v_slack[:, :, 0], 1.0)
+            lp.coef(v_rows, v_slack[:, :, 1], -1.0)
+            l_slack = lp.var(lin.loading_percent.shape, cost=LOADING_SLACK_EUR_PER_PERCENT)
+            lp.coef(l_rows, l_slack, -1.0)
+        else:
+            # Limits already violated before any activation stay as they are (not this buyer's
+            # problem), but its activations may not make them worse.
+            lower = np.minimum(limits.vm_min_pu - vm0, 0.0)
+            upper = np.maximum(limits.vm_max_pu - vm0, 0.0)
+            lp.set_row_bounds(v_rows, lower, upper)
+            lp.set_row_bounds(l_rows, -np.inf, np.maximum(
+                limits.max_loading_percent - lin.loading_percent, 0.0))
+    if requests is not None and len(requests) and k:
+        match = ((offers.interval[None, :] == requests.interval[:, None])
+                 & (offers.direction[None, :] == requests.direction[:, None])
+                 & requests.area[:, offers.bus]
+                 & (offers.price_eur_per_kwh[None, :] <= requests.max_price_eur_per_kwh[:, None]))
+        req_rows = lp.rows(len(requests), lower=requests.kw)
+        r, o = np.nonzero(match)
+        lp.coef(req_rows[r], a[o], 1.0)
+        r_slack = lp.var(len(requests), cost=REQUEST_SLACK_EUR_PER_KWH * dt_h)
+        lp.coef(req_rows, r_slack, 1.0)
+    if budgets is not None and budgets[0].shape[0] and k:
+        matrix = budgets[0].tocoo()
+        budget_rows = lp.rows(matrix.shape[0], upper=budgets[1])
+        lp.coef(budget_rows[matrix.row], a[matrix.col], matrix.data)
+    if not k:
+        return Activations.empty(), unmet
+    solution = lp.solve()
+    if solution.status != "Optimal":
+        return Activations.empty(), {"voltage_pu": np.inf, "loading_percent": np.inf,
+                                     "request_kwh": np.inf}
+    kw = solution[a]
+    if v_slack is not None:
+        unmet["voltage_pu"] = float(solution[v_slack].max(initial=0.0))
+        unmet["loading_percent"] = float(solution[l_slack].max(initial=0.0))
+    if r_slack is not None:
+        unmet["request_kwh"] = float(solution[r_slack].sum() * dt_h)
+    used = np.flatnonzero(kw > 1e-6)
+    price = offers.price_eur_per_kwh[used]
+    if pricing == "pay-as-clear":
+        # Marginal value of the offer's location and direction: price minus its reduced cost.
+        price = np.maximum(price, price - solution.col_dual[a[used]] / dt_h)
+    services = _services(offers, used, need, requests, buyer)
+    return Activations(offer=used, kw=kw[used], price_eur_per_kwh=price,
+                       buyer=services[0], service=services[1]), unmet
+
+
+def _services(offers, used, need, requests, buyer) -> tuple[np.ndarray, np.ndarray]:
+    buyers = np.full(len(used), buyer, dtype=object)
+    service = np.full(len(used), "CM", dtype=object)
+    if need is not None:
+        row_of = dict(zip(need.intervals.tolist(), need.service.tolist(), strict=True))
+        service = np.array([row_of.get(int(t), "CM") for t in offers.interval[used]], dtype=object)
+    if requests is not None and len(requests):
+        for j, k in enumerate(used):
+            hit = np.flatnonzero((requests.interval == offers.interval[k])
+                                 & (requests.direction == offers.direction[k])
+                                 & requests.area[:, offers.bus[k]])
+            if len(hit) and (need is None or offers.interval[k] not in need.intervals):
+                buyers[j] = requests.buyer[hit[0]]
+                service[j] = requests.service[hit[0]]
+    return buyers.astype(str), service.astype(str)
+
+
+def clear_continuous(offers: FlexOffers, capacity_kw: np.ndarray, dt_h: float, need: GridNeed,
+                     budgets=None, buyer: str = "DSO") -> tuple[Activations, dict]:
+    """Serve each interval's worst violation in turn from the offers with the lowest cost per unit
+    of grid effect (pay-as-bid), until the linearised limits hold or the book is empty."""
+    left = capacity_kw.astype(float).copy()
+    matrix = budgets[0].tocsc() if budgets is not None else None
+    room = budgets[1].astype(float).copy() if budgets is not None else None
+    rows_of_offer, dv, dl = need.effects(offers)
+    lin, limits = need.linearization, need.limits
+    chosen: dict[int, float] = {}
+    unmet = {"voltage_pu": 0.0, "loading_percent": 0.0, "request_kwh": 0.0}
+    for r, t in enumerate(need.intervals):
+        vm = lin.vm_pu[r, need.monitored].copy()
+        loading = lin.loading_percent[r].copy()
+        book = np.flatnonzero((rows_of_offer == r) & (left > 1e-9))
+        lo = limits.vm_min_pu + need.voltage_margin_pu[r, need.monitored]
+        hi = limits.vm_max_pu - need.voltage_margin_pu[r, need.monitored]
+        cap = limits.max_loading_percent - need.loading_margin_percent[r]
+        for _ in range(4 * len(book) + 8):
+            over_v = np.maximum(vm - hi, 0) + np.maximum(lo - vm, 0)
+            over_l = np.maximum(loading - cap, 0)
+            if over_v.max(initial=0) <= 1e-9 and over_l.max(initial=0) <= 1e-9:
+                break
+            if over_v.max(initial=0) * 1e3 >= over_l.max(initial=0):
+                m = int(np.argmax(over_v))
+                wanted = -1.0 if vm[m] > hi[m] else 1.0
+                effect = dv[book, m] * wanted
+                excess = over_v[m]
+            else:
+                m = int(np.argmax(over_l))
+                effect = -dl[book, m]
+                excess = over_l[m]
+            helpful = effect > 1e-12
+            if not helpful.any():
+                break
+            cost = np.where(helpful, offers.price_eur_per_kwh[book] / np.maximum(effect, 1e-12),
+                            np.inf)
+            j = book[int(np.argmin(cost))]
+            kw = min(left[j], excess / effect[int(np.argmin(cost))])
+            if matrix is not None:
+                column = matrix[:, j].toarray().ravel()
+                binding = column > 1e-12
+                if binding.any():
+                    kw = min(kw, float((room[binding] / column[binding]).min()))
+                room -= column * kw
+            if kw <= 1e-9:
+                left[j] = 0.0
+                book = book[left[book] > 1e-9]
+                continue
+            left[j] -= kw
+            chosen[j] = chosen.get(j, 0.0) + kw
+            vm += dv[j] * kw
+            loading += dl[j] * kw
+            book = book[left[book] > 1e-9]
+        unmet["voltage_pu"] = max(unmet["voltage_pu"], float(
+            (np.maximum(vm - hi, 0) + np.maximum(lo - vm, 0)).max(initial=0)))
+        unmet["loading_percent"] = max(unmet["loading_percent"], float(
+            np.maximum(loading - cap, 0).max(initial=0)))
+    used = np.array(sorted(chosen), dtype=int)
+    kw = np.array([chosen[j] for j in used])
+    services = _services(offers, used, need, None, buyer)
+    return Activations(offer=used, kw=kw, price_eur_per_kwh=offers.price_eur_per_kwh[used],
+                       buyer=services[0], service=services[1]), unmet
+
+
+def clear_requests_merit_order(offers: FlexOffers, capacity_kw: np.ndarray,
+                               requests: FlexRequests, pricing: str = "pay-as-bid",
+                               guard: GridNeed | None = None, budgets=None) -> Activations:
+    """A central (TSO) market: each request takes the cheapest matching offers in price order;
+    with ``guard``, an offer whose activation would push a DSO limit beyond its bound (by the
+    sensitivities at the current schedule) is rejected, however cheap (SmartNet's rule that
+    flexibility helping the TSO may not harm the distribution grid)."""
+    left = capacity_kw.astype(float).copy()
+    matrix = budgets[0].tocsc() if budgets is not None else None
+    room = budgets[1].astype(float).copy() if budgets is not None else None
+    picks: list[tuple[int, float, int]] = []
+    if guard is not None:
+        rows_of_offer, dv, dl = guard.effects(offers)
+        state_v = {r: guard.linearization.vm_pu[r, guard.monitored].copy()
+                   for r in range(len(guard.intervals))}
+        state_l = {r: guard.linearization.loading_percent[r].copy()
+                   for r in range(len(guard.intervals))}
+    for q in range(len(requests)):
+        match = np.flatnonzero((offers.interval == requests.interval[q])
+                               & (offers.direction == requests.direction[q])
+                               & requests.area[q, offers.bus]
+                               & (offers.price_eur_per_kwh <= requests.max_price_eur_per_kwh[q])
+                               & (left > 1e-9))
+        need_kw = requests.kw[q]
+        for j in match[np.argsort(offers.price_eur_per_kwh[match], kind="stable")]:
+            if need_kw <= 1e-9:
+                break
+            kw = min(left[j], need_kw)
+            if matrix is not None:
+                column = matrix[:, j].toarray().ravel()
+                binding = column > 1e-12
+                if binding.any():
+                    kw = min(kw, float((room[binding] / column[binding]).min()))
+                if kw <= 1e-9:
+                    continue
+            if guard is not None and rows_of_offer[j] >= 0:
+                r = rows_of_offer[j]
+                lim = guard.limits
+                vm_new = state_v[r] + dv[j] * kw
+                l_new = state_l[r] + dl[j] * kw
+                worse_v = ((vm_new > lim.vm_max_pu) & (dv[j] > 0)) | (
+                    (vm_new < lim.vm_min_pu) & (dv[j] < 0))
+                worse_l = (l_new > lim.max_loading_percent) & (dl[j] > 0)
+                if worse_v.any() or worse_l.any():
+                    continue  # rejected: it would harm the distribution grid
+                state_v[r], state_l[r] = vm_new, l_new
+            if matrix is not None:
+                room -= matrix[:, j].toarray().ravel() * kw
+            left[j] -= kw
+            need_kw -= kw
+            picks.append((int(j), kw, q))
+    if not picks:
+        return Activations.empty()
+    used = np.array([p[0] for p in picks])
+    kw = np.array([p[1] for p in picks])
+    req = np.array([p[2] for p in picks])
+    price = offers.price_eur_per_kwh[used]
+    if pricing == "pay-as-clear":
+        # Uniform price per request: the most expensive accepted offer.
+        clearing = {q: price[req == q].max() for q in np.unique(req)}
+        price = np.array([clearing[q] for q in req])
+    return Activations(offer=used, kw=kw, price_eur_per_kwh=price,
+                       buyer=requests.buyer[req].astype(str),
+                       service=requests.service[req].astype(str))

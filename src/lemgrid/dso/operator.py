@@ -1,0 +1,472 @@
+"""The DSO at work in every session: traffic light, flexibility market, coordination with the TSO,
+direct control, and the money that flexibility moves.
+
+Per day-ahead session (one day):
+
+1. **Traffic light, forecast.** AC power flow of the market's schedule on the DSO's view of the
+   day (day-ahead forecasts; the realised profiles for intraday lead time). Intervals with a
+   violation turn **amber**: the DSO opens its flexibility market for them.
+2. **Flexibility market** (``lemgrid.dso.flex_market``) on offers made from the participants'
+   current schedules; activations change those schedules; the AC power flow checks the result and
+   the market runs again with re-linearised sensitivities and tighter margins until the
+   violations are gone (or the book is empty).
+3. **TSO-DSO coordination**: the TSO's (or a BRP's) requests are cleared after the DSO's market on
+   the leftover offers (``local-first``), or together with the DSO's needs (``common``); no
+   resource is ever activated twice (``ActivationRegistry``).
+4. **Delivery.** Each activation is delivered with probability ``delivery_rate`` (else it is
+   penalised and not paid). AC power flow of what is delivered with the realised profiles:
+   intervals still violated turn **red**: the DSO curtails and controls directly at a regulated
+   price until the grid is within limits. Intervals without any violation stay **green**.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from lemgrid.dso.flex_market import (
+    GridNeed,
+    clear_continuous,
+    clear_optimal,
+    clear_requests_merit_order,
+)
+from lemgrid.dso.flexibility import (
+    DOWN,
+    UP,
+    ActivationRegistry,
+    Activations,
+    FlexOffers,
+    FlexRequests,
+    OfferPrices,
+    apply_activations,
+    energy_budgets,
+    offers_from_plan,
+)
+from lemgrid.errors import InputError
+from lemgrid.grid.kpis import GridLimits, overloads, voltage_violations
+from lemgrid.grid.powerflow import PowerFlowResult, run_powerflow
+from lemgrid.grid.sensitivity import linearize
+from lemgrid.scenario.config import DsoConfig, RequestConfig, clock_hours
+
+GREEN, AMBER, RED = "green", "amber", "red"
+
+
+def describe_violations(result: PowerFlowResult, limits: GridLimits, bus_names: np.ndarray,
+                        branch_names: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Which intervals violate the limits, why (text), and the service needed ('CM', 'VM')."""
+    volt = voltage_violations(result, limits)
+    over = overloads(result, limits)
+    bad = volt.any(axis=1) | over.any(axis=1)
+    reasons, services = [], []
+    vm = result.vm_pu
+    for t in range(len(bad)):
+        parts, service = [], []
+        if volt[t].any():
+            hi = np.nanargmax(np.where(volt[t], vm[t], -np.inf))
+            lo = np.nanargmin(np.where(volt[t], vm[t], np.inf))
+            if vm[t, hi] > limits.vm_max_pu:
+                parts.append(f"overvoltage {vm[t, hi]:.4f} p.u. at {bus_names[hi]}")
+            if vm[t, lo] < limits.vm_min_pu:
+                parts.append(f"undervoltage {vm[t, lo]:.4f} p.u. at {bus_names[lo]}")
+            service.append("VM")
+        if over[t].any():
+            b = int(np.nanargmax(result.loading_percent[t]))
+            parts.append(f"overload {result.loading_percent[t, b]:.1f} % of {branch_names[b]}")
+            service.insert(0, "CM")
+        reasons.append("; ".join(parts))
+        services.append("+".join(service))
+    return bad, reasons, np.array(services, dtype=object)
+
+
+@dataclass
+class DsoDay:
+    """What the DSO did in one session (interval indices relative to the session)."""
+
+    plan: object  # the delivered AssetPlan
+    schedule_delta_kw: np.ndarray  # planned change of each participant's net injection (Td, N)
+    state: np.ndarray  # (Td,) green / amber / red
+    reason: list[str]
+    records: list[dict] = field(default_factory=list)  # activations and reservations
+    flex_income_eur: np.ndarray | None = None  # participants, after fees and penalties (Td, N)
+    buyer_paid_eur: dict = field(default_factory=dict)  # buyer -> (Td,) net payments
+    aggregator_fee_eur: np.ndarray | None = None  # (Td,)
+    violations_before: np.ndarray | None = None  # (Td,) bool: forecast, before any flexibility
+
+
+class DsoOperator:
+    """The DSO (and the TSO's market) over a simulation: configuration, registry, accounts."""
+
+    def __init__(self, scenario, config: DsoConfig, rng: np.random.Generator) -> None:
+        self.scenario = scenario
+        self.config = config
+        self.rng = rng
+        self.network = scenario.network
+        self.limits = scenario.limits
+        parts = scenario.participants
+        n = len(parts)
+        self.providers = parts.ids.astype(object).copy()
+        self.fee_share = np.zeros(n)
+        represented = np.zeros(n, bool)
+        ids = list(parts.ids)
+        for k, agg in enumerate(scenario.config.aggregators):
+            members = set(agg.participants)
+            unknown = sorted(members - set(ids))
+            if unknown:
+                raise InputError(f"aggregators[{k}].participants: unknown participant "
+                                 f"{unknown[0]!r}")
+            chosen = [ids.index(m) for m in agg.participants]
+            if agg.every is not None:
+                chosen += list(range(0, n, agg.every))
+            for i in chosen:
+                if represented[i] and self.providers[i] != agg.id:
+                    raise InputError(f"aggregators[{k}]: participant {ids[i]!r} is already "
+                                     f"represented by {self.providers[i]!r}")
+                self.providers[i] = agg.id
+                self.fee_share[i] = agg.fee_share
+                represented[i] = True
+        flex = config.flexibility
+        self.eligible = represented if flex.providers == "aggregators" else np.ones(n, bool)
+        p = flex.prices
+        self.prices = OfferPrices(p.battery, p.pv, p.ev, p.flexible_load,
+                                  p.availability_eur_per_kw_h)
+        self.registry = ActivationRegistry()
+        self.bus_names = self.network.bus_names
+        self.monitored = np.flatnonzero((self.network.bus_node >= 0)
+                                        & ~np.isin(self.network.bus_node,
+                                                   self.network.slack_nodes))
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _flow(self, session, plan, load_kw, pv_kw) -> tuple[np.ndarray, np.ndarray,
+                                                          PowerFlowResult]:
+        n = load_kw.shape[1]
+        net = pv_kw - plan.curtailment_kw - load_kw + plan.asset_kw(session.batteries,
+                                                                    session.sessions, n)
+        p = self.scenario.participants_to_buses(net) + session.background_p_kw
+        return net, p, run_powerflow(self.network, p, session.q_kvar)
+
+    def _requests(self, configs: list[RequestConfig], buyer: str, session, where: str
+                  ) -> FlexRequests:
+        n_bus = self.network.n_bus
+        if not configs:
+            return FlexRequests.empty(n_bus)
+        dt = session.dt_h
+        offset = (session.scenario.time_index[session.start]
+                  - session.scenario.time_index[session.start].normalize()) / pd.Timedelta(hours=1)
+        n_t = session.stop - session.start
+        clock = (offset + np.arange(n_t) * dt) % 24
+        rows = []
+        for k, request in enumerate(configs):
+            area = np.zeros(n_bus, bool)
+            if request.buses is None:
+                area[:] = True
+            else:
+                for b in request.buses:
+                    try:
+                        area[self.network.bus_position(b)] = True
+                    except InputError as exc:
+                        raise InputError(f"{where}[{k}].buses: {exc}") from None
+            start, end = clock_hours(request.start), clock_hours(request.end)
+            inside = ((clock >= start) & (clock < end)) if start < end else (
+                (clock >= start) | (clock < end))
+            for t in np.flatnonzero(inside):
+                rows.append((t, area, UP if request.direction == "up" else DOWN, request))
+        if not rows:
+            return FlexRequests.empty(n_bus)
+        requests = FlexRequests(
+            buyer=np.array([buyer] * len(rows)),
+            service=np.array([r[3].service for r in rows]),
+            interval=np.array([r[0] for r in rows]), area=np.array([r[1] for r in rows]),
+            direction=np.array([r[2] for r in rows]), kw=np.array([r[3].kw for r in rows]),
+            max_price_eur_per_kwh=np.array([r[3].max_price_eur_per_kwh for r in rows]))
+        requests.validate(where)
+        return requests
+
+    def _offers(self, session, plan, pv_kw, intervals, *, window=None, prices=None
+                ) -> FlexOffers:
+        parts = self.scenario.participants
+        offers = offers_from_plan(plan, session.batteries, session.sessions, pv_kw, parts.bus,
+                                  self.providers.astype(str), session.dt_h, prices or self.prices,
+                                  intervals=intervals, window=window)
+        keep = self.eligible[offers.participant] & np.isin(
+            offers.kind, self.config.flexibility.kinds)
+        offers = offers.take(keep)
+        offers.validate(self.network.n_bus)
+        return offers
+
+    def _need(self, p, q, bad, services, v_margin, l_margin) -> GridNeed:
+        intervals = np.flatnonzero(bad)
+        return GridNeed(intervals=intervals,
+                        linearization=linearize(self.network, p[intervals], q[intervals]),
+                        limits=self.limits, voltage_margin_pu=v_margin[intervals],
+                        loading_margin_percent=l_margin[intervals], monitored=self.monitored,
+                        service=services[intervals])
+
+    def _records(self, session, offers: FlexOffers, activations: Activations, delivered,
+                 availability_paid: bool) -> list[dict]:
+        dt = session.dt_h
+        out = []
+        index = session.scenario.time_index
+        for j, k in enumerate(activations.offer):
+            kw = float(activations.kw[j])
+            out.append(dict(
+                interval=index[session.start + int(offers.interval[k])],
+                provider=str(offers.provider[k]), participant=int(offers.participant[k]),
+                bus=str(self.bus_names[offers.bus[k]]), kind=str(offers.kind[k]),
+                resource=str(offers.resource[k]),
+                direction="up" if offers.direction[k] == UP else "down", kw=kw,
+                price_eur_per_kwh=float(activations.price_eur_per_kwh[j]),
+                buyer=str(activations.buyer[j]), service=str(activations.service[j]),
+                availability_eur=float(offers.availability_eur_per_kw_h[k] * kw * dt)
+                if availability_paid else 0.0,
+                utilisation_eur=float(activations.price_eur_per_kwh[j] * kw * dt)
+                if delivered[j] else 0.0,
+                penalty_eur=0.0 if delivered[j] else float(
+                    self.config.flexibility.non_delivery_penalty_eur_per_kwh * kw * dt),
+                delivered=bool(delivered[j]), t=int(offers.interval[k])))
+        return out
+
+    # -- one session -----------------------------------------------------------------------
+    def process(self, session, plan) -> DsoDay:
+        """Run the DSO's day for a session whose market produced ``plan`` (see module doc)."""
+        config, flex = self.config, self.config.flexibility
+        parts = self.scenario.participants
+        start, stop = session.start, session.stop
+        n_t, n = stop - start, len(parts)
+        dt = session.dt_h
+        realised_load = parts.load_p_kw[start:stop]
+        realised_pv = parts.pv_p_kw[start:stop]
+        if flex.lead_time == "intraday":
+            view_load, view_pv = realised_load, realised_pv
+        else:
+            view_load, view_pv = session.load_kw, session.pv_kw
+        _, p, flow = self._flow(session, plan, view_load, view_pv)
+        bad, reasons, services = describe_violations(flow, self.limits, self.bus_names,
+                                                     self.network.branch_names)
+        violations_before = bad.copy()
+        state = np.where(bad, AMBER, GREEN).astype(object)
+        reason = list(reasons)
+        planned: list[tuple[FlexOffers, Activations]] = []
+        records: list[dict] = []
+        window = None
+        availability_on_activation = True
+        if flex.lead_time == "long-term":
+            records += self._reserve(session, plan, view_pv)
+            window = self._reservation_window(session)
+            availability_on_activation = False
+
+        dso_requests = self._requests(flex.requests, "DSO", session, "dso.flexibility.requests")
+        tso_requests = self._requests(config.coordination.tso_requests, "TSO", session,
+                                      "dso.coordination.tso_requests")
+        scheme = config.coordination.scheme
+        if scheme == "none" and len(tso_requests):
+            raise InputError("dso.coordination.tso_requests need a scheme (local-first or common)")
+        current = plan
+        if config.traffic_light and flex.enabled and (bad.any() or len(dso_requests)
+                                                       or (scheme == "common"
+                                                           and len(tso_requests))):
+            v_margin = np.full((n_t, self.network.n_bus), flex.voltage_margin_pu)
+            l_margin = np.full((n_t, self.network.n_branch), flex.loading_margin_percent)
+            requests = dso_requests
+            if scheme == "common":
+                requests = _concat_requests(dso_requests, tso_requests)
+            for iteration in range(flex.max_iterations):
+                need_intervals = bad | np.isin(np.arange(n_t), requests.interval)
+                if not need_intervals.any():
+                    break
+                intervals = np.flatnonzero(need_intervals)
+                if window is not None:
+                    intervals = intervals[(intervals >= window[0]) & (intervals < window[1])]
+                offers = self._offers(session, current, view_pv, intervals, window=window)
+                capacity = self.registry.remaining(offers)
+                need = self._need(p, session.q_kvar, bad,
+                                  services, v_margin, l_margin) if bad.any() else None
+                budgets = energy_budgets(current, offers, session.batteries, session.sessions, dt)
+                if flex.clearing == "continuous" and need is not None and not len(requests):
+                    acts, _ = clear_continuous(offers, capacity, dt, need, budgets)
+                else:
+                    acts, _ = clear_optimal(offers, capacity, dt, need=need,
+                                            requests=requests if iteration == 0 else None,
+                                            budgets=budgets, pricing=flex.pricing)
+                if not len(acts):
+                    break
+                self.registry.record(offers, acts)
+                planned.append((offers, acts))
+                current = apply_activations(current, offers, acts, session.batteries,
+                                            session.sessions, dt)
+                _, p, flow = self._flow(session, current, view_load, view_pv)
+                still, _, services_now = describe_violations(flow, self.limits, self.bus_names,
+                                                             self.network.branch_names)
+                if not still.any():
+                    bad = still
+                    break
+                # Tighten what AC still finds violated and clear the rest again.
+                vm = np.nan_to_num(flow.vm_pu, nan=1.0)
+                v_margin += np.maximum(vm - self.limits.vm_max_pu, 0) + np.maximum(
+                    self.limits.vm_min_pu - vm, 0)
+                l_margin += np.maximum(np.nan_to_num(flow.loading_percent)
+                                       - self.limits.max_loading_percent, 0)
+                bad, services = still, np.where(still, services_now, services)
+                requests = FlexRequests.empty(self.network.n_bus)
+
+        if scheme == "local-first" and len(tso_requests):
+            intervals = np.unique(tso_requests.interval)
+            offers = self._offers(session, current, view_pv, intervals, window=window)
+            capacity = self.registry.remaining(offers)  # forwarded: price and capacity kept
+            _, p_now, _ = self._flow(session, current, view_load, view_pv)
+            guard_bad = np.isin(np.arange(n_t), intervals)
+            guard = self._need(p_now, session.q_kvar,
+                               guard_bad, np.full(n_t, "CM", dtype=object),
+                               np.zeros((n_t, self.network.n_bus)),
+                               np.zeros((n_t, self.network.n_branch)))
+            acts = clear_requests_merit_order(
+                offers, capacity, tso_requests, config.coordination.pricing, guard=guard,
+                budgets=energy_budgets(current, offers, session.batteries, session.sessions, dt))
+            if len(acts):
+                self.registry.record(offers, acts)
+                planned.append((offers, acts))
+                current = apply_activations(current, offers, acts, session.batteries,
+                                            session.sessions, dt)
+
+        # Delivery: each activation is delivered with probability delivery_rate.
+        planned_plan, delivered_plan = current, plan
+        for offers, acts in planned:
+            delivered = self.rng.random(len(acts)) < flex.delivery_rate
+            records += self._records(session, offers, acts, delivered, availability_on_activation)
+            keep = np.flatnonzero(delivered)
+            delivered_plan = apply_activations(
+                delivered_plan, offers, Activations(acts.offer[keep], acts.kw[keep],
+                                                    acts.price_eur_per_kwh[keep],
+                                                    acts.buyer[keep], acts.service[keep]),
+                session.batteries, session.sessions, dt)
+
+        # Red: what is still violated at delivery is curtailed / controlled directly.
+        final_plan = delivered_plan
+        if config.traffic_light and config.red.enabled:
+            final_plan, red_records, red_bad, red_reasons = self._red(session, delivered_plan)
+            records += red_records
+            for t in np.flatnonzero(red_bad):
+                state[t] = RED
+                reason[t] = red_reasons[t] or reason[t]
+
+        def flexible(x):
+            return x.asset_kw(session.batteries, session.sessions, n) - x.curtailment_kw
+
+        # The schedule follows what the DSO and TSO activated and what the DSO controlled; an
+        # activation not delivered stays a deviation (imbalance) of its provider.
+        schedule_delta = (flexible(planned_plan) - flexible(plan)
+                          + flexible(final_plan) - flexible(delivered_plan))
+        day = DsoDay(plan=final_plan, schedule_delta_kw=schedule_delta, state=state,
+                     reason=reason, records=records, violations_before=violations_before)
+        self._money(day, n_t, n)
+        return day
+
+    def _red(self, session, plan):
+        parts = self.scenario.participants
+        start, stop = session.start, session.stop
+        load, pv = parts.load_p_kw[start:stop], parts.pv_p_kw[start:stop]
+        dt = session.dt_h
+        records: list[dict] = []
+        _, p, flow = self._flow(session, plan, load, pv)
+        bad, reasons, services = describe_violations(flow, self.limits, self.bus_names,
+                                                     self.network.branch_names)
+        red_bad = bad.copy()
+        regulated = self.config.red.regulated_price_eur_per_kwh
+        prices = OfferPrices(regulated, regulated, regulated, regulated, 0.0)
+        margin_v = np.zeros((stop - start, self.network.n_bus))
+        margin_l = np.zeros((stop - start, self.network.n_branch))
+        for _ in range(5):
+            if not bad.any():
+                break
+            offers = offers_from_plan(plan, session.batteries, session.sessions, pv, parts.bus,
+                                      parts.ids.astype(str), dt, prices,
+                                      intervals=np.flatnonzero(bad))
+            need = self._need(p, session.q_kvar, bad, services, margin_v,
+                              margin_l)
+            acts, _ = clear_optimal(offers, offers.kw, dt, need=need, buyer="DSO",
+                                    budgets=energy_budgets(plan, offers, session.batteries,
+                                                           session.sessions, dt))
+            if not len(acts):
+                break
+            acts = Activations(acts.offer, acts.kw, acts.price_eur_per_kwh, acts.buyer,
+                               np.full(len(acts), "red"))
+            records += self._records(session, offers, acts, np.ones(len(acts), bool), False)
+            plan = apply_activations(plan, offers, acts, session.batteries, session.sessions, dt)
+            _, p, flow = self._flow(session, plan, load, pv)
+            bad, _, services = describe_violations(flow, self.limits, self.bus_names,
+                                                   self.network.branch_names)
+            vm = np.nan_to_num(flow.vm_pu, nan=1.0)
+            margin_v += np.maximum(vm - self.limits.vm_max_pu, 0) + np.maximum(
+                self.limits.vm_min_pu - vm, 0) + 1e-4 * bad[:, None]
+            margin_l += np.maximum(np.nan_to_num(flow.loading_percent)
+                                   - self.limits.max_loading_percent, 0) + 0.05 * bad[:, None]
+        return plan, records, red_bad, reasons
+
+    def _reservation_window(self, session) -> tuple[int, int]:
+        window = self.config.flexibility.reservation
+        if window is None:
+            raise InputError("dso.flexibility.reservation: long-term lead time needs a daily "
+                             "reservation window (from, to)")
+        offset = (session.scenario.time_index[session.start]
+                  - session.scenario.time_index[session.start].normalize()) / pd.Timedelta(hours=1)
+        dt = session.dt_h
+        first = int(np.ceil((clock_hours(window.start) - offset) / dt - 1e-9))
+        last = int(np.ceil((clock_hours(window.end) - offset) / dt - 1e-9))
+        n_t = session.stop - session.start
+        return max(first, 0), min(last, n_t)
+
+    def _reserve(self, session, plan, pv) -> list[dict]:
+        """Long-term products: the DSO reserves the whole window's flexibility of every eligible
+        provider and pays availability for it, used or not."""
+        start, stop = self._reservation_window(session)
+        if stop <= start:
+            return []
+        offers = self._offers(session, plan, pv, np.arange(start, stop), window=(start, stop))
+        dt = session.dt_h
+        records = []
+        index = session.scenario.time_index
+        for provider in np.unique(offers.provider):
+            mine = offers.provider == provider
+            # Capacity reserved: the larger of up and down per resource and interval.
+            frame = pd.DataFrame({"r": offers.resource[mine], "t": offers.interval[mine],
+                                  "kw": offers.kw[mine],
+                                  "price": offers.availability_eur_per_kw_h[mine],
+                                  "participant": offers.participant[mine]})
+            top = frame.groupby(["r", "t"]).agg(kw=("kw", "max"), price=("price", "first"),
+                                                participant=("participant", "first"))
+            top["eur"] = top.kw * top.price * dt
+            records.append(dict(
+                interval=index[session.start + start], provider=str(provider),
+                participant=int(top.participant.iloc[0]), bus="", kind="reservation",
+                resource="",
+                direction="reserved", kw=float(top.kw.groupby("t").sum().mean()),
+                price_eur_per_kwh=0.0, buyer="DSO", service="CM",
+                availability_eur=float(top.eur.sum()), utilisation_eur=0.0,
+                penalty_eur=0.0, delivered=True, t=start,
+                shares=top.groupby("participant").eur.sum().to_dict()))
+        return records
+
+    def _money(self, day: DsoDay, n_t: int, n: int) -> None:
+        """Who pays whom for the day's flexibility."""
+        income = np.zeros((n_t, n))
+        fees = np.zeros(n_t)
+        paid: dict[str, np.ndarray] = {}
+        for r in day.records:
+            gross = r["availability_eur"] + r["utilisation_eur"]
+            buyer = paid.setdefault(r["buyer"], np.zeros(n_t))
+            buyer[r["t"]] += gross - r["penalty_eur"]
+            shares = r.get("shares") or {r["participant"]: gross}
+            for participant, amount in shares.items():
+                fee = self.fee_share[participant] * amount
+                income[r["t"], participant] += amount - fee
+                fees[r["t"]] += fee
+            income[r["t"], r["participant"]] -= r["penalty_eur"]
+        day.flex_income_eur, day.buyer_paid_eur, day.aggregator_fee_eur = income, paid, fees
+
+
+def _concat_requests(a: FlexRequests, b: FlexRequests) -> FlexRequests:
+    return FlexRequests(*(np.concatenate([x, y]) for x, y in zip(
+        (a.buyer, a.service, a.interval, a.area, a.direction, a.kw, a.max_price_eur_per_kwh),
+        (b.buyer, b.service, b.interval, b.area, b.direction, b.kw, b.max_price_eur_per_kwh),
+        strict=True)))
