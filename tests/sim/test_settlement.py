@@ -105,3 +105,34 @@ def test_settlement_balances_for_any_positions(n_t, n, seed):
     prices = Prices(0.2, 0.08, 0.07, 0.02, 0.05, 0.5, 0.35, 0.04)
     bill = settle(positions, scheduled + rng.normal(0, 1, (n_t, n)), prices, dt)
     assert abs(bill.budget_gap_eur) < 1e-9
+
+
+@pytest.mark.parametrize("design", ["uniform", "community", "p2p"])
+def test_budget_balance_with_dso_tso_and_aggregators(design):
+    """Flexibility money (DSO and TSO buyers, aggregator fees, penalties for non-delivery) keeps
+    the books balanced."""
+    scenario = build_scenario(parse_scenario(f"""
+grid: simbench:1-LV-rural1--0-sw
+start: 2016-06-06
+days: 1
+scale: {{pv: 6.0}}
+assets:
+  - {{type: battery, every: 2, capacity_kwh: 10, power_kw: 5}}
+market: {{design: {design}}}
+aggregators:
+  - {{id: agg, every: 3, fee_share: 0.25}}
+dso:
+  flexibility: {{delivery_rate: 0.8, pricing: pay-as-clear,
+                prices: {{availability_eur_per_kw_h: 0.01}}}}
+  coordination: {{scheme: local-first, tso_requests:
+                 [{{from: "17:00", to: "19:00", direction: up, kw: 8}}]}}
+"""))
+    r = simulate(scenario, design)
+    k = r.kpis
+    assert k["flex_cost_eur"] > 0 and k["aggregator_eur"] > 0 and k["tso_eur"] != 0
+    received = (k["retailer_eur"] + k["dso_eur"] + k["state_eur"] + k["tso_eur"]
+                + k["aggregator_eur"])
+    assert abs(r.cost_eur.sum() - received) < 0.005
+    acts = r.tables["flex_activations"]
+    assert {"DSO", "TSO"} <= set(acts.buyer)
+    assert (~acts.delivered).any() and acts.loc[~acts.delivered, "penalty_eur"].gt(0).all()
