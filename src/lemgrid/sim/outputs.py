@@ -36,8 +36,10 @@ def write_simulation(result: SimulationResult, out: Path, report: bool = True) -
         table.to_csv(paths[name], index=False)
     if report:
         from lemgrid.report import render_report
+        from lemgrid.report.dso import dso_sections
 
-        paths["report"] = render_report(result, out / "report.html")
+        paths["report"] = render_report(result, out / "report.html",
+                                        sections=dso_sections(result.tables, result.dt_h))
     return paths
 
 
