@@ -122,42 +122,38 @@ def network_from_pandapower(net, name: str) -> Network:
     # Branches: ppc rows [lines..., trafos...]; ppci keeps the in-service ones in the same order.
     branch_is = np.asarray(internal["branch_is"], dtype=bool)
     ppci_branch = internal["branch"]
-    kinds, names, load_f, load_t = [], [], [], []
+    kinds, names, load_f, load_t, ka_f_all, ka_t_all = [], [], [], [], [], []
     lookups = work._pd2ppc_lookups["branch"]
     bus_kv = work.bus["vn_kv"]
 
-    def add(kind: str, table: pd.DataFrame, rows: slice, per_unit_f, per_unit_t, fallback) -> None:
-        active = branch_is[rows]
+    def add(kind: str, table: pd.DataFrame, ends: tuple[str, str], rating_f, rating_t,
+            fallback: list[str]) -> None:
+        """Append in-service branches; ``rating_*`` turns kA at an end into percent loading."""
+        f0, f1 = lookups[kind]
+        active = branch_is[f0:f1]
+        # kA per p.u. of current at each end (base current of the end's bus).
+        ka_f = base_mva / (math.sqrt(3) * bus_kv.loc[table[ends[0]]].to_numpy())
+        ka_t = base_mva / (math.sqrt(3) * bus_kv.loc[table[ends[1]]].to_numpy())
         kinds.extend([kind] * int(active.sum()))
         names.extend(unique_names(table["name"], fallback)[active])
-        load_f.append(per_unit_f[active])
-        load_t.append(per_unit_t[active])
+        load_f.append((ka_f * rating_f)[active])
+        load_t.append((ka_t * rating_t)[active])
+        ka_f_all.append(ka_f[active])
+        ka_t_all.append(ka_t[active])
 
-    ka_f_all, ka_t_all = [], []
     if "line" in lookups:
-        f0, f1 = lookups["line"]
         line = work.line
-        kv_f = bus_kv.loc[line["from_bus"]].to_numpy()
-        kv_t = bus_kv.loc[line["to_bus"]].to_numpy()
-        ka_f, ka_t = base_mva / (math.sqrt(3) * kv_f), base_mva / (math.sqrt(3) * kv_t)
-        i_max = (line["max_i_ka"] * line["df"] * line["parallel"]).to_numpy(float)
-        fallback = [f"line {bus_names[bus_pos[a]]}-{bus_names[bus_pos[b]]}"
-                    for a, b in zip(line["from_bus"], line["to_bus"], strict=True)]
-        add("line", line, slice(f0, f1), ka_f / i_max * 100, ka_t / i_max * 100, fallback)
-        ka_f_all.append(ka_f[branch_is[f0:f1]])
-        ka_t_all.append(ka_t[branch_is[f0:f1]])
+        per_ka = 100 / (line["max_i_ka"] * line["df"] * line["parallel"]).to_numpy(float)
+        add("line", line, ("from_bus", "to_bus"), per_ka, per_ka,
+            [f"line {bus_names[bus_pos[a]]}-{bus_names[bus_pos[b]]}"
+             for a, b in zip(line["from_bus"], line["to_bus"], strict=True)])
     if "trafo" in lookups:
-        f0, f1 = lookups["trafo"]
         trafo = work.trafo
-        kv_f = bus_kv.loc[trafo["hv_bus"]].to_numpy()
-        kv_t = bus_kv.loc[trafo["lv_bus"]].to_numpy()
-        ka_f, ka_t = base_mva / (math.sqrt(3) * kv_f), base_mva / (math.sqrt(3) * kv_t)
         rating = (trafo["sn_mva"] * trafo["parallel"] * trafo["df"]).to_numpy(float)
-        lf = ka_f * trafo["vn_hv_kv"].to_numpy(float) * math.sqrt(3) / rating * 100
-        lt = ka_t * trafo["vn_lv_kv"].to_numpy(float) * math.sqrt(3) / rating * 100
-        add("trafo", trafo, slice(f0, f1), lf, lt, [f"trafo {i}" for i in trafo.index])
-        ka_f_all.append(ka_f[branch_is[f0:f1]])
-        ka_t_all.append(ka_t[branch_is[f0:f1]])
+        add("trafo", trafo, ("hv_bus", "lv_bus"),
+            trafo["vn_hv_kv"].to_numpy(float) * math.sqrt(3) / rating * 100,
+            trafo["vn_lv_kv"].to_numpy(float) * math.sqrt(3) / rating * 100,
+            [f"trafo {i}" for i in trafo.index])
     unsupported = set(lookups) - {"line", "trafo"}
     if unsupported:
         raise NotBuiltError(f"grid {name}: branch elements {sorted(unsupported)} are not supported")
