@@ -22,9 +22,11 @@ def optimize(
     days: Annotated[float | None, typer.Option(help="Override the scenario's days")] = None,
     out: Annotated[Path, typer.Option(help="Output folder")] = Path("out/optimize"),
 ) -> None:
-    """Clear a scenario's whole horizon with an optimisation-based design and write
-    schedule.parquet, participants.csv, prices.parquet, dlmp_components.parquet (network
-    constrained), trades.parquet (p2p) and summary.json."""
+    """Clear a whole horizon with the community (DLMPs) or P2P design.
+
+    Writes schedule.parquet, participants.csv, prices.parquet, dlmp_components.parquet (network
+    constrained), trades.parquet (p2p) and summary.json.
+    """
     from lemgrid.errors import InputError
     from lemgrid.scenario import load_scenario
     from lemgrid.sim.optimize import OPTIMIZE_DESIGNS, optimize_scenario, write_optimize_outputs

@@ -29,8 +29,9 @@ def powerflow(
     vm_max_pu: Annotated[float, typer.Option(help="Upper voltage limit [p.u.]")] = 1.10,
     max_loading_percent: Annotated[float, typer.Option(help="Loading limit [%]")] = 100.0,
 ) -> None:
-    """Run the batched AC power flow of a grid over a horizon and write vm_pu.parquet,
-    loading_percent.parquet and summary.json.
+    """Batched AC power flow of a grid over a horizon.
+
+    Writes vm_pu.parquet, loading_percent.parquet and summary.json.
 
     SimBench grids use their year of 15-minute load and PV profiles; grids without profiles
     (ieee33, most pandapower files) run their single published snapshot.

@@ -65,9 +65,12 @@ def simulate(
     out: Annotated[Path, typer.Option(help="Output folder")] = Path("out/simulate"),
     report: Annotated[bool, typer.Option(help="Write report.html")] = True,
 ) -> None:
-    """Simulate a market design on a real grid, interval by interval, check the grid with AC power
-    flow, settle every participant and write kpis.json, bills.csv, intervals.parquet and
-    report.html."""
+    """Simulate a market design on a grid, settle it and report.
+
+    Day-ahead sessions with bidding agents, clearing by the design, AC power flow of schedule and
+    delivery, settlement against business-as-usual; writes kpis.json, bills.csv,
+    intervals.parquet and report.html (and grid_state.csv, flex_activations.csv with a DSO).
+    """
     from rich.markup import escape
     from rich.table import Table
 
@@ -98,8 +101,11 @@ def compare(
     out: Annotated[Path, typer.Option(help="Output folder")] = Path("out/compare"),
     report: Annotated[bool, typer.Option(help="Write report.html")] = True,
 ) -> None:
-    """Run several designs on the same scenario and write comparison.csv (one row per design,
-    KPIs as columns), each design's files in a subfolder, and a side-by-side report.html."""
+    """Compare several market designs on the same scenario.
+
+    Writes comparison.csv (one row per design, KPIs as columns), each design's files in a
+    subfolder, and a side-by-side report.html.
+    """
     from rich.markup import escape
     from rich.table import Table
 
