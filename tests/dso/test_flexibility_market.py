@@ -224,3 +224,33 @@ def test_bad_flexibility_input_is_refused(tmp_path):
             "buses: [nowhere]}]}")
     with pytest.raises(Exception, match="greater than 0"):
         run("  flexibility: {requests: [{from: '10:00', to: '11:00', direction: down, kw: -5}]}")
+
+
+def test_all_green_day_and_dso_on_business_as_usual():
+    """A winter day without problems stays green (and writes empty activation tables); with
+    design none the DSO buys flexibility on top of the households' own schedules."""
+    scenario = build_scenario(parse_scenario("""
+grid: simbench:1-LV-rural1--0-sw
+start: 2016-01-06
+market: {design: uniform}
+dso: {}
+"""))
+    r = simulate(scenario)
+    assert set(r.tables["grid_state"].state) == {"green"}
+    assert r.tables["flex_activations"].empty and r.kpis["flex_cost_eur"] == 0
+    _, bau = run("  traffic_light: true", design="none")
+    assert bau.kpis["amber_intervals"] > 0 and bau.kpis["overload_intervals"] == 0
+    assert bau.kpis["local_traded_kwh"] == 0
+
+
+def test_pay_as_clear_is_capped_where_offers_fall_short():
+    """Offers too small for the need: the unmet limit's penalty must not become the price."""
+    _, need, offers, _ = _one_constraint_case()
+    from dataclasses import replace
+
+    small = replace(offers, kw=offers.kw * 0.01)
+    acts, unmet = clear_optimal(small, small.kw, 0.25, need=need, pricing="pay-as-clear",
+                                price_cap_eur_per_kwh=0.25)
+    assert unmet["voltage_pu"] > 0  # the need cannot be met by these offers
+    assert np.all(acts.price_eur_per_kwh <= 0.25 + 1e-12)
+    assert np.all(acts.price_eur_per_kwh >= small.price_eur_per_kwh[acts.offer] - 1e-12)

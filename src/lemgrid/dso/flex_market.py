@@ -79,7 +79,8 @@ class GridNeed:
 def clear_optimal(offers: FlexOffers, capacity_kw: np.ndarray, dt_h: float, *,
                   need: GridNeed | None = None, requests: FlexRequests | None = None,
                   budgets=None, pricing: str = "pay-as-bid", buyer: str = "DSO",
-                  hard_grid_limits: bool = False) -> tuple[Activations, dict]:
+                  hard_grid_limits: bool = False,
+                  price_cap_eur_per_kwh: float | None = None) -> tuple[Activations, dict]:
     """Least-cost activations for the grid need and the requests (one LP).
 
     Parameters
@@ -96,6 +97,10 @@ def clear_optimal(offers: FlexOffers, capacity_kw: np.ndarray, dt_h: float, *,
         ``A @ kw <= upper``: energy limits of assets across intervals
         (:func:`lemgrid.dso.flexibility.energy_budgets`).
     pricing : {'pay-as-bid', 'pay-as-clear'}
+    price_cap_eur_per_kwh : float, optional
+        Most a pay-as-clear price may be (never below an offer's bid): where the offers cannot
+        meet the need, the marginal value is the penalty of the unmet limit, not a price anyone
+        would pay (the DSO's alternative is direct control at the regulated price).
     buyer : str
         Buyer of grid-need activations.
     hard_grid_limits : bool
@@ -172,6 +177,9 @@ def clear_optimal(offers: FlexOffers, capacity_kw: np.ndarray, dt_h: float, *,
     if pricing == "pay-as-clear":
         # Marginal value of the offer's location and direction: price minus its reduced cost.
         price = np.maximum(price, price - solution.col_dual[a[used]] / dt_h)
+        if price_cap_eur_per_kwh is not None:
+            price = np.maximum(np.minimum(price, price_cap_eur_per_kwh),
+                               offers.price_eur_per_kwh[used])
     services = _services(offers, used, need, requests, buyer)
     return Activations(offer=used, kw=kw[used], price_eur_per_kwh=price,
                        buyer=services[0], service=services[1]), unmet

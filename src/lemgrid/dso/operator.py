@@ -115,14 +115,14 @@ class DsoOperator:
             unknown = sorted(members - set(ids))
             if unknown:
                 raise InputError(f"aggregators[{k}].participants: unknown participant "
-                                 f"{unknown[0]!r}")
+                                 f"{str(unknown[0])!r}")
             chosen = [ids.index(m) for m in agg.participants]
             if agg.every is not None:
-                chosen += list(range(0, n, agg.every))
+                chosen += list(range(agg.offset, n, agg.every))
             for i in chosen:
                 if represented[i] and self.providers[i] != agg.id:
-                    raise InputError(f"aggregators[{k}]: participant {ids[i]!r} is already "
-                                     f"represented by {self.providers[i]!r}")
+                    raise InputError(f"aggregators[{k}]: participant {str(ids[i])!r} is already "
+                                     f"represented by {str(self.providers[i])!r}")
                 self.providers[i] = agg.id
                 self.fee_share[i] = agg.fee_share
                 represented[i] = True
@@ -286,9 +286,13 @@ class DsoOperator:
                 if flex.clearing == "continuous" and need is not None and not len(requests):
                     acts, _ = clear_continuous(offers, capacity, dt, need, budgets)
                 else:
-                    acts, _ = clear_optimal(offers, capacity, dt, need=need,
-                                            requests=requests if iteration == 0 else None,
-                                            budgets=budgets, pricing=flex.pricing)
+                    acts, _ = clear_optimal(
+                        offers, capacity, dt, need=need,
+                        requests=requests if iteration == 0 else None, budgets=budgets,
+                        pricing=flex.pricing,
+                        price_cap_eur_per_kwh=max(config.red.regulated_price_eur_per_kwh,
+                                                  requests.max_price_eur_per_kwh.max(
+                                                      initial=0.0)))
                 if not len(acts):
                     break
                 self.registry.record(offers, acts)

@@ -346,6 +346,8 @@ class AggregatorConfig(Strict):
     id: Annotated[str, Field(min_length=1)]
     participants: list[str] = Field(default_factory=list)
     every: Annotated[int, Field(ge=1)] | None = None
+    offset: Annotated[int, Field(ge=0)] = Field(
+        default=0, description="with every: start at this participant (0, n, 2n, ... shifted)")
     fee_share: Fraction = 0.2
 
 

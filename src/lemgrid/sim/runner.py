@@ -120,6 +120,8 @@ def collect_dso(days: list, scenario: Scenario) -> tuple[FlexMoney, dict]:
                "availability_eur", "utilisation_eur", "service", "kind", "resource", "delivered",
                "penalty_eur"]
     activations = pd.DataFrame([{c: r[c] for c in columns} for r in records], columns=columns)
+    activations = activations.astype({"kw": float, "utilisation_eur": float,
+                                      "availability_eur": float, "delivered": bool})
     dt = scenario.dt_h
     used = activations[activations.direction != "reserved"]
     kpis = {
@@ -213,9 +215,7 @@ def simulate(scenario: Scenario, design: str | None = None, *,
     _, q_all = scenario.bus_injections(parts.net_p_kw)
 
     dso_days: list = []
-    if design == "none":
-        if scenario.config.dso is not None:
-            raise InputError("dso: the DSO's markets work on a schedule; design 'none' has none")
+    if design == "none" and scenario.config.dso is None:
         positions = Positions.retail_only(bau_metered, dt)
         metered, consumption, generation = bau_metered, bau_consumption, bau_generation
         extra: dict = {}
@@ -284,7 +284,7 @@ def simulate(scenario: Scenario, design: str | None = None, *,
     scheduled_flow = run_powerflow(scenario.network, *scenario.bus_injections(
         positions.scheduled_kw))
     delivered = run_powerflow(scenario.network, *scenario.bus_injections(metered))
-    bau_flow = delivered if design == "none" else run_powerflow(
+    bau_flow = delivered if design == "none" and not dso_days else run_powerflow(
         scenario.network, *scenario.bus_injections(bau_metered))
     from lemgrid.grid.kpis import grid_kpis, overloads, voltage_violations
 
