@@ -105,9 +105,6 @@ def year_results() -> list[SimulationResult]:
 
 # --- headless browser -----------------------------------------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 # Decoded by the browser itself (no image library needed): size, distinct colours, share of
 # pixels that are not near-white.
@@ -138,23 +135,6 @@ _PLOTS_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(el =>
            .filter(p => (p.getAttribute('d') || '').length > 10).length
          + el.querySelectorAll('g.hm image').length,
 }))"""
-
-
-@pytest.fixture(scope="session")
-def browser():
-    """Debian's Chromium driven by Playwright (never a downloaded browser)."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found: the report browser tests need Debian's chromium; "
-                    "run scripts/ensure-test-services.sh", pytrace=False)
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("the Python package playwright is missing: pip install -e '.[test]' "
-                    "(and run scripts/ensure-test-services.sh for chromium)", pytrace=False)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 class Rendered:
