@@ -138,13 +138,13 @@ class DsoOperator:
                                                    self.network.slack_nodes))
 
     # -- helpers -----------------------------------------------------------------------------
-    def _flow(self, session, plan, load_kw, pv_kw) -> tuple[np.ndarray, np.ndarray,
-                                                          PowerFlowResult]:
+    def _flow(self, session, plan, load_kw, pv_kw) -> tuple[np.ndarray, PowerFlowResult]:
+        """Bus injections (T, n_bus) of a plan on given profiles, and their AC power flow."""
         n = load_kw.shape[1]
         net = pv_kw - plan.curtailment_kw - load_kw + plan.asset_kw(session.batteries,
                                                                     session.sessions, n)
         p = self.scenario.participants_to_buses(net) + session.background_p_kw
-        return net, p, run_powerflow(self.network, p, session.q_kvar)
+        return p, run_powerflow(self.network, p, session.q_kvar)
 
     def _requests(self, configs: list[RequestConfig], buyer: str, session, where: str
                   ) -> FlexRequests:
@@ -241,7 +241,7 @@ class DsoOperator:
             view_load, view_pv = realised_load, realised_pv
         else:
             view_load, view_pv = session.load_kw, session.pv_kw
-        _, p, flow = self._flow(session, plan, view_load, view_pv)
+        p, flow = self._flow(session, plan, view_load, view_pv)
         bad, reasons, services = describe_violations(flow, self.limits, self.bus_names,
                                                      self.network.branch_names)
         violations_before = bad.copy()
@@ -299,7 +299,7 @@ class DsoOperator:
                 planned.append((offers, acts))
                 current = apply_activations(current, offers, acts, session.batteries,
                                             session.sessions, dt)
-                _, p, flow = self._flow(session, current, view_load, view_pv)
+                p, flow = self._flow(session, current, view_load, view_pv)
                 still, _, services_now = describe_violations(flow, self.limits, self.bus_names,
                                                              self.network.branch_names)
                 if not still.any():
@@ -318,7 +318,7 @@ class DsoOperator:
             intervals = np.unique(tso_requests.interval)
             offers = self._offers(session, current, view_pv, intervals, window=window)
             capacity = self.registry.remaining(offers)  # forwarded: price and capacity kept
-            _, p_now, _ = self._flow(session, current, view_load, view_pv)
+            p_now, _ = self._flow(session, current, view_load, view_pv)
             guard_bad = np.isin(np.arange(n_t), intervals)
             guard = self._need(p_now, session.q_kvar,
                                guard_bad, np.full(n_t, "CM", dtype=object),
@@ -372,7 +372,7 @@ class DsoOperator:
         load, pv = parts.load_p_kw[start:stop], parts.pv_p_kw[start:stop]
         dt = session.dt_h
         records: list[dict] = []
-        _, p, flow = self._flow(session, plan, load, pv)
+        p, flow = self._flow(session, plan, load, pv)
         bad, reasons, services = describe_violations(flow, self.limits, self.bus_names,
                                                      self.network.branch_names)
         red_bad = bad.copy()
@@ -397,7 +397,7 @@ class DsoOperator:
                                np.full(len(acts), "red"))
             records += self._records(session, offers, acts, np.ones(len(acts), bool), False)
             plan = apply_activations(plan, offers, acts, session.batteries, session.sessions, dt)
-            _, p, flow = self._flow(session, plan, load, pv)
+            p, flow = self._flow(session, plan, load, pv)
             bad, _, services = describe_violations(flow, self.limits, self.bus_names,
                                                    self.network.branch_names)
             vm = np.nan_to_num(flow.vm_pu, nan=1.0)
