@@ -51,6 +51,9 @@ class FlexOffers:
         Reservation price per kW and hour [EUR/(kW h)].
     window_start, window_stop : ndarray of int
         Availability window [start, stop) of the resource (intervals).
+    baseline_kw : ndarray
+        The resource's scheduled power at the interval without activation (battery output,
+        session draw, or PV feed-in) [kW]: delivery is measured against it.
     """
 
     provider: np.ndarray
@@ -65,6 +68,11 @@ class FlexOffers:
     availability_eur_per_kw_h: np.ndarray
     window_start: np.ndarray
     window_stop: np.ndarray
+    baseline_kw: np.ndarray = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.baseline_kw is None:
+            object.__setattr__(self, "baseline_kw", np.full(len(self.kw), np.nan))
 
     def __len__(self) -> int:
         return len(self.kw)
@@ -297,13 +305,13 @@ def offers_from_plan(plan, batteries, sessions, pv_kw: np.ndarray, participant_b
     window = (0, n_t) if window is None else window
     rows: list[dict[str, np.ndarray]] = []
 
-    def add(kind, asset, participant, t, direction, kw, price):
+    def add(kind, asset, participant, t, direction, kw, price, baseline):
         keep = kw > 1e-6
         if keep.any():
             rows.append(dict(kind=np.full(keep.sum(), kind), asset=asset[keep],
                              participant=participant[keep], interval=t[keep],
                              direction=np.full(keep.sum(), direction), kw=kw[keep],
-                             price=np.full(keep.sum(), price)))
+                             price=np.full(keep.sum(), price), baseline=baseline[keep]))
 
     # Batteries: room up and down that keeps every later state of charge within limits.
     if len(batteries) and len(intervals):
@@ -314,15 +322,16 @@ def offers_from_plan(plan, batteries, sessions, pv_kw: np.ndarray, participant_b
         tt, bb = np.meshgrid(intervals, np.arange(len(batteries)), indexing="ij")
         tt, bb = tt.ravel(), bb.ravel()
         owner = batteries.owner[bb]
-        add("battery", bb, owner, tt, UP, up[tt, bb], prices.battery)
-        add("battery", bb, owner, tt, DOWN, down[tt, bb], prices.battery)
+        base = plan.battery_kw[tt, bb]
+        add("battery", bb, owner, tt, UP, up[tt, bb], prices.battery, base)
+        add("battery", bb, owner, tt, DOWN, down[tt, bb], prices.battery, base)
     # PV: curtail what is not curtailed yet.
     if len(intervals):
         n = pv_kw.shape[1]
         tt, nn = np.meshgrid(intervals, np.arange(n), indexing="ij")
         tt, nn = tt.ravel(), nn.ravel()
         room = np.maximum(pv_kw - plan.curtailment_kw, 0.0)
-        add("pv", nn, nn, tt, DOWN, room[tt, nn], prices.pv)
+        add("pv", nn, nn, tt, DOWN, room[tt, nn], prices.pv, room[tt, nn])
     # Sessions: draw less now (rebound later) or more now (less later), within the window.
     for k in range(len(sessions)):
         start, stop = int(sessions.start[k]), int(sessions.stop[k])
@@ -337,8 +346,8 @@ def offers_from_plan(plan, batteries, sessions, pv_kw: np.ndarray, participant_b
         price = prices.ev if kind == "ev" else prices.flexible_load
         owner = np.full(len(t), int(sessions.owner[k]))
         asset = np.full(len(t), k)
-        add(kind, asset, owner, t, UP, np.minimum(kw[t], spare_after), price)
-        add(kind, asset, owner, t, DOWN, np.minimum(power - kw[t], drawn_after), price)
+        add(kind, asset, owner, t, UP, np.minimum(kw[t], spare_after), price, kw[t])
+        add(kind, asset, owner, t, DOWN, np.minimum(power - kw[t], drawn_after), price, kw[t])
 
     if not rows:
         empty_i, empty_f, empty_s = np.array([], int), np.array([]), np.array([], str)
@@ -352,7 +361,8 @@ def offers_from_plan(plan, batteries, sessions, pv_kw: np.ndarray, participant_b
         interval=cat["interval"], direction=cat["direction"], kw=cat["kw"],
         price_eur_per_kwh=cat["price"],
         availability_eur_per_kw_h=np.full(m, prices.availability_eur_per_kw_h),
-        window_start=np.full(m, window[0]), window_stop=np.full(m, window[1]))
+        window_start=np.full(m, window[0]), window_stop=np.full(m, window[1]),
+        baseline_kw=cat["baseline"])
 
 
 def energy_budgets(plan, offers: FlexOffers, batteries, sessions, dt_h: float):

@@ -216,6 +216,7 @@ class DsoOperator:
                 bus=str(self.bus_names[offers.bus[k]]), kind=str(offers.kind[k]),
                 resource=str(offers.resource[k]),
                 direction="up" if offers.direction[k] == UP else "down", kw=kw,
+                baseline_kw=float(offers.baseline_kw[k]),
                 price_eur_per_kwh=float(activations.price_eur_per_kwh[j]),
                 buyer=str(activations.buyer[j]), service=str(activations.service[j]),
                 availability_eur=float(offers.availability_eur_per_kw_h[k] * kw * dt)
@@ -445,6 +446,7 @@ class DsoOperator:
                 participant=int(top.participant.iloc[0]), bus="", kind="reservation",
                 resource="",
                 direction="reserved", kw=float(top.kw.groupby("t").sum().mean()),
+                baseline_kw=float("nan"),
                 price_eur_per_kwh=0.0, buyer="DSO", service="CM",
                 availability_eur=float(top.eur.sum()), utilisation_eur=0.0,
                 penalty_eur=0.0, delivered=True, t=start,

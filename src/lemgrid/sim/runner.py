@@ -117,8 +117,8 @@ def collect_dso(days: list, scenario: Scenario) -> tuple[FlexMoney, dict]:
                                "reason": reason})
     records = [r for d in days for r in d.records]
     columns = ["interval", "provider", "bus", "direction", "kw", "price_eur_per_kwh", "buyer",
-               "availability_eur", "utilisation_eur", "service", "kind", "resource", "delivered",
-               "penalty_eur"]
+               "availability_eur", "utilisation_eur", "service", "kind", "resource", "baseline_kw",
+               "delivered", "penalty_eur"]
     activations = pd.DataFrame([{c: r[c] for c in columns} for r in records], columns=columns)
     activations = activations.astype({"kw": float, "utilisation_eur": float,
                                       "availability_eur": float, "delivered": bool})
