@@ -14,6 +14,11 @@ _INT_COLUMNS = {"owner", "start", "stop"}
 _STR_COLUMNS = {"name", "kind"}
 
 
+def take_rows(table, keep: np.ndarray):
+    """The rows ``keep`` (mask or indices) of a column table (a dataclass of equal-length arrays)."""
+    return type(table)(**{f.name: getattr(table, f.name)[keep] for f in fields(table)})
+
+
 def _empty(cls):
     def column(name: str) -> np.ndarray:
         dtype = np.int64 if name in _INT_COLUMNS else str if name in _STR_COLUMNS else float

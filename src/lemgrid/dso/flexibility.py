@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from lemgrid.assets.tables import take_rows
 from lemgrid.errors import InputError
 
 UP, DOWN = 1, -1
@@ -83,7 +84,7 @@ class FlexOffers:
         return np.char.add(np.char.add(self.kind.astype(str), ":"), self.asset.astype(str))
 
     def take(self, keep: np.ndarray) -> FlexOffers:
-        return FlexOffers(**{f.name: getattr(self, f.name)[keep] for f in fields(self)})
+        return take_rows(self, keep)
 
     @classmethod
     def concat(cls, parts: list[FlexOffers]) -> FlexOffers:

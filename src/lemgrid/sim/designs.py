@@ -13,7 +13,7 @@ import numpy as np
 
 from lemgrid.agents.dispatch import charge_on_arrival, self_consumption_battery, to_owners
 from lemgrid.agents.strategies import ZipTraders, random_limits
-from lemgrid.assets.tables import Batteries, EnergySessions
+from lemgrid.assets.tables import Batteries, EnergySessions, take_rows
 from lemgrid.errors import InputError
 from lemgrid.settlement.bills import Positions, Prices
 
@@ -138,20 +138,20 @@ def own_schedules(session: Session) -> AssetPlan:
                      session_kw=np.zeros((n_t, len(s))), curtailment_kw=np.zeros((n_t, n)))
     # Rule-based owners: EVs and shiftable loads at once, battery for self-consumption.
     in_rules = rules[s.owner] if len(s) else np.zeros(0, bool)
-    plan.session_kw[:, in_rules] = charge_on_arrival(_take_sessions(s, in_rules), n_t, dt)
+    plan.session_kw[:, in_rules] = charge_on_arrival(take_rows(s, in_rules), n_t, dt)
     ses_kw = to_owners(plan.session_kw, s.owner, n)
     battery_rules = rules[b.owner] if len(b) else np.zeros(0, bool)
     battery_kw, soc = self_consumption_battery(session.pv_kw - session.load_kw - ses_kw,
-                                               _take_batteries(b, battery_rules), dt)
+                                               take_rows(b, battery_rules), dt)
     plan.battery_kw[:, battery_rules] = battery_kw
     plan.soc_kwh[:, battery_rules] = soc
     if optimizer.any():
         members = np.flatnonzero(optimizer)
         remap = np.full(n, -1)
         remap[members] = np.arange(len(members))
-        opt_b = _take_batteries(b, ~battery_rules)
+        opt_b = take_rows(b, ~battery_rules)
         opt_b = replace(opt_b, owner=remap[opt_b.owner])
-        opt_s = _take_sessions(s, ~in_rules)
+        opt_s = take_rows(s, ~in_rules)
         opt_s = replace(opt_s, owner=remap[opt_s.owner])
         forecast = np.clip(np.nan_to_num(session.price_forecast,
                                          nan=0.5 * (session.buyer_value + session.seller_cost)),
@@ -170,14 +170,6 @@ def own_schedules(session: Session) -> AssetPlan:
         plan.soc_kwh[:, ~battery_rules] = result.soc_kwh
         plan.session_kw[:, ~in_rules] = result.session_schedule_kw
     return plan
-
-
-def _take_batteries(b: Batteries, keep: np.ndarray) -> Batteries:
-    return Batteries(**{k: getattr(b, k)[keep] for k in b.__dataclass_fields__})
-
-
-def _take_sessions(s: EnergySessions, keep: np.ndarray) -> EnergySessions:
-    return EnergySessions(**{k: getattr(s, k)[keep] for k in s.__dataclass_fields__})
 
 
 # --- order-based designs (auctions, continuous trading) ---------------------------------------
