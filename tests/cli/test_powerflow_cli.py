@@ -24,7 +24,7 @@ def test_simbench_two_days(tmp_path):
     net = load_pandapower_net("simbench:1-LV-rural1--0-sw")
     assert list(vm.columns) == list(net.bus.name)
     assert list(loading.columns) == list(net.line.name) + list(net.trafo.name)
-    assert vm.index[0] == pd.Timestamp("2016-07-01") and len(vm) == 192
+    assert vm.index[0] == pd.Timestamp("2016-07-01", tz="Europe/Berlin") and len(vm) == 192
     summary = json.loads((out / "summary.json").read_text())
     for key in ("losses_kwh", "vm_min_pu", "vm_min_bus", "vm_max_pu", "vm_max_bus",
                 "max_loading_percent", "voltage_violation_intervals", "overload_intervals",

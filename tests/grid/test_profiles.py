@@ -18,9 +18,54 @@ def rural():
 def test_year_of_2016_at_15_minutes(rural):
     index = rural.profiles.time_index
     assert len(index) == 35136  # 366 days x 96
-    assert index[0] == pd.Timestamp("2016-01-01 00:00")
-    assert index[-1] == pd.Timestamp("2016-12-31 23:45")
+    assert index[0] == pd.Timestamp("2016-01-01 00:00", tz="Europe/Berlin")
+    assert index[-1] == pd.Timestamp("2016-12-31 23:45", tz="Europe/Berlin")
     assert rural.profiles.load_p_kw.shape == (35136, len(rural.network.loads))
+
+
+def test_time_index_is_simbench_local_time_with_daylight_saving(rural):
+    """Every row's label equals SimBench's own 'time' column (German local time): 92 rows on
+    27 March (01:45 then 03:00), 100 on 30 October (02:00-02:45 twice)."""
+    net = load_pandapower_net("simbench:1-LV-rural1--0-sw")
+    labels = net.profiles["load"]["time"].to_numpy(dtype=str)
+    index = rural.profiles.time_index
+    assert (index.strftime("%d.%m.%Y %H:%M") == labels).all()
+    per_day = pd.Series(1, index=index).groupby(index.date).size()
+    assert per_day[pd.Timestamp("2016-03-27").date()] == 92
+    assert per_day[pd.Timestamp("2016-10-30").date()] == 100
+    assert set(per_day.drop([pd.Timestamp("2016-03-27").date(),
+                             pd.Timestamp("2016-10-30").date()])) == {96}
+    # Consecutive rows are 15 real minutes apart, across both changes.
+    assert (np.diff(index.asi8) == 15 * 60 * 10**9).all()
+
+
+def test_cache_keeps_the_time_zone(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEMGRID_CACHE_DIR", str(tmp_path))
+    first = load_grid("simbench:1-LV-rural1--0-sw")  # converts and writes the cache
+    again = load_grid("simbench:1-LV-rural1--0-sw")  # reads it
+    assert list(tmp_path.glob("grids/*.npz"))
+    assert again.profiles.time_index.equals(first.profiles.time_index)
+    assert str(again.profiles.time_index.tz) == "Europe/Berlin"
+
+
+def test_window_reads_start_in_local_time(rural):
+    summer = rural.profiles.window("2016-07-01", 1)
+    assert summer.time_index[0] == pd.Timestamp("2016-07-01 00:00+02:00")
+    assert len(summer.time_index) == 96
+    aware = rural.profiles.window(pd.Timestamp("2016-06-30 22:00", tz="UTC"), 1)
+    assert aware.time_index[0] == summer.time_index[0]
+    assert len(rural.profiles.window("2016-03-27", 1).time_index) == 92
+    assert len(rural.profiles.window("2016-10-30", 1).time_index) == 100
+
+
+@pytest.mark.parametrize("start, message", [
+    ("2016-03-27 02:30", "does not exist in Europe/Berlin"),
+    ("2016-10-30 02:30", "happens twice"),
+    ("notadate", "must be a date"),
+])
+def test_window_refuses_local_times_that_do_not_exist(rural, start, message):
+    with pytest.raises(InputError, match=message):
+        rural.profiles.window(start, 1)
 
 
 def test_profiles_equal_simbench_absolute_values(rural):

@@ -119,7 +119,7 @@ BAD = [
      "departure: '20:00'}\n", r"assets\[0\].energy_kwh: ev .* cannot be delivered"),
     ("assets:\n  - {type: ev, every: 1, power_kw: 2, energy_kwh: 3, arrival: '25:00'}\n",
      r"assets\[0\].arrival: time of day must look like HH:MM"),
-    ("start: 2017-03-01\n", r"start: start 2017-03-01 00:00:00 is outside the profiles"),
+    ("start: 2017-03-01\n", r"start: start 2017-03-01 00:00:00\+01:00 is outside the profiles"),
 ]
 
 

@@ -2,7 +2,8 @@
 pumps, PV, wind, ...), for elements and assets that have no profile of their own.
 
 Values are relative to the element's rated power (SimBench's convention: absolute power =
-rated power x profile value), a year of 15-minute values starting 2016-01-01.
+rated power x profile value), a year of 15-minute values starting 2016-01-01 00:00 local time
+(rows as in :func:`lemgrid.grid.profiles.simbench_time_index`: German time with daylight saving).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import numpy as np
+import pandas as pd
 
 
 _INT_COLUMNS = {"owner", "start", "stop"}
@@ -97,18 +98,18 @@ class EnergySessions:
         return _empty(cls)
 
 
-def daily_windows(n_intervals: int, day_offset_h: float, dt_h: float, open_h: float,
-                  close_h: float) -> list[tuple[int, int, float]]:
-    """Windows [open, close) of each day that overlap the horizon, clipped to it.
+def daily_windows(time_index: pd.DatetimeIndex, open_h: float, close_h: float
+                  ) -> list[tuple[int, int, float]]:
+    """Windows [open, close) of each local day that overlap the horizon, clipped to it.
+
+    Clock times are the grid's local time: across a daylight-saving change a window from 18:00
+    to 07:00 lasts 12 or 14 hours, not 13.
 
     Parameters
     ----------
-    n_intervals : int
-        Horizon length (intervals).
-    day_offset_h : float
-        Clock time of the horizon's first interval [h after midnight].
-    dt_h : float
-        Interval length [h].
+    time_index : pandas.DatetimeIndex, shape (T,)
+        Interval starts of the horizon (regular; timezone-aware in the grid's local time, or
+        naive).
     open_h, close_h : float
         Clock times [h]; ``close_h <= open_h`` means the window ends the next day (e.g. an EV
         from 18:00 to 07:00).
@@ -119,19 +120,30 @@ def daily_windows(n_intervals: int, day_offset_h: float, dt_h: float, open_h: fl
         Interval indices and the fraction of the full window that lies inside the horizon
         (a window cut by the horizon's edge needs only that share of its energy).
     """
-    length_h = (close_h - open_h) % 24 or 24.0
-    horizon_h = n_intervals * dt_h
-    out = []
+    if not len(time_index):
+        return []
+    step = pd.Timedelta(time_index.freq) if time_index.freq else time_index[1] - time_index[0]
+    t0, t_end = time_index[0], time_index[-1] + step
+    tz = t0.tz
+    wall0 = t0.tz_localize(None) if tz is not None else t0
+    wall_end = t_end.tz_localize(None) if tz is not None else t_end
     # Windows that opened the day before the horizon may still be open at its start.
-    day = -1
-    while True:
-        t_open = day * 24 + open_h - day_offset_h
-        if t_open >= horizon_h:
-            break
-        t_close = t_open + length_h
-        lo, hi = max(t_open, 0.0), min(t_close, horizon_h)
-        start, stop = int(np.ceil(lo / dt_h - 1e-9)), int(np.floor(hi / dt_h + 1e-9))
+    days = pd.date_range(wall0.normalize() - pd.Timedelta(days=1), wall_end.normalize(), freq="D")
+    length_h = (close_h - open_h) % 24 or 24.0
+    opens = days + pd.Timedelta(hours=open_h)
+    closes = opens + pd.Timedelta(hours=length_h)
+    if tz is not None:
+        # A clock time skipped in spring moves forward; one repeated in autumn is its first pass.
+        first = np.ones(len(days), bool)
+        opens = opens.tz_localize(tz, ambiguous=first, nonexistent="shift_forward")
+        closes = closes.tz_localize(tz, ambiguous=first, nonexistent="shift_forward")
+    out = []
+    for t_open, t_close in zip(opens, closes, strict=True):
+        lo, hi = max(t_open, t0), min(t_close, t_end)
+        if hi <= lo:
+            continue
+        start = int(np.ceil((lo - t0) / step - 1e-9))
+        stop = int(np.floor((hi - t0) / step + 1e-9))
         if stop > start:
-            out.append((start, stop, (stop - start) * dt_h / length_h))
-        day += 1
+            out.append((start, stop, (stop - start) * step / (t_close - t_open)))
     return out

@@ -47,6 +47,7 @@ from lemgrid.dso.flexibility import (
 from lemgrid.errors import InputError
 from lemgrid.grid.kpis import GridLimits, overloads, voltage_violations
 from lemgrid.grid.powerflow import PowerFlowResult, run_powerflow
+from lemgrid.grid.profiles import clock_h, in_daily_window
 from lemgrid.grid.sensitivity import linearize
 from lemgrid.scenario.config import DsoConfig, RequestConfig, clock_hours
 
@@ -151,11 +152,7 @@ class DsoOperator:
         n_bus = self.network.n_bus
         if not configs:
             return FlexRequests.empty(n_bus)
-        dt = session.dt_h
-        offset = (session.scenario.time_index[session.start]
-                  - session.scenario.time_index[session.start].normalize()) / pd.Timedelta(hours=1)
-        n_t = session.stop - session.start
-        clock = (offset + np.arange(n_t) * dt) % 24
+        clock = clock_h(session.scenario.time_index[session.start:session.stop])
         rows = []
         for k, request in enumerate(configs):
             area = np.zeros(n_bus, bool)
@@ -168,9 +165,7 @@ class DsoOperator:
                     except InputError as exc:
                         raise InputError(f"{where}[{k}].buses: {exc}") from None
             start, end = clock_hours(request.start), clock_hours(request.end)
-            inside = ((clock >= start) & (clock < end)) if start < end else (
-                (clock >= start) | (clock < end))
-            for t in np.flatnonzero(inside):
+            for t in np.flatnonzero(in_daily_window(clock, start, end)):
                 rows.append((t, area, UP if request.direction == "up" else DOWN, request))
         if not rows:
             return FlexRequests.empty(n_bus)
@@ -413,13 +408,10 @@ class DsoOperator:
         if window is None:
             raise InputError("dso.flexibility.reservation: long-term lead time needs a daily "
                              "reservation window (from, to)")
-        offset = (session.scenario.time_index[session.start]
-                  - session.scenario.time_index[session.start].normalize()) / pd.Timedelta(hours=1)
-        dt = session.dt_h
-        first = int(np.ceil((clock_hours(window.start) - offset) / dt - 1e-9))
-        last = int(np.ceil((clock_hours(window.end) - offset) / dt - 1e-9))
-        n_t = session.stop - session.start
-        return max(first, 0), min(last, n_t)
+        clock = clock_h(session.scenario.time_index[session.start:session.stop])
+        start, end = clock_hours(window.start), clock_hours(window.end)
+        inside = np.flatnonzero((clock >= start) & (clock < end))  # a window within the day
+        return (int(inside[0]), int(inside[-1]) + 1) if len(inside) else (0, 0)
 
     def _reserve(self, session, plan, pv) -> list[dict]:
         """Long-term products: the DSO reserves the whole window's flexibility of every eligible

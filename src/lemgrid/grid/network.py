@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 #: Bumped whenever the on-disk layout of :meth:`Network.save` changes.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def _plain(value) -> np.ndarray:

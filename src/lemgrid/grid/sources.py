@@ -127,7 +127,8 @@ def _save(grid: Grid, path: Path) -> None:
     arrays["spec"] = np.array(grid.spec)
     if grid.profiles is not None:
         p = grid.profiles
-        arrays["profiles.time_ns"] = p.time_index.asi8
+        arrays["profiles.time_ns"] = p.time_index.asi8  # UTC instants
+        arrays["profiles.tz"] = np.array(str(p.time_index.tz) if p.time_index.tz else "")
         for name, array in p._map(lambda a: a).items():
             arrays[f"profiles.{name}"] = array
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,7 +143,10 @@ def _load(path: Path) -> Grid:
         network = Network.from_arrays(data, "network.")
         profiles = None
         if "profiles.time_ns" in data:
+            tz = str(data["profiles.tz"])
             index = pd.DatetimeIndex(data["profiles.time_ns"])
+            if tz:
+                index = index.tz_localize("UTC").tz_convert(tz)
             index.freq = pd.infer_freq(index[:3]) if len(index) >= 3 else None
             profiles = GridProfiles(
                 time_index=index,

@@ -15,10 +15,11 @@ from lemgrid.errors import InputError
 from lemgrid.grid.kpis import GridLimits
 from lemgrid.grid.network import Network
 from lemgrid.grid.profiles import (
-    SIMBENCH_START,
     GridProfiles,
+    HorizonError,
     parse_resolution,
     resample_power,
+    simbench_time_index,
     window_bounds,
 )
 from lemgrid.grid.sources import Grid, load_grid
@@ -120,18 +121,20 @@ class _Horizon:
 
     def __init__(self, config: ScenarioConfig, profiles: GridProfiles) -> None:
         self.resolution = parse_resolution(config.resolution)
-        start = pd.Timestamp(config.start) if config.start is not None else profiles.time_index[0]
         try:
-            self.i0, self.i1 = window_bounds(profiles.time_index, profiles.resolution, start,
-                                             config.days)
+            self.i0, self.i1 = window_bounds(profiles.time_index, profiles.resolution,
+                                             config.start, config.days)
+            n_t = len(resample_power(np.empty(self.i1 - self.i0), profiles.resolution,
+                                     self.resolution))
+        except HorizonError as exc:
+            raise FieldError((exc.field,), str(exc)) from None
         except InputError as exc:
-            field = "days" if "days" in str(exc) or "ends after" in str(exc) else "start"
-            raise FieldError((field,), str(exc)) from None
+            raise FieldError(("resolution",), str(exc)) from None
         self.source_resolution = profiles.resolution
-        n_t = len(resample_power(np.empty(self.i1 - self.i0), profiles.resolution, self.resolution))
-        self.time_index = pd.date_range(start, periods=n_t, freq=self.resolution)
+        # Interval starts in the grid's local time (timezone-aware for SimBench's profiles).
+        self.time_index = pd.date_range(profiles.time_index[self.i0], periods=n_t,
+                                        freq=self.resolution)
         self.dt_h = self.resolution / pd.Timedelta(hours=1)
-        self.offset_h = (start - start.normalize()) / pd.Timedelta(hours=1)
 
     def take(self, values: np.ndarray) -> np.ndarray:
         """Window and resample an array of source intervals (axis 0)."""
@@ -162,7 +165,7 @@ def _standard_grid_profiles(config: ScenarioConfig, network: Network) -> GridPro
     p_rel, q_rel, pv_rel = std(load, "load"), std(load, "load", True), std(pv, "pv")
     n_t = len(p_rel)
     return GridProfiles(
-        time_index=pd.date_range(SIMBENCH_START, periods=n_t, freq="15min"),
+        time_index=simbench_time_index(n_t),
         load_p_kw=p_rel[:, None] * network.loads.p_kw[None, :],
         load_q_kvar=q_rel[:, None] * network.loads.q_kvar[None, :],
         sgen_p_kw=pv_rel[:, None] * network.sgens.p_kw[None, :],
@@ -258,8 +261,7 @@ def _add_asset(builder: _ParticipantBuilder, asset: AssetConfig, loc: tuple, sca
         elif isinstance(asset, EVConfig | FlexibleLoadConfig):
             opening, closing = ((asset.arrival, asset.departure) if isinstance(asset, EVConfig)
                                 else (asset.window_start, asset.window_end))
-            windows = daily_windows(len(h.time_index), h.offset_h, h.dt_h, clock_hours(opening),
-                                    clock_hours(closing))
+            windows = daily_windows(h.time_index, clock_hours(opening), clock_hours(closing))
             for start, stop, fraction in windows:
                 energy = asset.energy_kwh * fraction
                 if energy > asset.power_kw * (stop - start) * h.dt_h + 1e-9:

@@ -373,6 +373,15 @@ class ScenarioConfig(Strict):
     aggregators: list[AggregatorConfig] = Field(default_factory=list)
     seed: int = 0
 
+    @field_validator("start", mode="before")
+    @classmethod
+    def _start_is_a_date(cls, value: Any) -> Any:
+        # pydantic would read a number as seconds since 1970 (UTC).
+        if isinstance(value, bool | int | float):
+            raise ValueError("start must be a date (2016-06-01) or a date-time in the grid's "
+                             "local time (2016-06-01 06:00), not a number")
+        return value
+
     @field_validator("resolution", mode="before")
     @classmethod
     def _resolution_alias(cls, value: Any) -> Any:
