@@ -140,3 +140,16 @@ def test_bad_horizon_names_its_field(tmp_path, extra, message):
     path.write_text(f"grid: {RURAL}\n{extra}")
     with pytest.raises(InputError, match=message):
         load_scenario(path)
+
+
+def test_price_forecast_carries_prices_by_local_clock_time():
+    from lemgrid.sim.runner import same_clock_time
+
+    s = scenario("start: 2016-03-26\ndays: 2\n")
+    (a, b), (c, d) = day_bounds(s)
+    today = np.arange(b - a, dtype=float)  # value = interval of 26 March
+    carried = same_clock_time(s.time_index, (a, b), (c, d), today)
+    assert len(carried) == 92
+    hours = s.time_index[c:d].strftime("%H:%M")
+    assert carried[list(hours).index("03:00")] == 12.0  # 03:00 on 26 March is its 13th interval
+    assert carried[list(hours).index("23:45")] == 95.0

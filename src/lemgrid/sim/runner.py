@@ -24,6 +24,7 @@ from lemgrid.agents.strategies import ZipTraders
 from lemgrid.assets.tables import EnergySessions
 from lemgrid.errors import InputError
 from lemgrid.grid.powerflow import run_powerflow
+from lemgrid.grid.profiles import clock_h
 from lemgrid.scenario import Scenario
 from lemgrid.scenario.config import DESIGNS
 from lemgrid.dso.operator import DsoOperator
@@ -73,6 +74,14 @@ def day_bounds(scenario: Scenario) -> list[tuple[int, int]]:
     starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
     stops = np.r_[starts[1:], len(days)]
     return list(zip(starts.tolist(), stops.tolist(), strict=True))
+
+
+def same_clock_time(time_index: pd.DatetimeIndex, day: tuple[int, int], other: tuple[int, int],
+                    values: np.ndarray) -> np.ndarray:
+    """Values of the intervals ``day`` carried to the intervals ``other`` by local clock time
+    (NaN where ``day`` has no such clock time; the later value where it has it twice)."""
+    by_clock = dict(zip(clock_h(time_index[slice(*day)]), values, strict=True))
+    return np.array([by_clock.get(c, np.nan) for c in clock_h(time_index[slice(*other)])])
 
 
 def split_sessions(sessions: EnergySessions, start: int, stop: int) -> EnergySessions:
@@ -256,12 +265,12 @@ def simulate(scenario: Scenario, design: str | None = None, *,
                 soc = np.clip(plan.soc_kwh[-1] / batteries.capacity_kwh,
                               batteries.soc_min, batteries.soc_max)
                 batteries = replace(batteries, soc_initial=soc)
-            # Tomorrow's optimisers expect today's prices at the same time of day.
-            nxt = days[k + 1] if k + 1 < len(days) else None
-            if nxt is not None:
-                today = outcome.positions.price_eur_per_kwh
-                length = min(nxt[1] - nxt[0], len(today))
-                price_forecast[nxt[0]:nxt[0] + length] = today[:length]
+            # Tomorrow's optimisers expect today's prices at the same local clock time (a
+            # daylight-saving day has 23 or 25 hours).
+            if k + 1 < len(days):
+                price_forecast[slice(*days[k + 1])] = same_clock_time(
+                    scenario.time_index, (start, stop), days[k + 1],
+                    outcome.positions.price_eur_per_kwh)
             if progress is not None:
                 progress(k + 1, len(days))
         positions = _concat(outcomes)
