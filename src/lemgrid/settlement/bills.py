@@ -173,6 +173,11 @@ class FlexMoney:
         return cls(np.zeros((n_t, n)), {}, np.zeros(n_t))
 
 
+#: The parts of a participant's cost (fields of :class:`Bill`, EUR per interval and participant).
+BILL_COMPONENTS = ("market_eur", "surplus_share_eur", "retail_energy_eur", "network_eur",
+                   "imbalance_eur", "levies_eur", "fixed_eur", "flex_eur")
+
+
 @dataclass(frozen=True, eq=False)
 class Bill:
     """Costs per interval and participant [EUR] (positive: the participant pays), by component,
@@ -198,9 +203,7 @@ class Bill:
 
     @property
     def cost_eur(self) -> np.ndarray:
-        return (self.market_eur + self.surplus_share_eur + self.retail_energy_eur
-                + self.network_eur + self.imbalance_eur + self.levies_eur + self.fixed_eur
-                + self.flex_eur)
+        return sum(getattr(self, name) for name in BILL_COMPONENTS)
 
     @property
     def budget_gap_eur(self) -> float:

@@ -1,5 +1,5 @@
-"""Files of a simulation: kpis.json, bills.csv, intervals.parquet, report.html; and of a
-comparison: comparison.csv and a side-by-side report.html."""
+"""Files of a simulation: kpis.json, bills.csv, intervals.parquet, participant_intervals.parquet
+and report.html; and of a comparison: comparison.csv and a side-by-side report.html."""
 
 from __future__ import annotations
 
@@ -24,13 +24,15 @@ def write_simulation(result: SimulationResult, out: Path, report: bool = True) -
     """Write the files of one run; returns their paths by name."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"kpis": out / "kpis.json", "bills": out / "bills.csv",
-             "intervals": out / "intervals.parquet"}
+             "intervals": out / "intervals.parquet",
+             "participant_intervals": out / "participant_intervals.parquet"}
     kpis = {"scenario": result.scenario, "grid": result.grid,
             "start": str(result.time_index[0]), **result.kpis}
     paths["kpis"].write_text(json.dumps({k: _jsonable(v) for k, v in kpis.items()}, indent=2)
                              + "\n")
     result.bills().to_csv(paths["bills"], index=False, float_format="%.6f")
     result.intervals().to_parquet(paths["intervals"])
+    result.participant_intervals().to_parquet(paths["participant_intervals"], index=False)
     for name, table in result.tables.items():
         paths[name] = out / f"{name}.csv"
         table.to_csv(paths[name], index=False)

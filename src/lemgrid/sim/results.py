@@ -68,6 +68,11 @@ class SimulationResult:
         More per-interval series for intervals.parquet (design-specific).
     tables : dict[str, pandas.DataFrame]
         More output tables written as CSV (e.g. ``grid_state``, ``flex_activations``).
+    participant_series : dict[str, ndarray (T, N)]
+        Per interval and participant: schedule and delivery [kW], battery output [kW] and stored
+        energy [kWh], energies with the grid, the market and the retailer, imbalance [kWh], and
+        the bill by component [EUR] (participant_intervals.parquet; see
+        :meth:`participant_intervals`).
     seconds : float
         Wall time of the run.
     """
@@ -101,6 +106,7 @@ class SimulationResult:
     kpis: dict = field(default_factory=dict)
     extra_intervals: dict = field(default_factory=dict)
     tables: dict = field(default_factory=dict)
+    participant_series: dict = field(default_factory=dict)
     seconds: float = 0.0
 
     def bills(self) -> pd.DataFrame:
@@ -136,4 +142,16 @@ class SimulationResult:
             "bau_cost_eur": self.bau_cost_eur.sum(axis=1),
             **self.extra_intervals,
         }, index=pd.Index(self.time_index, name="interval"))
+        return frame
+
+    def participant_intervals(self) -> pd.DataFrame:
+        """One row per interval and participant (participant_intervals.parquet): the columns of
+        ``participant_series``, enough to recompute every bill by hand."""
+        n_t, n = len(self.time_index), len(self.participant_ids)
+        frame = pd.DataFrame({
+            "interval": np.repeat(pd.DatetimeIndex(self.time_index), n),
+            "participant": np.tile(self.participant_ids.astype(str), n_t),
+            **{name: np.asarray(values).reshape(n_t * n)
+               for name, values in self.participant_series.items()},
+        })
         return frame

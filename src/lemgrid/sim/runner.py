@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,7 @@ from lemgrid.grid.profiles import clock_h
 from lemgrid.scenario import Scenario
 from lemgrid.scenario.config import DESIGNS
 from lemgrid.dso.operator import DsoOperator
-from lemgrid.settlement.bills import FlexMoney, Positions, Prices, settle
+from lemgrid.settlement.bills import BILL_COMPONENTS, FlexMoney, Positions, Prices, settle
 from lemgrid.settlement.kpis import market_kpis
 from lemgrid.sim.designs import Session, SessionOutcome, run_session
 from lemgrid.sim.results import SimulationResult
@@ -97,18 +98,29 @@ def split_sessions(sessions: EnergySessions, start: int, stop: int) -> EnergySes
         energy_kwh=(sessions.energy_kwh * share)[keep], power_kw=sessions.power_kw[keep])
 
 
-def business_as_usual(scenario: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Delivered net injection (T, N) without a market, and its consumption / generation."""
+class Delivery(NamedTuple):
+    """What was delivered, per interval and participant (T, N)."""
+
+    metered_kw: np.ndarray  # net injection, export positive [kW]
+    consumption_kw: np.ndarray  # load, EVs, shiftable loads, battery charging [kW]
+    generation_kw: np.ndarray  # PV after curtailment, battery discharge [kW]
+    battery_kw: np.ndarray  # net output of the participant's batteries [kW]
+    battery_e_kwh: np.ndarray  # energy stored in them at the end of the interval [kWh]
+
+
+def business_as_usual(scenario: Scenario) -> Delivery:
+    """Delivery without a market: batteries for self-consumption, EVs charged on arrival."""
     parts = scenario.participants
     n_t, n = parts.load_p_kw.shape
     sessions = to_owners(charge_on_arrival(parts.sessions, n_t, scenario.dt_h),
                          parts.sessions.owner, n)
-    battery, _ = self_consumption_battery(parts.pv_p_kw - parts.load_p_kw - sessions,
-                                          parts.batteries, scenario.dt_h)
+    battery, stored = self_consumption_battery(parts.pv_p_kw - parts.load_p_kw - sessions,
+                                               parts.batteries, scenario.dt_h)
     battery = to_owners(battery, parts.batteries.owner, n)
     metered = parts.pv_p_kw - parts.load_p_kw - sessions + battery
-    return metered, parts.load_p_kw + sessions + np.maximum(-battery, 0), (
-        parts.pv_p_kw + np.maximum(battery, 0))
+    return Delivery(metered, parts.load_p_kw + sessions + np.maximum(-battery, 0),
+                    parts.pv_p_kw + np.maximum(battery, 0), battery,
+                    to_owners(stored, parts.batteries.owner, n))
 
 
 def collect_dso(days: list, scenario: Scenario) -> tuple[FlexMoney, dict]:
@@ -194,6 +206,25 @@ def intraday(positions: Positions, metered_kw: np.ndarray, prices: Prices, dt_h:
         market_paid_eur=positions.market_paid_eur + paid)
 
 
+def participant_series(positions: Positions, bill, metered_kw: np.ndarray,
+                       battery_kw: np.ndarray, battery_e_kwh: np.ndarray, bau_bill
+                       ) -> dict[str, np.ndarray]:
+    """The per-interval, per-participant columns of participant_intervals.parquet (T, N)."""
+    p = positions
+    return {
+        "scheduled_kw": p.scheduled_kw, "delivered_kw": metered_kw,
+        "battery_kw": battery_kw, "battery_e_kwh": battery_e_kwh,
+        "grid_import_kwh": bill.import_kwh, "grid_export_kwh": bill.export_kwh,
+        "local_bought_kwh": p.local_bought_kwh, "local_sold_kwh": p.local_sold_kwh,
+        "market_bought_kwh": p.market_bought_kwh, "market_sold_kwh": p.market_sold_kwh,
+        "retail_import_kwh": p.retail_import_kwh, "retail_export_kwh": p.retail_export_kwh,
+        "imbalance_short_kwh": bill.imbalance_short_kwh,
+        "imbalance_long_kwh": bill.imbalance_long_kwh,
+        **{name: getattr(bill, name) for name in BILL_COMPONENTS},
+        "cost_eur": bill.cost_eur, "bau_cost_eur": bau_bill.cost_eur,
+    }
+
+
 def simulate(scenario: Scenario, design: str | None = None, *,
              progress: Callable[[int, int], None] | None = None) -> SimulationResult:
     """Run a market design over the scenario's horizon.
@@ -220,13 +251,15 @@ def simulate(scenario: Scenario, design: str | None = None, *,
     rng = np.random.default_rng(scenario.config.seed)
     agents = agent_types(scenario)
     load_f, pv_f = forecasts(scenario, rng)
-    bau_metered, bau_consumption, bau_generation = business_as_usual(scenario)
+    bau = business_as_usual(scenario)
+    bau_metered = bau.metered_kw
     _, q_all = scenario.bus_injections(parts.net_p_kw)
 
     dso_days: list = []
     if design == "none" and scenario.config.dso is None:
         positions = Positions.retail_only(bau_metered, dt)
-        metered, consumption, generation = bau_metered, bau_consumption, bau_generation
+        metered, consumption, generation = bau.metered_kw, bau.consumption_kw, bau.generation_kw
+        battery_kw, battery_e_kwh = bau.battery_kw, bau.battery_e_kwh
         extra: dict = {}
     else:
         zip_config = scenario.config.agents.zip
@@ -239,6 +272,8 @@ def simulate(scenario: Scenario, design: str | None = None, *,
         outcomes: list[SessionOutcome] = []
         assets: list[np.ndarray] = []
         curtailments: list[np.ndarray] = []
+        battery_days: list[np.ndarray] = []
+        stored_days: list[np.ndarray] = []
         dso = DsoOperator(scenario, scenario.config.dso, rng) if scenario.config.dso else None
         dso_days = []
         days = day_bounds(scenario)
@@ -260,6 +295,8 @@ def simulate(scenario: Scenario, design: str | None = None, *,
                 outcome.positions = outcome.positions.shifted(dso_day.schedule_delta_kw, dt)
             outcomes.append(outcome)
             assets.append(plan.asset_kw(batteries, session.sessions, n))
+            battery_days.append(to_owners(plan.battery_kw, batteries.owner, n))
+            stored_days.append(to_owners(plan.soc_kwh, batteries.owner, n))
             curtailments.append(plan.curtailment_kw)
             if len(batteries) and stop > start:
                 soc = np.clip(plan.soc_kwh[-1] / batteries.capacity_kwh,
@@ -276,6 +313,7 @@ def simulate(scenario: Scenario, design: str | None = None, *,
         positions = _concat(outcomes)
         asset = np.concatenate(assets)
         curtailment = np.minimum(np.concatenate(curtailments), parts.pv_p_kw)
+        battery_kw, battery_e_kwh = np.concatenate(battery_days), np.concatenate(stored_days)
         # Delivery: realised load and PV, assets as scheduled.
         metered = parts.pv_p_kw - curtailment - parts.load_p_kw + asset
         consumption = parts.load_p_kw + np.maximum(-asset, 0)
@@ -336,6 +374,8 @@ def simulate(scenario: Scenario, design: str | None = None, *,
         local_bought_kwh=positions.local_bought_kwh, local_sold_kwh=positions.local_sold_kwh,
         grid_import_kwh=bill.import_kwh, grid_export_kwh=bill.export_kwh,
         cost_eur=bill.cost_eur, bau_cost_eur=bau_bill.cost_eur,
+        participant_series=participant_series(positions, bill, metered, battery_kw,
+                                              battery_e_kwh, bau_bill),
         price_eur_per_kwh=positions.price_eur_per_kwh,
         local_volume_kwh=positions.local_volume_kwh,
         transformer_p_kw=delivered.p_slack_kw, bau_transformer_p_kw=bau_flow.p_slack_kw,
