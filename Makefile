@@ -16,7 +16,7 @@ $(VENV)/.installed-base: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(PIP) install -e ".[test,service,chain]"
+	$(PIP) install -e ".[test,chain]"
 	touch $@ $(VENV)/.installed-base
 
 demo: $(VENV)/.installed-base
