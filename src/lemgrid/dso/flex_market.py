@@ -228,6 +228,40 @@ def _assign_buyers(offers: FlexOffers, used: np.ndarray, kw: np.ndarray, price: 
                        service=np.concatenate(services)[keep].astype(str))
 
 
+def one_price_per_product(rounds: list[tuple[FlexOffers, Activations]]
+                          ) -> list[tuple[FlexOffers, Activations]]:
+    """Pay-as-clear over a session's clearing rounds (the DSO re-clears with re-linearised
+    sensitivities until AC holds): every activation of a product - interval, buyer, service,
+    direction and bus (the DSO's prices are locational) - is paid the highest price that product
+    cleared at in any round. Each round's price is at least the bid of every offer it activated,
+    so the common price is too.
+
+    Parameters
+    ----------
+    rounds : list of (FlexOffers, Activations)
+        Each round's offers and the activations cleared from them.
+
+    Returns
+    -------
+    list of (FlexOffers, Activations)
+        The same rounds, activations re-priced.
+    """
+    from dataclasses import replace
+
+    def products(offers, acts):
+        k = acts.offer
+        return list(zip(offers.interval[k].tolist(), acts.buyer.tolist(), acts.service.tolist(),
+                        offers.direction[k].tolist(), offers.bus[k].tolist(), strict=True))
+
+    best: dict[tuple, float] = {}
+    for offers, acts in rounds:
+        for key, price in zip(products(offers, acts), acts.price_eur_per_kwh, strict=True):
+            best[key] = max(best.get(key, -np.inf), float(price))
+    return [(offers, replace(acts, price_eur_per_kwh=np.array(
+        [best[key] for key in products(offers, acts)], dtype=float)))
+        for offers, acts in rounds]
+
+
 def clear_continuous(offers: FlexOffers, capacity_kw: np.ndarray, dt_h: float, need: GridNeed,
                      budgets=None, buyer: str = "DSO") -> tuple[Activations, dict]:
     """Serve each interval's worst violation in turn from the offers with the lowest cost per unit

@@ -31,6 +31,7 @@ from lemgrid.dso.flex_market import (
     clear_continuous,
     clear_optimal,
     clear_requests_merit_order,
+    one_price_per_product,
 )
 from lemgrid.dso.flexibility import (
     DOWN,
@@ -331,6 +332,9 @@ class DsoOperator:
                                        - self.limits.max_loading_percent, 0)
                 bad, services = still, np.where(still, services_now, services)
                 requests = FlexRequests.empty(self.network.n_bus)
+
+        if flex.pricing == "pay-as-clear":
+            planned = one_price_per_product(planned)
 
         if scheme == "local-first" and len(tso_requests):
             intervals = np.unique(tso_requests.interval)
