@@ -195,7 +195,7 @@ def test_configured_features_are_exercised(run):
     # control together, each resource moves one way per interval, by at most what it could.
     key = ["resource", "interval"]
     assert (used.groupby(key).direction.nunique() == 1).all()
-    room = _room_kw(scenario, used.drop_duplicates(key))  # first activation: the schedule's baseline
+    room = _room_kw(scenario, used.drop_duplicates(key))  # first activation: schedule's baseline
     total = used.groupby(key + ["direction"]).kw.sum().unstack(fill_value=0.0)
     room = room.set_index(key).loc[total.index]
     for direction in ("up", "down"):

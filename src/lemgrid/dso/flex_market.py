@@ -14,6 +14,8 @@ Two variants, as in the review's systems:
 
 Requests with an area and kW (TSO balancing, a DSO's planned product) count the power of the
 offers in the area and direction; offers above the request's maximum price are not used for it.
+When one LP serves requests and the DSO's grid need together, each request's buyer pays for the
+kW it requested and the DSO for the rest (:func:`_assign_buyers`).
 """
 
 from __future__ import annotations

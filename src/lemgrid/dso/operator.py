@@ -5,18 +5,22 @@ Per day-ahead session (one day):
 
 1. **Traffic light, forecast.** AC power flow of the market's schedule on the DSO's view of the
    day (day-ahead forecasts; the realised profiles for intraday lead time). Intervals with a
-   violation turn **amber**: the DSO opens its flexibility market for them.
+   violation turn **amber**: the DSO opens its flexibility market for them. An interval whose
+   power flow does not converge is a violation of its own; without an operating point it gets
+   no linearised market (nor TSO activations).
 2. **Flexibility market** (``lemgrid.dso.flex_market``) on offers made from the participants'
    current schedules; activations change those schedules; the AC power flow checks the result and
    the market runs again with re-linearised sensitivities and tighter margins until the
    violations are gone (or the book is empty).
 3. **TSO-DSO coordination**: the TSO's (or a BRP's) requests are cleared after the DSO's market on
-   the leftover offers (``local-first``), or together with the DSO's needs (``common``); no
-   resource is ever activated twice (``ActivationRegistry``).
+   the leftover offers (``local-first``), or together with the DSO's needs (``common``, each
+   buyer paying for what it requested); no resource is ever activated twice
+   (``ActivationRegistry``).
 4. **Delivery.** Each activation is delivered with probability ``delivery_rate`` (else it is
    penalised and not paid). AC power flow of what is delivered with the realised profiles:
-   intervals still violated turn **red**: the DSO curtails and controls directly at a regulated
-   price until the grid is within limits. Intervals without any violation stay **green**.
+   intervals still violated turn **red**; with red control on, the DSO curtails and controls
+   directly at a regulated price until the grid is within limits. Intervals without any
+   violation stay **green**.
 """
 
 from __future__ import annotations

@@ -108,7 +108,8 @@ def voltage_range(network: Network, result: PowerFlowResult) -> tuple[float, str
     return float(vm[i_min]), str(names[i_min[1]]), float(vm[i_max]), str(names[i_max[1]])
 
 
-def grid_kpis(network: Network, result: PowerFlowResult, limits: GridLimits, dt_h: float) -> GridKpis:
+def grid_kpis(network: Network, result: PowerFlowResult, limits: GridLimits, dt_h: float
+              ) -> GridKpis:
     """KPIs of a power-flow run (see :class:`GridKpis` for what each covers).
 
     Parameters

@@ -116,7 +116,8 @@ def _nonconvergence_facts(labels: Sequence[str], results: Sequence[SimulationRes
         failed = figures.nonconverged_intervals(r.vm_pu)
         if failed.any():
             t = pd.DatetimeIndex(r.time_index)[failed]
-            first = ", ".join(f"{x:%Y-%m-%d %H:%M}" for x in t[:5]) + (", ..." if len(t) > 5 else "")
+            first = ", ".join(f"{x:%Y-%m-%d %H:%M}" for x in t[:5])
+            first += ", ..." if len(t) > 5 else ""
             facts.append((f"Power flow ({label})",
                           f"did not converge in {int(failed.sum()):,} of {len(failed):,} "
                           f"intervals ({first}): no voltages or loadings there; counted as "
