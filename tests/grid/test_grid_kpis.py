@@ -75,20 +75,27 @@ def test_kpis_of_a_run_that_never_converged_are_not_a_crash():
     assert np.isnan(kpis.vm_min_pu) and np.isnan(kpis.vm_max_pu) and kpis.vm_max_bus == ""
 
 
+LV_SPEC = "simbench:1-LV-rural1--0-sw"
+
+
+def _winter_peak():
+    """The LV feeder at the interval of its highest load: grid, interval and its injections."""
+    grid = load_grid(LV_SPEC)
+    k = int(np.argmax(grid.profiles.load_p_kw.sum(axis=1)))
+    p, q = grid.profiles.bus_injections(grid.network)
+    return grid, k, p[k:k + 1], q[k:k + 1]
+
+
 def test_voltage_kpis_cover_the_studied_buses_not_the_slack(pandapower_reference, pandapower_net):
     """A winter evening on a SimBench LV feeder: every LV bus is below the MV slack's set-point,
     so the highest voltage of the grid is the slack's, which is not a result. The KPI must be the
     highest LV voltage, as pandapower computes it at the buses other than the external grid's."""
-    spec = "simbench:1-LV-rural1--0-sw"
-    grid = load_grid(spec)
-    network, profiles = grid.network, grid.profiles
-    k = int(np.argmax(profiles.load_p_kw.sum(axis=1)))
-    p, q = profiles.bus_injections(network)
-    result = run_powerflow(network, p[k:k + 1], q[k:k + 1])
-    kpis = grid_kpis(network, result, GridLimits(), dt_h=0.25)
+    grid, k, p, q = _winter_peak()
+    network = grid.network
+    kpis = grid_kpis(network, run_powerflow(network, p, q), GridLimits(), dt_h=0.25)
 
-    net = pandapower_net(spec)
-    vm, _, _, _ = pandapower_reference(net, profiles, k)
+    net = pandapower_net(LV_SPEC)
+    vm, _, _, _ = pandapower_reference(net, grid.profiles, k)
     studied = np.ones(len(vm), bool)
     studied[net.bus.index.get_indexer(net.ext_grid.bus)] = False
     studied &= np.isfinite(vm)
@@ -104,14 +111,11 @@ def test_voltage_kpis_cover_the_studied_buses_not_the_slack(pandapower_reference
 def test_a_slack_outside_a_tight_band_is_no_violation():
     """The slack's set-point is given, not caused by the grid's users: a band that excludes it
     (upper limit below the MV set-point) still judges only the studied buses."""
-    spec = "simbench:1-LV-rural1--0-sw"
-    grid = load_grid(spec)
-    network, profiles = grid.network, grid.profiles
-    k = int(np.argmax(profiles.load_p_kw.sum(axis=1)))
-    p, q = profiles.bus_injections(network)
-    result = run_powerflow(network, p[k:k + 1], q[k:k + 1])
+    grid, _, p, q = _winter_peak()
+    network = grid.network
+    result = run_powerflow(network, p, q)
     slack_pu = float(np.abs(network.v_slack_pu).max())
     studied_max = float(np.nanmax(result.vm_pu[0, studied_buses(network)]))
     limits = GridLimits(vm_min_pu=0.5, vm_max_pu=0.5 * (slack_pu + studied_max))
     assert grid_kpis(network, result, limits, dt_h=0.25).voltage_violation_intervals == 0
-    assert validate_ac(network, p[k:k + 1], q[k:k + 1], limits).within()
+    assert validate_ac(network, p, q, limits).within()

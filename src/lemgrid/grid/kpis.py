@@ -122,7 +122,7 @@ def grid_kpis(network: Network, result: PowerFlowResult, limits: GridLimits, dt_
     """
     vm_min, bus_min, vm_max, bus_max = voltage_range(network, result)
     ok = result.converged
-    loading = result.loading_percent[ok]
+    loading = np.nan_to_num(result.loading_percent[ok], nan=-np.inf)
     if network.n_branch and loading.size:
         i_load = np.unravel_index(np.argmax(loading), loading.shape)
         max_loading, max_branch = float(loading[i_load]), str(network.branch_names[i_load[1]])

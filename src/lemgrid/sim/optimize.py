@@ -182,7 +182,7 @@ def ac_summary(scenario: Scenario, check) -> dict:
         volt = (check.voltage_excess_pu > 1e-9).any(axis=1)
         over = (check.loading_excess_percent > 1e-9).any(axis=1)
     return {"ac_vm_min_pu": vm_min, "ac_vm_max_pu": vm_max,
-            "ac_max_loading_percent": float(loading.max()) if loading.size else float("nan"),
+            "ac_max_loading_percent": float(np.nanmax(loading)) if loading.size else np.nan,
             "ac_voltage_violation_intervals": int(volt.sum()),
             "ac_overload_intervals": int(over.sum()),
             "ac_nonconverged_intervals": check.nonconverged_intervals,
