@@ -54,39 +54,10 @@ def test_flexibility_removes_violations_cheaper_than_curtailment(clearing):
     assert set(flex.tables["grid_state"].state) == {"green", "amber"}
 
 
-def _one_constraint_case():
-    """The real rural feeder at its PV peak (PV x2.5): the voltage at the end of the feeder is
-    just above the limit; offers to lower injection (down) at five buses, whose effect on that
-    voltage differs by their electrical distance to it."""
-    grid = load_grid("simbench:1-LV-rural1--0-sw")
-    net = grid.network
-    p, q = grid.profiles.bus_injections(net)
-    k = int(np.argmax(grid.profiles.sgen_p_kw.sum(axis=1)))
-    p = p[k:k + 1] + net.sgens.to_buses(grid.profiles.sgen_p_kw[k:k + 1] * 1.5, net.n_bus)
-    lin = linearize(net, p, q[k:k + 1])
-    order = np.argsort(-np.nan_to_num(lin.vm_pu[0]))
-    far = int(order[0])
-    # Only the highest voltage is above the limit (by 0.0002 p.u.).
-    limits = GridLimits(0.9, float(lin.vm_pu[0, order[1]]) + 1e-5, 1000.0)
-    monitored = np.flatnonzero(net.bus_node >= 0)
-    need = GridNeed(np.array([0]), lin, limits, np.zeros((1, net.n_bus)),
-                    np.zeros((1, net.n_branch)), monitored, np.array(["VM"]))
-    buses = np.array([far, 8, 1, 3, 5])
-    m = len(buses)
-    offers = FlexOffers(
-        provider=np.array([f"p{i}" for i in range(m)]), participant=np.arange(m),
-        kind=np.array(["battery"] * m), asset=np.arange(m), bus=buses,
-        interval=np.zeros(m, int), direction=np.full(m, DOWN), kw=np.full(m, 0.6),
-        price_eur_per_kwh=np.array([0.06, 0.04, 0.03, 0.025, 0.05]),
-        availability_eur_per_kw_h=np.zeros(m), window_start=np.zeros(m, int),
-        window_stop=np.ones(m, int))
-    return lin, need, offers, far
-
-
-def test_optimal_choice_equals_brute_force():
+def test_optimal_choice_equals_brute_force(one_constraint_case):
     """With one binding constraint the least-cost activation has at most one partial offer:
     enumerate every assignment of each offer to none / full / partial."""
-    lin, need, offers, far = _one_constraint_case()
+    lin, need, offers, far = one_constraint_case
     dt = 0.25
     acts, unmet = clear_optimal(offers, offers.kw, dt, need=need)
     assert unmet["voltage_pu"] < 1e-9
@@ -127,8 +98,8 @@ def test_optimal_choice_equals_brute_force():
                                                                                       rel=1e-6)
 
 
-def test_pay_as_clear_pays_at_least_the_bid():
-    _, need, offers, far = _one_constraint_case()
+def test_pay_as_clear_pays_at_least_the_bid(one_constraint_case):
+    _, need, offers, far = one_constraint_case
     bid, _ = clear_optimal(offers, offers.kw, 0.25, need=need, pricing="pay-as-bid")
     clear, _ = clear_optimal(offers, offers.kw, 0.25, need=need, pricing="pay-as-clear")
     np.testing.assert_allclose(bid.kw, clear.kw)
@@ -158,8 +129,9 @@ def test_no_double_activation_across_dso_and_tso_markets():
     assert np.all(per.kw.to_numpy() <= limit + 1e-6)
 
 
-def test_forwarded_offers_keep_price_and_capacity_and_registry_refuses_twice():
-    _, need, offers, _ = _one_constraint_case()
+def test_forwarded_offers_keep_price_and_capacity_and_registry_refuses_twice(
+        one_constraint_case):
+    _, need, offers, _ = one_constraint_case
     registry = ActivationRegistry()
     dso, _ = clear_optimal(offers, registry.remaining(offers), 0.25, need=need)
     registry.record(offers, dso)
@@ -209,8 +181,8 @@ def test_tso_activation_that_harms_the_distribution_grid_is_rejected():
     assert list(offers.provider[guarded.offer]) == ["near"]
 
 
-def test_bad_flexibility_input_is_refused(tmp_path):
-    _, need, offers, _ = _one_constraint_case()
+def test_bad_flexibility_input_is_refused(tmp_path, one_constraint_case):
+    _, need, offers, _ = one_constraint_case
     from dataclasses import replace
 
     with pytest.raises(InputError, match="kw must be >= 0"):
@@ -243,9 +215,9 @@ dso: {}
     assert bau.kpis["local_traded_kwh"] == 0
 
 
-def test_pay_as_clear_is_capped_where_offers_fall_short():
+def test_pay_as_clear_is_capped_where_offers_fall_short(one_constraint_case):
     """Offers too small for the need: the unmet limit's penalty must not become the price."""
-    _, need, offers, _ = _one_constraint_case()
+    _, need, offers, _ = one_constraint_case
     from dataclasses import replace
 
     small = replace(offers, kw=offers.kw * 0.01)

@@ -106,3 +106,20 @@ def test_heatmap_leaves_out_buses_that_are_never_energised(rural_result):
     fig = figures.voltage_heatmap_figure(r.time_index, r.dt_h, vm, r.bus_names, r.limits)
     assert str(r.bus_names[3]) not in fig.data[0].y
     assert str(r.bus_names[4]) in fig.data[0].y
+
+
+def test_envelope_marks_intervals_without_a_power_flow_in_every_bucket(rural_result):
+    """An interval whose power flow did not converge (no voltages) is a marker of its own, also
+    when a bucket of many intervals holds it: the other intervals' extremes never hide it."""
+    r = rural_result
+    vm = r.vm_pu.copy()
+    vm[[5, 100]] = np.nan
+    fig = figures.voltage_envelope_figure(r.time_index, r.dt_h, {"x": vm}, r.limits,
+                                          max_points=24)   # 2-hour buckets of 8 intervals
+    high, low, failed = fig.data
+    assert failed.name == "x: power flow did not converge" and failed.mode == "markers"
+    starts = pd.DatetimeIndex(high.x)
+    assert list(pd.DatetimeIndex(failed.x)) == [starts[5 // 8], starts[100 // 8]]
+    assert np.isfinite(np.asarray(high.y, float)).all()   # the buckets still have extremes
+    converged = figures.voltage_envelope_figure(r.time_index, r.dt_h, {"x": r.vm_pu}, r.limits)
+    assert len(converged.data) == 2

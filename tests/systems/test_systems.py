@@ -1,9 +1,15 @@
 """The review's systems (examples/systems/): each scenario runs for a day, its grid problem really
 occurs, the DSO's markets remove it (AC power flow of what is delivered), the money balances, the
-features the system is configured with are exercised, and its report renders in Chromium."""
+features the system is configured with are exercised, and its report renders in Chromium.
+
+The checks can fail: where red control is off the flexibility market alone must remove the
+problem (and some scenarios run so); where docs/systems.md reports no red interval there is none;
+each resource's activations per interval, over DSO, TSO and red control together, stay within
+what it could move from its schedule; pay-as-clear pays one price per product."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +43,30 @@ SYSTEMS = {
 }
 PATHS = sorted(SYSTEMS_DIR.glob("*.yaml"))
 
+_spec = importlib.util.spec_from_file_location("measure_systems",
+                                               Path(__file__).with_name("measure_systems.py"))
+measure_systems = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(measure_systems)
+
+
+def _docs_table() -> dict[str, list[str]]:
+    return measure_systems.parse_table((ROOT / "docs" / "systems.md").read_text(encoding="utf-8"))
+
 
 def test_every_system_of_the_review_has_a_scenario_and_a_docs_row():
     assert {p.stem for p in PATHS} == set(SYSTEMS)
     docs = (ROOT / "docs" / "systems.md").read_text(encoding="utf-8")
     for path in PATHS:
         assert f"examples/systems/{path.name}" in docs, path.name
+    assert set(_docs_table()) == set(SYSTEMS)
+
+
+def test_some_scenarios_rely_on_the_flexibility_market_alone():
+    """Red control (direct curtailment) would remove any problem by itself: at least one system
+    runs without it, so that "problem removed" is the flexibility market's doing there."""
+    alone = [p.stem for p in PATHS if (dso := load_scenario(p).config.dso) is not None
+             and dso.flexibility.enabled and not dso.red.enabled]
+    assert alone, "every scenario has red control on"
 
 
 @pytest.fixture(scope="module", params=PATHS, ids=[p.stem for p in PATHS])
@@ -51,24 +75,27 @@ def run(request):
     return request.param.stem, scenario, simulate(scenario)
 
 
-def _capacity_kw(scenario, used: pd.DataFrame) -> np.ndarray:
-    """Most a resource can move in one direction and interval: a battery twice its power (its
-    schedule may be reversed), an EV or shiftable load its power, PV what it generates (x1.5 for
-    day-ahead forecast errors)."""
+def _room_kw(scenario, first: pd.DataFrame) -> pd.DataFrame:
+    """What each resource could move up and down at an interval from its schedule before any
+    activation (``baseline_kw`` of its first activation there): a battery its power minus / plus
+    its output, an EV or shiftable load its draw / its power minus its draw, PV what it feeds in
+    (the offered forecast or the realised generation, whichever is larger)."""
     parts = scenario.participants
-    t = scenario.time_index.get_indexer(pd.to_datetime(used.interval))
-    kind, index = used.resource.str.split(":", expand=True).T.to_numpy()
+    t = scenario.time_index.get_indexer(pd.to_datetime(first.interval))
+    kind, index = first.resource.str.split(":", expand=True).T.to_numpy()
     index = index.astype(int)
     sessions = split_sessions(parts.sessions, 0, len(scenario.time_index))
-    limit = np.zeros(len(used))
-    for k in range(len(used)):
+    base = first.baseline_kw.to_numpy(float)
+    up, down = np.zeros(len(first)), np.zeros(len(first))
+    for k in range(len(first)):
         if kind[k] == "battery":
-            limit[k] = 2 * parts.batteries.power_kw[index[k]]
+            power = parts.batteries.power_kw[index[k]]
+            up[k], down[k] = power - base[k], power + base[k]
         elif kind[k] in ("ev", "flexible_load"):
-            limit[k] = sessions.power_kw[index[k]]
+            up[k], down[k] = base[k], sessions.power_kw[index[k]] - base[k]
         elif kind[k] == "pv":
-            limit[k] = 1.5 * parts.pv_p_kw[t[k], index[k]]
-    return limit
+            down[k] = max(base[k], parts.pv_p_kw[t[k], index[k]])
+    return first.assign(up=up, down=down)
 
 
 @pytest.mark.slow
@@ -89,7 +116,17 @@ def test_problem_occurs_and_the_dso_removes_it(run):
         assert problem in reasons, (name, problem)
     # After the DSO (flexibility, TSO activations, direct control): none left at delivery.
     assert k["voltage_violation_intervals"] == 0 and k["overload_intervals"] == 0
+    assert k["nonconverged_intervals"] == 0 and k["violation_intervals"] == 0
     assert abs(k["budget_gap_eur"]) < 0.005
+    acts = result.tables["flex_activations"]
+    if not config.dso.red.enabled:
+        # The flexibility market alone removed it: no direct control, nothing red.
+        assert (acts.service != "red").all() and k["red_intervals"] == 0
+        assert (state.state != "red").all()
+    # Where docs/systems.md reports no red interval, there is none.
+    documented = _docs_table()[name][measure_systems.RED_COLUMN]
+    if documented == "0":
+        assert k["red_intervals"] == 0, (name, k["red_intervals"])
 
 
 @pytest.mark.slow
@@ -109,12 +146,24 @@ def test_configured_features_are_exercised(run):
         assert not market[market.buyer == "DSO"].empty
     np.testing.assert_allclose(red.price_eur_per_kwh, dso.red.regulated_price_eur_per_kwh)
 
-    # The pay rule: pay-as-bid pays the offer's price, pay-as-clear at least that.
+    # The pay rule: pay-as-bid pays the offer's price; pay-as-clear one price per interval and
+    # product (buyer, service, direction and - the DSO's prices are locational - bus), never
+    # below any bid it accepted; the TSO's merit order one price per request across buses.
     bid = market.kind.map(flex.prices.model_dump()).to_numpy()
-    rule = np.where(market.buyer == "TSO", coordination.pricing, flex.pricing)
+    tso_market = (market.buyer == "TSO").to_numpy() & (coordination.scheme == "local-first")
+    rule = np.where(tso_market, coordination.pricing, flex.pricing)
     paid = market.price_eur_per_kwh.to_numpy()
     np.testing.assert_allclose(paid[rule == "pay-as-bid"], bid[rule == "pay-as-bid"], atol=1e-12)
-    assert np.all(paid[rule == "pay-as-clear"] >= bid[rule == "pay-as-clear"] - 1e-12)
+    clear = market[rule == "pay-as-clear"].assign(bid=bid[rule == "pay-as-clear"])
+    assert np.all(clear.price_eur_per_kwh >= clear.bid - 1e-12)
+    product = ["interval", "buyer", "service", "direction"]
+    largest = 0
+    for keys, part in ((product + ["bus"], clear), (product, clear[clear.buyer == "TSO"])):
+        prices = part.groupby(keys).price_eur_per_kwh
+        assert np.all((prices.max() - prices.min()).to_numpy() <= 1e-12), keys
+        largest = max(largest, int(prices.size().max()) if len(part) else 0)
+    if "pay-as-clear" in rule:
+        assert largest > 1  # some product has several activations: the check is not empty
 
     assert set(market.kind) <= set(flex.kinds)
     aggregators = {a.id for a in scenario.config.aggregators}
@@ -142,9 +191,17 @@ def test_configured_features_are_exercised(run):
     np.testing.assert_allclose(missed.penalty_eur,
                                missed.kw * dt_h * flex.non_delivery_penalty_eur_per_kwh)
 
-    # No resource is activated twice for the same interval and capacity (DSO, TSO, red).
-    per = used.groupby(["resource", "interval", "direction"], as_index=False).kw.sum()
-    assert np.all(per.kw.to_numpy() <= _capacity_kw(scenario, per) + 1e-6)
+    # No resource is activated twice for the same interval and capacity: over DSO, TSO and red
+    # control together, each resource moves one way per interval, by at most what it could.
+    key = ["resource", "interval"]
+    assert (used.groupby(key).direction.nunique() == 1).all()
+    room = _room_kw(scenario, used.drop_duplicates(key))  # first activation: schedule's baseline
+    total = used.groupby(key + ["direction"]).kw.sum().unstack(fill_value=0.0)
+    room = room.set_index(key).loc[total.index]
+    for direction in ("up", "down"):
+        if direction in total:
+            excess = total[direction] - room[direction]
+            assert excess.max() <= 1e-6, excess.idxmax()
 
 
 @pytest.mark.slow

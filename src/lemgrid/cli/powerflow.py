@@ -64,6 +64,7 @@ def _print_summary(summary: dict, out: Path) -> None:
         ("max loading", f"{summary['max_loading_percent']:.1f} % ({summary['max_loading_branch']})"),
         ("voltage violations", f"{summary['voltage_violation_intervals']} intervals"),
         ("overloads", f"{summary['overload_intervals']} intervals"),
+        ("not converged", f"{summary['nonconverged_intervals']} intervals"),
         ("peak import / export", f"{summary['peak_import_kw']:,.1f} / "
                                  f"{summary['peak_export_kw']:,.1f} kW"),
         ("time", f"{summary['seconds']:.2f} s"),

@@ -14,6 +14,8 @@ Two variants, as in the review's systems:
 
 Requests with an area and kW (TSO balancing, a DSO's planned product) count the power of the
 offers in the area and direction; offers above the request's maximum price are not used for it.
+When one LP serves requests and the DSO's grid need together, each request's buyer pays for the
+kW it requested and the DSO for the rest (:func:`_assign_buyers`).
 """
 
 from __future__ import annotations
@@ -180,26 +182,86 @@ def clear_optimal(offers: FlexOffers, capacity_kw: np.ndarray, dt_h: float, *,
         if price_cap_eur_per_kwh is not None:
             price = np.maximum(np.minimum(price, price_cap_eur_per_kwh),
                                offers.price_eur_per_kwh[used])
-    services = _services(offers, used, need, requests, buyer)
-    return Activations(offer=used, kw=kw[used], price_eur_per_kwh=price,
-                       buyer=services[0], service=services[1]), unmet
+    return _assign_buyers(offers, used, kw[used], price, need, requests, buyer), unmet
 
 
-def _services(offers, used, need, requests, buyer) -> tuple[np.ndarray, np.ndarray]:
-    buyers = np.full(len(used), buyer, dtype=object)
-    service = np.full(len(used), "CM", dtype=object)
+def _assign_buyers(offers: FlexOffers, used: np.ndarray, kw: np.ndarray, price: np.ndarray,
+                   need: GridNeed | None, requests: FlexRequests | None, buyer: str
+                   ) -> Activations:
+    """Activations with the buyer who asked for them: each request gets its kW from the
+    activations that count for it (same interval and direction, in its area, within its price),
+    pro rata where more is activated than it asked for; the rest serves the grid need and is
+    bought by ``buyer``. An activation serving two buyers is split into one row per buyer."""
+    service_of_need = "CM"
     if need is not None:
         row_of = dict(zip(need.intervals.tolist(), need.service.tolist(), strict=True))
-        service = np.array([row_of.get(int(t), "CM") for t in offers.interval[used]], dtype=object)
-    if requests is not None and len(requests):
-        for j, k in enumerate(used):
-            hit = np.flatnonzero((requests.interval == offers.interval[k])
-                                 & (requests.direction == offers.direction[k])
-                                 & requests.area[:, offers.bus[k]])
-            if len(hit) and (need is None or offers.interval[k] not in need.intervals):
-                buyers[j] = requests.buyer[hit[0]]
-                service[j] = requests.service[hit[0]]
-    return buyers.astype(str), service.astype(str)
+        service_of_need = np.array([row_of.get(int(t), "CM") for t in offers.interval[used]],
+                                   dtype=object)
+    service_of_need = np.broadcast_to(np.asarray(service_of_need, dtype=object), len(used))
+    left = kw.astype(float).copy()
+    rows, parts, buyers, services = [], [], [], []
+    for q in range(len(requests) if requests is not None else 0):
+        match = np.flatnonzero((offers.interval[used] == requests.interval[q])
+                               & (offers.direction[used] == requests.direction[q])
+                               & requests.area[q, offers.bus[used]]
+                               & (offers.price_eur_per_kwh[used]
+                                  <= requests.max_price_eur_per_kwh[q])
+                               & (left > 1e-9))
+        available = left[match].sum()
+        if available <= 1e-9:
+            continue
+        take = left[match] * min(1.0, requests.kw[q] / available)
+        left[match] -= take
+        rows.append(match)
+        parts.append(take)
+        buyers.append(np.full(len(match), requests.buyer[q], dtype=object))
+        services.append(np.full(len(match), requests.service[q], dtype=object))
+    rest = np.flatnonzero(left > 1e-9)
+    rows.append(rest)
+    parts.append(left[rest])
+    buyers.append(np.full(len(rest), buyer, dtype=object))
+    services.append(service_of_need[rest])
+    j = np.concatenate(rows).astype(int)
+    keep = np.concatenate(parts) > 1e-9
+    j = j[keep]
+    return Activations(offer=used[j], kw=np.concatenate(parts)[keep],
+                       price_eur_per_kwh=np.asarray(price)[j],
+                       buyer=np.concatenate(buyers)[keep].astype(str),
+                       service=np.concatenate(services)[keep].astype(str))
+
+
+def one_price_per_product(rounds: list[tuple[FlexOffers, Activations]]
+                          ) -> list[tuple[FlexOffers, Activations]]:
+    """Pay-as-clear over a session's clearing rounds (the DSO re-clears with re-linearised
+    sensitivities until AC holds): every activation of a product - interval, buyer, service,
+    direction and bus (the DSO's prices are locational) - is paid the highest price that product
+    cleared at in any round. Each round's price is at least the bid of every offer it activated,
+    so the common price is too.
+
+    Parameters
+    ----------
+    rounds : list of (FlexOffers, Activations)
+        Each round's offers and the activations cleared from them.
+
+    Returns
+    -------
+    list of (FlexOffers, Activations)
+        The same rounds, activations re-priced.
+    """
+    from dataclasses import replace
+
+    def products(offers, acts):
+        k = acts.offer
+        return list(zip(offers.interval[k].tolist(), acts.buyer.tolist(), acts.service.tolist(),
+                        offers.direction[k].tolist(), offers.bus[k].tolist(), strict=True))
+
+    best: dict[tuple, float] = {}
+    for offers, acts in rounds:
+        for key, price in zip(products(offers, acts), acts.price_eur_per_kwh, strict=True):
+            best[key] = max(best.get(key, -np.inf), float(price))
+    return [(offers, replace(acts, price_eur_per_kwh=np.array(
+        [best[key] for key in products(offers, acts)], dtype=float)))
+        for offers, acts in rounds]
 
 
 def clear_continuous(offers: FlexOffers, capacity_kw: np.ndarray, dt_h: float, need: GridNeed,
@@ -262,9 +324,8 @@ def clear_continuous(offers: FlexOffers, capacity_kw: np.ndarray, dt_h: float, n
             np.maximum(loading - cap, 0).max(initial=0)))
     used = np.array(sorted(chosen), dtype=int)
     kw = np.array([chosen[j] for j in used])
-    services = _services(offers, used, need, None, buyer)
-    return Activations(offer=used, kw=kw, price_eur_per_kwh=offers.price_eur_per_kwh[used],
-                       buyer=services[0], service=services[1]), unmet
+    return _assign_buyers(offers, used, kw, offers.price_eur_per_kwh[used], need, None,
+                          buyer), unmet
 
 
 def clear_requests_merit_order(offers: FlexOffers, capacity_kw: np.ndarray,

@@ -203,31 +203,56 @@ class Activations:
 
 
 class ActivationRegistry:
-    """Capacity of every resource already activated per interval and direction.
+    """What every resource has sold per interval and direction, across the markets of a session.
 
     The rule of GOPACS and of SmartNet's coordination schemes: a resource is never activated twice
-    for the same interval and capacity, whichever market (DSO, TSO) activates it.
+    for the same interval and capacity, whichever market (DSO, TSO, direct control) activates it.
+
+    The registry books, per (resource, interval, direction), the capacity the resource offered
+    when it was first activated there and how much of it has been activated since. An offer table
+    built later may or may not have those activations carried out in its schedule (the DSO builds
+    offers from the schedule with every activation applied, so their ``kw`` already is what is
+    left; a forwarded book is the same table): what is left of an offer is therefore the smaller
+    of its ``kw`` and the booked capacity minus what was activated, never the activated part
+    subtracted from an offer that no longer contains it. A resource activated in one direction
+    offers nothing in the other in that interval (a counter-activation would undo what another
+    buyer paid for).
     """
 
     def __init__(self) -> None:
+        self.capacity_kw: dict[tuple[str, int, int], float] = {}
         self.used: dict[tuple[str, int, int], float] = {}
+
+    @staticmethod
+    def _keys(offers: FlexOffers) -> list[tuple[str, int, int]]:
+        return [(str(r), int(t), int(d)) for r, t, d in
+                zip(offers.resource, offers.interval, offers.direction, strict=True)]
 
     def remaining(self, offers: FlexOffers) -> np.ndarray:
         """Capacity of each offer not yet activated [kW]."""
-        used = np.array([self.used.get((r, int(t), int(d)), 0.0) for r, t, d in
-                         zip(offers.resource, offers.interval, offers.direction, strict=True)])
-        return np.maximum(offers.kw - used, 0.0)
+        left = offers.kw.astype(float).copy()
+        for k, key in enumerate(self._keys(offers)):
+            if self.used.get((key[0], key[1], -key[2]), 0.0) > 1e-9:
+                left[k] = 0.0
+            elif key in self.used:
+                left[k] = min(left[k], self.capacity_kw[key] - self.used[key])
+        return np.maximum(left, 0.0)
 
     def record(self, offers: FlexOffers, activations: Activations) -> None:
-        """Book activations; refuses any that exceeds what is left of its offer."""
-        resources = offers.resource
-        for k, kw in zip(activations.offer, activations.kw, strict=True):
-            key = (resources[k], int(offers.interval[k]), int(offers.direction[k]))
-            total = self.used.get(key, 0.0) + float(kw)
-            if total > offers.kw[k] + 1e-6:
-                raise InputError(f"flexibility: {resources[k]} would be activated twice in "
-                                 f"interval {key[1]} ({total:.3f} kW of {offers.kw[k]:.3f} kW)")
-            self.used[key] = total
+        """Book activations cleared from ``offers``; refuses any beyond what is left of its
+        offer, or against an activation in the other direction."""
+        keys = self._keys(offers)
+        left = self.remaining(offers)
+        taken = np.zeros(len(offers))
+        np.add.at(taken, activations.offer, activations.kw)
+        for k in np.flatnonzero(taken > 0):
+            key = keys[k]
+            if taken[k] > left[k] + 1e-6:
+                raise InputError(
+                    f"flexibility: {key[0]} would be activated twice in interval {key[1]} "
+                    f"({taken[k]:.3f} kW asked, {left[k]:.3f} kW of its offer left)")
+            self.capacity_kw.setdefault(key, float(offers.kw[k]))
+            self.used[key] = self.used.get(key, 0.0) + float(taken[k])
 
 
 # --- offers from a schedule, and activations applied to it -----------------------------------

@@ -5,18 +5,22 @@ Per day-ahead session (one day):
 
 1. **Traffic light, forecast.** AC power flow of the market's schedule on the DSO's view of the
    day (day-ahead forecasts; the realised profiles for intraday lead time). Intervals with a
-   violation turn **amber**: the DSO opens its flexibility market for them.
+   violation turn **amber**: the DSO opens its flexibility market for them. An interval whose
+   power flow does not converge is a violation of its own; without an operating point it gets
+   no linearised market (nor TSO activations).
 2. **Flexibility market** (``lemgrid.dso.flex_market``) on offers made from the participants'
    current schedules; activations change those schedules; the AC power flow checks the result and
    the market runs again with re-linearised sensitivities and tighter margins until the
    violations are gone (or the book is empty).
 3. **TSO-DSO coordination**: the TSO's (or a BRP's) requests are cleared after the DSO's market on
-   the leftover offers (``local-first``), or together with the DSO's needs (``common``); no
-   resource is ever activated twice (``ActivationRegistry``).
+   the leftover offers (``local-first``), or together with the DSO's needs (``common``, each
+   buyer paying for what it requested); no resource is ever activated twice
+   (``ActivationRegistry``).
 4. **Delivery.** Each activation is delivered with probability ``delivery_rate`` (else it is
    penalised and not paid). AC power flow of what is delivered with the realised profiles:
-   intervals still violated turn **red**: the DSO curtails and controls directly at a regulated
-   price until the grid is within limits. Intervals without any violation stay **green**.
+   intervals still violated turn **red**; with red control on, the DSO curtails and controls
+   directly at a regulated price until the grid is within limits. Intervals without any
+   violation stay **green**.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from lemgrid.dso.flex_market import (
     clear_continuous,
     clear_optimal,
     clear_requests_merit_order,
+    one_price_per_product,
 )
 from lemgrid.dso.flexibility import (
     DOWN,
@@ -45,7 +50,14 @@ from lemgrid.dso.flexibility import (
     offers_from_plan,
 )
 from lemgrid.errors import InputError
-from lemgrid.grid.kpis import GridLimits, overloads, voltage_violations
+from lemgrid.grid.kpis import (
+    NONCONVERGED_REASON,
+    GridLimits,
+    overloads,
+    studied_buses,
+    voltage_violations,
+)
+from lemgrid.grid.network import Network
 from lemgrid.grid.powerflow import PowerFlowResult, run_powerflow
 from lemgrid.grid.profiles import clock_h, in_daily_window
 from lemgrid.grid.sensitivity import linearize
@@ -54,16 +66,25 @@ from lemgrid.scenario.config import DsoConfig, RequestConfig, clock_hours
 GREEN, AMBER, RED = "green", "amber", "red"
 
 
-def describe_violations(result: PowerFlowResult, limits: GridLimits, bus_names: np.ndarray,
-                        branch_names: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """Which intervals violate the limits, why (text), and the service needed ('CM', 'VM')."""
-    volt = voltage_violations(result, limits)
+def describe_violations(network: Network, result: PowerFlowResult, limits: GridLimits
+                        ) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Which intervals violate the limits, why (text), and the service needed ('CM', 'VM').
+
+    An interval whose power flow did not converge is violated, with the reason "power flow did
+    not converge" and no service (without an operating point there are no sensitivities for a
+    flexibility market to clear against).
+    """
+    volt = voltage_violations(network, result, limits)
     over = overloads(result, limits)
-    bad = volt.any(axis=1) | over.any(axis=1)
+    failed = ~result.converged
+    bad = volt.any(axis=1) | over.any(axis=1) | failed
     reasons, services = [], []
     vm = result.vm_pu
+    bus_names, branch_names = network.bus_names, network.branch_names
     for t in range(len(bad)):
         parts, service = [], []
+        if failed[t]:
+            parts.append(NONCONVERGED_REASON)
         if volt[t].any():
             hi = np.nanargmax(np.where(volt[t], vm[t], -np.inf))
             lo = np.nanargmin(np.where(volt[t], vm[t], np.inf))
@@ -134,9 +155,7 @@ class DsoOperator:
                                   p.availability_eur_per_kw_h)
         self.registry = ActivationRegistry()
         self.bus_names = self.network.bus_names
-        self.monitored = np.flatnonzero((self.network.bus_node >= 0)
-                                        & ~np.isin(self.network.bus_node,
-                                                   self.network.slack_nodes))
+        self.monitored = np.flatnonzero(studied_buses(self.network))
 
     # -- helpers -----------------------------------------------------------------------------
     def _flow(self, session, plan, load_kw, pv_kw) -> tuple[np.ndarray, PowerFlowResult]:
@@ -190,8 +209,14 @@ class DsoOperator:
         offers.validate(self.network.n_bus)
         return offers
 
-    def _need(self, p, q, bad, services, v_margin, l_margin) -> GridNeed:
-        intervals = np.flatnonzero(bad)
+    def _need(self, p, q, flow: PowerFlowResult, bad, services, v_margin, l_margin
+              ) -> GridNeed | None:
+        """The linearised limits at the ``bad`` intervals whose power flow ``flow`` (of the
+        injections ``p``, ``q``) converged; None if there is none (an interval without an
+        operating point has no sensitivities)."""
+        intervals = np.flatnonzero(bad & flow.converged)
+        if not len(intervals):
+            return None
         return GridNeed(intervals=intervals,
                         linearization=linearize(self.network, p[intervals], q[intervals]),
                         limits=self.limits, voltage_margin_pu=v_margin[intervals],
@@ -238,8 +263,7 @@ class DsoOperator:
         else:
             view_load, view_pv = session.load_kw, session.pv_kw
         p, flow = self._flow(session, plan, view_load, view_pv)
-        bad, reasons, services = describe_violations(flow, self.limits, self.bus_names,
-                                                     self.network.branch_names)
+        bad, reasons, services = describe_violations(self.network, flow, self.limits)
         violations_before = bad.copy()
         state = np.where(bad, AMBER, GREEN).astype(object)
         reason = list(reasons)
@@ -276,8 +300,7 @@ class DsoOperator:
                     intervals = intervals[(intervals >= window[0]) & (intervals < window[1])]
                 offers = self._offers(session, current, view_pv, intervals, window=window)
                 capacity = self.registry.remaining(offers)
-                need = self._need(p, session.q_kvar, bad,
-                                  services, v_margin, l_margin) if bad.any() else None
+                need = self._need(p, session.q_kvar, flow, bad, services, v_margin, l_margin)
                 budgets = energy_budgets(current, offers, session.batteries, session.sessions, dt)
                 if flex.clearing == "continuous" and need is not None and not len(requests):
                     acts, _ = clear_continuous(offers, capacity, dt, need, budgets)
@@ -296,8 +319,7 @@ class DsoOperator:
                 current = apply_activations(current, offers, acts, session.batteries,
                                             session.sessions, dt)
                 p, flow = self._flow(session, current, view_load, view_pv)
-                still, _, services_now = describe_violations(flow, self.limits, self.bus_names,
-                                                             self.network.branch_names)
+                still, _, services_now = describe_violations(self.network, flow, self.limits)
                 if not still.any():
                     bad = still
                     break
@@ -310,16 +332,22 @@ class DsoOperator:
                 bad, services = still, np.where(still, services_now, services)
                 requests = FlexRequests.empty(self.network.n_bus)
 
+        if flex.pricing == "pay-as-clear":
+            planned = one_price_per_product(planned)
+
         if scheme == "local-first" and len(tso_requests):
             intervals = np.unique(tso_requests.interval)
             offers = self._offers(session, current, view_pv, intervals, window=window)
-            capacity = self.registry.remaining(offers)  # forwarded: price and capacity kept
-            p_now, _ = self._flow(session, current, view_load, view_pv)
+            p_now, flow_now = self._flow(session, current, view_load, view_pv)
             guard_bad = np.isin(np.arange(n_t), intervals)
-            guard = self._need(p_now, session.q_kvar,
+            guard = self._need(p_now, session.q_kvar, flow_now,
                                guard_bad, np.full(n_t, "CM", dtype=object),
                                np.zeros((n_t, self.network.n_bus)),
                                np.zeros((n_t, self.network.n_branch)))
+            # Where the DSO's power flow has no solution it cannot tell harm: no TSO activation.
+            offers = offers.take(np.isin(offers.interval,
+                                         guard.intervals if guard is not None else []))
+            capacity = self.registry.remaining(offers)  # forwarded: price and capacity kept
             acts = clear_requests_merit_order(
                 offers, capacity, tso_requests, config.coordination.pricing, guard=guard,
                 budgets=energy_budgets(current, offers, session.batteries, session.sessions, dt))
@@ -341,10 +369,12 @@ class DsoOperator:
                                                     acts.buyer[keep], acts.service[keep]),
                 session.batteries, session.sessions, dt)
 
-        # Red: what is still violated at delivery is curtailed / controlled directly.
+        # Red: what is still violated at delivery (and, if red control is on, curtailed /
+        # controlled directly).
         final_plan = delivered_plan
-        if config.traffic_light and config.red.enabled:
-            final_plan, red_records, red_bad, red_reasons = self._red(session, delivered_plan)
+        if config.traffic_light:
+            final_plan, red_records, red_bad, red_reasons = self._red(
+                session, delivered_plan, control=config.red.enabled)
             records += red_records
             for t in np.flatnonzero(red_bad):
                 state[t] = RED
@@ -362,40 +392,44 @@ class DsoOperator:
         self._money(day, n_t, n)
         return day
 
-    def _red(self, session, plan):
+    def _red(self, session, plan, control: bool):
+        """AC power flow of what is delivered: the violated intervals (red) and, with
+        ``control``, the direct control that removes the violations (registered like any
+        activation, so it never takes capacity another buyer already has)."""
         parts = self.scenario.participants
         start, stop = session.start, session.stop
         load, pv = parts.load_p_kw[start:stop], parts.pv_p_kw[start:stop]
         dt = session.dt_h
         records: list[dict] = []
         p, flow = self._flow(session, plan, load, pv)
-        bad, reasons, services = describe_violations(flow, self.limits, self.bus_names,
-                                                     self.network.branch_names)
+        bad, reasons, services = describe_violations(self.network, flow, self.limits)
         red_bad = bad.copy()
         regulated = self.config.red.regulated_price_eur_per_kwh
         prices = OfferPrices(regulated, regulated, regulated, regulated, 0.0)
         margin_v = np.zeros((stop - start, self.network.n_bus))
         margin_l = np.zeros((stop - start, self.network.n_branch))
-        for _ in range(5):
+        for _ in range(5 if control else 0):
             if not bad.any():
                 break
             offers = offers_from_plan(plan, session.batteries, session.sessions, pv, parts.bus,
                                       parts.ids.astype(str), dt, prices,
                                       intervals=np.flatnonzero(bad))
-            need = self._need(p, session.q_kvar, bad, services, margin_v,
-                              margin_l)
-            acts, _ = clear_optimal(offers, offers.kw, dt, need=need, buyer="DSO",
+            need = self._need(p, session.q_kvar, flow, bad, services, margin_v, margin_l)
+            if need is None:
+                break
+            acts, _ = clear_optimal(offers, self.registry.remaining(offers), dt, need=need,
+                                    buyer="DSO",
                                     budgets=energy_budgets(plan, offers, session.batteries,
                                                            session.sessions, dt))
             if not len(acts):
                 break
             acts = Activations(acts.offer, acts.kw, acts.price_eur_per_kwh, acts.buyer,
                                np.full(len(acts), "red"))
+            self.registry.record(offers, acts)
             records += self._records(session, offers, acts, np.ones(len(acts), bool), False)
             plan = apply_activations(plan, offers, acts, session.batteries, session.sessions, dt)
             p, flow = self._flow(session, plan, load, pv)
-            bad, _, services = describe_violations(flow, self.limits, self.bus_names,
-                                                   self.network.branch_names)
+            bad, _, services = describe_violations(self.network, flow, self.limits)
             vm = np.nan_to_num(flow.vm_pu, nan=1.0)
             margin_v += np.maximum(vm - self.limits.vm_max_pu, 0) + np.maximum(
                 self.limits.vm_min_pu - vm, 0) + 1e-4 * bad[:, None]

@@ -1,4 +1,11 @@
-"""Grid KPIs from a batched power flow: voltage band, loading, losses, import/export peaks."""
+"""Grid KPIs from a batched power flow: voltage band, loading, losses, import/export peaks.
+
+Voltages are judged at the **studied buses**: every energised bus except those of the slack
+(the external grid's connection point, whose voltage is a set-point, not a result). An interval
+whose power flow did **not converge** is a violation of its own: it has no voltages, loadings or
+losses, so it is counted in ``nonconverged_intervals`` and in ``violation_intervals`` and is left
+out of the extremes and sums (which therefore cover the converged intervals only).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,9 @@ import numpy as np
 
 from lemgrid.grid.network import Network
 from lemgrid.grid.powerflow import PowerFlowResult
+
+#: The reason the DSO's traffic light and reports give for an interval without a solution.
+NONCONVERGED_REASON = "power flow did not converge"
 
 
 @dataclass(frozen=True)
@@ -29,7 +39,13 @@ class GridLimits:
 
 @dataclass(frozen=True)
 class GridKpis:
-    """Summary of a power-flow run; energies need the interval length ``dt_h``."""
+    """Summary of a power-flow run; energies need the interval length ``dt_h``.
+
+    Voltage extremes (``vm_min_pu``, ``vm_max_pu`` and their buses) and voltage violations are
+    those of the studied buses (energised, not the slack); extremes, losses and energies are over
+    the converged intervals (NaN / "" if none converged). ``violation_intervals`` counts intervals
+    with a voltage violation, an overload or no converged power flow.
+    """
 
     intervals: int
     losses_kwh: float
@@ -47,24 +63,54 @@ class GridKpis:
     import_kwh: float
     export_kwh: float
     nonconverged_intervals: int
+    violation_intervals: int
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def voltage_violations(result: PowerFlowResult, limits: GridLimits) -> np.ndarray:
-    """Boolean (T, n_bus): bus voltage outside the band (unenergised buses never violate)."""
+def studied_buses(network: Network) -> np.ndarray:
+    """Boolean (n_bus,): energised buses that are not on a slack node (whose voltage is set)."""
+    return (network.bus_node >= 0) & ~np.isin(network.bus_node, network.slack_nodes)
+
+
+def voltage_violations(network: Network, result: PowerFlowResult, limits: GridLimits
+                       ) -> np.ndarray:
+    """Boolean (T, n_bus): studied bus outside the voltage band (in converged intervals)."""
     with np.errstate(invalid="ignore"):
-        return (result.vm_pu < limits.vm_min_pu) | (result.vm_pu > limits.vm_max_pu)
+        outside = (result.vm_pu < limits.vm_min_pu) | (result.vm_pu > limits.vm_max_pu)
+    return outside & studied_buses(network)
 
 
 def overloads(result: PowerFlowResult, limits: GridLimits) -> np.ndarray:
-    """Boolean (T, n_branch): branch loading above the limit."""
-    return result.loading_percent > limits.max_loading_percent
+    """Boolean (T, n_branch): branch loading above the limit (in converged intervals)."""
+    with np.errstate(invalid="ignore"):
+        return result.loading_percent > limits.max_loading_percent
 
 
-def grid_kpis(network: Network, result: PowerFlowResult, limits: GridLimits, dt_h: float) -> GridKpis:
-    """KPIs of a power-flow run.
+def violated_intervals(network: Network, result: PowerFlowResult, limits: GridLimits
+                       ) -> np.ndarray:
+    """Boolean (T,): a voltage violation, an overload, or no converged power flow."""
+    return (voltage_violations(network, result, limits).any(axis=1)
+            | overloads(result, limits).any(axis=1) | ~result.converged)
+
+
+def voltage_range(network: Network, result: PowerFlowResult) -> tuple[float, str, float, str]:
+    """Lowest and highest voltage [p.u.] of the studied buses over the converged intervals, and
+    where they occur: ``(vm_min_pu, bus, vm_max_pu, bus)``; ``(nan, "", nan, "")`` if none."""
+    vm = np.where(studied_buses(network)[None, :] & result.converged[:, None], result.vm_pu,
+                  np.nan)
+    if not np.isfinite(vm).any():
+        return np.nan, "", np.nan, ""
+    i_min = np.unravel_index(np.nanargmin(vm), vm.shape)
+    i_max = np.unravel_index(np.nanargmax(vm), vm.shape)
+    names = network.bus_names
+    return float(vm[i_min]), str(names[i_min[1]]), float(vm[i_max]), str(names[i_max[1]])
+
+
+def grid_kpis(network: Network, result: PowerFlowResult, limits: GridLimits, dt_h: float
+              ) -> GridKpis:
+    """KPIs of a power-flow run (see :class:`GridKpis` for what each covers).
 
     Parameters
     ----------
@@ -74,31 +120,30 @@ def grid_kpis(network: Network, result: PowerFlowResult, limits: GridLimits, dt_
     dt_h : float
         Interval length [h] (energies are power x dt_h).
     """
-    vm = result.vm_pu
-    i_min = np.unravel_index(np.nanargmin(vm), vm.shape)
-    i_max = np.unravel_index(np.nanargmax(vm), vm.shape)
-    if network.n_branch:
-        loading = np.nan_to_num(result.loading_percent, nan=-np.inf)
+    vm_min, bus_min, vm_max, bus_max = voltage_range(network, result)
+    ok = result.converged
+    loading = np.nan_to_num(result.loading_percent[ok], nan=-np.inf)
+    if network.n_branch and loading.size:
         i_load = np.unravel_index(np.argmax(loading), loading.shape)
         max_loading, max_branch = float(loading[i_load]), str(network.branch_names[i_load[1]])
     else:
-        max_loading, max_branch = 0.0, ""
-    p = result.p_slack_kw
+        max_loading, max_branch = (np.nan if network.n_branch else 0.0), ""
+    p = result.p_slack_kw[ok]
+    losses = result.losses_kw[ok]
     return GridKpis(
-        intervals=int(len(p)),
-        losses_kwh=float(np.nansum(result.losses_kw) * dt_h),
-        losses_kw_max=float(np.nanmax(result.losses_kw)),
-        vm_min_pu=float(vm[i_min]),
-        vm_min_bus=str(network.bus_names[i_min[1]]),
-        vm_max_pu=float(vm[i_max]),
-        vm_max_bus=str(network.bus_names[i_max[1]]),
+        intervals=int(len(result.p_slack_kw)),
+        losses_kwh=float(losses.sum() * dt_h),
+        losses_kw_max=float(losses.max()) if losses.size else np.nan,
+        vm_min_pu=vm_min, vm_min_bus=bus_min, vm_max_pu=vm_max, vm_max_bus=bus_max,
         max_loading_percent=max_loading,
         max_loading_branch=max_branch,
-        voltage_violation_intervals=int(voltage_violations(result, limits).any(axis=1).sum()),
+        voltage_violation_intervals=int(voltage_violations(network, result, limits)
+                                        .any(axis=1).sum()),
         overload_intervals=int(overloads(result, limits).any(axis=1).sum()),
-        peak_import_kw=float(max(np.nanmax(p), 0.0)),
-        peak_export_kw=float(max(-np.nanmin(p), 0.0)),
-        import_kwh=float(np.nansum(np.clip(p, 0, None)) * dt_h),
-        export_kwh=float(np.nansum(np.clip(-p, 0, None)) * dt_h),
-        nonconverged_intervals=int((~result.converged).sum()),
+        peak_import_kw=float(max(p.max(initial=0.0), 0.0)),
+        peak_export_kw=float(max(-p.min(initial=0.0), 0.0)),
+        import_kwh=float(np.clip(p, 0, None).sum() * dt_h),
+        export_kwh=float(np.clip(-p, 0, None).sum() * dt_h),
+        nonconverged_intervals=int((~ok).sum()),
+        violation_intervals=int(violated_intervals(network, result, limits).sum()),
     )

@@ -60,8 +60,9 @@ def dso_sections(tables: dict, dt_h: float) -> list[Section]:
     return [
         Section("Traffic light", traffic_light_figure(tables["grid_state"]),
                 "Green: no violation forecast. Amber: the schedule would violate a limit, the DSO "
-                "bought flexibility. Red: still violated at delivery, the DSO curtailed or "
-                "controlled directly. Hover for the reason."),
+                "bought flexibility. Red: still violated at delivery (an interval whose power "
+                "flow did not converge is always red); with red control on, the DSO curtailed "
+                "or controlled directly. Hover for the reason."),
         Section("Where flexibility was bought", flexibility_by_bus_figure(activations, dt_h),
                 "Energy activated per bus, by buyer (DSO, TSO) and service (CM congestion, VM "
                 "voltage, balancing, red: direct control)."),

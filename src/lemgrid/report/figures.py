@@ -251,6 +251,12 @@ def voltage_heatmap_figure(time_index: pd.DatetimeIndex, dt_h: float, vm_pu: np.
     return fig
 
 
+def nonconverged_intervals(vm_pu: np.ndarray) -> np.ndarray:
+    """Boolean (T,): intervals without any bus voltage, i.e. whose power flow did not converge
+    (a converged interval has a voltage at every energised bus, the slack at least)."""
+    return np.isnan(np.asarray(vm_pu, dtype=float)).all(axis=1)
+
+
 def voltage_envelope_figure(time_index: pd.DatetimeIndex, dt_h: float,
                             vm_pu: Mapping[str, np.ndarray], limits: Mapping[str, float], *,
                             max_points: int = MAX_POINTS) -> go.Figure:
@@ -271,11 +277,16 @@ def voltage_envelope_figure(time_index: pd.DatetimeIndex, dt_h: float,
     b = make_buckets(time_index, dt_h, max_points)
     fig = go.Figure()
     colours = _colours(vm_pu)
+    failures: dict[str, np.ndarray] = {}
     with np.errstate(invalid="ignore"):
         for label, vm in vm_pu.items():
             vm = np.asarray(vm, dtype=float)
-            # An interval whose buses are all NaN (did not converge) stays a gap, not a warning.
-            finite = ~np.isnan(vm).all(axis=1)
+            # An interval whose buses are all NaN (did not converge) is a gap in the lines and a
+            # marker of its own (in every bucket that holds one), never averaged away.
+            failed = nonconverged_intervals(vm)
+            finite = ~failed
+            if failed.any():
+                failures[label] = b.max(failed.astype(float)) > 0
             v_min = np.full(len(vm), np.nan)
             v_max = np.full(len(vm), np.nan)
             v_min[finite] = np.nanmin(vm[finite], axis=1)
@@ -287,6 +298,13 @@ def voltage_envelope_figure(time_index: pd.DatetimeIndex, dt_h: float,
                                          legendgroup=label, showlegend=name == "max",
                                          line=dict(color=colours[label], width=1.4, dash=dash),
                                          hovertemplate=f"{name} %{{y:.4f}} p.u."))
+    floor = float(limits.get("vm_min_pu", 0.9))
+    for label, bucket in failures.items():
+        fig.add_trace(go.Scatter(
+            x=b.starts[bucket], y=np.full(int(bucket.sum()), floor), mode="markers",
+            name=f"{label}: power flow did not converge", legendgroup=label,
+            marker=dict(symbol="x", size=9, color="#d62728"),
+            hovertemplate="power flow did not converge<extra>" + label + "</extra>"))
     for key, text in (("vm_max_pu", "upper limit"), ("vm_min_pu", "lower limit")):
         if key in limits:
             fig.add_hline(y=float(limits[key]), line=dict(color="#d62728", dash="dot", width=1.5),

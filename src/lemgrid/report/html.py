@@ -108,6 +108,23 @@ def _check(result: SimulationResult) -> None:
         raise InputError(f"report: result of design {result.design!r} has no intervals")
 
 
+def _nonconvergence_facts(labels: Sequence[str], results: Sequence[SimulationResult]
+                          ) -> list[tuple[str, str]]:
+    """A header line for every run whose delivered power flow did not converge somewhere."""
+    facts = []
+    for label, r in zip(labels, results, strict=True):
+        failed = figures.nonconverged_intervals(r.vm_pu)
+        if failed.any():
+            t = pd.DatetimeIndex(r.time_index)[failed]
+            first = ", ".join(f"{x:%Y-%m-%d %H:%M}" for x in t[:5])
+            first += ", ..." if len(t) > 5 else ""
+            facts.append((f"Power flow ({label})",
+                          f"did not converge in {int(failed.sum()):,} of {len(failed):,} "
+                          f"intervals ({first}): no voltages or loadings there; counted as "
+                          "violations"))
+    return facts
+
+
 # --- one design -------------------------------------------------------------------------------
 
 _CAPTIONS = {
@@ -192,6 +209,7 @@ def render_report(result: SimulationResult, path: str | Path, *,
                               f"(grid: {len(result.bus_names):,} buses)")]
     if result.seconds:
         facts.append(("Run time", f"{result.seconds:,.1f} s"))
+    facts += _nonconvergence_facts([result.design], [result])
     title = f"lemgrid report: {result.scenario}, design {result.design}"
     return _write(Path(path), title, facts, [*design_sections(result), *extra])
 
@@ -295,5 +313,6 @@ def render_comparison(results: Sequence[SimulationResult], comparison: pd.DataFr
     facts = [("Scenario", first.scenario), ("Designs", ", ".join(labels)), ("Grid", first.grid),
              ("Horizon", _horizon(first)),
              ("Participants", f"{len(first.participant_ids):,}")]
+    facts += _nonconvergence_facts(labels, results)
     title = f"lemgrid comparison: {first.scenario}, {len(results)} designs"
     return _write(Path(path), title, facts, [*standard, *extra])

@@ -112,11 +112,7 @@ def _community(scenario: Scenario, network: str | None) -> OptimizeOutcome:
         lp_solves=result.lp_solves, import_kwh=float(result.import_kw.sum() * dt),
         export_kwh=float(result.export_kw.sum() * dt),
         curtailment_kwh=float(result.curtailment_kw.sum() * dt),
-        ac_vm_min_pu=float(np.nanmin(check.result.vm_pu)),
-        ac_vm_max_pu=float(np.nanmax(check.result.vm_pu)),
-        ac_max_loading_percent=float(np.nanmax(check.result.loading_percent)),
-        ac_voltage_violation_intervals=int((check.voltage_excess_pu > 1e-9).any(axis=1).sum()),
-        ac_overload_intervals=int((check.loading_excess_percent > 1e-9).any(axis=1).sum()),
+        **ac_summary(scenario, check),
     )
     return OptimizeOutcome(scenario, "community", options.network, result.schedule_kw, prices,
                            components, None, summary, result)
@@ -169,14 +165,28 @@ def _p2p(scenario: Scenario, network: str | None) -> OptimizeOutcome:
     prices = _bus_purchase_prices(scenario, trades)
     p_inj, q_inj = scenario.bus_injections(schedule)
     check = validate_ac(scenario.network, p_inj, q_inj, scenario.limits)
-    summary.update(
-        ac_vm_min_pu=float(np.nanmin(check.result.vm_pu)),
-        ac_vm_max_pu=float(np.nanmax(check.result.vm_pu)),
-        ac_max_loading_percent=float(np.nanmax(check.result.loading_percent)),
-        ac_voltage_violation_intervals=int((check.voltage_excess_pu > 1e-9).any(axis=1).sum()),
-        ac_overload_intervals=int((check.loading_excess_percent > 1e-9).any(axis=1).sum()))
+    summary.update(ac_summary(scenario, check))
     return OptimizeOutcome(scenario, "p2p", "ignore", schedule, prices, None, trades, summary,
                            result)
+
+
+def ac_summary(scenario: Scenario, check) -> dict:
+    """The AC check of a schedule (an ``ACValidation``) for summary.json: voltages of the studied
+    buses (the slack apart) and loadings over the converged intervals, intervals over a limit (by
+    more than 1e-9), and intervals whose power flow did not converge (violations of their own)."""
+    from lemgrid.grid.kpis import voltage_range
+
+    vm_min, _, vm_max, _ = voltage_range(scenario.network, check.result)
+    loading = check.result.loading_percent[check.converged]
+    with np.errstate(invalid="ignore"):
+        volt = (check.voltage_excess_pu > 1e-9).any(axis=1)
+        over = (check.loading_excess_percent > 1e-9).any(axis=1)
+    return {"ac_vm_min_pu": vm_min, "ac_vm_max_pu": vm_max,
+            "ac_max_loading_percent": float(np.nanmax(loading)) if loading.size else np.nan,
+            "ac_voltage_violation_intervals": int(volt.sum()),
+            "ac_overload_intervals": int(over.sum()),
+            "ac_nonconverged_intervals": check.nonconverged_intervals,
+            "ac_violation_intervals": int((volt | over | ~check.converged).sum())}
 
 
 def _bus_purchase_prices(scenario: Scenario, trades: pd.DataFrame) -> np.ndarray:

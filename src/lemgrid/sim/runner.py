@@ -324,7 +324,10 @@ def simulate(scenario: Scenario, design: str | None = None, *,
             positions = intraday(positions, metered, prices, dt, parts.ids)
 
     flex_money, dso_outputs = collect_dso(dso_days, scenario) if dso_days else (None, None)
-    bill = settle(positions, metered, prices, dt, flex_money)
+    # Without a market nobody commits to a schedule (it is only the DSO's forecast view): what is
+    # metered is settled with the retailer, as in business-as-usual, plus flexibility money.
+    settled = Positions.retail_only(metered, dt) if design == "none" else positions
+    bill = settle(settled, metered, prices, dt, flex_money)
     bau_bill = settle(Positions.retail_only(bau_metered, dt), bau_metered, prices, dt)
 
     # The DSO's view: the schedule (forecast) and what was delivered, in AC.
@@ -333,10 +336,11 @@ def simulate(scenario: Scenario, design: str | None = None, *,
     delivered = run_powerflow(scenario.network, *scenario.bus_injections(metered))
     bau_flow = delivered if design == "none" and not dso_days else run_powerflow(
         scenario.network, *scenario.bus_injections(bau_metered))
-    from lemgrid.grid.kpis import grid_kpis, overloads, voltage_violations
+    from lemgrid.grid.kpis import grid_kpis
 
     grid = grid_kpis(scenario.network, delivered, scenario.limits, dt).to_dict()
     bau_grid = grid_kpis(scenario.network, bau_flow, scenario.limits, dt).to_dict()
+    scheduled_grid = grid_kpis(scenario.network, scheduled_flow, scenario.limits, dt).to_dict()
     kpis = {
         "design": design,
         "intervals": n_t,
@@ -348,18 +352,20 @@ def simulate(scenario: Scenario, design: str | None = None, *,
         "losses_kwh": grid["losses_kwh"],
         "voltage_violation_intervals": grid["voltage_violation_intervals"],
         "overload_intervals": grid["overload_intervals"],
+        "nonconverged_intervals": grid["nonconverged_intervals"],
+        "violation_intervals": grid["violation_intervals"],
         "vm_min_pu": grid["vm_min_pu"],
         "vm_max_pu": grid["vm_max_pu"],
         "max_loading_percent": grid["max_loading_percent"],
-        "scheduled_voltage_violation_intervals": int(
-            voltage_violations(scheduled_flow, scenario.limits).any(axis=1).sum()),
-        "scheduled_overload_intervals": int(
-            overloads(scheduled_flow, scenario.limits).any(axis=1).sum()),
+        "scheduled_voltage_violation_intervals": scheduled_grid["voltage_violation_intervals"],
+        "scheduled_overload_intervals": scheduled_grid["overload_intervals"],
+        "scheduled_nonconverged_intervals": scheduled_grid["nonconverged_intervals"],
         "bau_peak_import_kw": bau_grid["peak_import_kw"],
         "bau_peak_export_kw": bau_grid["peak_export_kw"],
         "bau_losses_kwh": bau_grid["losses_kwh"],
         "bau_voltage_violation_intervals": bau_grid["voltage_violation_intervals"],
         "bau_overload_intervals": bau_grid["overload_intervals"],
+        "bau_nonconverged_intervals": bau_grid["nonconverged_intervals"],
     }
     if dso_outputs is not None:
         kpis.update(dso_outputs["kpis"])
