@@ -112,8 +112,10 @@ def test_orders_signed_by_the_participants_themselves(tmp_path):
     keys = Keystore(operator=generate_key())
     alice = generate_key()
     with Ledger.create(path, keys.operator) as ledger:
-        ledger.append([sign_record(keys.operator, registration_payload(alice, "alice", "bus-4"))])
-    payload = order_payload(market_id="m", interval=0, order_id="b1", participant="alice",
+        log_id = ledger.log_id
+        ledger.append([sign_record(keys.operator, registration_payload(alice, "alice", "bus-4",
+                                                                       log_id))])
+    payload = order_payload(log_id=log_id, market_id="m", interval=0, order_id="b1", participant="alice",
                             meter="bus-4", side="buy", quantity_wh=2000, price_meur_per_kwh=300,
                             nonce="alice-1")
     signed = sign_record(alice, payload)

@@ -65,28 +65,32 @@ def test_replayed_nonce_and_reused_order_id_are_rejected(world):
 def test_revoked_key_can_no_longer_sign(world):
     alice = world.keys["alice"]
     world.ledger.append([world.order("alice", "o1")])
-    revocation = sign_record(alice, {"kind": "key-revocation", "key_id": world.order(
-        "alice", "x").signer, "reason": "lost laptop", "nonce": "r1"})
+    revocation = sign_record(alice, {"kind": "key-revocation", "log_id": world.ledger.log_id,
+                                     "key_id": world.order("alice", "x").signer,
+                                     "reason": "lost laptop", "nonce": "r1"})
     world.ledger.append([revocation])
     _rejected(world, [world.order("alice", "o2")], "was revoked at entry 10")
     # a new key for the same participant and meter works
     new_key = generate_key()
-    world.ledger.append_operator([registration_payload(new_key, "alice", "meter-alice")])
+    world.ledger.append_operator([registration_payload(new_key, "alice", "meter-alice",
+                                                       world.ledger.log_id)])
     world.ledger.append([world.order("alice", "o3", key=new_key)])
     assert verify_ledger(world.path).ok
 
 
 def test_registration_rules(world):
     other = generate_key()
-    moved = registration_payload(other, "alice", "elsewhere")
+    log = world.ledger.log_id
+    moved = registration_payload(other, "alice", "elsewhere", log)
     _rejected(world, [sign_record(world.operator, moved)], "bound to meter 'meter-alice'")
-    forged_pop = registration_payload(other, "erin", "m-e")
-    forged_pop["pop_sig"] = registration_payload(generate_key(), "erin", "m-e")["pop_sig"]
+    forged_pop = registration_payload(other, "erin", "m-e", log)
+    forged_pop["pop_sig"] = registration_payload(generate_key(), "erin", "m-e", log)["pop_sig"]
     _rejected(world, [sign_record(world.operator, forged_pop)], "proof of possession")
-    _rejected(world, [sign_record(world.keys["alice"], registration_payload(other, "erin", "m-e"))],
+    _rejected(world, [sign_record(world.keys["alice"], registration_payload(other, "erin", "m-e",
+                                                                            log))],
               "must be signed by the log operator")
     _rejected(world, [sign_record(world.operator, registration_payload(world.keys["bob"], "erin",
-                                                                       "m-e"))],
+                                                                       "m-e", log))],
               "already registered")
 
 
@@ -155,13 +159,15 @@ def test_rejection_carries_the_batch_position(world):
     assert info.value.index == 1 and info.value.code == "bad-record"
 
 
-def test_a_second_writer_is_detected_and_nothing_is_written(world):
+def test_entries_of_a_second_writer_are_replayed_before_appending(world):
+    """Two Ledger objects (as two processes) append in turn: each first replays what the other
+    wrote, inside its write transaction, so the rules see the whole log."""
     other = Ledger.open(world.path, world.operator)
-    other.append([world.order("alice", "o1")])
+    other.append([world.order("alice", "o1", nonce="shared")])
     other.close()
-    with pytest.raises(InputError, match="another process appended to it"):
-        world.ledger.append([world.order("bob", "o2")])
-    world.ledger.close()
-    world.ledger = Ledger.open(world.path, world.operator)
-    world.ledger.append([world.order("bob", "o2")])
+    with pytest.raises(InputError, match="replayed nonce 'shared'"):
+        world.ledger.append([world.order("alice", "o2", nonce="shared")])
+    result = world.ledger.append([world.order("bob", "o2")])
+    assert (result.first_seq, result.size) == (10, 11)
+    assert ("m", "o1") in world.ledger.state.spending.orders
     assert verify_ledger(world.path).ok
