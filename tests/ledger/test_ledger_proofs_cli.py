@@ -152,3 +152,46 @@ def test_cli_keygen_init_sign_append_and_rejections(tmp_path):
     assert verified.exit_code == 0, verified.output
     # nothing was half-written by the refused appends
     assert "4 entries" in verified.output
+
+
+def test_integers_beyond_2_53_in_a_witness_or_a_proof_are_named_errors(checkpointed, tmp_path):
+    path = checkpointed.path
+    checkpointed.ledger.close()
+    huge = 2**53 + 1
+    witness = tmp_path / "witness.jsonl"
+    line = json.loads(default_witness_path(path).read_text().splitlines()[0])
+    line["payload"]["tree_size"] = huge
+    witness.write_text(json.dumps(line) + "\n")
+    result = _run("verify", path, "--witness", witness)
+    assert result.exit_code == 2, result.output
+    assert "line 1: payload.tree_size: integer 9007199254740993 is outside" in result.output
+    out = tmp_path / "proof.json"
+    assert _run("proof", path, 3, "--out", out).exit_code == 0
+    for field in ("checkpoint", "entry"):
+        doc = json.loads(out.read_text())
+        doc[field]["payload"]["tree_size" if field == "checkpoint" else "quantity_wh"] = huge
+        bad = tmp_path / f"bad-{field}.json"
+        bad.write_text(json.dumps(doc))
+        result = _run("check-proof", bad)
+        assert result.exit_code == 2, result.output
+        assert f"error: proof.{field}.payload." in result.output
+        assert "is outside the safe range" in result.output
+
+
+def test_a_payload_kind_that_is_not_text_is_a_named_error(checkpointed, tmp_path):
+    path = checkpointed.path
+    checkpointed.ledger.close()
+    key = tmp_path / "k.pem"
+    assert _run("keygen", key).exit_code == 0
+    for kind in ([], {}, ["order"]):
+        payload = tmp_path / "p.json"
+        payload.write_text(json.dumps({"kind": kind}))
+        result = _run("sign", payload, "--key", key)
+        assert result.exit_code == 2 and "kind: unknown record kind" in result.output, \
+            result.output
+        records = tmp_path / "r.jsonl"
+        records.write_text(json.dumps({"payload": {"kind": kind}, "signer": "0" * 32,
+                                       "sig": "0" * 128}) + "\n")
+        result = _run("append", path, records)
+        assert result.exit_code == 2 and "kind: unknown record kind" in result.output, \
+            result.output

@@ -171,3 +171,41 @@ def test_entries_of_a_second_writer_are_replayed_before_appending(world):
     assert (result.first_seq, result.size) == (10, 11)
     assert ("m", "o1") in world.ledger.state.spending.orders
     assert verify_ledger(world.path).ok
+
+
+@pytest.mark.parametrize("spelling", [str.upper, lambda sig: sig[:64] + " " + sig[64:],
+                                      lambda sig: " ".join(sig[i:i + 2] for i in range(0, 128, 2))])
+def test_a_signature_in_another_spelling_is_refused_at_append(world, spelling):
+    """Uppercase or spaced hex decodes to the same valid signature, but the stored entry would be
+    refused by verify for ever after: append accepts only the canonical lowercase form."""
+    good = world.order("alice", "o1")
+    odd = SignedRecord(good.payload, good.signer, spelling(good.sig))
+    _rejected(world, [odd], r"record 0: record\.sig: must be an Ed25519 signature \(128 lowercase")
+    odd_signer = SignedRecord(good.payload, good.signer.upper(), good.sig)
+    _rejected(world, [odd_signer], r"record\.signer: must be a key id")
+    world.ledger.append([good])
+    assert verify_ledger(world.path).ok
+
+
+def test_an_order_signed_for_one_log_is_refused_by_another(world, tmp_path):
+    """The same participant key registered in two logs: an order signed for the first cannot be
+    replayed into the second, nor can the first log's proof of possession register the key in
+    the second without its holder."""
+    alice = world.keys["alice"]
+    other = Ledger.create(tmp_path / "other.db", world.operator)
+    try:
+        copied = next(e for e in world.ledger.entries("key-registration")
+                      if e["payload"]["participant"] == "alice")["payload"]
+        with pytest.raises(InputError, match="proof of possession does not verify"):
+            other.append_operator([copied])
+        other.append_operator([registration_payload(alice, "alice", "meter-alice",
+                                                    other.log_id)])
+        order = world.order("alice", "o1", side="buy")
+        world.ledger.append([order])
+        with pytest.raises(InputError, match=r"record 0 \(order\): log_id: the record was signed "
+                                             f"for log {world.ledger.log_id}, not for this log"):
+            other.append([order])
+        assert other.size == 2
+    finally:
+        other.close()
+    assert verify_ledger(world.path).ok and verify_ledger(tmp_path / "other.db").ok

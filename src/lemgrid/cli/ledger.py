@@ -146,16 +146,17 @@ def sign(payload_file: Path = typer.Argument(..., help="JSON file with one paylo
     from lemgrid.ledger.records import PARTICIPANT_KINDS, payload_bytes, validate_payload
 
     payload = _read_json(payload_file, "payload file")
+    kind = payload.get("kind") if type(payload) is dict else None
+    names_log = type(kind) is str and kind in PARTICIPANT_KINDS
     if log is not None:
         log_id = _log_id(log)
-        if type(payload) is not dict or payload.get("kind") not in PARTICIPANT_KINDS:
+        if not names_log:
             kinds = ", ".join(sorted(PARTICIPANT_KINDS))
             raise InputError(f"--log: only participant records ({kinds}) name their log")
         if payload.setdefault("log_id", log_id) != log_id:
             raise InputError(f"{payload_file}.log_id: the payload names log "
                              f"{payload['log_id']!r}, --log names {log_id}")
-    elif type(payload) is dict and payload.get("kind") in PARTICIPANT_KINDS and \
-            "log_id" not in payload:
+    elif names_log and "log_id" not in payload:
         raise InputError(f"{payload_file}.log_id: missing; pass --log LEDGER (or its log id) "
                          "to name the log the record is for")
     validate_payload(payload, str(payload_file))

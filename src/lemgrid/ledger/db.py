@@ -147,6 +147,11 @@ class LedgerDB:
             conn = cls._connect(path, busy_timeout_s, readonly)
             db = cls(conn, path, busy_timeout_s)
             fmt = db._format()
+        except UnicodeDecodeError:  # SQLite's error message quotes damaged schema text
+            if conn is not None:
+                conn.close()
+            raise LedgerDamaged(f"ledger {path}: the database file is damaged (its schema is "
+                                "not valid text)") from None
         except sqlite3.Error as exc:
             if conn is not None:
                 conn.close()
@@ -202,11 +207,11 @@ class LedgerDB:
         if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
             raise LedgerBusy(f"ledger {path} is busy: another process has held it locked for "
                              f"more than {busy_timeout_s:g} s; try again") from None
-        if opening and isinstance(exc, sqlite3.DatabaseError):
-            raise InputError(f"{path}: not a lemgrid ledger ({exc})") from None
-        if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or (
+        if name.startswith("SQLITE_CORRUPT") or (
                 isinstance(exc, sqlite3.OperationalError) and "decode" in str(exc)):
             raise LedgerDamaged(f"ledger {path}: the database file is damaged ({exc})") from None
+        if opening and isinstance(exc, sqlite3.DatabaseError):
+            raise InputError(f"{path}: not a lemgrid ledger ({exc})") from None
         raise InputError(f"ledger {path}: the database refused the operation ({exc})") from None
 
     @contextlib.contextmanager
@@ -215,6 +220,9 @@ class LedgerDB:
             yield
         except sqlite3.Error as exc:
             self._raise_for(exc, self.path, self.busy_timeout_s, opening)
+        except UnicodeDecodeError:  # an error message quoting damaged text
+            raise LedgerDamaged(f"ledger {self.path}: the database file is damaged (text that "
+                                "is not valid UTF-8)") from None
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[LedgerDB]:

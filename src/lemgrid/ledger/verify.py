@@ -26,7 +26,7 @@ from lemgrid.errors import InputError
 from lemgrid.ledger.db import BUSY_TIMEOUT_S, INDEX_TABLES, LedgerDamaged, LedgerDB, index_rows
 from lemgrid.ledger.identity import PublicKey, public_bytes, signature_valid, signing_message
 from lemgrid.ledger.journal import Rejection
-from lemgrid.ledger.merkle import MerkleTree, leaf_hash, verify_consistency
+from lemgrid.ledger.merkle import EMPTY_ROOT, MerkleTree, leaf_hash, verify_consistency
 from lemgrid.ledger.records import RecordError, SignedRecord, payload_bytes, validate_payload
 from lemgrid.ledger.rules import LedgerState, Prepared, check_batch
 from lemgrid.ledger.store import default_witness_path
@@ -196,9 +196,12 @@ def verify_ledger(path: str | Path, *, witness: str | Path | None | bool = True,
     if witness_path and (witness is not True or Path(witness_path).exists()):
         published = _read_witness(Path(witness_path))  # before the snapshot: see module doc
     anchors = list(anchors)
-    db = LedgerDB.open(path, readonly=True, busy_timeout_s=busy_timeout_s)
     checker = _Checker()
     witnessed = anchored = 0
+    try:
+        db = LedgerDB.open(path, readonly=True, busy_timeout_s=busy_timeout_s)
+    except LedgerDamaged as exc:
+        return VerifyReport(False, 0, 0, EMPTY_ROOT.hex(), problem=str(exc))
     try:
         with db.snapshot():
             try:
@@ -337,7 +340,8 @@ def _check_index_tables(db: LedgerDB, checker: _Checker) -> None:
     for table, expected in checker.index.items():
         stored = db.index_rows(table)
         if stored != expected:
-            extra, missing = sorted(stored - expected, key=repr), sorted(expected - stored, key=repr)
+            extra = sorted(stored - expected, key=repr)
+            missing = sorted(expected - stored, key=repr)
             row = extra[0] if extra else missing[0]
             what = "holds a row no entry implies" if extra else "lacks the row of"
             seq = row[-1] if type(row[-1]) is int else None
