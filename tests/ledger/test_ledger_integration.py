@@ -116,8 +116,8 @@ def test_orders_signed_by_the_participants_themselves(tmp_path):
         ledger.append([sign_record(keys.operator, registration_payload(alice, "alice", "bus-4",
                                                                        log_id))])
     payload = order_payload(log_id=log_id, market_id="m", interval=0, order_id="b1",
-                            participant="alice", meter="bus-4", side="buy", quantity_wh=2000, price_meur_per_kwh=300,
-                            nonce="alice-1")
+                            participant="alice", meter="bus-4", side="buy", quantity_wh=2000,
+                            price_meur_per_kwh=300, nonce="alice-1")
     signed = sign_record(alice, payload)
     row = {**ORDERS[0], "signature": signed.sig, "key_id": signed.signer, "nonce": "alice-1"}
     summary = record_clearing(path, [row, *ORDERS[1:]], TRADES, "m", keys=keys)

@@ -210,6 +210,9 @@ class LedgerDB:
         if name.startswith("SQLITE_CORRUPT") or (
                 isinstance(exc, sqlite3.OperationalError) and "decode" in str(exc)):
             raise LedgerDamaged(f"ledger {path}: the database file is damaged ({exc})") from None
+        if name.startswith("SQLITE_CANTOPEN"):
+            raise InputError(f"ledger {path}: cannot open it ({exc}; SQLite needs to create "
+                             f"{path.name}-wal and {path.name}-shm next to it)") from None
         if opening and isinstance(exc, sqlite3.DatabaseError):
             raise InputError(f"{path}: not a lemgrid ledger ({exc})") from None
         raise InputError(f"ledger {path}: the database refused the operation ({exc})") from None

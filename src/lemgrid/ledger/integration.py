@@ -146,7 +146,8 @@ def record_clearing(ledger_path: str | Path, orders: Sequence[Mapping],
         ``price_eur_per_kwh`` [€/kWh], optional ``interval`` (default 0) and ``bus`` (the
         metering point; default the participant id). Rows that carry ``signature``, ``key_id``
         and ``nonce`` are taken as signed by the participant (over the canonical order payload,
-        see ``docs/ledger.md``); others are signed with demo keys.
+        which names the ledger's ``log_id``; see ``docs/ledger.md``); others are signed with
+        demo keys.
     trades : sequence of dict
         Trades: ``buy_order_id``, ``sell_order_id``, ``quantity_kwh`` [kWh],
         ``price_eur_per_kwh`` [€/kWh], optional ``interval`` and ``trade_id``.

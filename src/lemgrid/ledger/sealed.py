@@ -132,7 +132,6 @@ class SealedBook:
     def matching_commit(self, p: Mapping) -> str | None:
         """The open commitment of the reveal's participant that the reveal opens, if any."""
         key = (p["market_id"], p["interval"])
-        self._phase_reveal(key)
         digest = commitment_digest(p["order"], p["salt"])
         entry = self.commits.get(key, {}).get(digest)
         if entry is None or entry[0] != p["participant"] or entry[1] != OPEN:

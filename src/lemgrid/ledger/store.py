@@ -422,8 +422,8 @@ class _Batch:
             payload["label"] = label
         try:
             data = self._add_own(payload)
-        except (Rejection, RecordError) as exc:
-            raise Rejection(f"checkpoint: {exc}", getattr(exc, "code", "bad-record")) from None
+        except RecordError as exc:  # e.g. a label too long
+            raise Rejection(f"checkpoint: {exc}", "bad-record") from None
         return json.loads(data)
 
 
