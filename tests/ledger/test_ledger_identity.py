@@ -162,3 +162,6 @@ def test_the_ledger_and_its_keystore_are_owner_only(tmp_path):
     for name in ("market.db-wal", "market.db-shm"):
         assert _mode(tmp_path / name) == 0o600, name
     reader.close()
+    path.unlink()  # the keys of the old ledger are not overwritten by a new init
+    again = CliRunner().invoke(app, ["ledger", "init", str(path)])
+    assert again.exit_code == 2 and "refusing to overwrite it" in again.output

@@ -84,14 +84,25 @@ def init(path: Path = typer.Argument(..., help="Ledger file to create."),
     from lemgrid.ledger.integration import default_keystore_path
     from lemgrid.ledger.store import Ledger
 
+    keystore = None
     if operator_key is not None:
         key = load_private_key(operator_key)
     else:
-        if path.exists():
+        if path.exists() or path.is_symlink():
             raise InputError(f"ledger {path} already exists")
+        keystore = default_keystore_path(path)
+        if keystore.exists():
+            raise InputError(f"keystore {keystore} already exists (the keys of an earlier "
+                             "ledger?); refusing to overwrite it: move it away")
         key = generate_key()
-        Keystore(operator=key).save(default_keystore_path(path))
-    with Ledger.create(path, key) as ledger:
+        Keystore(operator=key).save(keystore)
+    try:
+        ledger = Ledger.create(path, key)
+    except BaseException:
+        if keystore is not None:
+            keystore.unlink(missing_ok=True)  # the key of a ledger that was never created
+        raise
+    with ledger:
         console.print(f"created {path}: log id {ledger.log_id}, operator key "
                       f"{ledger.operator_public_key_hex}", highlight=False, soft_wrap=True)
 

@@ -217,15 +217,18 @@ class LedgerDB:
             raise InputError(f"{path}: not a lemgrid ledger ({exc})") from None
         raise InputError(f"ledger {path}: the database refused the operation ({exc})") from None
 
+    def _translate(self, exc: Exception, opening: bool = False) -> None:
+        if isinstance(exc, UnicodeDecodeError):  # an error message quoting damaged text
+            raise LedgerDamaged(f"ledger {self.path}: the database file is damaged (text that "
+                                "is not valid UTF-8)") from None
+        self._raise_for(exc, self.path, self.busy_timeout_s, opening)  # type: ignore[arg-type]
+
     @contextlib.contextmanager
     def _errors(self, opening: bool = False) -> Iterator[None]:
         try:
             yield
-        except sqlite3.Error as exc:
-            self._raise_for(exc, self.path, self.busy_timeout_s, opening)
-        except UnicodeDecodeError:  # an error message quoting damaged text
-            raise LedgerDamaged(f"ledger {self.path}: the database file is damaged (text that "
-                                "is not valid UTF-8)") from None
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            self._translate(exc, opening)
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[LedgerDB]:
@@ -261,8 +264,10 @@ class LedgerDB:
             cursor = self._conn.execute("SELECT seq, kind, body, leaf_hash FROM entries "
                                         "WHERE seq >= ? ORDER BY seq", (start,))
         while True:
-            with self._errors():  # row by row, so that damage is located to the entry
+            try:  # row by row, so that damage is located to the entry
                 row = next(cursor, None)
+            except (sqlite3.Error, UnicodeDecodeError) as exc:
+                self._translate(exc)
             if row is None:
                 return
             yield row
