@@ -29,7 +29,7 @@ N_PARTICIPANTS = 200
 BATCH = 5_000
 
 
-def make_orders(n: int, keys: dict) -> list:
+def make_orders(n: int, keys: dict, log_id: str) -> list:
     """n signed orders (signing is the participants' work, not timed)."""
     names = list(keys)
     records = []
@@ -37,7 +37,7 @@ def make_orders(n: int, keys: dict) -> list:
         p = names[i % len(names)]
         side = "sell" if i % 2 else "buy"
         records.append(sign_record(keys[p], order_payload(
-            market_id="bench", interval=i % 96, order_id=f"o{i}", participant=p,
+            log_id=log_id, market_id="bench", interval=i % 96, order_id=f"o{i}", participant=p,
             meter=f"bus-{i % 40}-{p}", side=side, quantity_wh=500 + i % 3000,
             price_meur_per_kwh=150 + i % 200, nonce=f"n{i}")))
     return records
@@ -47,7 +47,7 @@ def setup(path: Path):
     operator = generate_key()
     keys = {f"p{j:04d}": generate_key() for j in range(N_PARTICIPANTS)}
     ledger = Ledger.create(path, operator, witness_path=None)
-    ledger.append_operator([registration_payload(k, p, f"bus-{j % 40}-{p}")
+    ledger.append_operator([registration_payload(k, p, f"bus-{j % 40}-{p}", ledger.log_id)
                             for j, (p, k) in enumerate(keys.items())])
     ledger.append_operator([{"kind": "capability", "participant": p, "interval": t,
                              "sellable_wh": 10**9, "source": "forecast"}
@@ -57,7 +57,7 @@ def setup(path: Path):
 
 def bench_ledger(n: int, workdir: Path) -> dict:
     ledger, keys = setup(workdir / "bench.db")
-    records = make_orders(n, keys)
+    records = make_orders(n, keys, ledger.log_id)
     start, cpu = time.perf_counter(), time.process_time()
     for i in range(0, n, BATCH):
         ledger.append(records[i:i + BATCH])

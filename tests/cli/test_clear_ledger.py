@@ -53,3 +53,36 @@ def test_clear_records_and_verifies(tmp_path):
     failed = runner.invoke(app, ["ledger", "verify", str(ledger)])
     assert failed.exit_code == 1
     assert f"entry {seq}" in failed.output
+
+
+LATER = """order_id,participant,side,quantity_kwh,price_eur_per_kwh,interval
+6,alice,buy,1,0.25,2
+7,bob,sell,1,0.10,2
+"""
+
+
+def test_a_checkpoint_dated_ahead_does_not_block_the_next_clearing(tmp_path, monkeypatch):
+    """A clearing recorded while the clock ran an hour fast: the next clearing (clock right again)
+    is recorded with its checkpoint, not refused after its entries were committed."""
+    from lemgrid.ledger import store
+
+    first, later = tmp_path / "first.csv", tmp_path / "later.csv"
+    first.write_text(ORDERS)
+    later.write_text(LATER)
+    ledger = tmp_path / "market.db"
+    runner = CliRunner()
+    fast_ms = store._now_ms() + 3_600_000
+    monkeypatch.setattr(store, "_now_ms", lambda: fast_ms)
+    ran = runner.invoke(app, ["clear", str(first), "--ledger", str(ledger), "--out",
+                              str(tmp_path / "out1")])
+    assert ran.exit_code == 0, ran.output
+    monkeypatch.undo()
+    for attempt in range(2):  # a re-run is refused as a replay, and only that
+        ran = runner.invoke(app, ["clear", str(later), "--ledger", str(ledger), "--out",
+                                  str(tmp_path / f"out{attempt + 2}")])
+        assert ran.exit_code == (0 if attempt == 0 else 2), ran.output
+    assert "replay" in ran.output
+    summary = json.loads((tmp_path / "out2" / "summary.json").read_text())
+    verified = runner.invoke(app, ["ledger", "verify", str(ledger)])
+    assert verified.exit_code == 0, verified.output
+    assert f"{summary['ledger']['size']} entries, 2 checkpoints" in verified.output

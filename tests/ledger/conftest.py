@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +34,8 @@ class World:
     def order(self, participant: str, order_id: str, side: str = "sell", quantity_wh: int = 1000,
               price: int = 200, market: str = "m", interval: int | str = 1,
               nonce: str | None = None, key: Ed25519PrivateKey | None = None) -> SignedRecord:
-        payload = order_payload(market_id=market, interval=interval, order_id=order_id,
+        payload = order_payload(log_id=self.ledger.log_id, market_id=market, interval=interval,
+                                order_id=order_id,
                                 participant=participant, meter=f"meter-{participant}",
                                 side=side, quantity_wh=quantity_wh, price_meur_per_kwh=price,
                                 nonce=nonce or self.nonce())
@@ -46,7 +48,8 @@ class World:
                 "price_meur_per_kwh": price, **orders}
 
     def rows(self, table: str) -> int:
-        return self.ledger._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        with sqlite3.connect(self.path) as conn:
+            return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 
 
 def make_world(tmp_path: Path, intervals=(1,)) -> World:
@@ -54,7 +57,8 @@ def make_world(tmp_path: Path, intervals=(1,)) -> World:
     path = tmp_path / "ledger.db"
     ledger = Ledger.create(path, operator, created_ms=1_700_000_000_000)
     keys = {p: generate_key() for p in PARTICIPANTS}
-    ledger.append_operator([registration_payload(k, p, f"meter-{p}") for p, k in keys.items()])
+    ledger.append_operator([registration_payload(k, p, f"meter-{p}", ledger.log_id)
+                            for p, k in keys.items()])
     ledger.append_operator([{"kind": "capability", "participant": p, "interval": i,
                              "sellable_wh": CAPABILITY_WH, "source": "forecast"}
                             for p in PARTICIPANTS for i in intervals])

@@ -99,3 +99,69 @@ def test_keystore_round_trip(tmp_path):
     path.write_text("[]")
     with pytest.raises(InputError, match="not a lemgrid keystore"):
         Keystore.load(path)
+
+
+def _mode(path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_keystore_save_ignores_planted_files_and_stays_owner_only(tmp_path):
+    """The temporary file used to be ``<keystore>.tmp``, opened without O_EXCL / O_NOFOLLOW: a
+    symlink planted there received the private keys, a leftover 0666 file made a 0666 keystore."""
+    path = tmp_path / "keys.json"
+    planted = path.with_name(path.name + ".tmp")
+    target = tmp_path / "attacker.txt"
+    target.write_text("")
+    target.chmod(0o666)
+    planted.symlink_to(target)
+    Keystore(operator=generate_key()).save(path)
+    assert target.read_text() == "" and planted.is_symlink()
+    assert _mode(path) == 0o600 and not path.is_symlink()
+    planted.unlink()
+    planted.write_text("left over")
+    planted.chmod(0o666)
+    path.chmod(0o644)  # an earlier keystore with wider permissions is replaced
+    Keystore(operator=generate_key()).save(path)
+    assert _mode(path) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["attacker.txt", "keys.json",
+                                                         "keys.json.tmp"]
+
+
+def test_key_files_and_ledgers_are_never_written_through_a_symlink(tmp_path):
+    from typer.testing import CliRunner
+
+    from lemgrid.cli import app
+    from lemgrid.ledger.store import Ledger
+
+    dangling = tmp_path / "alice.pem"
+    dangling.symlink_to(tmp_path / "elsewhere.pem")
+    result = CliRunner().invoke(app, ["ledger", "keygen", str(dangling)])
+    assert result.exit_code == 2, result.output  # an error, not a traceback (exit code 1)
+    assert "error:" in result.output and "a symlink is in the way" in result.output
+    assert not (tmp_path / "elsewhere.pem").exists()
+    db = tmp_path / "market.db"
+    db.symlink_to(tmp_path / "redirected.db")
+    with pytest.raises(InputError, match="already exists"):
+        Ledger.create(db, generate_key())
+    assert not (tmp_path / "redirected.db").exists()
+
+
+def test_the_ledger_and_its_keystore_are_owner_only(tmp_path):
+    import sqlite3
+
+    from typer.testing import CliRunner
+
+    from lemgrid.cli import app
+
+    path = tmp_path / "market.db"
+    assert CliRunner().invoke(app, ["ledger", "init", str(path)]).exit_code == 0
+    assert _mode(path) == 0o600
+    assert _mode(tmp_path / "market.db.keys.json") == 0o600
+    reader = sqlite3.connect(path)  # while a connection is open, the WAL files exist
+    reader.execute("SELECT COUNT(*) FROM entries").fetchone()
+    for name in ("market.db-wal", "market.db-shm"):
+        assert _mode(tmp_path / name) == 0o600, name
+    reader.close()
+    path.unlink()  # the keys of the old ledger are not overwritten by a new init
+    again = CliRunner().invoke(app, ["ledger", "init", str(path)])
+    assert again.exit_code == 2 and "refusing to overwrite it" in again.output

@@ -112,10 +112,12 @@ def test_orders_signed_by_the_participants_themselves(tmp_path):
     keys = Keystore(operator=generate_key())
     alice = generate_key()
     with Ledger.create(path, keys.operator) as ledger:
-        ledger.append([sign_record(keys.operator, registration_payload(alice, "alice", "bus-4"))])
-    payload = order_payload(market_id="m", interval=0, order_id="b1", participant="alice",
-                            meter="bus-4", side="buy", quantity_wh=2000, price_meur_per_kwh=300,
-                            nonce="alice-1")
+        log_id = ledger.log_id
+        ledger.append([sign_record(keys.operator, registration_payload(alice, "alice", "bus-4",
+                                                                       log_id))])
+    payload = order_payload(log_id=log_id, market_id="m", interval=0, order_id="b1",
+                            participant="alice", meter="bus-4", side="buy", quantity_wh=2000,
+                            price_meur_per_kwh=300, nonce="alice-1")
     signed = sign_record(alice, payload)
     row = {**ORDERS[0], "signature": signed.sig, "key_id": signed.signer, "nonce": "alice-1"}
     summary = record_clearing(path, [row, *ORDERS[1:]], TRADES, "m", keys=keys)
@@ -174,3 +176,46 @@ def test_records_what_the_market_layer_clears(tmp_path, mechanism):
     with Ledger.open(tmp_path / "l.db") as ledger:
         volume_wh = sum(v for _, v in ledger.state.spending.interval_trades.values())
     assert volume_wh == pytest.approx(trades["quantity_kwh"].sum() * 1000, abs=len(trades))
+
+
+def _second_clearing():
+    orders = [{**o, "order_id": o["order_id"] + "x", "interval": 1} for o in ORDERS]
+    trades = [{**t, "buy_order_id": t["buy_order_id"] + "x",
+               "sell_order_id": t["sell_order_id"] + "x", "interval": 1} for t in TRADES]
+    return orders, trades
+
+
+def test_a_clearing_and_its_checkpoint_are_one_transaction(tmp_path):
+    """A refused checkpoint used to leave the clearing recorded (and its re-run refused as a
+    replay); now the clearing is recorded with its checkpoint or not at all."""
+    path = tmp_path / "l.db"
+    record_clearing(path, ORDERS, TRADES, "m1", timestamp_ms=2_000)
+    size = verify_ledger(path).entries
+    orders, trades = _second_clearing()
+    with pytest.raises(InputError, match="ledger refused its checkpoint: .* goes back in time"):
+        record_clearing(path, orders, trades, "m2", timestamp_ms=1_000)
+    assert verify_ledger(path).entries == size
+    summary = record_clearing(path, orders, trades, "m2", timestamp_ms=3_000)
+    assert summary.first_seq == size and summary.checkpoint_seq == summary.size - 1
+    assert verify_ledger(path).ok
+
+
+def test_no_checkpoint_ahead_of_the_clock_and_a_fast_clock_blocks_nothing(tmp_path, monkeypatch):
+    from lemgrid.ledger import store
+
+    path = tmp_path / "l.db"
+    now_ms = store._now_ms()
+    with pytest.raises(InputError, match="ledger refused its checkpoint: .* ahead of the clock"):
+        record_clearing(path, ORDERS, TRADES, "m1", timestamp_ms=now_ms + 3_600_000)
+    assert not path.exists()  # nothing recorded: the new ledger is gone too
+    # A machine whose clock ran an hour fast once: its checkpoint must not block later ones.
+    fast_ms = now_ms + 3_600_000
+    monkeypatch.setattr(store, "_now_ms", lambda: fast_ms)
+    record_clearing(path, ORDERS, TRADES, "m1")
+    monkeypatch.undo()
+    orders, trades = _second_clearing()
+    summary = record_clearing(path, orders, trades, "m2")
+    with Ledger.open(path) as ledger:
+        stamps = [c.timestamp_ms for c in ledger.state.checkpoints]
+    assert stamps == [fast_ms, fast_ms]  # time never goes back, and never further ahead
+    assert summary.checkpoint_seq == summary.size - 1 and verify_ledger(path).ok

@@ -109,24 +109,21 @@ def test_cli_keygen_init_sign_append_and_rejections(tmp_path):
     path, alice_pem = tmp_path / "l.db", tmp_path / "alice.pem"
     assert _run("init", path).exit_code == 0
     assert _run("keygen", alice_pem).exit_code == 0
-    from lemgrid.ledger.identity import (
-        Keystore,
-        load_private_key,
-        registration_payload,
-        sign_record,
-    )
+    registered = _run("register", path, "alice", "--meter", "bus-3", "--key", alice_pem)
+    assert registered.exit_code == 0 and "as entry 1" in registered.output, registered.output
+    again = _run("register", path, "alice", "--meter", "bus-3", "--key", alice_pem)
+    assert again.exit_code == 2 and "already registered" in again.output
+    from lemgrid.ledger.identity import Keystore
     from lemgrid.ledger.integration import default_keystore_path
-    from lemgrid.ledger.store import Ledger
-    alice = load_private_key(alice_pem)
     operator = Keystore.load(default_keystore_path(path)).operator
-    with Ledger.open(path, operator) as ledger:
-        ledger.append([sign_record(operator, registration_payload(alice, "alice", "bus-3"))])
     payload = {"kind": "order", "market_id": "m", "interval": 4, "order_id": "a1",
                "participant": "alice", "meter": "bus-3", "side": "buy", "quantity_wh": 1500,
                "price_meur_per_kwh": 210, "nonce": "n1"}
     (tmp_path / "order.json").write_text(json.dumps(payload))
-    signed = _run("sign", tmp_path / "order.json", "--key", alice_pem)
-    assert signed.exit_code == 0
+    unbound = _run("sign", tmp_path / "order.json", "--key", alice_pem)
+    assert unbound.exit_code == 2 and "log_id: missing; pass --log" in unbound.output
+    signed = _run("sign", tmp_path / "order.json", "--key", alice_pem, "--log", path)
+    assert signed.exit_code == 0, signed.output
     records = tmp_path / "records.jsonl"
     records.write_text(signed.stdout)
     appended = _run("append", path, records)
@@ -141,9 +138,9 @@ def test_cli_keygen_init_sign_append_and_rejections(tmp_path):
     assert wrong.exit_code == 2 and "does not verify" in wrong.output
     (tmp_path / "float.json").write_text(json.dumps({**payload, "quantity_wh": 1.5}))
     assert "quantity_wh: invalid" in _run("sign", tmp_path / "float.json", "--key",
-                                          alice_pem).output
+                                          alice_pem, "--log", path).output
     (tmp_path / "bad.pem").write_text("garbage")
-    bad_key = _run("sign", tmp_path / "order.json", "--key", tmp_path / "bad.pem")
+    bad_key = _run("sign", tmp_path / "order.json", "--key", tmp_path / "bad.pem", "--log", path)
     assert bad_key.exit_code == 2 and "not a PEM private key" in bad_key.output
     records.write_text("{not json\n")
     assert "line 1: not valid JSON" in _run("append", path, records).output
@@ -155,3 +152,46 @@ def test_cli_keygen_init_sign_append_and_rejections(tmp_path):
     assert verified.exit_code == 0, verified.output
     # nothing was half-written by the refused appends
     assert "4 entries" in verified.output
+
+
+def test_integers_beyond_2_53_in_a_witness_or_a_proof_are_named_errors(checkpointed, tmp_path):
+    path = checkpointed.path
+    checkpointed.ledger.close()
+    huge = 2**53 + 1
+    witness = tmp_path / "witness.jsonl"
+    line = json.loads(default_witness_path(path).read_text().splitlines()[0])
+    line["payload"]["tree_size"] = huge
+    witness.write_text(json.dumps(line) + "\n")
+    result = _run("verify", path, "--witness", witness)
+    assert result.exit_code == 2, result.output
+    assert "line 1: payload.tree_size: integer 9007199254740993 is outside" in result.output
+    out = tmp_path / "proof.json"
+    assert _run("proof", path, 3, "--out", out).exit_code == 0
+    for field in ("checkpoint", "entry"):
+        doc = json.loads(out.read_text())
+        doc[field]["payload"]["tree_size" if field == "checkpoint" else "quantity_wh"] = huge
+        bad = tmp_path / f"bad-{field}.json"
+        bad.write_text(json.dumps(doc))
+        result = _run("check-proof", bad)
+        assert result.exit_code == 2, result.output
+        assert f"error: proof.{field}.payload." in result.output
+        assert "is outside the safe range" in result.output
+
+
+def test_a_payload_kind_that_is_not_text_is_a_named_error(checkpointed, tmp_path):
+    path = checkpointed.path
+    checkpointed.ledger.close()
+    key = tmp_path / "k.pem"
+    assert _run("keygen", key).exit_code == 0
+    for kind in ([], {}, ["order"]):
+        payload = tmp_path / "p.json"
+        payload.write_text(json.dumps({"kind": kind}))
+        result = _run("sign", payload, "--key", key)
+        assert result.exit_code == 2 and "kind: unknown record kind" in result.output, \
+            result.output
+        records = tmp_path / "r.jsonl"
+        records.write_text(json.dumps({"payload": {"kind": kind}, "signer": "0" * 32,
+                                       "sig": "0" * 128}) + "\n")
+        result = _run("append", path, records)
+        assert result.exit_code == 2 and "kind: unknown record kind" in result.output, \
+            result.output

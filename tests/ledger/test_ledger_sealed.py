@@ -105,3 +105,50 @@ def test_the_verifier_catches_an_unjustified_rejection(world):
         world.ledger.append_operator([{"kind": "rejection", "reason": "unrevealed",
                                        "market_id": "m", "interval": 1, "participant": "bob",
                                        "commitment": commit.payload["commitment"]}])
+
+
+def _sealed_round(world):
+    order = world.order("alice", "a1").payload
+    commit, salt = seal(order, world.keys["alice"], nonce="c1")
+    world.ledger.append([commit])
+    world.ledger.append_operator([GATE])
+    return order, salt
+
+
+def test_a_soft_rejected_reveal_cannot_be_replayed(world):
+    """The rejection entry spends the reveal's nonce: sending the same reveal again is a replay,
+    refused whole, not one more rejection entry."""
+    order, salt = _sealed_round(world)
+    wrong = reveal(order, "00" * 32, world.keys["alice"], "r1")
+    assert world.ledger.append([wrong]).rejected
+    size = world.ledger.size
+    for _ in range(3):
+        with pytest.raises(InputError, match="replayed nonce 'r1'"):
+            world.ledger.append([wrong])
+    with pytest.raises(InputError, match=r"record 1 \(reveal\): replayed nonce 'r2'"):
+        world.ledger.append([reveal(order, "11" * 32, world.keys["alice"], "r2")] * 2)
+    assert world.ledger.size == size
+    # the right reveal, with a fresh nonce, still opens the commitment
+    world.ledger.append([reveal(order, salt, world.keys["alice"], "r3")])
+    assert ("m", "a1") in world.ledger.state.spending.orders
+    assert verify_ledger(world.path).ok
+
+
+def test_a_mismatching_reveal_outside_the_reveal_phase_is_refused_not_recorded(world):
+    order = world.order("alice", "a1").payload
+    commit, salt = seal(order, world.keys["alice"], nonce="c1")
+    world.ledger.append([commit])
+    # the revealed order names another interval than the reveal: a mismatch, but too early
+    early = reveal({**order, "interval": 2}, salt, world.keys["alice"], "r0")
+    early = sign_record(world.keys["alice"], {**early.payload, "interval": 1})
+    with pytest.raises(InputError, match="gate is not closed yet"):
+        world.ledger.append([early])
+    world.ledger.append_operator([GATE])
+    world.ledger.close_reveals("m", 1)
+    size = world.ledger.size
+    for late in (reveal(order, "00" * 32, world.keys["alice"], "r1"),
+                 sign_record(world.keys["alice"], {**early.payload, "nonce": "r2"})):
+        with pytest.raises(InputError, match="reveals are closed"):
+            world.ledger.append([late])
+    assert world.ledger.size == size
+    assert verify_ledger(world.path).ok

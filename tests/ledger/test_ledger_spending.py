@@ -128,3 +128,35 @@ def test_random_trades_never_sell_more_than_the_capability(tmp_path_factory, tra
         assert world.ledger.state.spending.sold[key] == wh
     world.ledger.close()
     assert verify_ledger(world.path).ok
+
+
+def test_an_interval_has_one_spelling_so_its_energy_is_sold_once(world):
+    """Interval 1 and "1" (or two spellings of one start time) were two intervals, each with its
+    own sellable energy: the same energy could be sold twice."""
+    capability = {"kind": "capability", "participant": "alice", "sellable_wh": 5_000,
+                  "source": "forecast"}
+    for spelling in ("1", "01", " 1", "2024-06-01T12:00:00+00:00", "2024-06-01T12:00Z",
+                     "2024-06-01 12:00:00Z", "2024-02-30T12:00:00Z", -1, True):
+        with pytest.raises(InputError, match=r"interval: invalid value .* \(expected an integer "
+                                             "index >= 0 or a UTC start time"):
+            world.ledger.append_operator([{**capability, "interval": spelling}])
+        with pytest.raises(InputError, match="interval: invalid value"):
+            world.ledger.append([world.order("alice", f"o-{spelling}", interval=spelling)])
+    # intervals named by start time live in logs that name them all so
+    with pytest.raises(InputError, match="this log names intervals by index"):
+        world.ledger.append_operator([{**capability, "interval": "2024-06-01T12:00:00Z"}])
+    world.ledger.append([world.order("alice", "s1", quantity_wh=5_000)])
+    world.ledger.append_operator([world.trade("t1", "alice", "bob", 5_000, sell_order_id="s1")])
+    with pytest.raises(InputError, match="double spend"):
+        world.ledger.append_operator([world.trade("t2", "alice", "carol", 1)])
+
+
+def test_a_log_of_start_times_takes_canonical_utc_start_times(tmp_path):
+    from lemgrid.ledger.identity import generate_key
+    from lemgrid.ledger.store import Ledger
+
+    with Ledger.create(tmp_path / "t.db", generate_key(), witness_path=None) as ledger:
+        ledger.append_operator([{"kind": "gate-closure", "market_id": "m",
+                                 "interval": "2024-06-01T12:00:00Z"}])
+        with pytest.raises(InputError, match="this log names intervals by UTC start time"):
+            ledger.append_operator([{"kind": "gate-closure", "market_id": "m", "interval": 48}])

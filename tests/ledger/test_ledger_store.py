@@ -65,28 +65,32 @@ def test_replayed_nonce_and_reused_order_id_are_rejected(world):
 def test_revoked_key_can_no_longer_sign(world):
     alice = world.keys["alice"]
     world.ledger.append([world.order("alice", "o1")])
-    revocation = sign_record(alice, {"kind": "key-revocation", "key_id": world.order(
-        "alice", "x").signer, "reason": "lost laptop", "nonce": "r1"})
+    revocation = sign_record(alice, {"kind": "key-revocation", "log_id": world.ledger.log_id,
+                                     "key_id": world.order("alice", "x").signer,
+                                     "reason": "lost laptop", "nonce": "r1"})
     world.ledger.append([revocation])
     _rejected(world, [world.order("alice", "o2")], "was revoked at entry 10")
     # a new key for the same participant and meter works
     new_key = generate_key()
-    world.ledger.append_operator([registration_payload(new_key, "alice", "meter-alice")])
+    world.ledger.append_operator([registration_payload(new_key, "alice", "meter-alice",
+                                                       world.ledger.log_id)])
     world.ledger.append([world.order("alice", "o3", key=new_key)])
     assert verify_ledger(world.path).ok
 
 
 def test_registration_rules(world):
     other = generate_key()
-    moved = registration_payload(other, "alice", "elsewhere")
+    log = world.ledger.log_id
+    moved = registration_payload(other, "alice", "elsewhere", log)
     _rejected(world, [sign_record(world.operator, moved)], "bound to meter 'meter-alice'")
-    forged_pop = registration_payload(other, "erin", "m-e")
-    forged_pop["pop_sig"] = registration_payload(generate_key(), "erin", "m-e")["pop_sig"]
+    forged_pop = registration_payload(other, "erin", "m-e", log)
+    forged_pop["pop_sig"] = registration_payload(generate_key(), "erin", "m-e", log)["pop_sig"]
     _rejected(world, [sign_record(world.operator, forged_pop)], "proof of possession")
-    _rejected(world, [sign_record(world.keys["alice"], registration_payload(other, "erin", "m-e"))],
+    _rejected(world, [sign_record(world.keys["alice"], registration_payload(other, "erin", "m-e",
+                                                                            log))],
               "must be signed by the log operator")
     _rejected(world, [sign_record(world.operator, registration_payload(world.keys["bob"], "erin",
-                                                                       "m-e"))],
+                                                                       "m-e", log))],
               "already registered")
 
 
@@ -155,13 +159,53 @@ def test_rejection_carries_the_batch_position(world):
     assert info.value.index == 1 and info.value.code == "bad-record"
 
 
-def test_a_second_writer_is_detected_and_nothing_is_written(world):
+def test_entries_of_a_second_writer_are_replayed_before_appending(world):
+    """Two Ledger objects (as two processes) append in turn: each first replays what the other
+    wrote, inside its write transaction, so the rules see the whole log."""
     other = Ledger.open(world.path, world.operator)
-    other.append([world.order("alice", "o1")])
+    other.append([world.order("alice", "o1", nonce="shared")])
     other.close()
-    with pytest.raises(InputError, match="another process appended to it"):
-        world.ledger.append([world.order("bob", "o2")])
-    world.ledger.close()
-    world.ledger = Ledger.open(world.path, world.operator)
-    world.ledger.append([world.order("bob", "o2")])
+    with pytest.raises(InputError, match="replayed nonce 'shared'"):
+        world.ledger.append([world.order("alice", "o2", nonce="shared")])
+    result = world.ledger.append([world.order("bob", "o2")])
+    assert (result.first_seq, result.size) == (10, 11)
+    assert ("m", "o1") in world.ledger.state.spending.orders
     assert verify_ledger(world.path).ok
+
+
+@pytest.mark.parametrize("spelling", [str.upper, lambda sig: sig[:64] + " " + sig[64:],
+                                      lambda sig: " ".join(sig[i:i + 2] for i in range(0, 128, 2))])
+def test_a_signature_in_another_spelling_is_refused_at_append(world, spelling):
+    """Uppercase or spaced hex decodes to the same valid signature, but the stored entry would be
+    refused by verify for ever after: append accepts only the canonical lowercase form."""
+    good = world.order("alice", "o1")
+    odd = SignedRecord(good.payload, good.signer, spelling(good.sig))
+    _rejected(world, [odd], r"record 0: record\.sig: must be an Ed25519 signature \(128 lowercase")
+    odd_signer = SignedRecord(good.payload, good.signer.upper(), good.sig)
+    _rejected(world, [odd_signer], r"record\.signer: must be a key id")
+    world.ledger.append([good])
+    assert verify_ledger(world.path).ok
+
+
+def test_an_order_signed_for_one_log_is_refused_by_another(world, tmp_path):
+    """The same participant key registered in two logs: an order signed for the first cannot be
+    replayed into the second, nor can the first log's proof of possession register the key in
+    the second without its holder."""
+    alice = world.keys["alice"]
+    other = Ledger.create(tmp_path / "other.db", world.operator)
+    try:
+        copied = next(e for e in world.ledger.entries("key-registration")
+                      if e["payload"]["participant"] == "alice")["payload"]
+        with pytest.raises(InputError, match="proof of possession does not verify"):
+            other.append_operator([copied])
+        other.append_operator([registration_payload(alice, "alice", "meter-alice",
+                                                    other.log_id)])
+        order = world.order("alice", "o1", side="buy")
+        world.ledger.append([order])
+        with pytest.raises(InputError, match=r"record 0 \(order\): log_id: the record was signed "
+                                             f"for log {world.ledger.log_id}, not for this log"):
+            other.append([order])
+        assert other.size == 2
+    finally:
+        other.close()
+    assert verify_ledger(world.path).ok and verify_ledger(tmp_path / "other.db").ok

@@ -11,6 +11,7 @@ import typer
 
 from lemgrid.cli._app import app, console, err_console, user_errors
 from lemgrid.errors import InputError
+from lemgrid.ledger.db import BUSY_TIMEOUT_S
 
 ledger_app = typer.Typer(help="Verifiable, tamper-evident ledger: keys, signed records, proofs, "
                               "verification, chain anchoring.", no_args_is_help=True)
@@ -18,6 +19,12 @@ app.add_typer(ledger_app, name="ledger")
 
 #: Exit code of a verification that ran and failed (bad input exits with 2).
 EXIT_VERIFY_FAILED = 1
+
+
+def _wait_option():
+    return typer.Option(BUSY_TIMEOUT_S, "--wait", min=0.0,
+                        help="Seconds to wait while another process writes to the ledger, before "
+                             "giving up with 'busy'.")
 
 
 def _operator_key(ledger: Path, key_file: Optional[Path], required: bool = True):
@@ -77,27 +84,92 @@ def init(path: Path = typer.Argument(..., help="Ledger file to create."),
     from lemgrid.ledger.integration import default_keystore_path
     from lemgrid.ledger.store import Ledger
 
+    keystore = None
     if operator_key is not None:
         key = load_private_key(operator_key)
     else:
-        if path.exists():
+        if path.exists() or path.is_symlink():
             raise InputError(f"ledger {path} already exists")
+        keystore = default_keystore_path(path)
+        if keystore.exists():
+            raise InputError(f"keystore {keystore} already exists (the keys of an earlier "
+                             "ledger?); refusing to overwrite it: move it away")
         key = generate_key()
-        Keystore(operator=key).save(default_keystore_path(path))
-    with Ledger.create(path, key) as ledger:
+        Keystore(operator=key).save(keystore)
+    try:
+        ledger = Ledger.create(path, key)
+    except BaseException:
+        if keystore is not None:
+            keystore.unlink(missing_ok=True)  # the key of a ledger that was never created
+        raise
+    with ledger:
         console.print(f"created {path}: log id {ledger.log_id}, operator key "
                       f"{ledger.operator_public_key_hex}", highlight=False, soft_wrap=True)
 
 
 @ledger_app.command()
 @user_errors
+def register(path: Path = typer.Argument(..., help="Ledger file."),
+             participant: str = typer.Argument(..., help="Participant id."),
+             meter: str = typer.Option(..., help="Metering point (bus or meter id) the "
+                                                 "participant is bound to."),
+             key: Path = typer.Option(..., help="The participant's private key (PEM): its "
+                                                "public half is registered and it signs the "
+                                                "proof of possession."),
+             operator_key: Optional[Path] = typer.Option(
+                 None, help="Operator key (PEM); default: the keystore next to the ledger."),
+             wait: float = _wait_option()) -> None:
+    """Register a participant's key, bound to its metering point (signed by the operator)."""
+    from lemgrid.ledger.identity import key_id, load_private_key, registration_payload
+    from lemgrid.ledger.store import Ledger
+
+    participant_key = load_private_key(key)
+    with Ledger.open(path, _operator_key(path, operator_key), busy_timeout_s=wait) as ledger:
+        result = ledger.append_operator([registration_payload(participant_key, participant,
+                                                              meter, ledger.log_id)])
+    console.print(f"registered key {key_id(participant_key)} of {participant!r} at meter "
+                  f"{meter!r} as entry {result.first_seq}", highlight=False, soft_wrap=True)
+
+
+def _log_id(source: str) -> str:
+    from lemgrid.ledger.store import log_id_of
+
+    text = source.strip()
+    if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
+        return text
+    if Path(source).is_file():
+        return log_id_of(Path(source))
+    raise InputError(f"--log: {source!r} is neither a log id (64 lowercase hex digits) nor a "
+                     "ledger file")
+
+
+@ledger_app.command()
+@user_errors
 def sign(payload_file: Path = typer.Argument(..., help="JSON file with one payload object."),
-         key: Path = typer.Option(..., help="Signer's private key (PEM).")) -> None:
+         key: Path = typer.Option(..., help="Signer's private key (PEM)."),
+         log: Optional[str] = typer.Option(
+             None, help="The log the record is for: its id (64 hex digits, printed by `init` "
+                        "and `show`) or the ledger file. Written into the payload as log_id; "
+                        "participant records (order, commit, reveal, key-revocation) need it."),
+         ) -> None:
     """Sign a record payload (integer units only); prints the signed record as one JSON line."""
     from lemgrid.ledger.identity import load_private_key, sign_record
-    from lemgrid.ledger.records import payload_bytes, validate_payload
+    from lemgrid.ledger.records import PARTICIPANT_KINDS, payload_bytes, validate_payload
 
     payload = _read_json(payload_file, "payload file")
+    kind = payload.get("kind") if type(payload) is dict else None
+    names_log = type(kind) is str and kind in PARTICIPANT_KINDS
+    if log is not None:
+        log_id = _log_id(log)
+        if not names_log:
+            kinds = ", ".join(sorted(PARTICIPANT_KINDS))
+            raise InputError(f"--log: only participant records ({kinds}) name their log")
+        if payload.setdefault("log_id", log_id) != log_id:
+            raise InputError(f"{payload_file}.log_id: the payload names log "
+                             f"{payload['log_id']!r}, --log names {log_id}")
+    elif names_log and "log_id" not in payload:
+        raise InputError(f"{payload_file}.log_id: missing; pass --log LEDGER (or its log id) "
+                         "to name the log the record is for")
     validate_payload(payload, str(payload_file))
     payload_bytes(payload, str(payload_file))
     record = sign_record(load_private_key(key), payload)
@@ -110,15 +182,20 @@ def append(path: Path = typer.Argument(..., help="Ledger file."),
            records_file: Path = typer.Argument(..., help="Signed records, one JSON per line."),
            operator_key: Optional[Path] = typer.Option(
                None, help="Operator key (PEM); default: the keystore next to the ledger, if "
-                          "any.")) -> None:
+                          "any."),
+           wait: float = _wait_option()) -> None:
     """Verify and append signed records, all or nothing."""
     from lemgrid.ledger.records import SignedRecord
     from lemgrid.ledger.store import Ledger
 
     if not records_file.is_file():
         raise InputError(f"records file {records_file} does not exist")
+    try:
+        text = records_file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"records file {records_file}: not UTF-8 text") from None
     records = []
-    for n, line in enumerate(records_file.read_text().splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -126,7 +203,8 @@ def append(path: Path = typer.Argument(..., help="Ledger file."),
         except ValueError:
             raise InputError(f"{records_file} line {n}: not valid JSON") from None
         records.append(SignedRecord.from_json(obj, f"{records_file} line {n}"))
-    with Ledger.open(path, _operator_key(path, operator_key, required=False)) as ledger:
+    with Ledger.open(path, _operator_key(path, operator_key, required=False),
+                     busy_timeout_s=wait) as ledger:
         result = ledger.append(records)
     console.print(f"appended {result.size - result.first_seq} entries ({result.first_seq}.."
                   f"{result.size - 1}); root {result.root_hex}", highlight=False, soft_wrap=True)
@@ -140,11 +218,11 @@ def checkpoint(path: Path = typer.Argument(..., help="Ledger file."),
                label: Optional[str] = typer.Option(None, help="E.g. the gate closure it marks."),
                operator_key: Optional[Path] = typer.Option(
                    None, help="Operator key (PEM); default: the keystore next to the ledger."),
-               ) -> None:
+               wait: float = _wait_option()) -> None:
     """Append a signed checkpoint (tree size, root, time) and publish it to the witness file."""
     from lemgrid.ledger.store import Ledger
 
-    with Ledger.open(path, _operator_key(path, operator_key)) as ledger:
+    with Ledger.open(path, _operator_key(path, operator_key), busy_timeout_s=wait) as ledger:
         entry = ledger.checkpoint(label=label)
         witness = ledger.witness_path
     p = entry["payload"]
@@ -222,7 +300,7 @@ def verify(path: Path = typer.Argument(..., help="Ledger file."),
 
 def _chain_anchors(path: Path, rpc: str, contract: Optional[str]):
     from lemgrid.ledger import chain
-    from lemgrid.ledger.store import Ledger
+    from lemgrid.ledger.store import log_id_of
 
     record = chain.load_anchor_record(path)
     address = contract or (record or {}).get("contract")
@@ -230,9 +308,7 @@ def _chain_anchors(path: Path, rpc: str, contract: Optional[str]):
         raise InputError("--contract: no anchor contract given and no "
                          f"{chain.anchor_record_path(path)}")
     w3 = chain.connect(rpc)
-    with Ledger.open(path) as ledger:
-        log_id = ledger.log_id
-    return chain.read_anchors(chain.at(w3, "anchor", address), log_id)
+    return chain.read_anchors(chain.at(w3, "anchor", address), log_id_of(path))
 
 
 @ledger_app.command()

@@ -23,6 +23,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from lemgrid.errors import InputError
+
 #: Largest integer magnitude that every JSON implementation represents exactly (RFC 7493).
 MAX_SAFE_INT = 2**53 - 1
 
@@ -30,8 +32,9 @@ _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=
                             allow_nan=False, check_circular=False)
 
 
-class CanonicalError(ValueError):
-    """A value outside the canonical subset (a float, a huge integer, a non-ASCII key, ...)."""
+class CanonicalError(InputError):
+    """A value outside the canonical subset (a float, a huge integer, a non-ASCII key, ...);
+    the message names the field."""
 
 
 def _check(value: Any, where: str) -> None:

@@ -18,9 +18,11 @@ References
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,9 +73,15 @@ def public_key_from_hex(text: str, field_name: str = "public_key") -> VerifyKey:
                          f"got {text!r}") from None
 
 
-def signing_message(payload: dict) -> bytes:
-    """The exact bytes an Ed25519 signature over ``payload`` covers."""
-    return SIGNING_CONTEXT + canonical_bytes(payload, "payload")
+def signing_message(payload: dict, where: str = "payload") -> bytes:
+    """The exact bytes an Ed25519 signature over ``payload`` covers.
+
+    Raises
+    ------
+    CanonicalError
+        If the payload is outside the canonical subset; the message starts with ``where``.
+    """
+    return SIGNING_CONTEXT + canonical_bytes(payload, where)
 
 
 def sign_payload(private_key: Ed25519PrivateKey, payload: dict) -> str:
@@ -87,22 +95,30 @@ def sign_record(private_key: Ed25519PrivateKey, payload: dict) -> SignedRecord:
 
 
 def signature_valid(public_key: VerifyKey, signature_hex: str, message: bytes) -> bool:
-    """True if ``signature_hex`` (128 hex digits) is a valid Ed25519 signature of ``message``."""
+    """True if ``signature_hex`` (128 lowercase hex digits, its one canonical spelling) is a valid
+    Ed25519 signature of ``message``."""
     try:
-        public_key.verify(message, bytes.fromhex(signature_hex))
+        signature = bytes.fromhex(signature_hex)
+        if signature.hex() != signature_hex:  # capitals, spaces: another spelling, refused
+            return False
+        public_key.verify(message, signature)
     except (CryptoError, ValueError, TypeError):
         return False
     return True
 
 
-def possession_payload(participant: str, meter: str, public_key_hex: str) -> dict:
-    """What a new key signs to prove possession of its private half (inside key-registration)."""
-    return {"kind": "key-possession", "participant": participant, "meter": meter,
-            "public_key": public_key_hex}
+def possession_payload(participant: str, meter: str, public_key_hex: str, log_id: str) -> dict:
+    """What a new key signs to prove possession of its private half (inside key-registration).
+
+    The log id is inside, so that a proof published in one log cannot register the key in
+    another without its holder.
+    """
+    return {"kind": "key-possession", "log_id": log_id, "participant": participant,
+            "meter": meter, "public_key": public_key_hex}
 
 
 def registration_payload(participant_key: Ed25519PrivateKey, participant: str,
-                         meter: str) -> dict:
+                         meter: str, log_id: str) -> dict:
     """A key-registration payload binding ``participant_key`` to a participant and its meter.
 
     The operator signs the record (vouching for the metering point); the new key signs a proof
@@ -116,9 +132,11 @@ def registration_payload(participant_key: Ed25519PrivateKey, participant: str,
         Participant id.
     meter : str
         Metering point (bus or meter id) the participant is bound to.
+    log_id : str
+        The log the key is registered in (64 hex digits).
     """
     public_hex = public_bytes(participant_key).hex()
-    pop = sign_payload(participant_key, possession_payload(participant, meter, public_hex))
+    pop = sign_payload(participant_key, possession_payload(participant, meter, public_hex, log_id))
     return {"kind": "key-registration", "participant": participant, "meter": meter,
             "public_key": public_hex, "pop_sig": pop}
 
@@ -134,14 +152,27 @@ def private_key_pem(key: Ed25519PrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
+def _create_exclusive(path: Path, what: str) -> int:
+    """Open a new file for writing, mode 0600; never an existing file, never through a symlink."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        kind = "a symlink" if path.is_symlink() else "a file"
+        raise InputError(f"{path}: {kind} is in the way; refusing to overwrite it with "
+                         f"{what}") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot create {what} ({exc.strerror})") from None
+
+
 def write_private_key(key: Ed25519PrivateKey, path: str | Path) -> None:
-    """Write a private key as PEM, readable by the owner only; refuses to overwrite."""
+    """Write a private key as PEM, readable by the owner only (0600); refuses to overwrite any
+    file or symlink (dangling ones included)."""
     path = Path(path)
-    if path.exists():
-        raise InputError(f"{path}: file exists; refusing to overwrite a key file")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = _create_exclusive(path, "a key file")
     with os.fdopen(fd, "wb") as out:
         out.write(private_key_pem(key))
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def load_private_key(path: str | Path) -> Ed25519PrivateKey:
@@ -224,11 +255,23 @@ class Keystore:
         doc = {"operator": private_key_pem(self.operator).decode(),
                "participants": {p: private_key_pem(k).decode()
                                 for p, k in sorted(self.participants.items())}}
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(doc, out, indent=1)
-        os.replace(tmp, path)
+        # A fresh, unpredictable temporary name (mkstemp: O_EXCL, O_NOFOLLOW, mode 0600), so a
+        # file or symlink planted next to the keystore can neither receive nor widen the keys.
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        except OSError as exc:
+            raise InputError(f"keystore {path}: cannot write next to it ({exc.strerror})") from None
+        try:
+            with os.fdopen(fd, "w") as out:
+                os.fchmod(out.fileno(), 0o600)
+                json.dump(doc, out, indent=1)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     @classmethod
     def load(cls, path: str | Path) -> Keystore:
@@ -240,6 +283,8 @@ class Keystore:
             participants = doc.get("participants", {})
         except FileNotFoundError:
             raise InputError(f"keystore {path} does not exist") from None
+        except OSError as exc:
+            raise InputError(f"keystore {path}: cannot read it ({exc.strerror})") from None
         except (ValueError, KeyError, TypeError):
             raise InputError(f"keystore {path}: not a lemgrid keystore (JSON with 'operator' "
                              "and 'participants')") from None

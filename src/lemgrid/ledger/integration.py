@@ -3,8 +3,8 @@
 :func:`record_clearing` is what ``lemgrid clear ORDERS.csv --ledger PATH`` calls. It takes plain
 records (the order rows and the trades a clearing produced, floats in kWh and €/kWh), converts them
 to integer units, signs the orders with each participant's key (demo keys from a keystore next to
-the ledger when the orders carry no signatures), and appends everything in one all-or-nothing
-batch followed by a signed checkpoint.
+the ledger when the orders carry no signatures), and appends everything with a signed checkpoint
+in one all-or-nothing transaction.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import numbers
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,14 @@ from lemgrid.ledger.identity import (
     sign_record,
 )
 from lemgrid.ledger.journal import Rejection
-from lemgrid.ledger.records import SignedRecord, order_payload
+from lemgrid.ledger.db import LedgerDB
+from lemgrid.ledger.records import (
+    HINTS,
+    SignedRecord,
+    check_envelope,
+    order_payload,
+    valid_interval,
+)
 from lemgrid.ledger.spending import settlement_postings
 from lemgrid.ledger.store import Ledger
 from lemgrid.ledger.units import eur_per_kwh_to_meur, kwh_to_wh, kwh_to_wh_floor
@@ -86,15 +94,17 @@ def _missing(value: Any) -> bool:
 
 
 def _plain(value: Any, field: str) -> Any:
-    """numpy / pandas scalars to plain Python values."""
+    """numpy / pandas scalars to plain Python values; aware timestamps to UTC interval names."""
     if isinstance(value, bool):
         raise InputError(f"{field} must not be a boolean, got {value!r}")
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):
         return float(value)
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
+    if isinstance(value, datetime):  # pandas.Timestamp is a datetime
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise InputError(f"{field} must be timezone-aware, got {value.isoformat()!r}")
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     return value
 
 
@@ -102,13 +112,11 @@ def _interval(value: Any, field: str) -> int | str:
     if _missing(value):
         return 0
     value = _plain(value, field)
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise InputError(f"{field} must be an integer index or a text label, got {value!r}")
-        return int(value)
-    if isinstance(value, (int, str)) and value != "":
-        return value
-    raise InputError(f"{field} must be an integer index or a text label, got {value!r}")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not valid_interval(value):
+        raise InputError(f"{field} must be {HINTS['interval']}, got {value!r}")
+    return value
 
 
 def _text(row: Mapping, name: str, where: str) -> str:
@@ -138,7 +146,8 @@ def record_clearing(ledger_path: str | Path, orders: Sequence[Mapping],
         ``price_eur_per_kwh`` [€/kWh], optional ``interval`` (default 0) and ``bus`` (the
         metering point; default the participant id). Rows that carry ``signature``, ``key_id``
         and ``nonce`` are taken as signed by the participant (over the canonical order payload,
-        see ``docs/ledger.md``); others are signed with demo keys.
+        which names the ledger's ``log_id``; see ``docs/ledger.md``); others are signed with
+        demo keys.
     trades : sequence of dict
         Trades: ``buy_order_id``, ``sell_order_id``, ``quantity_kwh`` [kWh],
         ``price_eur_per_kwh`` [€/kWh], optional ``interval`` and ``trade_id``.
@@ -194,18 +203,21 @@ def record_clearing(ledger_path: str | Path, orders: Sequence[Mapping],
         if keystore_path is not None and (new_keys or created):
             keys.save(keystore_path)  # before appending: a registered key must not be lost
         try:
-            result = ledger.append(records)
+            # One transaction: the clearing is recorded with its checkpoint or not at all.
+            result = ledger.append(records, checkpoint=True, label=market_id,
+                                   timestamp_ms=timestamp_ms)
         except Rejection as exc:
-            raise InputError(f"ledger refused {_describe(records[exc.index or 0])}: "
-                             f"{exc.reason}") from None
-        checkpoint = ledger.checkpoint(label=market_id, timestamp_ms=timestamp_ms)
+            what = "its checkpoint" if exc.index is None else _describe(records[exc.index])
+            raise InputError(f"ledger refused {what}: {exc.reason}") from None
     except BaseException:
         ledger.close()
-        if created and ledger.size <= 1:
-            ledger_path.unlink(missing_ok=True)
+        if created and ledger.size <= 1:  # nothing but its log-init: as if never created
+            LedgerDB.remove(ledger_path)
         raise
     ledger.close()
-    return ClearingRecord(ledger_path, result.first_seq, checkpoint["seq"] + 1,
+    checkpoint = result.checkpoint
+    assert checkpoint is not None
+    return ClearingRecord(ledger_path, result.first_seq, result.size,
                           counts["key-registration"], counts["capability"], counts["order"],
                           counts["trade"], counts["clearing"], counts["settlement"],
                           checkpoint["seq"], checkpoint["payload"]["root_hash"],
@@ -247,9 +259,8 @@ def _order_rows(orders: Sequence[Mapping], market_id: str) -> dict[str, dict]:
         signature = _optional_text(row, "signature")
         if signature is not None:
             payload["nonce"] = _text(row, "nonce", where)
-            signed = SignedRecord.from_json({"payload": order_payload(**payload),
-                                             "signer": _text(row, "key_id", where),
-                                             "sig": signature}, where)
+            signed = {"signer": _text(row, "key_id", where), "sig": signature}
+            check_envelope(signed["signer"], signed["sig"], where)
         else:
             payload["nonce"] = f"{market_id}/{order_id}"
             signed = None
@@ -297,10 +308,10 @@ def _records(ledger: Ledger, keys: Keystore, rows: Mapping[str, dict], trade_row
                   if kid not in state.revoked}
     new_keys = False
     for order in rows.values():
-        p = order["payload"]
+        p = order_payload(log_id=ledger.log_id, **order["payload"])
         participant = p["participant"]
         if order["signed"] is not None:
-            records.append(order["signed"])
+            records.append(SignedRecord(p, **order["signed"]))
             continue
         key, fresh = keys.participant_key(participant)
         new_keys |= fresh
@@ -309,9 +320,10 @@ def _records(ledger: Ledger, keys: Keystore, rows: Mapping[str, dict], trade_row
                              f"registered with key {registered[participant]} whose private key "
                              "is not in the keystore; sign its orders")
         if participant not in registered:
-            registrations.append(registration_payload(key, participant, p["meter"]))
+            registrations.append(registration_payload(key, participant, p["meter"],
+                                                      ledger.log_id))
             registered[participant] = key_id(key)
-        records.append(sign_record(key, order_payload(**p)))
+        records.append(sign_record(key, p))
     counts["key-registration"] = len(registrations)
     counts["order"] = len(rows)
 

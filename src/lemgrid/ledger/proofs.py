@@ -53,8 +53,8 @@ def _checkpoint(obj: Any, field: str, key: PublicKey) -> dict:
     record = SignedRecord.from_json(obj, f"proof.{field}")
     if validate_payload(record.payload, f"proof.{field}.payload") != "checkpoint":
         raise InputError(f"proof.{field}: not a checkpoint")
-    if record.signer != key_id(key) or not signature_valid(key, record.sig,
-                                                           signing_message(record.payload)):
+    message = signing_message(record.payload, f"proof.{field}.payload")
+    if record.signer != key_id(key) or not signature_valid(key, record.sig, message):
         raise _Invalid(f"{field}: checkpoint signature does not verify with log key "
                        f"{public_bytes(key).hex()}")
     if obj.get("seq") != record.payload["tree_size"]:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from lemgrid.errors import InputError
 from lemgrid.ledger.canonical import CanonicalError, canonical_bytes
 
 _HEX = re.compile(r"[0-9a-f]*")
+_UTC_START = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 
 
 class RecordError(InputError):
@@ -49,8 +51,28 @@ def _hex(length: int) -> Check:
     return check
 
 
-def _interval(value: Any) -> bool:
-    return _text(value) or type(value) is int
+def valid_interval(value: Any) -> bool:
+    """True for a delivery interval in its one canonical form.
+
+    An interval is a non-negative integer index, or a UTC start time written exactly as
+    ``YYYY-MM-DDTHH:MM:SSZ``. Nothing else is accepted, so that one interval has one spelling
+    (``1`` and ``"1"``, or ``"...T12:00Z"`` and ``"...T12:00:00+00:00"``, would otherwise be two
+    intervals whose energy could each be sold).
+    """
+    if type(value) is int:
+        return value >= 0
+    if type(value) is not str or _UTC_START.fullmatch(value) is None:
+        return False
+    try:
+        datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        return False
+    return True
+
+
+#: What a field must hold, for error messages (fields not listed: see the schema table).
+HINTS = {"interval": "an integer index >= 0 or a UTC start time 'YYYY-MM-DDTHH:MM:SSZ'",
+         "log_id": "the 64-hex-digit id of the log the record is for"}
 
 
 def _one_of(*options: Any) -> Check:
@@ -76,32 +98,34 @@ def _object(value: Any) -> bool:
 _is_hex32, _is_hex64, _is_hex128 = _hex(32), _hex(64), _hex(128)
 
 _ORDER_FIELDS: dict[str, Check] = {
-    "market_id": _text, "interval": _interval, "order_id": _text, "participant": _text,
-    "meter": _text, "side": _one_of("buy", "sell"), "quantity_wh": _positive,
+    "log_id": _is_hex64, "market_id": _text, "interval": valid_interval, "order_id": _text,
+    "participant": _text, "meter": _text, "side": _one_of("buy", "sell"), "quantity_wh": _positive,
     "price_meur_per_kwh": _int, "nonce": _text,
 }
 
 #: Required fields per kind; optional ones are listed in :data:`OPTIONAL`.
 SCHEMAS: dict[str, dict[str, Check]] = {
     "log-init": {"log_id": _is_hex64, "operator_key": _is_hex64, "created_ms": _non_negative,
-                 "version": _one_of(1)},
+                 "version": _one_of(2)},
     "key-registration": {"participant": _text, "meter": _text, "public_key": _is_hex64,
                          "pop_sig": _is_hex128},
-    "key-revocation": {"key_id": _is_hex32, "reason": _text, "nonce": _text},
-    "capability": {"participant": _text, "interval": _interval, "sellable_wh": _non_negative,
+    "key-revocation": {"log_id": _is_hex64, "key_id": _is_hex32, "reason": _text,
+                       "nonce": _text},
+    "capability": {"participant": _text, "interval": valid_interval,
+                   "sellable_wh": _non_negative,
                    "source": _one_of("metered", "forecast", "declared")},
     "order": _ORDER_FIELDS,
-    "commit": {"market_id": _text, "interval": _interval, "participant": _text,
-               "commitment": _is_hex64, "nonce": _text},
-    "gate-closure": {"market_id": _text, "interval": _interval},
-    "reveal": {"market_id": _text, "interval": _interval, "participant": _text,
-               "salt": _is_hex64, "order": _object, "nonce": _text},
-    "reveal-closure": {"market_id": _text, "interval": _interval},
+    "commit": {"log_id": _is_hex64, "market_id": _text, "interval": valid_interval,
+               "participant": _text, "commitment": _is_hex64, "nonce": _text},
+    "gate-closure": {"market_id": _text, "interval": valid_interval},
+    "reveal": {"log_id": _is_hex64, "market_id": _text, "interval": valid_interval,
+               "participant": _text, "salt": _is_hex64, "order": _object, "nonce": _text},
+    "reveal-closure": {"market_id": _text, "interval": valid_interval},
     "rejection": {"reason": _one_of("reveal-mismatch", "unrevealed"), "market_id": _text,
-                  "interval": _interval, "participant": _text},
-    "trade": {"market_id": _text, "interval": _interval, "trade_id": _text, "buyer": _text,
+                  "interval": valid_interval, "participant": _text},
+    "trade": {"market_id": _text, "interval": valid_interval, "trade_id": _text, "buyer": _text,
               "seller": _text, "quantity_wh": _positive, "price_meur_per_kwh": _int},
-    "clearing": {"market_id": _text, "interval": _interval, "n_trades": _non_negative,
+    "clearing": {"market_id": _text, "interval": valid_interval, "n_trades": _non_negative,
                  "volume_wh": _non_negative},
     "settlement": {"settlement_id": _text, "market_id": _text, "trade_ids": _texts,
                    "postings": _postings},
@@ -121,6 +145,7 @@ OPERATOR_KINDS = frozenset({"log-init", "key-registration", "capability", "gate-
                             "reveal-closure", "rejection", "trade", "clearing", "settlement",
                             "checkpoint"})
 #: Kinds a participant signs (a key-revocation may be signed by the operator or the key itself).
+#: Each names the log it is for (``log_id``), so that it cannot be replayed into another log.
 PARTICIPANT_KINDS = frozenset({"order", "commit", "reveal", "key-revocation"})
 
 
@@ -135,7 +160,7 @@ def validate_payload(payload: Any, where: str = "payload") -> str:
     if type(payload) is not dict:
         raise RecordError(f"{where}: must be a JSON object, got {type(payload).__name__}")
     kind = payload.get("kind")
-    required = SCHEMAS.get(kind)  # type: ignore[arg-type]
+    required = SCHEMAS.get(kind) if type(kind) is str else None
     if required is None:
         raise RecordError(f"{where}.kind: unknown record kind {kind!r} "
                           f"(one of {', '.join(sorted(SCHEMAS))})")
@@ -144,8 +169,7 @@ def validate_payload(payload: Any, where: str = "payload") -> str:
         if name not in payload:
             raise RecordError(f"{where}.{name}: missing (required for a {kind} record)")
         if not check(payload[name]):
-            raise RecordError(f"{where}.{name}: invalid value {payload[name]!r} for a {kind} "
-                              "record")
+            raise RecordError(_invalid(where, name, payload[name], kind))
     for name, value in payload.items():
         if name == "kind" or name in required:
             continue
@@ -153,8 +177,14 @@ def validate_payload(payload: Any, where: str = "payload") -> str:
         if check is None:
             raise RecordError(f"{where}.{name}: unknown field for a {kind} record")
         if not check(value):
-            raise RecordError(f"{where}.{name}: invalid value {value!r} for a {kind} record")
-    return kind  # type: ignore[return-value]
+            raise RecordError(_invalid(where, name, value, kind))
+    return kind
+
+
+def _invalid(where: str, name: str, value: Any, kind: str) -> str:
+    hint = HINTS.get(name)
+    return (f"{where}.{name}: invalid value {value!r} for a {kind} record"
+            + (f" (expected {hint})" if hint else ""))
 
 
 def validate_order(order: Any, where: str = "order") -> None:
@@ -181,15 +211,27 @@ class SignedRecord:
         if type(obj) is not dict or set(obj) - {"seq"} != {"payload", "signer", "sig"}:
             raise RecordError(f"{where}: a signed record is an object with exactly 'payload', "
                               "'signer' and 'sig'")
-        if not _is_hex32(obj["signer"]):
-            raise RecordError(f"{where}.signer: must be a key id (32 lowercase hex digits), "
-                              f"got {obj['signer']!r}")
-        if not _is_hex128(obj["sig"]):
-            raise RecordError(f"{where}.sig: must be an Ed25519 signature (128 lowercase hex "
-                              f"digits), got {obj['sig']!r}")
+        check_envelope(obj["signer"], obj["sig"], where)
         if type(obj["payload"]) is not dict:
             raise RecordError(f"{where}.payload: must be a JSON object")
         return cls(obj["payload"], obj["signer"], obj["sig"])
+
+
+def check_envelope(signer: Any, sig: Any, where: str = "record") -> None:
+    """Check that a signer key id and a signature are in their one canonical form.
+
+    Raises
+    ------
+    RecordError
+        Unless ``signer`` is 32 and ``sig`` 128 lowercase hex digits (no capitals, no spaces:
+        the stored entry must be exactly what the verifier reads back).
+    """
+    if not _is_hex32(signer):
+        raise RecordError(f"{where}.signer: must be a key id (32 lowercase hex digits), "
+                          f"got {signer!r}")
+    if not _is_hex128(sig):
+        raise RecordError(f"{where}.sig: must be an Ed25519 signature (128 lowercase hex "
+                          f"digits), got {sig!r}")
 
 
 def leaf_data(payload_bytes: bytes, seq: int, sig: str, signer: str) -> bytes:
@@ -210,18 +252,19 @@ def payload_bytes(payload: dict, where: str = "payload") -> bytes:
         raise RecordError(str(exc)) from None
 
 
-
-def order_payload(*, market_id: str, interval: int | str, order_id: str, participant: str,
-                  meter: str, side: str, quantity_wh: int, price_meur_per_kwh: int,
-                  nonce: str) -> dict:
+def order_payload(*, log_id: str, market_id: str, interval: int | str, order_id: str,
+                  participant: str, meter: str, side: str, quantity_wh: int,
+                  price_meur_per_kwh: int, nonce: str) -> dict:
     """An ``order`` payload, validated.
 
     Parameters
     ----------
+    log_id : str
+        The log the order is for (64 hex digits): the signature binds the order to it.
     market_id : str
         Market (e.g. ``"da-2024-06-01"``).
     interval : int or str
-        Delivery interval (an index or an ISO 8601 start time).
+        Delivery interval: an index >= 0 or a UTC start time ``YYYY-MM-DDTHH:MM:SSZ``.
     order_id : str
         Unique within the market.
     participant, meter : str
@@ -234,7 +277,7 @@ def order_payload(*, market_id: str, interval: int | str, order_id: str, partici
     nonce : str
         Unique per signing key (replay protection).
     """
-    payload = {"kind": "order", "market_id": market_id, "interval": interval,
+    payload = {"kind": "order", "log_id": log_id, "market_id": market_id, "interval": interval,
                "order_id": order_id, "participant": participant, "meter": meter, "side": side,
                "quantity_wh": quantity_wh, "price_meur_per_kwh": price_meur_per_kwh,
                "nonce": nonce}

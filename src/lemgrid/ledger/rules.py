@@ -35,8 +35,10 @@ from lemgrid.ledger.journal import Journal, Rejection
 from lemgrid.ledger.merkle import CompactRange, leaf_hash
 from lemgrid.ledger.records import (
     OPERATOR_KINDS,
+    PARTICIPANT_KINDS,
     RecordError,
     SignedRecord,
+    check_envelope,
     leaf_data,
     payload_bytes,
     validate_order,
@@ -89,6 +91,9 @@ class LedgerState:
         self.nonces: set[tuple[str, str]] = set()
         self.tree = CompactRange()
         self.checkpoints: list[CheckpointInfo] = []
+        #: How the log names intervals, fixed by its first record that names one:
+        #: {"interval": "index" | "UTC start time"}.
+        self.forms: dict[str, str] = {}
         self.spending = SpendingBook(self.journal)
         self.sealed = SealedBook(self.journal)
 
@@ -119,6 +124,7 @@ class LedgerState:
 
         ``pending_keys`` collects keys registered earlier in the same batch.
         """
+        check_envelope(record.signer, record.sig)
         kind = validate_payload(record.payload)
         message = SIGNING_CONTEXT + payload_bytes(record.payload)
         if kind == "log-init":
@@ -133,8 +139,12 @@ class LedgerState:
             public_key = self.operator_key
         return Prepared(record, kind, message, public_key)
 
-    def apply(self, prepared: Prepared, signature_ok: bool) -> tuple[bytes, bytes]:
+    def apply(self, prepared: Prepared, signature_ok: bool,
+              clock_ms: int | None = None) -> tuple[bytes, bytes]:
         """Apply one entry at position :attr:`size`; returns its leaf data and leaf hash.
+
+        ``clock_ms`` is the appending process's clock [ms since the Unix epoch]: given when
+        appending (a checkpoint may not be dated ahead of it), None when replaying or verifying.
 
         Raises
         ------
@@ -155,10 +165,15 @@ class LedgerState:
             self._check_participant_signer(record, kind)
         if not signature_ok:
             raise Rejection(f"signature of key {record.signer} does not verify", "bad-signature")
+        if kind in PARTICIPANT_KINDS and p["log_id"] != self.log_id:
+            raise Rejection(f"log_id: the record was signed for log {p['log_id']}, not for this "
+                            f"log {self.log_id}", "wrong-log")
+        if "interval" in p:
+            self._check_interval_form(p["interval"])
         nonce = p.get("nonce")
         if nonce is not None and (record.signer, nonce) in self.nonces:
             raise Rejection(f"replayed nonce {nonce!r} of key {record.signer}", "replay")
-        self._dispatch(kind, p, record, seq)
+        self._dispatch(kind, p, record, seq, clock_ms)
         if nonce is not None:  # after the rules, so that a soft rejection leaves no trace
             self._use_nonce(record.signer, nonce)
         data = leaf_data(prepared.message[len(SIGNING_CONTEXT):], seq, record.sig, record.signer)
@@ -196,12 +211,23 @@ class LedgerState:
             raise Rejection(f"order names meter {p['meter']!r} but {info.participant!r} is bound "
                             f"to meter {info.meter!r}", "wrong-meter")
 
+    def _check_interval_form(self, interval: Any) -> None:
+        form = "index" if type(interval) is int else "UTC start time"
+        known = self.forms.get("interval")
+        if known is None:
+            self.journal.put(self.forms, "interval", form)
+        elif known != form:
+            raise Rejection(f"interval: this log names intervals by {known}, got {interval!r} (a "
+                            f"{form}); one log uses one form, so that an interval has one name",
+                            "interval-form")
+
     def _use_nonce(self, signer: str, nonce: str) -> None:
         if (signer, nonce) in self.nonces:
             raise Rejection(f"replayed nonce {nonce!r} of key {signer}", "replay")
         self.journal.add(self.nonces, (signer, nonce))
 
-    def _dispatch(self, kind: str, p: dict, record: SignedRecord, seq: int) -> None:
+    def _dispatch(self, kind: str, p: dict, record: SignedRecord, seq: int,
+                  clock_ms: int | None) -> None:
         spending, sealed = self.spending, self.sealed
         if kind == "order":
             sealed.check_open_for_orders(p["market_id"], p["interval"])
@@ -213,7 +239,7 @@ class LedgerState:
                                     "unknown-participant")
             spending.add_trade(p)
         elif kind == "checkpoint":
-            self._checkpoint(p, seq)
+            self._checkpoint(p, seq, clock_ms)
         elif kind == "key-registration":
             self._register(p, seq)
         elif kind == "key-revocation":
@@ -252,7 +278,8 @@ class LedgerState:
         if bound is not None and bound != meter:
             raise Rejection(f"participant {participant!r} is bound to meter {bound!r}, not "
                             f"{meter!r}", "wrong-meter")
-        proof = signing_message(possession_payload(participant, meter, p["public_key"]))
+        proof = signing_message(possession_payload(participant, meter, p["public_key"],
+                                                   self.log_id))
         if not signature_valid(public_key, p["pop_sig"], proof):
             raise Rejection("pop_sig: the new key's proof of possession does not verify",
                             "bad-signature")
@@ -283,6 +310,7 @@ class LedgerState:
             submission = SignedRecord.from_json(p.get("submission"), "rejection.submission")
             if validate_payload(submission.payload, "rejection.submission.payload") != "reveal":
                 raise RecordError("rejection.submission: not a reveal record")
+            validate_order(submission.payload["order"], "rejection.submission.payload.order")
         except RecordError as exc:
             raise Rejection(str(exc), "bad-rejection") from None
         sp = submission.payload
@@ -292,6 +320,8 @@ class LedgerState:
                             "bad-rejection")
         if (sp["market_id"], sp["interval"]) != (p["market_id"], p["interval"]):
             raise Rejection("rejected reveal is for another market interval", "bad-rejection")
+        if sp["log_id"] != self.log_id:
+            raise Rejection("rejected reveal is for another log", "bad-rejection")
         if not signature_valid(info.public_key, submission.sig, signing_message(sp)):
             raise Rejection("rejected reveal does not carry the participant's valid signature",
                             "bad-rejection")
@@ -303,8 +333,10 @@ class LedgerState:
         else:
             raise Rejection("the rejected reveal matches an open commitment: the rejection is "
                             "unjustified", "bad-rejection")
+        # The rejection spends the reveal's nonce: the same reveal cannot be recorded again.
+        self._use_nonce(submission.signer, sp["nonce"])
 
-    def _checkpoint(self, p: dict, seq: int) -> None:
+    def _checkpoint(self, p: dict, seq: int, clock_ms: int | None) -> None:
         if p["log_id"] != self.log_id:
             raise Rejection(f"checkpoint is for log {p['log_id']}, not {self.log_id}",
                             "bad-checkpoint")
@@ -315,8 +347,15 @@ class LedgerState:
         if p["root_hash"] != root.hex():
             raise Rejection(f"checkpoint root {p['root_hash']} is not the root {root.hex()} of "
                             "the entries before it", "bad-checkpoint")
-        if self.checkpoints and p["timestamp_ms"] < self.checkpoints[-1].timestamp_ms:
-            raise Rejection("checkpoint timestamp goes back in time", "bad-checkpoint")
+        last_ms = self.checkpoints[-1].timestamp_ms if self.checkpoints else 0
+        if p["timestamp_ms"] < last_ms:
+            raise Rejection(f"checkpoint timestamp {p['timestamp_ms']} ms goes back in time (the "
+                            f"previous checkpoint is dated {last_ms} ms)", "bad-checkpoint")
+        # Dated ahead of the clock, it would block every later checkpoint until the clock caught
+        # up; repeating the previous checkpoint's time (if that one is ahead) is allowed.
+        if clock_ms is not None and p["timestamp_ms"] > max(clock_ms, last_ms):
+            raise Rejection(f"checkpoint timestamp {p['timestamp_ms']} ms is ahead of the clock "
+                            f"({clock_ms} ms)", "future-checkpoint")
         self.journal.append(self.checkpoints,
                             CheckpointInfo(seq, p["tree_size"], root, p["timestamp_ms"]))
 
@@ -362,7 +401,7 @@ def _verify_chunk(items: Sequence[Prepared]) -> list[bool]:
 def check_batch(state: LedgerState, records: Sequence[SignedRecord],
                 on_entry: Callable[[int, Prepared, bytes, bytes], None],
                 on_soft_rejection: Callable[[int, Prepared, Rejection], None] | None = None,
-                ) -> None:
+                clock_ms: int | None = None) -> None:
     """Prepare, verify and apply records in order; ``on_entry(i, prepared, data, leaf_hash)``.
 
     Parameters
@@ -375,6 +414,8 @@ def check_batch(state: LedgerState, records: Sequence[SignedRecord],
         Called for every accepted record with its index in ``records``.
     on_soft_rejection : callable, optional
         Called for a soft rejection (a mismatching reveal); without it soft rejections raise.
+    clock_ms : int, optional
+        The appending process's clock [ms since the Unix epoch] (see :meth:`LedgerState.apply`).
 
     Raises
     ------
@@ -383,12 +424,13 @@ def check_batch(state: LedgerState, records: Sequence[SignedRecord],
         ``records`` and the message starting with ``record i``.
     """
     with gc_paused():
-        _check_batch(state, records, on_entry, on_soft_rejection)
+        _check_batch(state, records, on_entry, on_soft_rejection, clock_ms)
 
 
 def _check_batch(state: LedgerState, records: Sequence[SignedRecord],
                  on_entry: Callable[[int, Prepared, bytes, bytes], None],
-                 on_soft_rejection: Callable[[int, Prepared, Rejection], None] | None) -> None:
+                 on_soft_rejection: Callable[[int, Prepared, Rejection], None] | None,
+                 clock_ms: int | None) -> None:
     pending: dict[str, PublicKey] = {}
     use_pool = len(records) > _CHUNK
     batches: list[tuple[list[Prepared], Any]] = []
@@ -409,7 +451,7 @@ def _check_batch(state: LedgerState, records: Sequence[SignedRecord],
         oks = future.result() if future is not None else _verify_chunk(chunk)
         for item, ok in zip(chunk, oks):
             try:
-                data, digest = state.apply(item, ok)
+                data, digest = state.apply(item, ok, clock_ms)
             except Rejection as exc:
                 if exc.soft and on_soft_rejection is not None:
                     on_soft_rejection(i, item, exc)

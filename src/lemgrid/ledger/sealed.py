@@ -71,17 +71,17 @@ def seal(order: Mapping, key: Ed25519PrivateKey, nonce: str,
         64 hex digits; a fresh random salt by default.
     """
     salt_hex = salt_hex or secrets.token_hex(32)
-    payload = {"kind": "commit", "market_id": order["market_id"], "interval": order["interval"],
-               "participant": order["participant"],
+    payload = {"kind": "commit", "log_id": order["log_id"], "market_id": order["market_id"],
+               "interval": order["interval"], "participant": order["participant"],
                "commitment": commitment_digest(order, salt_hex), "nonce": nonce}
     return SignedRecord(payload, key_id(key), sign_payload(key, payload)), salt_hex
 
 
 def reveal(order: Mapping, salt_hex: str, key: Ed25519PrivateKey, nonce: str) -> SignedRecord:
     """Make a signed ``reveal`` record opening a commitment."""
-    payload = {"kind": "reveal", "market_id": order["market_id"], "interval": order["interval"],
-               "participant": order["participant"], "salt": salt_hex, "order": dict(order),
-               "nonce": nonce}
+    payload = {"kind": "reveal", "log_id": order["log_id"], "market_id": order["market_id"],
+               "interval": order["interval"], "participant": order["participant"],
+               "salt": salt_hex, "order": dict(order), "nonce": nonce}
     return SignedRecord(payload, key_id(key), sign_payload(key, payload))
 
 
@@ -132,7 +132,6 @@ class SealedBook:
     def matching_commit(self, p: Mapping) -> str | None:
         """The open commitment of the reveal's participant that the reveal opens, if any."""
         key = (p["market_id"], p["interval"])
-        self._phase_reveal(key)
         digest = commitment_digest(p["order"], p["salt"])
         entry = self.commits.get(key, {}).get(digest)
         if entry is None or entry[0] != p["participant"] or entry[1] != OPEN:
@@ -140,9 +139,14 @@ class SealedBook:
         return digest
 
     def open_commit(self, p: Mapping) -> None:
-        """Apply a ``reveal`` record; a mismatch is a soft rejection (recorded, not fatal)."""
+        """Apply a ``reveal`` record; a mismatch is a soft rejection (recorded, not fatal).
+
+        Outside the reveal phase (before gate closure, after reveal closure) a reveal is refused
+        outright, whatever it holds: only a reveal made in time is recorded as a rejection.
+        """
+        self._phase_reveal((p["market_id"], p["interval"]))
         order = p["order"]
-        for name in ("market_id", "interval", "participant"):
+        for name in ("log_id", "market_id", "interval", "participant"):
             if order[name] != p[name]:
                 raise Rejection(f"revealed order's {name} {order[name]!r} differs from the "
                                 f"reveal's {p[name]!r}", "reveal-mismatch", soft=True)

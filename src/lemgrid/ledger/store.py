@@ -1,23 +1,25 @@
-"""The append-only ledger in SQLite.
+"""The append-only ledger: signed records checked by the rules and stored in SQLite.
 
-One table holds the log (``entries``: position, kind, canonical bytes, leaf hash); a few index
-tables repeat the facts that must be unique (nonces, order ids, trade ids, settled trades) under
-UNIQUE constraints, as a second line of defence behind the in-memory rules. Triggers abort any
-UPDATE or DELETE on every table. Each :meth:`Ledger.append` is one SQLite transaction: a batch is
-stored whole or not at all, and the in-memory state is rolled back with it.
+:class:`Ledger` keeps the rules' state (:class:`~lemgrid.ledger.rules.LedgerState`) in memory and
+the log in a file (:mod:`lemgrid.ledger.db`, which holds all SQL). Each :meth:`Ledger.append` is
+one write transaction: entries appended meanwhile by other processes are replayed first, then the
+batch (and, if asked, the checkpoint that covers it) is checked and stored whole or not at all,
+and the in-memory state is rolled back with it.
 
 Published checkpoints are also written, one per line, to a *witness file* next to the database
 (``<ledger>.witness.jsonl``); a copy held by someone other than the operator (or a chain anchor)
-is what lets the verifier detect a log cut short after a published checkpoint.
+is what lets the verifier detect a log cut short after a published checkpoint. A line is written
+with one ``write`` to a file opened ``O_APPEND``, after the checkpoint is committed: a crash can
+leave a checkpoint unpublished, never a published one missing from the log or half a line.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
-import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,60 +27,20 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lemgrid.errors import InputError
+from lemgrid.ledger.db import BUSY_TIMEOUT_S, FORMAT, INDEX_TABLES, LedgerDB, Row, index_rows
 from lemgrid.ledger.identity import key_id, public_bytes, sign_payload
 from lemgrid.ledger.journal import Rejection
 from lemgrid.ledger.merkle import MerkleTree
 from lemgrid.ledger.records import RecordError, SignedRecord
 from lemgrid.ledger.rules import LedgerState, Prepared, check_batch, gc_paused
 
-FORMAT = "lemgrid-ledger/1"
+__all__ = ["FORMAT", "INDEX_TABLES", "INCLUSION_FORMAT", "CONSISTENCY_FORMAT", "AppendResult",
+           "Ledger", "default_witness_path", "log_id_of"]
+
 INCLUSION_FORMAT = "lemgrid-inclusion-proof/1"
 CONSISTENCY_FORMAT = "lemgrid-consistency-proof/1"
-
-#: Index tables: name -> (columns, primary key).
-INDEX_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "nonces": (("key_id", "nonce", "seq"), ("key_id", "nonce")),
-    "orders": (("market_id", "order_id", "seq"), ("market_id", "order_id")),
-    "trades": (("market_id", "trade_id", "seq"), ("market_id", "trade_id")),
-    "settled_trades": (("market_id", "trade_id", "settlement_id", "seq"),
-                       ("market_id", "trade_id")),
-}
-
-
-def _schema() -> str:
-    tables = ["CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-              "CREATE TABLE entries (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, "
-              "body BLOB NOT NULL, leaf_hash BLOB NOT NULL)"]
-    for name, (columns, key) in INDEX_TABLES.items():
-        cols = ", ".join(f"{c} {'INTEGER' if c == 'seq' else 'TEXT'} NOT NULL" for c in columns)
-        tables.append(f"CREATE TABLE {name} ({cols}, PRIMARY KEY ({', '.join(key)})) "
-                      "WITHOUT ROWID")
-    for name in ["meta", "entries", *INDEX_TABLES]:
-        for action in ("UPDATE", "DELETE"):
-            tables.append(f"CREATE TRIGGER {name}_no_{action.lower()} BEFORE {action} ON {name} "
-                          f"BEGIN SELECT RAISE(ABORT, 'ledger table {name} is append-only'); END")
-    tables.append(f"INSERT INTO meta VALUES ('format', '{FORMAT}')")
-    return "BEGIN;\n" + ";\n".join(tables) + ";\nCOMMIT;"
-
-
-def index_rows(prepared: Prepared, seq: int) -> dict[str, list[tuple]]:
-    """The index-table rows an accepted entry adds."""
-    p, signer, kind = prepared.record.payload, prepared.record.signer, prepared.kind
-    rows: dict[str, list[tuple]] = {}
-    if "nonce" in p:
-        rows["nonces"] = [(signer, p["nonce"], seq)]
-    if kind == "order":
-        rows["orders"] = [(p["market_id"], p["order_id"], seq)]
-    elif kind == "reveal":
-        order = p["order"]
-        rows["nonces"].append((signer, order["nonce"], seq))
-        rows["orders"] = [(order["market_id"], order["order_id"], seq)]
-    elif kind == "trade":
-        rows["trades"] = [(p["market_id"], p["trade_id"], seq)]
-    elif kind == "settlement":
-        rows["settled_trades"] = [(p["market_id"], t, p["settlement_id"], seq)
-                                  for t in p["trade_ids"]]
-    return rows
+#: Version of the log-init record (2: participant records and key possession name the log).
+LOG_VERSION = 2
 
 
 def default_witness_path(path: str | Path) -> Path:
@@ -98,15 +60,19 @@ class AppendResult:
     size : int
         Number of entries in the log afterwards.
     root_hex : str
-        Merkle root of the log afterwards (not yet signed: see :meth:`Ledger.checkpoint`).
+        Merkle root of the log afterwards.
     rejected : tuple of str
         Reasons of soft rejections recorded as rejection entries (mismatching reveals).
+    checkpoint : dict or None
+        The checkpoint entry appended with the batch (``payload``, ``seq``, ``sig``, ``signer``),
+        if one was asked for.
     """
 
     first_seq: int
     size: int
     root_hex: str
     rejected: tuple[str, ...] = ()
+    checkpoint: dict | None = None
 
 
 def _now_ms() -> int:
@@ -120,10 +86,8 @@ class Ledger:
 
     Parameters
     ----------
-    conn : sqlite3.Connection
-        Open connection.
-    path : Path
-        Database file.
+    db : LedgerDB
+        Open database.
     state : LedgerState
         State after replaying the stored entries.
     operator_key : Ed25519PrivateKey or None
@@ -132,28 +96,29 @@ class Ledger:
         File receiving published checkpoints; None to publish nowhere.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, state: LedgerState,
+    def __init__(self, db: LedgerDB, state: LedgerState,
                  operator_key: Ed25519PrivateKey | None, witness_path: Path | None) -> None:
-        self._conn = conn
-        self.path = path
+        self._db = db
+        self.path = db.path
         self.state = state
         self.witness_path = witness_path
         if operator_key is not None and key_id(operator_key) != state.operator_id:
-            raise InputError(f"{path}: the operator key given is {key_id(operator_key)}, but the "
-                             f"log's operator key is {state.operator_id}")
+            raise InputError(f"{self.path}: the operator key given is {key_id(operator_key)}, "
+                             f"but the log's operator key is {state.operator_id}")
         self._operator_key = operator_key
 
     # -- opening ----------------------------------------------------------------------------
     @classmethod
     def create(cls, path: str | Path, operator_key: Ed25519PrivateKey, *,
                log_id: str | None = None, created_ms: int | None = None,
-               witness_path: str | Path | None | bool = True) -> Ledger:
+               witness_path: str | Path | None | bool = True,
+               busy_timeout_s: float = BUSY_TIMEOUT_S) -> Ledger:
         """Create a new ledger file whose first entry is the signed log-init record.
 
         Parameters
         ----------
         path : str or Path
-            Database file to create (must not exist).
+            Database file to create (must not exist; created with mode 0600).
         operator_key : Ed25519PrivateKey
             The log (operator) key.
         log_id : str, optional
@@ -161,66 +126,55 @@ class Ledger:
         created_ms : int, optional
             Creation time [ms since the Unix epoch]; now by default.
         witness_path : path, True or None
-            Witness file; True for ``<path>.witness.jsonl``, None for none.
+            Witness file (must not exist yet); True for ``<path>.witness.jsonl``, None for none.
+        busy_timeout_s : float
+            How long a write waits for another process's write [s].
         """
         path = Path(path)
-        if path.exists():
-            raise InputError(f"ledger {path} already exists")
-        conn = sqlite3.connect(path, isolation_level=None)
-        conn.executescript(_schema())
-        ledger = cls(conn, path, LedgerState(), None, _witness(path, witness_path))
+        witness = _witness(path, witness_path)
+        if witness is not None and (witness.exists() or witness.is_symlink()):
+            raise InputError(f"witness file {witness} already exists (checkpoints of an earlier "
+                             "ledger?): move it away or choose another ledger path")
+        db = LedgerDB.create(path, busy_timeout_s)
+        ledger = cls(db, LedgerState(), None, witness)
         ledger._operator_key = operator_key
         payload = {"kind": "log-init", "log_id": log_id or secrets.token_hex(32),
                    "operator_key": public_bytes(operator_key).hex(),
-                   "created_ms": _now_ms() if created_ms is None else created_ms, "version": 1}
+                   "created_ms": _now_ms() if created_ms is None else created_ms,
+                   "version": LOG_VERSION}
         try:
             ledger.append([ledger._sign(payload)])
-        except Exception:
-            conn.close()
-            path.unlink(missing_ok=True)
+        except BaseException:
+            db.close()
+            LedgerDB.remove(path)
             raise
         return ledger
 
     @classmethod
     def open(cls, path: str | Path, operator_key: Ed25519PrivateKey | None = None, *,
-             witness_path: str | Path | None | bool = True) -> Ledger:
+             witness_path: str | Path | None | bool = True,
+             busy_timeout_s: float = BUSY_TIMEOUT_S) -> Ledger:
         """Open an existing ledger and rebuild its state from the stored entries.
 
         Signatures are not re-verified here (that is :func:`lemgrid.ledger.verify.verify_ledger`'s
         job); every rule is re-applied, so a corrupt file is refused.
         """
         path = Path(path)
-        if not path.is_file():
-            raise InputError(f"ledger {path} does not exist")
-        try:
-            conn = sqlite3.connect(path, isolation_level=None)
-            fmt = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise InputError(f"{path}: not a lemgrid ledger ({exc})") from None
-        if fmt is None or fmt[0] != FORMAT:
-            conn.close()
-            raise InputError(f"{path}: not a lemgrid ledger (format {fmt and fmt[0]!r})")
+        db = LedgerDB.open(path, busy_timeout_s=busy_timeout_s)
         state = LedgerState()
-        pending: dict = {}
-        with gc_paused():
-            for seq, _kind, body, _leaf in _rows(conn):
-                try:
-                    if seq != state.size:
-                        raise Rejection(f"entry {state.size} is missing", "structure")
-                    record = SignedRecord.from_json(json.loads(body))
-                    state.apply(state.prepare(record, pending), True)
-                except (ValueError, RecordError, Rejection) as exc:
-                    conn.close()
-                    raise InputError(f"ledger {path} is corrupt at entry {seq}: {exc}; run "
-                                     "`lemgrid ledger verify`") from None
-        if state.size == 0:
-            conn.close()
-            raise InputError(f"ledger {path} holds no entries")
-        return cls(conn, path, state, operator_key, _witness(path, witness_path))
+        try:
+            with db.snapshot():
+                _replay(state, db.rows(), path)
+            if state.size == 0:
+                raise InputError(f"ledger {path} holds no entries")
+            return cls(db, state, operator_key, _witness(path, witness_path))
+        except BaseException:
+            db.close()
+            raise
 
     def close(self) -> None:
         """Close the database."""
-        self._conn.close()
+        self._db.close()
 
     def __enter__(self) -> Ledger:
         return self
@@ -250,22 +204,18 @@ class Ledger:
 
     def entry(self, seq: int) -> dict:
         """Entry ``seq`` as a JSON object (``payload``, ``seq``, ``sig``, ``signer``)."""
-        if not isinstance(seq, int) or not 0 <= seq < self.size:
+        if type(seq) is not int or not 0 <= seq < self.size:
             raise InputError(f"entry index must be in 0..{self.size - 1}, got {seq!r}")
-        row = self._conn.execute("SELECT body FROM entries WHERE seq = ?", (seq,)).fetchone()
-        return json.loads(row[0])
+        return json.loads(self._db.body(seq))
 
     def entries(self, kind: str | None = None) -> Iterator[dict]:
         """All entries (of one kind) in log order, as JSON objects."""
-        sql = "SELECT body FROM entries" + (" WHERE kind = ?" if kind else "") + " ORDER BY seq"
-        for (body,) in self._conn.execute(sql, (kind,) if kind else ()):
+        for body in self._db.bodies(kind):
             yield json.loads(body)
 
     def leaf_hashes(self, size: int | None = None) -> list[bytes]:
         """Stored leaf hashes of the first ``size`` entries."""
-        size = self.size if size is None else size
-        return [row[0] for row in self._conn.execute(
-            "SELECT leaf_hash FROM entries WHERE seq < ? ORDER BY seq", (size,))]
+        return self._db.leaf_hashes(self.size if size is None else size)
 
     # -- appending --------------------------------------------------------------------------
     def _sign(self, payload: dict) -> SignedRecord:
@@ -275,13 +225,22 @@ class Ledger:
         return SignedRecord(payload, key_id(self._operator_key),
                             sign_payload(self._operator_key, payload))
 
-    def append(self, records: Sequence[SignedRecord]) -> AppendResult:
-        """Verify and append signed records, all or nothing.
+    def append(self, records: Sequence[SignedRecord], *, checkpoint: bool = False,
+               label: str | None = None, timestamp_ms: int | None = None) -> AppendResult:
+        """Verify and append signed records, all or nothing, in one transaction.
 
         Parameters
         ----------
         records : sequence of SignedRecord
             Signed by participants or by the operator, in the order they are to be logged.
+        checkpoint : bool
+            Also append, in the same transaction, a signed checkpoint covering the batch (needs
+            the operator key), and publish it to the witness file once committed.
+        label : str, optional
+            The checkpoint's label (e.g. the market interval or gate closure it marks).
+        timestamp_ms : int, optional
+            The checkpoint's time [ms since the Unix epoch]; default now, or the previous
+            checkpoint's time if that one is ahead of this process's clock (time never goes back).
 
         Returns
         -------
@@ -292,61 +251,46 @@ class Ledger:
         Rejection, RecordError
             At the first record that breaks a rule or its schema; nothing is written. A reveal
             that matches no commitment is not an error: it is recorded as a rejection entry.
+            A checkpoint dated ahead of the clock is refused (it would block later ones).
+        LedgerBusy
+            If another process holds the write lock for longer than the busy timeout.
         """
         state = self.state
-        first = state.size
         token = state.begin()
-        entries: list[tuple] = []
-        index: dict[str, list[tuple]] = {name: [] for name in INDEX_TABLES}
-        rejected: list[str] = []
-
-        def on_entry(_i: int, prepared: Prepared, data: bytes, digest: bytes) -> None:
-            seq = state.size - 1
-            entries.append((seq, prepared.kind, data, digest))
-            for table, rows in index_rows(prepared, seq).items():
-                index[table].extend(rows)
-
-        def on_soft(i: int, prepared: Prepared, exc: Rejection) -> None:
-            p = prepared.record.payload
-            rejection = self._sign({"kind": "rejection", "reason": exc.code,
-                                    "market_id": p["market_id"], "interval": p["interval"],
-                                    "participant": p["participant"],
-                                    "submission": prepared.record.to_json()})
-            item = state.prepare(rejection, {})
-            on_entry(i, item, *state.apply(item, True))
-            rejected.append(f"record {i}: {exc.reason}")
-
         try:
-            check_batch(state, records, on_entry, on_soft)
-            self._write(entries, index)
+            with self._db.write() as tx:
+                _replay(state, tx.rows(state.size), self.path)  # appended by other processes
+                now_ms = _now_ms()
+                first = state.size
+                batch = _Batch(self, now_ms)
+                check_batch(state, records, batch.on_entry, batch.on_soft, clock_ms=now_ms)
+                cp_entry = None
+                if checkpoint:
+                    cp_entry = batch.add_checkpoint(label, timestamp_ms)
+                tx.insert(batch.entries, batch.index)
         except BaseException:
             state.rollback(token)
             raise
         state.commit()
-        return AppendResult(first, state.size, state.tree.root().hex(), tuple(rejected))
+        self._publish([body for _, kind, body, _ in batch.entries if kind == "checkpoint"])
+        return AppendResult(first, state.size, state.tree.root().hex(), tuple(batch.rejected),
+                            cp_entry)
 
-    def _write(self, entries: list[tuple], index: dict[str, list[tuple]]) -> None:
-        conn = self._conn
+    def _publish(self, bodies: list[bytes]) -> None:
+        if self.witness_path is None or not bodies:
+            return
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            # The in-memory state is only valid if nobody else appended since it was built.
-            (stored,) = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM entries").fetchone()
-            if entries and stored != entries[0][0]:
-                conn.execute("ROLLBACK")
-                raise InputError(f"ledger {self.path} holds {stored} entries, this process "
-                                 f"expected {entries[0][0]}: another process appended to it; "
-                                 "open it again")
-            conn.executemany("INSERT INTO entries VALUES (?, ?, ?, ?)", entries)
-            for table, rows in index.items():
-                if rows:
-                    marks = ", ".join("?" * len(rows[0]))
-                    conn.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
-            raise InputError(f"ledger {self.path}: the database refused the batch ({exc}); its "
-                             "tables disagree with its entries: run `lemgrid ledger verify`"
-                             ) from None
+            fd = os.open(self.witness_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW,
+                         0o644)
+            try:
+                os.write(fd, b"".join(body + b"\n" for body in bodies))
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise InputError(f"the checkpoint was recorded in {self.path} but could not be "
+                             f"published to the witness file {self.witness_path} "
+                             f"({exc.strerror}); run `lemgrid ledger checkpoint` again once it "
+                             "is writable") from None
 
     def append_operator(self, payloads: Sequence[dict]) -> AppendResult:
         """Sign payloads with the operator key and append them (all or nothing)."""
@@ -367,18 +311,8 @@ class Ledger:
         dict
             The checkpoint entry (``payload``, ``seq``, ``sig``, ``signer``).
         """
-        payload = {"kind": "checkpoint", "log_id": self.log_id, "tree_size": self.size,
-                   "root_hash": self.root().hex(),
-                   "timestamp_ms": _now_ms() if timestamp_ms is None else timestamp_ms}
-        if label is not None:
-            payload["label"] = label
-        result = self.append_operator([payload])
-        seq = result.first_seq
-        body = self._conn.execute("SELECT body FROM entries WHERE seq = ?", (seq,)).fetchone()[0]
-        if self.witness_path is not None:
-            with open(self.witness_path, "ab") as out:
-                out.write(body + b"\n")
-        return json.loads(body)
+        return self.append([], checkpoint=True, label=label,
+                           timestamp_ms=timestamp_ms).checkpoint  # type: ignore[return-value]
 
     def close_reveals(self, market_id: str, interval: Any) -> AppendResult:
         """Reject every commitment of a market interval still unrevealed, then close reveals."""
@@ -446,15 +380,92 @@ class Ledger:
                                                                              second.tree_size)]}
 
 
+class _Batch:
+    """The entries and index rows of one append, as the rules accept them."""
+
+    def __init__(self, ledger: Ledger, now_ms: int) -> None:
+        self.ledger, self.now_ms = ledger, now_ms
+        self.entries: list[tuple] = []
+        self.index: dict[str, list[tuple]] = {name: [] for name in INDEX_TABLES}
+        self.rejected: list[str] = []
+
+    def on_entry(self, _i: int, prepared: Prepared, data: bytes, digest: bytes) -> None:
+        seq = self.ledger.state.size - 1
+        self.entries.append((seq, prepared.kind, data, digest))
+        for table, rows in index_rows(prepared.kind, prepared.record.payload,
+                                      prepared.record.signer, seq).items():
+            self.index[table].extend(rows)
+
+    def _add_own(self, payload: dict) -> bytes:
+        """Sign an operator record made during the append and apply it; returns its bytes."""
+        state = self.ledger.state
+        item = state.prepare(self.ledger._sign(payload), {})
+        data, digest = state.apply(item, True, clock_ms=self.now_ms)
+        self.on_entry(-1, item, data, digest)
+        return data
+
+    def on_soft(self, i: int, prepared: Prepared, exc: Rejection) -> None:
+        p = prepared.record.payload
+        self._add_own({"kind": "rejection", "reason": exc.code, "market_id": p["market_id"],
+                       "interval": p["interval"], "participant": p["participant"],
+                       "submission": prepared.record.to_json()})
+        self.rejected.append(f"record {i}: {exc.reason}")
+
+    def add_checkpoint(self, label: str | None, timestamp_ms: int | None) -> dict:
+        state = self.ledger.state
+        if timestamp_ms is None:
+            last = state.checkpoints[-1].timestamp_ms if state.checkpoints else 0
+            timestamp_ms = max(self.now_ms, last)
+        payload = {"kind": "checkpoint", "log_id": state.log_id, "tree_size": state.size,
+                   "root_hash": state.tree.root().hex(), "timestamp_ms": timestamp_ms}
+        if label is not None:
+            payload["label"] = label
+        try:
+            data = self._add_own(payload)
+        except RecordError as exc:  # e.g. a label too long
+            raise Rejection(f"checkpoint: {exc}", "bad-record") from None
+        return json.loads(data)
+
+
+def _replay(state: LedgerState, rows: Iterable[Row], path: Path) -> None:
+    """Apply stored entries to ``state`` through the rules (signatures are not re-verified)."""
+    pending: dict = {}
+    with gc_paused():
+        for seq, _kind, body, _leaf in rows:
+            try:
+                if seq != state.size:
+                    raise Rejection(f"entry {state.size} is missing", "structure")
+                record = SignedRecord.from_json(json.loads(body))
+                state.apply(state.prepare(record, pending), True)
+            except (ValueError, TypeError, RecordError, Rejection) as exc:
+                raise InputError(f"ledger {path} is corrupt at entry {seq}: {exc}; run "
+                                 "`lemgrid ledger verify`") from None
+
+
+def log_id_of(path: str | Path) -> str:
+    """The id of the ledger at ``path``, read from its log-init entry (without replaying the log).
+
+    Raises
+    ------
+    InputError
+        If the file is not a ledger or its first entry is not a log-init record.
+    """
+    path = Path(path)
+    db = LedgerDB.open(path, readonly=True)
+    try:
+        payload = json.loads(db.body(0)).get("payload")
+    except (ValueError, AttributeError):
+        payload = None
+    finally:
+        db.close()
+    if type(payload) is not dict or payload.get("kind") != "log-init":
+        raise InputError(f"ledger {path}: its first entry is not a log-init record")
+    return payload["log_id"]
+
+
 def _witness(path: Path, witness_path: str | Path | None | bool) -> Path | None:
     if witness_path is True:
         return default_witness_path(path)
     if witness_path is None or witness_path is False:
         return None
     return Path(witness_path)
-
-
-def _rows(conn: sqlite3.Connection, chunk: int = 8192) -> Iterator[tuple]:
-    cursor = conn.execute("SELECT seq, kind, body, leaf_hash FROM entries ORDER BY seq")
-    while rows := cursor.fetchmany(chunk):
-        yield from rows

@@ -7,24 +7,29 @@ that the entry obeys every ledger rule (:mod:`lemgrid.ledger.rules`: identities,
 revocations, double spending, sealed bids, checkpoint roots). It then checks consistency proofs
 between successive checkpoints, the published checkpoints of a witness file (which reveal a log
 cut short or rewritten after publication), optional on-chain anchors, and that the index tables
-hold exactly the rows the entries imply. It stops at the first problem and names the entry.
+hold exactly the rows the entries imply, and SQLite's own check of the file. It stops at the first
+problem and names the entry.
+
+Everything is read in one snapshot (a read transaction), so appends by other processes while it
+runs are simply not seen; the witness file is read before the snapshot is taken, so every
+checkpoint published there was committed before the snapshot.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from lemgrid.errors import InputError
+from lemgrid.ledger.db import BUSY_TIMEOUT_S, INDEX_TABLES, LedgerDamaged, LedgerDB, index_rows
 from lemgrid.ledger.identity import PublicKey, public_bytes, signature_valid, signing_message
 from lemgrid.ledger.journal import Rejection
-from lemgrid.ledger.merkle import MerkleTree, leaf_hash, verify_consistency
-from lemgrid.ledger.records import RecordError, SignedRecord, validate_payload
+from lemgrid.ledger.merkle import EMPTY_ROOT, MerkleTree, leaf_hash, verify_consistency
+from lemgrid.ledger.records import RecordError, SignedRecord, payload_bytes, validate_payload
 from lemgrid.ledger.rules import LedgerState, Prepared, check_batch
-from lemgrid.ledger.store import FORMAT, INDEX_TABLES, default_witness_path, index_rows
+from lemgrid.ledger.store import default_witness_path
 
 _CHUNK = 4096
 
@@ -79,20 +84,6 @@ class _Failed(Exception):
         self.problem, self.bad_entry = problem, bad_entry
 
 
-def _open_readonly(path: Path) -> sqlite3.Connection:
-    if not path.is_file():
-        raise InputError(f"ledger {path} does not exist")
-    try:
-        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
-        fmt = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
-    except sqlite3.DatabaseError as exc:
-        raise InputError(f"{path}: not a lemgrid ledger ({exc})") from None
-    if fmt is None or fmt[0] != FORMAT:
-        conn.close()
-        raise InputError(f"{path}: not a lemgrid ledger")
-    return conn
-
-
 class _Checker:
     """Walks the entries of one ledger through the rules."""
 
@@ -115,7 +106,8 @@ class _Checker:
             self.leaves.append(digest)
             if prepared.kind == "checkpoint":
                 self.checkpoint_bodies[seq] = body
-            for table, new in index_rows(prepared, seq).items():
+            for table, new in index_rows(prepared.kind, prepared.record.payload,
+                                         prepared.record.signer, seq).items():
                 self.index[table].update(new)
 
         try:
@@ -127,6 +119,9 @@ class _Checker:
 
     def structure(self, seq_expected: int, row: tuple) -> tuple[int, bytes, SignedRecord]:
         seq, kind, body, stored_leaf = row
+        if type(seq) is not int:
+            raise _Failed(f"entry {seq_expected}: stored position {seq!r} is not an integer",
+                          seq_expected)
         if seq != seq_expected:
             if seq > seq_expected:
                 raise _Failed(f"entry {seq_expected} is missing (the log jumps from entry "
@@ -134,6 +129,10 @@ class _Checker:
             raise _Failed(f"entry {seq} appears twice", seq)
         if not isinstance(body, bytes):
             raise _Failed(f"entry {seq}: stored body is not bytes", seq)
+        try:
+            kind = kind.decode("utf-8") if isinstance(kind, bytes) else kind
+        except UnicodeDecodeError:
+            raise _Failed(f"entry {seq}: stored kind column is not valid text", seq) from None
         if stored_leaf != leaf_hash(body):
             raise _Failed(f"entry {seq}: stored leaf hash does not match the entry's bytes "
                           "(entry altered)", seq)
@@ -158,7 +157,8 @@ class _Checker:
 def verify_ledger(path: str | Path, *, witness: str | Path | None | bool = True,
                   log_key: PublicKey | None = None,
                   anchors: Iterable[Anchor] = (),
-                  progress: Callable[[int], None] | None = None) -> VerifyReport:
+                  progress: Callable[[int], None] | None = None,
+                  busy_timeout_s: float = BUSY_TIMEOUT_S) -> VerifyReport:
     """Recompute and check everything in a ledger file.
 
     Parameters
@@ -171,65 +171,87 @@ def verify_ledger(path: str | Path, *, witness: str | Path | None | bool = True,
     log_key : PublicKey, optional
         The operator key the verifier expects (pinned); the log-init entry must declare it.
     anchors : iterable of Anchor
-        Checkpoint roots published elsewhere (e.g. read from the chain anchor contract).
+        Checkpoint roots published elsewhere (e.g. read from the chain anchor contract), read
+        before this call.
     progress : callable, optional
         Called with the number of entries verified so far.
+    busy_timeout_s : float
+        How long to wait if another process holds the file locked [s].
 
     Returns
     -------
     VerifyReport
         ``ok`` is True only if every check held; otherwise ``problem`` says what failed and
-        ``bad_entry`` names the first bad entry.
+        ``bad_entry`` names the first bad entry. A damaged database file is a failed check.
 
     Raises
     ------
     InputError
-        If the file is missing or not a ledger, or the witness file is unreadable.
+        If the file is missing or not a ledger, or the witness file is unreadable or malformed
+        (the message names the line and field).
     """
     path = Path(path)
-    conn = _open_readonly(path)
+    witness_path = default_witness_path(path) if witness is True else witness
+    published: list[tuple[int, bytes, SignedRecord]] = []
+    if witness_path and (witness is not True or Path(witness_path).exists()):
+        published = _read_witness(Path(witness_path))  # before the snapshot: see module doc
+    anchors = list(anchors)
     checker = _Checker()
     witnessed = anchored = 0
     try:
-        try:
-            _walk(conn, checker, progress)
-            _check_pinned_key(checker.state, log_key)
-            _check_consistency(checker)
-            witness_path = default_witness_path(path) if witness is True else witness
-            if witness_path and (witness is not True or Path(witness_path).exists()):
-                witnessed = _check_published(_read_witness(Path(witness_path)), checker)
-            anchored = _check_anchors(list(anchors), checker)
-            _check_index_tables(conn, checker)
-        finally:
-            conn.close()
+        db = LedgerDB.open(path, readonly=True, busy_timeout_s=busy_timeout_s)
+    except LedgerDamaged as exc:
+        return VerifyReport(False, 0, 0, EMPTY_ROOT.hex(), problem=str(exc))
+    try:
+        with db.snapshot():
+            try:
+                _walk(db, checker, progress)
+                _check_pinned_key(checker.state, log_key)
+                _check_consistency(checker)
+                witnessed = _check_published(published, checker)
+                anchored = _check_anchors(anchors, checker)
+                _check_index_tables(db, checker)
+                problem = db.integrity_problem()
+                if problem is not None:
+                    raise _Failed(f"the database file is damaged (SQLite quick_check: {problem})")
+            except LedgerDamaged as exc:
+                raise _Failed(f"{exc}", checker.state.size) from None
     except _Failed as failed:
         return VerifyReport(False, checker.state.size, len(checker.state.checkpoints),
                             checker.state.tree.root().hex(), witnessed, anchored,
                             failed.bad_entry, failed.problem)
+    finally:
+        db.close()
     return VerifyReport(True, checker.state.size, len(checker.state.checkpoints),
                         checker.state.tree.root().hex(), witnessed, anchored)
 
 
-def _walk(conn: sqlite3.Connection, checker: _Checker,
-          progress: Callable[[int], None] | None) -> None:
-    cursor = conn.execute("SELECT seq, kind, body, leaf_hash FROM entries ORDER BY seq")
+def _walk(db: LedgerDB, checker: _Checker, progress: Callable[[int], None] | None) -> None:
+    rows = db.rows()
     expected = 0
-    while rows := cursor.fetchmany(_CHUNK):
-        good: list[tuple] = []
-        failure: _Failed | None = None
-        for row in rows:
+    chunk: list[tuple] = []
+    failure: _Failed | None = None
+    while True:
+        try:
+            row = next(rows, None)
+        except LedgerDamaged as exc:
+            row, failure = None, _Failed(f"entry {expected}: cannot be read: {exc}", expected)
+        if row is not None:
             try:
-                good.append(checker.structure(expected, row))
+                chunk.append(checker.structure(expected, row))
+                expected += 1
             except _Failed as exc:
                 failure = exc
-                break
-            expected += 1
-        if good:  # rules first: an earlier entry may break a rule before the structural failure
-            checker.run_rules(good)
+        if chunk and (row is None or failure is not None or len(chunk) == _CHUNK):
+            # rules first: an earlier entry may break a rule before the structural failure
+            checker.run_rules(chunk)
+            chunk = []
+            if progress is not None:
+                progress(checker.state.size)
         if failure is not None:
             raise failure
-        if progress is not None:
-            progress(checker.state.size)
+        if row is None:
+            break
     if checker.state.size == 0:
         raise _Failed("the log holds no entries", 0)
 
@@ -254,7 +276,8 @@ def _check_consistency(checker: _Checker) -> None:
                           "consistent", second.seq)
 
 
-def _read_witness(path: Path) -> list[tuple[int, bytes]]:
+def _read_witness(path: Path) -> list[tuple[int, bytes, SignedRecord]]:
+    """Published checkpoints: (position, line, record); malformed lines are bad input."""
     try:
         lines = path.read_bytes().splitlines()
     except OSError as exc:
@@ -263,28 +286,26 @@ def _read_witness(path: Path) -> list[tuple[int, bytes]]:
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        where = f"witness file {path} line {n}"
         try:
             obj = json.loads(line)
-            seq = obj["seq"]
-            if type(seq) is not int:
-                raise ValueError
-        except (ValueError, KeyError, TypeError):
-            raise InputError(f"witness file {path} line {n}: not a checkpoint entry") from None
-        published.append((seq, line))
+        except ValueError:
+            raise InputError(f"{where}: not valid JSON") from None
+        if type(obj) is not dict or type(obj.get("seq")) is not int:
+            raise InputError(f"{where}: not a checkpoint entry (an object with an integer seq)")
+        record = SignedRecord.from_json(obj, where)
+        if validate_payload(record.payload, f"{where}: payload") != "checkpoint":
+            raise InputError(f"{where}: not a checkpoint entry")
+        payload_bytes(record.payload, f"{where}: payload")
+        published.append((obj["seq"], line, record))
     return published
 
 
-def _check_published(published: list[tuple[int, bytes]], checker: _Checker) -> int:
+def _check_published(published: list[tuple[int, bytes, SignedRecord]], checker: _Checker) -> int:
     """Each published checkpoint must be in the log, byte for byte."""
     state = checker.state
-    for seq, line in published:
-        record = SignedRecord.from_json(json.loads(line), f"published checkpoint {seq}")
-        try:
-            kind = validate_payload(record.payload, f"published checkpoint {seq}")
-        except RecordError as exc:
-            raise _Failed(f"witness: {exc}") from None
-        if kind != "checkpoint" or not signature_valid(state.operator_key, record.sig,
-                                                       signing_message(record.payload)):
+    for seq, line, record in published:
+        if not signature_valid(state.operator_key, record.sig, signing_message(record.payload)):
             raise _Failed(f"witness: published checkpoint for entry {seq} is not a checkpoint "
                           "signed by the log's operator key")
         if seq >= state.size:
@@ -315,11 +336,13 @@ def _check_anchors(anchors: list[Anchor], checker: _Checker) -> int:
     return len(anchors)
 
 
-def _check_index_tables(conn: sqlite3.Connection, checker: _Checker) -> None:
+def _check_index_tables(db: LedgerDB, checker: _Checker) -> None:
     for table, expected in checker.index.items():
-        stored = set(conn.execute(f"SELECT * FROM {table}"))
+        stored = db.index_rows(table)
         if stored != expected:
-            extra, missing = sorted(stored - expected), sorted(expected - stored)
+            extra = sorted(stored - expected, key=repr)
+            missing = sorted(expected - stored, key=repr)
             row = extra[0] if extra else missing[0]
             what = "holds a row no entry implies" if extra else "lacks the row of"
-            raise _Failed(f"index table {table} {what} {row!r} (entry {row[-1]})", row[-1])
+            seq = row[-1] if type(row[-1]) is int else None
+            raise _Failed(f"index table {table} {what} {row!r} (entry {row[-1]!r})", seq)
