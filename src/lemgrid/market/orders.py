@@ -426,7 +426,8 @@ def read_orders_csv(
     except pd.errors.EmptyDataError:
         raise InputError(f"{path.name}: the file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path.name}: not a readable CSV file ({exc})") from None
+        detail = " ".join(str(exc).split())  # pandas' messages end in a newline
+        raise InputError(f"{path.name}: not a readable CSV file ({detail})") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     if frame.empty:
         raise InputError(f"{path.name}: contains no orders")

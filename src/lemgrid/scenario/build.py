@@ -327,6 +327,8 @@ def build_scenario(config: ScenarioConfig, grid: Grid | None = None) -> Scenario
             grid = load_grid(config.grid)
         except InputError as exc:
             raise FieldError(("grid",), str(exc)) from None
+        except FileNotFoundError as exc:
+            raise FieldError(("grid",), f"no such grid file: {exc.filename}") from None
     network = grid.network
     profiles = grid.profiles if grid.profiles is not None else _standard_grid_profiles(config, network)
     h = _Horizon(config, profiles)

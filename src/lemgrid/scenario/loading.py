@@ -30,12 +30,11 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-# YAML 1.1 (PyYAML) reads 1e3 and 1.5e3 as text; YAML 1.2 and every reader of numbers as numbers.
-# Values are not coerced (a quoted "5" is text), so exponents must be numbers in the file.
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."))
+#: Numbers with an exponent: YAML 1.1 (PyYAML) reads 1e3 and 1.5e3 as text, YAML 1.2 and every
+#: reader of numbers as numbers. Values are not coerced (a quoted "5" is text), so they must be
+#: numbers in the file.
+EXPONENT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", EXPONENT, list("-+0123456789."))
 
 
 def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
