@@ -1,8 +1,7 @@
 """Mutation fuzzer of orders files for ``lemgrid clear`` (issue 10): every mutated book either
 clears with sane results or exits 2 with ``error: ...`` naming the file and a row or column.
 
-Three books (the hand-computed book of the CLI tests, a book with every optional column, a random
-book with numeric timestamps) are mutated MUTATIONS_PER_CASE times for each of the three
+Three books (ties at the margin, every optional column, a random book with numeric timestamps) are mutated MUTATIONS_PER_CASE times for each of the three
 mechanisms (cells, columns, rows and the CSV text), with fixed seeds, and cleared through the
 CLI.
 
@@ -19,6 +18,7 @@ prices lie within the band and between the limits of the orders they match.
 
 from __future__ import annotations
 
+import io
 import json
 import random
 from dataclasses import dataclass
@@ -36,14 +36,16 @@ MECHANISMS = ("uniform", "pay-as-bid", "continuous")
 BAND = (-10.0, 10.0)
 NUMERIC = ("quantity_kwh", "price_eur_per_kwh", "interval")
 
-HAND = """order_id,participant,side,quantity_kwh,price_eur_per_kwh,interval
+# Ties at the margin (bid 0.25 meets ask 0.25) and a market with sellers only.
+TIES = """order_id,participant,side,quantity_kwh,price_eur_per_kwh,interval
 b1,alice,buy,2,0.30,0
-b2,bob,buy,1,0.25,0
-b3,carol,buy,3,0.25,0
-s1,dave,sell,3,0.10,0
-s2,erin,sell,2,0.20,0
-b4,alice,buy,1,0.22,1
-s3,frank,sell,1,0.12,1
+b2,bob,buy,2,0.25,0
+b3,carol,buy,1,0.25,0
+s1,dave,sell,2.5,0.25,0
+s2,erin,sell,2,0.10,0
+b4,alice,buy,1,0.22,2
+s3,frank,sell,1.5,0.22,2
+s4,gina,sell,1,0.05,1
 """
 
 FULL = """order_id,participant,side,quantity_kwh,price_eur_per_kwh,interval,bus,product,timestamp,valid_until
@@ -65,7 +67,7 @@ def random_book(rng: random.Random, n: int = 30) -> str:
     return "\n".join(rows) + "\n"
 
 
-BOOKS = {"hand": HAND, "full": FULL, "random": random_book(random.Random(7))}
+BOOKS = {"ties": TIES, "full": FULL, "random": random_book(random.Random(7))}
 
 CELLS = ["true", "True", "FALSE", "nan", "NaN", "inf", "-inf", "-1", "0", "-0", "1e308", "1e30",
          "1e-320", "99999999999999999999", "9223372036854775808", "9007199254740992", "1.5",
@@ -302,8 +304,10 @@ def test_enough_cases():
     assert len(BOOKS) * len(MECHANISMS) * MUTATIONS_PER_CASE >= 1000
 
 
-def test_merit_order_volume_of_the_hand_book():
-    """The oracle itself, on the book whose clearing is computed by hand in the CLI tests."""
-    frame = pd.read_csv(pd.io.common.StringIO(HAND))
-    first = frame[frame.interval == 0]
-    assert welfare_volume(first[first.side == "buy"], first[first.side == "sell"]) == 5.0
+def test_merit_order_volume_by_hand():
+    """The oracle itself: 2 kWh at 0.30 and 3 at 0.25 meet 2 kWh at 0.10 and 2.5 at 0.25, so
+    4.5 kWh trade (the tie at 0.25 trades); 1 kWh at 0.22 meets 1.5 kWh at 0.22."""
+    frame = pd.read_csv(io.StringIO(TIES))
+    volumes = [welfare_volume(m[m.side == "buy"], m[m.side == "sell"])
+               for _, m in frame.groupby("interval")]
+    assert volumes == [4.5, 0.0, 1.0]

@@ -162,6 +162,16 @@ def test_references_and_ranges_are_scenario_errors(tmp_path, body, message):
     assert message in refused(tmp_path, body)
 
 
+def test_every_design_has_one_options_model():
+    from typing import get_args
+
+    from lemgrid.scenario.config import DESIGNS, MarketConfig
+
+    models = get_args(get_args(MarketConfig)[0])
+    tags = [tag for model in models for tag in get_args(model.model_fields["design"].annotation)]
+    assert sorted(tags) == sorted(DESIGNS)
+
+
 def test_aggregators_that_make_sense_load(tmp_path):
     scenario = load_scenario(scenario_file(tmp_path, """\
         aggregators:

@@ -18,8 +18,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 MAX_POWER_KW = 1e6  # 1 GW
 MAX_ENERGY_KWH = 1e7  # 10 GWh
 MAX_ANNUAL_KWH = 1e10  # 10 TWh per year
-#: Prices and charges [EUR/kWh] lie within the default order price band of lemgrid.market (the
-#: order-based designs clear the scenario's bids in it); EU day-ahead prices are capped at 4.
+#: Prices and charges [EUR/kWh] lie within +-10, the default order price band of lemgrid.market
+#: (EU day-ahead prices are capped at 4 EUR/kWh).
 MAX_ABS_PRICE_EUR_PER_KWH = 10.0
 
 # Numbers are strict (see Strict): a boolean or a quoted number is not a number.
