@@ -15,7 +15,7 @@ from lemgrid.scenario.config import ScenarioConfig
 
 
 class _Loader(yaml.SafeLoader):
-    """Safe YAML loader that keeps dates as text-free types but refuses duplicate keys."""
+    """Safe YAML loader that refuses duplicate keys and reads 1e3 as a number (YAML 1.2)."""
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
