@@ -52,11 +52,61 @@ def test_hourly_resolution_and_limits(tmp_path):
     (["simbench:1-LV-rural1--0-sw", "--resolution", "7min"], "resolution"),
     (["simbench:1-LV-rural1--0-sw", "--start", "2020-01-01"], "outside"),
     (["missing-grid.json"], "not found"),
+    # Tracebacks on main (issue 10, item 21):
+    (["simbench:1-LV-rural1--0-sw", "--start", "notadate"],
+     "error: --start: not a date or date-time"),
+    (["simbench:1-LV-rural1--0-sw", "--start", "2016-06-01", "--days", "nan"],
+     "error: --days must be a finite number > 0, got nan"),
 ])
 def test_bad_input_exits_2(tmp_path, args, message):
     result = CliRunner().invoke(app, ["powerflow", *args, "--out", str(tmp_path)])
-    assert result.exit_code == 2
+    assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+def test_bad_start_of_a_scenario_file_exits_2(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("grid: simbench:1-LV-rural1--0-sw\n")
+    result = CliRunner().invoke(app, ["powerflow", str(path), "--start", "notadate", "--out",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 2 and "--start: not a date" in result.output
+
+
+def _case33(tmp_path, name: str, change) -> str:
+    import pandapower as pp
+    import pandapower.networks as pn
+
+    net = pn.case33bw()
+    change(net)
+    path = tmp_path / name
+    pp.to_json(net, str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda tmp: _write(tmp, "dict.json", '{"a": 1}'), "not a pandapower JSON network"),
+    (lambda tmp: _write(tmp, "list.json", "[1, 2]"), "not a pandapower JSON network"),
+    (lambda tmp: _write(tmp, "text.json", "not json"), "not a pandapower JSON network"),
+    (lambda tmp: _write(tmp, "fake.json", '{"_module": "pandapower.auxiliary", "_class": '
+                        '"pandapowerNet", "_object": {"bus": 5}}'),
+     "table 'bus' is missing or not a table"),
+    (lambda tmp: _case33(tmp, "nocol.json", lambda n: n.line.drop(columns="r_ohm_per_km",
+                                                                   inplace=True)),
+     "not a usable pandapower network (KeyError: 'r_ohm_per_km')"),
+    (lambda tmp: _case33(tmp, "zero_kv.json", lambda n: n.bus.__setitem__("vn_kv", 0.0)),
+     "not a usable pandapower network"),
+], ids=["dict", "list", "not-json", "bus-not-a-table", "missing-column", "zero-kv"])
+def test_json_that_is_not_a_pandapower_net_exits_2(tmp_path, make, message):
+    # On main: AttributeError / TypeError / KeyError tracebacks.
+    result = CliRunner().invoke(app, ["powerflow", make(tmp_path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and message in result.output
+
+
+def _write(tmp_path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
 
 
 def _command_paths(group, prefix=()):

@@ -99,6 +99,14 @@ def test_k_option(orders_csv, tmp_path):
     (HEADER + "a,p,buy,-1,0.2,0\n", "orders.csv row 1: quantity_kwh must be a finite number > 0"),
     (HEADER + "a,p,buy,1,0.2x,0\n", "orders.csv row 1: price_eur_per_kwh must be a number, "
                                     "got '0.2x'"),
+    # A traceback on main (numpy: 'minlength' must not be negative):
+    (HEADER + "a,p,buy,1,0.2,1e30\nb,q,sell,1,0.1,0\n",
+     "orders.csv row 1: interval must be within 0 .. 9007199254740991, got 1e+30"),
+    # Accepted on main, and cleared to 0 kWh:
+    (HEADER + "a,p,buy,1e308,0.2,0\nb,q,sell,1e308,0.1,0\n",
+     "orders.csv row 1: quantity_kwh must be at most 1e+06 kWh, got 1e+308"),
+    (HEADER + "a,p,buy,True,0.2,0\nb,q,sell,False,0.1,0\n",
+     "orders.csv row 1: quantity_kwh must be a number, got True"),
 ])
 def test_bad_input_exits_2_and_keeps_earlier_results(tmp_path, body, message):
     out = tmp_path / "res"
@@ -121,6 +129,9 @@ def test_price_band_options(orders_csv, tmp_path):
     assert "orders.csv row 1: price_eur_per_kwh must be within [-10, 0.25] EUR/kWh, got 0.3" \
         in result.stderr
     assert (PRICE_MIN_EUR_PER_KWH, PRICE_MAX_EUR_PER_KWH) == DEFAULT_PRICE_BAND_EUR_PER_KWH
+    huge = runner.invoke(app, ["clear", str(orders_csv), "--price-max", "1e308",
+                               "--out", str(tmp_path / "x")])
+    assert huge.exit_code == 2 and r"within +-1000 EUR/kWh" in huge.stderr
 
 
 def test_missing_file_and_bad_mechanism(tmp_path):

@@ -129,6 +129,12 @@ def test_order_record_and_batch_from_records():
     ({"price_eur_per_kwh": float("nan")}, "orders row 1: price_eur_per_kwh: Input should be a "
                                           "finite number, got nan"),
     ({"colour": "red"}, "orders row 1: colour: Extra inputs are not permitted"),
+    # Accepted on main (issue 10, item 21): booleans and text as numbers, huge quantities.
+    ({"quantity_kwh": True}, "quantity_kwh: Input should be a valid number, got True"),
+    ({"price_eur_per_kwh": "0.2"}, "price_eur_per_kwh: Input should be a valid number, got '0.2'"),
+    ({"interval": True}, "interval: Input should be a valid integer, got True"),
+    ({"interval": -1}, "interval: Input should be greater than or equal to 0, got -1"),
+    ({"quantity_kwh": 1e308}, "quantity_kwh: Input should be less than or equal to 1000000"),
 ])
 def test_bad_records(record, message):
     base = {"order_id": "x", "participant": "p", "side": "buy", "quantity_kwh": 1.0,
@@ -164,3 +170,63 @@ def test_read_orders_csv(tmp_path):
     header.write_text("order_id,participant,side,quantity_kwh,price_eur_per_kwh\n")
     with pytest.raises(InputError, match="header.csv: contains no orders"):
         read_orders_csv(header)
+
+
+# --- sane bounds (issue 10, item 21) ----------------------------------------------------------
+
+@pytest.mark.parametrize("interval, message", [
+    ("1e30", "row 1: interval must be within 0 .. 9007199254740991, got 1e+30"),
+    ("99999999999999999999", "row 1: interval must be within 0 .. 9007199254740991"),
+    ("9223372036854775807", "row 1: interval must be within 0 .. 9007199254740991"),
+    ("3074457345618258603", "row 1: interval must be within 0 .. 9007199254740991"),
+    ("-1", "row 1: interval must be within 0 .. 9007199254740991, got -1"),
+])
+def test_huge_or_negative_csv_interval_is_an_input_error(tmp_path, interval, message):
+    # On main 1e30 raised numpy's "'minlength' must not be negative"; 2**63 / 3 overflowed the
+    # market key silently.
+    path = tmp_path / "orders.csv"
+    path.write_text("order_id,participant,side,quantity_kwh,price_eur_per_kwh,interval\n"
+                    f"1,a,buy,1,0.2,{interval}\n2,b,sell,1,0.1,0\n")
+    with pytest.raises(InputError) as err:
+        read_orders_csv(path)
+    assert message in str(err.value)
+
+
+def test_largest_interval_clears(tmp_path):
+    from lemgrid.market import clear
+    from lemgrid.market.orders import MAX_INTERVAL
+
+    batch = OrderBatch.from_frame(GOOD.assign(interval=MAX_INTERVAL))
+    result = clear(batch, "uniform")
+    assert result.summary()["markets"][0]["interval"] == MAX_INTERVAL
+
+
+def test_quantity_beyond_a_gigawatt_hour_is_refused():
+    # On main two orders of 1e308 kWh cleared to 0 kWh (their sums overflow to inf).
+    with pytest.raises(InputError, match=r"row 2: quantity_kwh must be at most 1e\+06 kWh, "
+                                         r"got 1e\+308"):
+        OrderBatch.from_frame(GOOD.assign(quantity_kwh=[1.0, 1e308, 1.0]))
+    batch = OrderBatch.from_frame(GOOD.assign(quantity_kwh=[1e6, 1e6, 1.0]))  # the bound itself
+    assert batch.quantity_kwh.max() == 1e6
+
+
+def test_boolean_columns_are_not_numbers(tmp_path):
+    # On main a column of True/False was read as 1/0 kWh (pandas parses it as booleans).
+    path = tmp_path / "orders.csv"
+    path.write_text("order_id,participant,side,quantity_kwh,price_eur_per_kwh\n"
+                    "1,a,buy,True,0.2\n2,b,sell,False,0.1\n")
+    with pytest.raises(InputError, match="row 1: quantity_kwh must be a number, got True"):
+        read_orders_csv(path)
+    path.write_text("order_id,participant,side,quantity_kwh,price_eur_per_kwh\n"
+                    "1,a,buy,1,True\n2,b,sell,1,\n")  # booleans mixed with a missing value
+    with pytest.raises(InputError, match="row 1: price_eur_per_kwh must be a number, got True"):
+        read_orders_csv(path)
+    with pytest.raises(InputError, match="quantity_kwh must be numbers, got booleans"):
+        OrderBatch.from_arrays(order_id=[1, 2], participant="p", side=["buy", "sell"],
+                               quantity_kwh=np.array([True, True]), price_eur_per_kwh=0.1)
+
+
+@pytest.mark.parametrize("band", [(-1e308, 1e308), (-np.inf, 1.0), (np.nan, 1.0)])
+def test_price_band_beyond_the_limit_is_refused(band):
+    with pytest.raises(InputError, match=r"within \+-1000 EUR/kWh"):
+        OrderBatch.from_frame(GOOD, price_band_eur_per_kwh=band)

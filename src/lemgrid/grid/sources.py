@@ -9,7 +9,6 @@ format, so later loads take milliseconds. Delete the folder to rebuild.
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -90,9 +89,29 @@ def load_pandapower_net(spec: str):
     import pandapower as pp
 
     try:
-        return pp.from_json(str(path))
-    except (ValueError, KeyError, TypeError, UserWarning, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not a pandapower JSON network ({exc})") from None
+        net = pp.from_json(str(path))
+    except Exception as exc:  # noqa: BLE001 - pandapower's reader fails in many ways on foreign JSON
+        raise InputError(f"{path}: not a pandapower JSON network "
+                         f"({type(exc).__name__}: {exc})") from None
+    _check_tables(net, path)
+    return net
+
+
+#: Tables of a pandapower net that lemgrid reads.
+_TABLES = ("bus", "ext_grid", "line", "trafo", "load", "sgen", "storage", "gen")
+
+
+def _check_tables(net, path: Path) -> None:
+    """A JSON file read by pandapower is a net with the tables lemgrid reads (pandas frames)."""
+    import pandapower as pp
+
+    if not isinstance(net, pp.pandapowerNet):
+        raise InputError(f"{path}: not a pandapower JSON network (it holds a "
+                         f"{type(net).__name__})")
+    bad = [t for t in _TABLES if not isinstance(net.get(t), pd.DataFrame)]
+    if bad:
+        raise InputError(f"{path}: not a pandapower JSON network (table {bad[0]!r} is missing "
+                         "or not a table)")
 
 
 def _profiles_of(net, network: Network) -> GridProfiles | None:
@@ -110,6 +129,20 @@ def grid_from_pandapower(net, spec: str) -> Grid:
 
     network = network_from_pandapower(net, spec)
     return Grid(spec=spec, network=network, profiles=_profiles_of(net, network))
+
+
+def _grid_from_file(net, path: str) -> Grid:
+    """Convert a net read from a user's file: its broken contents are input errors."""
+    import pandapower as pp
+
+    try:
+        return grid_from_pandapower(net, path)
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError, ArithmeticError,
+            pp.LoadflowNotConverged) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"{path}: not a usable pandapower network ({type(exc).__name__}: "
+                         f"{exc})") from None
 
 
 def _cache_file(kind: str, value: str) -> Path | None:
@@ -183,7 +216,11 @@ def load_grid(spec: str, *, use_cache: bool = True) -> Grid:
             return _load(cache)
         except (ValueError, KeyError, OSError):
             pass  # stale or damaged cache: rebuild below
-    grid = grid_from_pandapower(load_pandapower_net(spec), spec if kind != "json" else value)
+    net = load_pandapower_net(spec)
+    if kind == "json":
+        grid = _grid_from_file(net, value)
+    else:
+        grid = grid_from_pandapower(net, spec)
     if cache is not None:
         try:
             _save(grid, cache)

@@ -22,13 +22,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from lemgrid.assets.tables import Batteries, EnergySessions
 from lemgrid.errors import InfeasibleError, InputError
 from lemgrid.grid.kpis import GridLimits
 from lemgrid.grid.sensitivity import Linearization
 from lemgrid.market.lp import LinearProgram, LPSolution
+from lemgrid.scenario.config import CommunityOptions  # the design's options (scenario format)
 
 
 #: Threshold above which a battery is seen as charging and discharging at once [kW].
@@ -42,21 +42,6 @@ LOADING_PENALTY_EUR_PER_PERCENT = 1e4
 #: of the gap can take minutes.
 MILP_TIME_LIMIT_S = 30.0
 MILP_REL_GAP = 1e-3
-
-
-class CommunityOptions(BaseModel):
-    """Options of the ``community`` design (the scenario's ``market`` section)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    design: str = "community"
-    network: str = Field("ignore", pattern="^(ignore|constrained)$",
-                         description="clear within the grid's limits (DLMPs) or ignore the grid")
-    curtailment_eur_per_kwh: float | None = Field(
-        None, description="value of curtailed PV energy (default: the feed-in tariff)")
-    battery_wear_eur_per_kwh: float = Field(0.001, ge=0)
-    losses: bool = Field(True, description="price losses in network-constrained clearing")
-    max_ac_iterations: int = Field(10, ge=1, le=100)
 
 
 @dataclass(frozen=True, eq=False)

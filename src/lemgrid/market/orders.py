@@ -18,7 +18,15 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+)
 
 from lemgrid.errors import InputError
 
@@ -30,6 +38,16 @@ PRODUCTS = ("energy", "flex-up", "flex-down")
 #: Accepted limit prices (inclusive), EUR/kWh. Wide enough for any retail or wholesale price seen
 #: in Europe, including negative ones; a market narrows it with ``price_band_eur_per_kwh``.
 DEFAULT_PRICE_BAND_EUR_PER_KWH = (-10.0, 10.0)
+#: No price band reaches beyond +-1000 EUR/kWh (250 times the EU day-ahead price cap of
+#: 4 EUR/kWh): larger numbers are unit mistakes, and welfare sums stay exact in float64.
+PRICE_LIMIT_EUR_PER_KWH = 1e3
+#: Largest quantity of one order [kWh]: 1 GWh in one interval, a 4 GW plant for 15 minutes, more
+#: than anything connected to a distribution grid. Larger numbers (1e308) are typos, and sums of
+#: them would overflow to inf and clear to nothing.
+MAX_QUANTITY_KWH = 1e6
+#: Delivery intervals are indices 0 .. 2**53 - 1 (exact as float64 and in JSON, and the market key
+#: ``interval * 3 + product`` cannot overflow int64).
+MAX_INTERVAL = 2**53 - 1
 #: Columns an orders file must have, and the ones it may have.
 REQUIRED_COLUMNS = ("order_id", "participant", "side", "quantity_kwh", "price_eur_per_kwh")
 OPTIONAL_COLUMNS = ("interval", "bus", "product", "timestamp", "valid_until")
@@ -72,13 +90,13 @@ class Order(BaseModel):
     order_id: StrictInt | NonEmptyStr
     participant: NonEmptyStr
     side: Literal["buy", "sell"]
-    quantity_kwh: float = Field(gt=0, allow_inf_nan=False)
-    price_eur_per_kwh: float = Field(allow_inf_nan=False)
-    interval: int = 0
+    quantity_kwh: StrictFloat = Field(gt=0, le=MAX_QUANTITY_KWH, allow_inf_nan=False)
+    price_eur_per_kwh: StrictFloat = Field(allow_inf_nan=False)
+    interval: StrictInt = Field(0, ge=0, le=MAX_INTERVAL)
     bus: StrictInt | NonEmptyStr | None = None
     product: Literal["energy", "flex-up", "flex-down"] = "energy"
-    timestamp: datetime | float | None = None
-    valid_until: datetime | float | None = None
+    timestamp: datetime | StrictFloat | None = None
+    valid_until: datetime | StrictFloat | None = None
 
 
 def _seconds(value: datetime | float | None, default: float) -> float:
@@ -239,11 +257,11 @@ class OrderBatch:
         side : array_like
             ``'buy'``/``'sell'`` strings or :data:`BUY`/:data:`SELL` codes.
         quantity_kwh : array_like
-            Quantities [kWh], finite and > 0.
+            Quantities [kWh], finite, > 0 and at most :data:`MAX_QUANTITY_KWH`.
         price_eur_per_kwh : array_like
             Limit prices [EUR/kWh], finite and inside ``price_band_eur_per_kwh``.
         interval : array_like of int, default 0
-            Delivery interval of each order.
+            Delivery interval of each order, 0 .. :data:`MAX_INTERVAL`.
         bus : array_like, optional
             Grid bus of each order.
         product : array_like, default 'energy'
@@ -253,7 +271,8 @@ class OrderBatch:
         valid_until_s : array_like, optional
             End of validity [s]; default (or NaN): until gate closure.
         price_band_eur_per_kwh : (float, float)
-            Inclusive lower and upper bound on limit prices [EUR/kWh].
+            Inclusive lower and upper bound on limit prices [EUR/kWh], within
+            +-:data:`PRICE_LIMIT_EUR_PER_KWH`.
         source : str
             Name used in error messages (e.g. the file name).
 
@@ -263,6 +282,8 @@ class OrderBatch:
             Naming the row (1-based), the field and the value of the first bad entry.
         """
         def floats(value: Any, field: str) -> np.ndarray:
+            if np.asarray(value).dtype.kind == "b":
+                raise InputError(f"{source}: {field} must be numbers, got booleans")
             try:
                 return np.asarray(value, dtype=np.float64)
             except (TypeError, ValueError):
@@ -405,7 +426,8 @@ def read_orders_csv(
     except pd.errors.EmptyDataError:
         raise InputError(f"{path.name}: the file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path.name}: not a readable CSV file ({exc})") from None
+        detail = " ".join(str(exc).split())  # pandas' messages end in a newline
+        raise InputError(f"{path.name}: not a readable CSV file ({detail})") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     if frame.empty:
         raise InputError(f"{path.name}: contains no orders")
@@ -448,12 +470,16 @@ def _require_present(series: pd.Series, field: str, source: str) -> None:
 
 
 def _numbers(series: pd.Series, field: str, source: str) -> np.ndarray:
-    """A column as float64; text that is not a number is an error (NaN is left to validation)."""
+    """A column as float64; text that is not a number, and booleans (``True`` is no quantity),
+    are errors (NaN is left to validation)."""
+    raw = series.to_numpy()
+    if pd.api.types.is_bool_dtype(series.dtype):
+        _raise_first(np.ones(raw.shape, bool), raw, f"{field} must be a number", source)
     if pd.api.types.is_numeric_dtype(series.dtype):
         return series.to_numpy(dtype=np.float64)
     numbers = pd.to_numeric(series, errors="coerce")
-    raw = series.to_numpy()
-    _raise_first(numbers.isna().to_numpy() & ~pd.isna(raw), raw,
+    is_bool = np.fromiter((isinstance(v, bool | np.bool_) for v in raw), bool, raw.size)
+    _raise_first((numbers.isna().to_numpy() & ~pd.isna(raw)) | is_bool, raw,
                  f"{field} must be a number", source)
     return numbers.to_numpy(dtype=np.float64)
 
@@ -478,7 +504,12 @@ def _times(series: pd.Series, field: str, source: str) -> np.ndarray:
 
 
 def _integers(values: np.ndarray, field: str, source: str) -> np.ndarray:
+    """Interval indices as int64, each within 0 .. MAX_INTERVAL."""
+    if values.dtype.kind == "b":
+        _raise_first(np.ones(values.shape, bool), values, f"{field} must be an integer", source)
     if values.dtype.kind in "iu":
+        _raise_first((values < 0) | (values > MAX_INTERVAL), values,
+                     f"{field} must be within 0 .. {MAX_INTERVAL}", source)
         return values.astype(np.int64, copy=False)
     try:
         as_float = values.astype(np.float64)
@@ -486,6 +517,8 @@ def _integers(values: np.ndarray, field: str, source: str) -> np.ndarray:
         as_float = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)
     _raise_first(~np.isfinite(as_float) | (as_float != np.round(as_float)), values,
                  f"{field} must be an integer", source)
+    _raise_first((as_float < 0) | (as_float > MAX_INTERVAL), values,
+                 f"{field} must be within 0 .. {MAX_INTERVAL}", source)
     return as_float.astype(np.int64)
 
 
@@ -509,11 +542,14 @@ def _codes(values: np.ndarray, names: dict[str, int], field: str, source: str) -
 def _validate(batch: OrderBatch, band: tuple[float, float], source: str) -> None:
     """Check every order; raise an InputError naming the first bad row, field and value."""
     lo, hi = band
-    if not lo <= hi:
-        raise InputError(f"price band must have lower <= upper, got ({lo}, {hi})")
+    if not -PRICE_LIMIT_EUR_PER_KWH <= lo <= hi <= PRICE_LIMIT_EUR_PER_KWH:
+        raise InputError(f"price band must have lower <= upper, both within "
+                         f"+-{PRICE_LIMIT_EUR_PER_KWH:g} EUR/kWh, got ({lo}, {hi})")
     q, p = batch.quantity_kwh, batch.price_eur_per_kwh
     _raise_first(np.isnan(q), q, "quantity_kwh is missing or not a number", source)
     _raise_first(~np.isfinite(q) | (q <= 0), q, "quantity_kwh must be a finite number > 0", source)
+    _raise_first(q > MAX_QUANTITY_KWH, q,
+                 f"quantity_kwh must be at most {MAX_QUANTITY_KWH:g} kWh", source)
     _raise_first(np.isnan(p), p, "price_eur_per_kwh is missing or not a number", source)
     _raise_first(~np.isfinite(p), p, "price_eur_per_kwh must be finite", source)
     _raise_first((p < lo) | (p > hi), p,

@@ -20,9 +20,9 @@ not scheduled by this design (each interval clears alone).
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from lemgrid.market.p2p import P2PProblem, make_p2p_problem
+from lemgrid.scenario.config import P2POptions  # the design's options (scenario format)
 
 #: Quadratic cost coefficient of producers and curvature of consumers' utility [EUR/(kW^2 h)],
 #: kept small so that marginal values stay within a cent of the linear part.
@@ -32,23 +32,6 @@ CONSUMER_HEADROOM_EUR_PER_KWH = 0.10
 
 GRID_SELLER = "grid-import"
 GRID_BUYER = "grid-export"
-
-
-class P2POptions(BaseModel):
-    """Options of the ``p2p`` design (the scenario's ``market`` section)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    design: str = "p2p"
-    network: str = "ignore"
-    method: str = Field("admm", pattern="^(admm|central)$")
-    network_charge_eur_per_kwh: float = Field(
-        0.04, ge=0, description="charge on a local trade between the farthest pair of peers")
-    seller_share: float = Field(0.5, ge=0, le=1, description="seller's share of network charges")
-    local_premium_eur_per_kwh: float = Field(
-        0.01, ge=0, description="premium both sides grant a trade between participants")
-    tolerance_kwh: float = Field(1e-4, gt=0)
-    reference: bool = Field(True, description="also solve centrally and report the gap")
 
 
 def p2p_problem(ids: np.ndarray, load_p_kw: np.ndarray, pv_p_kw: np.ndarray,

@@ -46,7 +46,8 @@ def load_scenario(path: str | Path, **overrides) -> Scenario:
         try:
             config = ScenarioConfig.model_validate(data)
         except ValidationError as exc:
-            raise InputError(format_validation_error(exc, f"{path} (with overrides)", None)) from None
+            raise InputError(format_validation_error(exc, f"{path} (with overrides)", data,
+                                                     None)) from None
     try:
         return build_scenario(config)
     except FieldError as exc:

@@ -275,6 +275,38 @@ def _add_asset(builder: _ParticipantBuilder, asset: AssetConfig, loc: tuple, sca
                     energy_kwh=energy, power_kw=asset.power_kw))
 
 
+def _check_references(config: ScenarioConfig, network: Network, ids: list[str]) -> None:
+    """Participants and buses named outside the participant list must exist."""
+    for pid in config.agents.by_participant:
+        if pid not in ids:
+            raise FieldError(("agents", "by_participant", pid), f"unknown participant {pid!r}")
+    represented: dict[str, str] = {}
+    for k, agg in enumerate(config.aggregators):
+        loc = ("aggregators", k)
+        if agg.id in ids:
+            raise FieldError(loc + ("id",), f"aggregator id {agg.id!r} is a participant's id")
+        for m, pid in enumerate(agg.participants):
+            if pid not in ids:
+                raise FieldError(loc + ("participants", m), f"unknown participant {pid!r}")
+        members = list(agg.participants)
+        if agg.every is not None:
+            if agg.offset >= len(ids):
+                raise FieldError(loc + ("offset",), f"offset {agg.offset} is beyond the last "
+                                                    f"participant (there are {len(ids)})")
+            members += ids[agg.offset::agg.every]
+        for pid in members:
+            if represented.setdefault(pid, agg.id) != agg.id:
+                raise FieldError(loc, f"participant {pid!r} is already represented by "
+                                      f"{represented[pid]!r}")
+    if config.dso is not None:
+        for where, requests in ((("dso", "flexibility", "requests"), config.dso.flexibility.requests),
+                                (("dso", "coordination", "tso_requests"),
+                                 config.dso.coordination.tso_requests)):
+            for k, request in enumerate(requests):
+                for m, bus in enumerate(request.buses or ()):
+                    _bus(network, bus, where + (k, "buses", m))
+
+
 def build_scenario(config: ScenarioConfig, grid: Grid | None = None) -> Scenario:
     """Turn a validated config into arrays: load the grid, cut the horizon, place participants.
 
@@ -287,14 +319,18 @@ def build_scenario(config: ScenarioConfig, grid: Grid | None = None) -> Scenario
     Raises
     ------
     FieldError
-        (an :class:`~lemgrid.errors.InputError`) naming the field: unknown bus, load or participant,
-        a horizon outside the profiles, an EV whose energy cannot be charged in its window.
+        (an :class:`~lemgrid.errors.InputError`) naming the field: unknown bus, load or participant
+        (also in ``agents``, ``aggregators`` and the DSO's requests), a participant in two
+        aggregators, a horizon outside the profiles, an EV whose energy cannot be charged in its
+        window.
     """
     if grid is None:
         try:
             grid = load_grid(config.grid)
         except InputError as exc:
             raise FieldError(("grid",), str(exc)) from None
+        except FileNotFoundError as exc:
+            raise FieldError(("grid",), f"no such grid file: {exc.filename}") from None
     network = grid.network
     profiles = grid.profiles if grid.profiles is not None else _standard_grid_profiles(config, network)
     h = _Horizon(config, profiles)
@@ -401,6 +437,7 @@ def build_scenario(config: ScenarioConfig, grid: Grid | None = None) -> Scenario
     participants = builder.build()
     if not len(participants):
         raise FieldError(("participants",), f"grid {network.name} has no loads: no participants")
+    _check_references(config, network, list(builder.ids))
     limits = GridLimits(**config.grid_limits.model_dump())
     return Scenario(
         config=config, name=config.name or Path(str(config.grid)).name, network=network,

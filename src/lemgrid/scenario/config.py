@@ -10,16 +10,32 @@ import datetime as dt
 import re
 from typing import Annotated, Any, Literal
 
+import pydantic
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+#: Sane physical bounds. A value beyond them is a typo or a unit mistake (W for kW), not a
+#: scenario: the largest single plants on distribution grids are tens of MW.
+MAX_POWER_KW = 1e6  # 1 GW
+MAX_ENERGY_KWH = 1e7  # 10 GWh
+MAX_ANNUAL_KWH = 1e10  # 10 TWh per year
+#: Prices and charges [EUR/kWh] lie within +-10, the default order price band of lemgrid.market
+#: (EU day-ahead prices are capped at 4 EUR/kWh).
+MAX_ABS_PRICE_EUR_PER_KWH = 10.0
+
+# Numbers are strict (see Strict): a boolean or a quoted number is not a number.
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
-Price = Annotated[float, Field(allow_inf_nan=False)]
+Power = Annotated[float, Field(gt=0, le=MAX_POWER_KW, allow_inf_nan=False)]
+Energy = Annotated[float, Field(gt=0, le=MAX_ENERGY_KWH, allow_inf_nan=False)]
+Price = Annotated[float, Field(ge=-MAX_ABS_PRICE_EUR_PER_KWH, le=MAX_ABS_PRICE_EUR_PER_KWH,
+                               allow_inf_nan=False)]
+Charge = Annotated[float, Field(ge=0, le=MAX_ABS_PRICE_EUR_PER_KWH, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=1)]
+Lax = pydantic.Strict(False)
 
 _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
-#: Market designs that a scenario may name (each is built by its own issue's module).
+#: Market designs that a scenario may name (each has its options model, see MarketConfig).
 DESIGNS = ("none", "uniform", "pay-as-bid", "continuous", "community", "community-constrained",
            "p2p")
 #: Bidding strategies (``lemgrid.agents``).
@@ -27,9 +43,10 @@ AGENT_TYPES = ("price-taker", "zi-c", "zip", "optimizer")
 
 
 class Strict(BaseModel):
-    """Base for all scenario sections: unknown keys are errors (they are usually typos)."""
+    """Base for all scenario sections: unknown keys are errors (they are usually typos), and
+    values are not coerced: ``true`` is no number, ``"5"`` no number and ``1`` no boolean."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def clock_hours(text: str) -> float:
@@ -55,7 +72,7 @@ class AssetBase(Strict):
     id: str | None = None
     owner: str | None = None
     bus: str | None = None
-    every: Annotated[int, Field(ge=1)] | None = None
+    every: Count | None = None
 
     @model_validator(mode="after")
     def _one_placement(self):
@@ -73,9 +90,9 @@ class BatteryConfig(AssetBase):
     """A battery; ``efficiency`` is the round-trip efficiency (split equally on charge/discharge)."""
 
     type: Literal["battery"]
-    capacity_kwh: PositiveFloat
-    power_kw: PositiveFloat
-    efficiency: Annotated[float, Field(gt=0, le=1)] = 0.90
+    capacity_kwh: Energy
+    power_kw: Power
+    efficiency: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.90
     soc_min: Fraction = 0.0
     soc_max: Fraction = 1.0
     soc_initial: Fraction = 0.5
@@ -98,11 +115,11 @@ class EVConfig(AssetBase):
     ``energy_kwh`` from its charging point by departure at up to ``power_kw``."""
 
     type: Literal["ev"]
-    power_kw: PositiveFloat
-    energy_kwh: PositiveFloat
+    power_kw: Power
+    energy_kwh: Energy
     arrival: ClockTime = "18:00"
     departure: ClockTime = "07:00"
-    capacity_kwh: PositiveFloat | None = None
+    capacity_kwh: Energy | None = None
 
     @model_validator(mode="after")
     def _energy_fits(self):
@@ -117,8 +134,8 @@ class FlexibleLoadConfig(AssetBase):
     ``window_end``) at up to ``power_kw`` (e.g. a washing machine or dishwasher)."""
 
     type: Literal["flexible_load"]
-    energy_kwh: PositiveFloat
-    power_kw: PositiveFloat
+    energy_kwh: Energy
+    power_kw: Power
     window_start: ClockTime = "08:00"
     window_end: ClockTime = "20:00"
 
@@ -127,7 +144,7 @@ class PVConfig(AssetBase):
     """Additional rooftop PV of ``kwp`` peak power following a SimBench PV profile."""
 
     type: Literal["pv"]
-    kwp: PositiveFloat
+    kwp: Power
     profile: str = "PV3"
 
 
@@ -140,7 +157,7 @@ class LoadProfileConfig(Strict):
     """A standard SimBench load profile scaled to an annual consumption."""
 
     profile: str = "H0-A"
-    annual_kwh: PositiveFloat
+    annual_kwh: Annotated[float, Field(gt=0, le=MAX_ANNUAL_KWH, allow_inf_nan=False)]
 
 
 class ParticipantConfig(Strict):
@@ -151,21 +168,22 @@ class ParticipantConfig(Strict):
     loads: list[str] = Field(default_factory=list, description="names of grid loads it owns")
     sgens: list[str] = Field(default_factory=list, description="names of grid PV (sgens) it owns")
     load: LoadProfileConfig | None = None
-    pv_kwp: NonNegativeFloat = 0.0
+    pv_kwp: Annotated[float, Field(ge=0, le=MAX_POWER_KW, allow_inf_nan=False)] = 0.0
     pv_profile: str = "PV3"
     assets: list[AssetConfig] = Field(default_factory=list)
 
     @field_validator("bus", mode="before")
     @classmethod
-    def _bus_text(cls, value: Any) -> str:
-        return str(value)
+    def _bus_text(cls, value: Any) -> Any:
+        # Bus names that YAML reads as numbers (ieee33's 1..33); anything else is validated as is.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class ScaleConfig(Strict):
-    """Multipliers on the profiles of all loads and all PV."""
+    """Multipliers on the profiles of all loads and all PV (at most 100)."""
 
-    load: NonNegativeFloat = 1.0
-    pv: NonNegativeFloat = 1.0
+    load: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 1.0
+    pv: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 1.0
 
 
 class TariffConfig(Strict):
@@ -174,7 +192,7 @@ class TariffConfig(Strict):
 
     import_eur_per_kwh: Price = 0.25
     export_eur_per_kwh: Price = 0.08
-    network_eur_per_kwh: Price = 0.08
+    network_eur_per_kwh: Charge = 0.08
 
     @model_validator(mode="after")
     def _no_arbitrage(self):
@@ -189,9 +207,9 @@ class TariffConfig(Strict):
 class GridLimitsConfig(Strict):
     """The DSO's operating limits (EN 50160: +-10 % of nominal voltage)."""
 
-    vm_min_pu: Annotated[float, Field(gt=0, lt=2)] = 0.90
-    vm_max_pu: Annotated[float, Field(gt=0, lt=2)] = 1.10
-    max_loading_percent: PositiveFloat = 100.0
+    vm_min_pu: Annotated[float, Field(gt=0, lt=2, allow_inf_nan=False)] = 0.90
+    vm_max_pu: Annotated[float, Field(gt=0, lt=2, allow_inf_nan=False)] = 1.10
+    max_loading_percent: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)] = 100.0
 
     @model_validator(mode="after")
     def _band(self):
@@ -207,16 +225,60 @@ class DefaultProfilesConfig(Strict):
     pv: str = "PV3"
 
 
-class MarketConfig(BaseModel):
-    """The market design and its options (each design validates its own options)."""
+class NoMarketOptions(Strict):
+    """``design: none``: business-as-usual, every kWh with the retailer; no options."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    design: Literal["none"] = "none"
 
-    design: Literal[DESIGNS] = "community"  # type: ignore[valid-type]
 
-    @property
-    def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
+class OrderOptions(Strict):
+    """Options of the order-based designs (``uniform``, ``pay-as-bid``, ``continuous``)."""
+
+    design: Literal["uniform", "pay-as-bid", "continuous"] = "uniform"
+    intraday: bool = Field(False, description="trade each interval's deviations from the "
+                                              "schedule in an intraday uniform auction")
+
+
+class CommunityOptions(Strict):
+    """Options of the ``community`` design (``community-constrained``: ``network: constrained``)."""
+
+    design: Literal["community", "community-constrained"] = "community"
+    network: Literal["ignore", "constrained"] = Field(
+        "ignore", description="clear within the grid's limits (DLMPs) or ignore the grid")
+    curtailment_eur_per_kwh: Price | None = Field(
+        None, description="value of curtailed PV energy (default: the feed-in tariff)")
+    battery_wear_eur_per_kwh: Charge = 0.001
+    losses: bool = Field(True, description="price losses in network-constrained clearing")
+    max_ac_iterations: Annotated[int, Field(ge=1, le=100)] = 10
+
+    @model_validator(mode="after")
+    def _constrained(self):
+        if (self.design == "community-constrained" and "network" in self.model_fields_set
+                and self.network != "constrained"):
+            raise ValueError("design community-constrained clears within the grid's limits: "
+                             f"network must be 'constrained' (or left out), got {self.network!r}")
+        return self
+
+
+class P2POptions(Strict):
+    """Options of the ``p2p`` design."""
+
+    design: Literal["p2p"] = "p2p"
+    network: Literal["ignore", "constrained"] = Field(
+        "ignore", description="'constrained' is not built for p2p (optimize says so)")
+    method: Literal["admm", "central"] = "admm"
+    network_charge_eur_per_kwh: Charge = Field(
+        0.04, description="charge on a local trade between the farthest pair of peers")
+    seller_share: Fraction = Field(0.5, description="seller's share of network charges")
+    local_premium_eur_per_kwh: Charge = Field(
+        0.01, description="premium both sides grant a trade between participants")
+    tolerance_kwh: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 1e-4
+    reference: bool = Field(True, description="also solve centrally and report the gap")
+
+
+#: The ``market`` section: one options model per design, chosen by ``design``.
+MarketConfig = Annotated[NoMarketOptions | OrderOptions | CommunityOptions | P2POptions,
+                         Field(discriminator="design")]
 
 
 class ZipConfig(Strict):
@@ -247,9 +309,9 @@ class ForecastConfig(Strict):
 class SettlementConfig(Strict):
     """Charges beyond the energy price (EUR/kWh unless stated) and the imbalance prices."""
 
-    local_network_eur_per_kwh: NonNegativeFloat = 0.02
-    levies_eur_per_kwh: NonNegativeFloat = 0.0
-    fixed_eur_per_day: NonNegativeFloat = 0.0
+    local_network_eur_per_kwh: Charge = 0.02
+    levies_eur_per_kwh: Charge = 0.0
+    fixed_eur_per_day: Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)] = 0.0
     imbalance_short_eur_per_kwh: Price | None = Field(
         default=None, description="price of energy delivered short (default: import + network)")
     imbalance_long_eur_per_kwh: Price | None = Field(
@@ -264,7 +326,7 @@ class FlexPricesConfig(Strict):
     pv: Price = 0.12
     ev: Price = 0.03
     flexible_load: Price = 0.03
-    availability_eur_per_kw_h: NonNegativeFloat = 0.0
+    availability_eur_per_kw_h: Charge = 0.0
 
 
 class DailyWindowConfig(Strict):
@@ -286,7 +348,7 @@ class RequestConfig(Strict):
     start: ClockTime = Field(alias="from")
     end: ClockTime = Field(alias="to")
     direction: Literal["up", "down"]
-    kw: PositiveFloat
+    kw: Power
     max_price_eur_per_kwh: Price = 1.0
     service: Literal["CM", "VM", "LLR", "balancing"] = "balancing"
     buses: list[str] | None = None
@@ -306,18 +368,26 @@ class FlexibilityConfig(Strict):
     kinds: list[Literal["battery", "pv", "ev", "flexible_load"]] = Field(
         default_factory=lambda: ["battery", "pv", "ev", "flexible_load"])
     max_iterations: Annotated[int, Field(ge=1, le=20)] = 5
-    voltage_margin_pu: NonNegativeFloat = 0.002
-    loading_margin_percent: NonNegativeFloat = 1.0
+    voltage_margin_pu: Annotated[float, Field(ge=0, le=0.2, allow_inf_nan=False)] = 0.002
+    loading_margin_percent: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 1.0
     delivery_rate: Fraction = 1.0
-    non_delivery_penalty_eur_per_kwh: NonNegativeFloat = 0.2
+    non_delivery_penalty_eur_per_kwh: Charge = 0.2
     requests: list[RequestConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _reservation_with_long_term(self):
+        if (self.lead_time == "long-term") != (self.reservation is not None):
+            raise ValueError("a reservation window (from, to) goes with lead_time long-term and "
+                             f"only with it; got lead_time {self.lead_time!r} and "
+                             f"{'a' if self.reservation else 'no'} reservation")
+        return self
 
 
 class RedConfig(Strict):
     """Red phase: the DSO curtails / controls directly, compensating at a regulated price."""
 
     enabled: bool = True
-    regulated_price_eur_per_kwh: NonNegativeFloat = 0.25
+    regulated_price_eur_per_kwh: Charge = 0.25
 
 
 class CoordinationConfig(Strict):
@@ -345,10 +415,19 @@ class AggregatorConfig(Strict):
 
     id: Annotated[str, Field(min_length=1)]
     participants: list[str] = Field(default_factory=list)
-    every: Annotated[int, Field(ge=1)] | None = None
+    every: Count | None = None
     offset: Annotated[int, Field(ge=0)] = Field(
         default=0, description="with every: start at this participant (0, n, 2n, ... shifted)")
     fee_share: Fraction = 0.2
+
+    @model_validator(mode="after")
+    def _represents_someone(self):
+        if self.every is None and not self.participants:
+            raise ValueError(f"aggregator {self.id!r} represents nobody: give participants "
+                             "(a list of ids) or every (n: every n-th participant)")
+        if self.every is None and "offset" in self.model_fields_set:
+            raise ValueError("offset counts from the start of every: give every too")
+        return self
 
 
 class ScenarioConfig(Strict):
@@ -356,7 +435,8 @@ class ScenarioConfig(Strict):
 
     name: str | None = None
     grid: str
-    start: dt.datetime | dt.date | None = None
+    # Dates and date-times as YAML reads them or as text (ISO 8601).
+    start: Annotated[dt.datetime, Lax] | Annotated[dt.date, Lax] | None = None
     days: PositiveFloat = 1.0
     resolution: Literal["5min", "15min", "30min", "60min"] = "15min"
     participants: Literal["from-grid"] | list[ParticipantConfig] = "from-grid"
@@ -365,13 +445,20 @@ class ScenarioConfig(Strict):
     tariffs: TariffConfig = TariffConfig()
     grid_limits: GridLimitsConfig = GridLimitsConfig()
     default_profiles: DefaultProfilesConfig = DefaultProfilesConfig()
-    market: MarketConfig = MarketConfig()
+    market: MarketConfig = CommunityOptions()
     agents: AgentsConfig = AgentsConfig()
     forecast: ForecastConfig = ForecastConfig()
     settlement: SettlementConfig = SettlementConfig()
     dso: DsoConfig | None = None
     aggregators: list[AggregatorConfig] = Field(default_factory=list)
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
+
+    @field_validator("market", mode="before")
+    @classmethod
+    def _default_design(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "design" not in value:
+            return {"design": "community", **value}
+        return value
 
     @field_validator("start", mode="before")
     @classmethod
@@ -399,4 +486,13 @@ class ScenarioConfig(Strict):
                 seen.add(participant.id)
             if not value:
                 raise ValueError("the participant list is empty")
+        return value
+
+    @field_validator("aggregators")
+    @classmethod
+    def _unique_aggregators(cls, value):
+        ids = [agg.id for agg in value]
+        twice = next((i for i, a in enumerate(ids) if a in ids[:i]), None)
+        if twice is not None:
+            raise ValueError(f"aggregator id {ids[twice]!r} (entry {twice}) is not unique")
         return value

@@ -3,6 +3,7 @@ the line of the file where it stands."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from lemgrid.scenario.config import ScenarioConfig
 
 
 class _Loader(yaml.SafeLoader):
-    """Safe YAML loader that keeps dates as text-free types but refuses duplicate keys."""
+    """Safe YAML loader that refuses duplicate keys and reads 1e3 as a number (YAML 1.2)."""
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -29,52 +30,83 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+#: Numbers with an exponent: YAML 1.1 (PyYAML) reads 1e3 and 1.5e3 as text, YAML 1.2 and every
+#: reader of numbers as numbers. Values are not coerced (a quoted "5" is text), so they must be
+#: numbers in the file.
+EXPONENT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", EXPONENT, list("-+0123456789."))
 
 
 def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
-    """1-based line of the YAML node at a pydantic error location (the deepest one that exists)."""
+    """1-based line of the YAML node at a location of the file (the deepest one that exists)."""
     node, line = root, (root.start_mark.line + 1 if root is not None else None)
     for part in loc:
         if isinstance(node, yaml.MappingNode):
             match = next((v for k, v in node.value if str(k.value) == str(part)), None)
-            if match is None:
-                break
-            node = match
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part >= len(node.value):
-                break
-            node = node.value[part]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            match = node.value[part]
         else:
-            continue  # a union/discriminator tag in the location: not a YAML level
+            match = None
+        if match is None:
+            break
+        node = match
         line = node.start_mark.line + 1
     return line
 
 
-def _field_path(loc: tuple) -> str:
+def _is_tag(mapping: dict, part: Any) -> bool:
+    """Whether ``part`` is the branch of a tagged union that pydantic puts in an error location
+    (the value of the mapping's discriminator ``design`` or ``type``)."""
+    return any(mapping.get(key) == part for key in ("design", "type"))
+
+
+def file_location(data: Any, loc: tuple) -> tuple:
+    """The parts of a pydantic error location that are keys and indices of the file.
+
+    Pydantic inserts the branch names of unions (``battery``, ``community``,
+    ``list[ParticipantConfig]``, ``function-after[...]``) between the levels of the file; they are
+    left out. A key that the file lacks stays when it is the last part (a missing field).
+    """
+    out: list = []
+    node = data
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(node, dict) and not _is_tag(node, part) and (part in node or last):
+            out.append(part)
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            out.append(part)
+            node = node[part]
+    return tuple(out)
+
+
+def field_path(loc: tuple) -> str:
+    """``('assets', 0, 'capacity_kwh')`` -> ``'assets[0].capacity_kwh'``."""
     out = ""
     for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in ("battery", "ev", "flexible_load", "pv", "list[ParticipantConfig]") or (
-                isinstance(part, str) and part.startswith(("literal[", "function-"))):
-            continue  # pydantic's union branch names, not keys of the file
-        else:
-            out += ("." if out else "") + str(part)
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
     return out or "(top level)"
 
 
-def format_validation_error(exc: ValidationError, source: str, root: yaml.Node | None) -> str:
-    """One line per problem: ``FILE line N: field.path: message (got VALUE)``."""
+def format_validation_error(exc: ValidationError, source: str, data: Any,
+                            root: yaml.Node | None) -> str:
+    """One line per problem: ``FILE line N: field.path: message (got VALUE)``.
+
+    ``data`` is what was validated, ``root`` its YAML node tree (None: no lines to show).
+    """
     lines = []
     seen = set()
     for error in exc.errors():
         loc = tuple(error["loc"])
-        path = _field_path(loc)
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc += (error["ctx"]["discriminator"].strip("'"),)  # name the tag's key
+        loc = file_location(data, loc)
+        path = field_path(loc)
         message = error["msg"].removeprefix("Value error, ")
         if (path, message) in seen:
             continue
         seen.add((path, message))
-        line = _line_of(root, loc)
+        line = _line_of(root, loc) if root is not None else None
         where = f"{source} line {line}" if line else source
         got = error.get("input")
         shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
@@ -104,7 +136,7 @@ def parse_scenario(text: str, source: str = "<scenario>") -> ScenarioConfig:
     try:
         return ScenarioConfig.model_validate(data)
     except ValidationError as exc:
-        raise InputError(format_validation_error(exc, source, root)) from None
+        raise InputError(format_validation_error(exc, source, data, root)) from None
 
 
 def load_scenario_config(path: str | Path) -> ScenarioConfig:

@@ -18,14 +18,17 @@ OPTIMIZE_DESIGNS = ("community", "p2p")
 
 
 def design_options(scenario: Scenario, model: type[BaseModel], **overrides) -> BaseModel:
-    """Validate the scenario's ``market`` section against a design's options model.
+    """The options of a design for a scenario, with ``overrides`` (``None`` = not overridden).
 
-    Unknown keys are errors, except when the design is overridden: then the options that the
-    scenario wrote for its own design are left out.
+    The scenario's ``market`` section was validated against its own design's options model when
+    it was read. When another design runs (``simulate --design``, ``compare --designs``), the
+    options written for the scenario's design that ``model`` also has (e.g. ``network``) carry
+    over, the others are left out.
     """
-    data = dict(scenario.market.model_dump())
-    if overrides.get("design") not in (None, data.get("design")):
-        data = {k: v for k, v in data.items() if k in model.model_fields}
+    market = scenario.market
+    data = market.model_dump(exclude_unset=True)
+    if not isinstance(market, model):
+        data = {k: v for k, v in data.items() if k in model.model_fields and k != "design"}
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return model.model_validate(data)

@@ -27,11 +27,12 @@ from lemgrid.errors import InputError
 from lemgrid.grid.powerflow import run_powerflow
 from lemgrid.grid.profiles import clock_h
 from lemgrid.scenario import Scenario
-from lemgrid.scenario.config import DESIGNS
+from lemgrid.scenario.config import DESIGNS, OrderOptions
 from lemgrid.dso.operator import DsoOperator
 from lemgrid.settlement.bills import BILL_COMPONENTS, FlexMoney, Positions, Prices, settle
 from lemgrid.settlement.kpis import market_kpis
 from lemgrid.sim.designs import Session, SessionOutcome, run_session
+from lemgrid.sim.optimize import design_options
 from lemgrid.sim.results import SimulationResult
 
 ORDER_DESIGNS = ("uniform", "pay-as-bid", "continuous")
@@ -44,7 +45,7 @@ def resolve_design(scenario: Scenario, design: str | None) -> str:
     if name not in DESIGNS:
         raise InputError(f"unknown market design {name!r}; choose one of {', '.join(DESIGNS)}")
     if (name == "community" and design is None
-            and scenario.market.options.get("network") == "constrained"):
+            and getattr(scenario.market, "network", None) == "constrained"):
         return "community-constrained"
     return name
 
@@ -240,10 +241,9 @@ def simulate(scenario: Scenario, design: str | None = None, *,
     """
     t_start = time.perf_counter()
     design = resolve_design(scenario, design)
-    options = scenario.market.options
-    if options.get("intraday") and design not in ORDER_DESIGNS:
-        raise InputError(f"market.intraday: intraday trading of deviations is built for the "
-                         f"order-based designs ({', '.join(ORDER_DESIGNS)}), not {design!r}")
+    # The scenario's own options were checked when it was read (intraday only for order designs).
+    intraday_session = design in ORDER_DESIGNS and design_options(
+        scenario, OrderOptions, design=design).intraday
     parts = scenario.participants
     n_t, n = parts.load_p_kw.shape
     dt = scenario.dt_h
@@ -320,7 +320,7 @@ def simulate(scenario: Scenario, design: str | None = None, *,
         generation = parts.pv_p_kw - curtailment + np.maximum(asset, 0)
         extra = {key: np.concatenate([o.extra[key] for o in outcomes])
                  for key in outcomes[0].extra} if outcomes else {}
-        if options.get("intraday"):
+        if intraday_session:
             positions = intraday(positions, metered, prices, dt, parts.ids)
 
     flex_money, dso_outputs = collect_dso(dso_days, scenario) if dso_days else (None, None)
