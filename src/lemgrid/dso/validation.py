@@ -15,7 +15,7 @@ stopping rule is documented in ``docs/community.md``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -176,21 +176,18 @@ def clear_community_constrained(
                 f"network-constrained clearing: the AC power flow of round {iteration}'s operating "
                 f"point does not converge in interval {t}, so the grid cannot be linearised there")
 
-        def solve(bound: float) -> CommunityResult:
-            return solve_community(problem, NetworkView(
-                linearization=linearization, limits=limits, background_p_kw=background_p_kw,
-                monitored_buses=monitored, losses=losses,
-                schedule_lower_kw=point_kw - bound, schedule_upper_kw=point_kw + bound),
-                warm_start=basis)
-
+        view = NetworkView(linearization=linearization, limits=limits,
+                           background_p_kw=background_p_kw, monitored_buses=monitored,
+                           losses=losses)
         try:
-            result = solve(bound_kw)
+            result = solve_community(problem, _within_step(view, point_kw, bound_kw),
+                                     warm_start=basis)
         except InfeasibleError:
             if not np.isfinite(bound_kw):
                 raise
-            # Only the unbounded step can meet the limits at this point: lift the bound.
+            # Only a longer step can meet the limits from this point: lift the bound.
             bound_kw = np.inf
-            result = solve(bound_kw)
+            result = solve_community(problem, view, warm_start=basis)
         step_kw = result.schedule_kw - point_kw
         price = result.bus_price_eur_per_kwh
         moved_kw = float(np.abs(step_kw).max(initial=0.0))
@@ -211,6 +208,14 @@ def clear_community_constrained(
         f"network-constrained clearing: schedule and prices did not settle in {max_iterations} "
         f"rounds (the last moved a member by {moved_kw:.3g} kW and a DLMP by {repriced:.3g} "
         "EUR/kWh); raise market.max_ac_iterations")
+
+
+def _within_step(view: NetworkView, point_kw: np.ndarray, bound_kw: float) -> NetworkView:
+    """The view with the members' injections kept within ``bound_kw`` of the point [kW]."""
+    if not np.isfinite(bound_kw):
+        return view
+    return replace(view, schedule_lower_kw=point_kw - bound_kw,
+                   schedule_upper_kw=point_kw + bound_kw)
 
 
 def _next_step_bound(bound_kw: float, step_kw: np.ndarray, last_step_kw: np.ndarray) -> float:

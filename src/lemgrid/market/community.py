@@ -14,7 +14,7 @@ linked to voltages, branch loadings and the import (losses) by the sensitivities
 :mod:`lemgrid.grid.sensitivity`, and the prices become distribution locational marginal prices
 (DLMPs) with energy, loss, congestion and voltage components (Bai et al., "Distribution Locational
 Marginal Pricing (DLMP) for Congestion Management and Voltage Support", IEEE Trans. Power Syst.
-33(4), 2018). The AC check and re-solve loop is in :mod:`lemgrid.dso.validation`.
+33(4), 2018). The re-linearisation loop and AC check are in :mod:`lemgrid.dso.validation`.
 """
 
 from __future__ import annotations
@@ -405,7 +405,7 @@ class _Model:
     def _network_rows(self, view: NetworkView) -> None:
         lp, problem = self.lp, self.problem
         lin, limits = view.linearization, view.limits
-        n_t, n = problem.shape
+        n_t = problem.shape[0]
         n_bus = lin.vm_pu.shape[1]
         # Bus injections P = members at the bus + background.
         self.p_bus = lp.var((n_t, n_bus), lb=-np.inf)
