@@ -271,7 +271,8 @@ def solve_community(problem: CommunityProblem, network: NetworkView | None = Non
         ``import_kw``/``export_kw`` and the prices of the result are then (T, N).
     warm_start : optional
         ``lp_basis`` of an earlier result of the same problem (e.g. the previous round of
-        network-constrained clearing): HiGHS starts from it. Only the solve time changes.
+        network-constrained clearing): HiGHS starts from it, which saves most simplex
+        iterations; where the optimum is not unique it may end at another optimal vertex.
 
     Raises
     ------

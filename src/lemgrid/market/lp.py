@@ -164,7 +164,7 @@ class LinearProgram:
             h.setOptionValue("mip_rel_gap", float(mip_rel_gap))
         t0 = time.perf_counter()
         h.passModel(lp)
-        if (warm_start is not None and not integer.any()
+        if (warm_start is not None and warm_start.valid and not integer.any()
                 and len(warm_start.col_status) == self.n_var
                 and len(warm_start.row_status) == self.n_row):
             h.setBasis(warm_start)
