@@ -4,8 +4,8 @@ Instance: ``simbench:1-LV-rural1--0-sw``, 96 quarter-hours of 2016-06-06, PV sca
 unconstrained market overloads the transformer, a 10 kWh / 5 kW battery at every third household.
 
 Ours: scenario -> unconstrained clearing -> linearisation at the AC point -> constrained LP with
-DLMPs -> AC power flow check (-> re-solve while violated), in-process after imports and grid
-loading (goal <= 2 s). Peer, measured in the same run: the same (unconstrained) community problem
+DLMPs -> re-linearisation at each round's schedule until schedule and prices settle -> AC power
+flow check, in-process after imports and grid loading (goal <= 2 s). Peer, measured in the same run: the same (unconstrained) community problem
 modelled element by element in PuLP and solved by CBC (the independent formulation of the tests),
 against our unconstrained LP. The last line printed is one JSON object.
 """

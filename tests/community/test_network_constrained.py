@@ -1,15 +1,20 @@
-"""Network-constrained community clearing: AC-feasible schedules and DLMPs.
+"""Network-constrained community clearing on a SimBench feeder with batteries: AC-feasible
+schedules, DLMPs, and the stopping rule of the re-linearisation.
 
-The reference is the AC power flow itself (validated against pandapower in tests/grid): the
-unconstrained schedule violates the limits in AC, the constrained one does not."""
+The references are the AC power flow itself (validated against pandapower in tests/grid): the
+unconstrained schedule violates the limits in AC, the constrained one does not; and the grid's
+sensitivities at the accepted schedule, computed afresh. Against pandapower's AC OPF:
+test_constrained_vs_opf.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from lemgrid.dso.validation import clear_community_constrained
+from lemgrid.dso import validation
+from lemgrid.dso.validation import PRICE_TOLERANCE_EUR_PER_KWH, clear_community_constrained
 from lemgrid.errors import InfeasibleError
+from lemgrid.grid.sensitivity import linearize
 from lemgrid.market.community import CommunityProblem
 from lemgrid.scenario import build_scenario, parse_scenario
 
@@ -17,7 +22,8 @@ VM_TOL_PU = 0.002
 LOADING_TOL_PERCENT = 1.0
 
 
-def clearing(pv: float, limits: str = "", losses: bool = True, grid="simbench:1-LV-rural1--0-sw"):
+def clearing(pv: float, limits: str = "", losses: bool = True, grid="simbench:1-LV-rural1--0-sw",
+             **options):
     scenario = build_scenario(parse_scenario(f"""
 grid: {grid}
 start: 2016-06-06
@@ -31,7 +37,7 @@ assets:
     _, q = scenario.bus_injections(scenario.participants.net_p_kw)
     return scenario, clear_community_constrained(problem, scenario.network,
                                                  scenario.background_p_kw, q, scenario.limits,
-                                                 losses=losses)
+                                                 losses=losses, **options)
 
 
 def within_limits(scenario, validation):
@@ -73,7 +79,7 @@ def test_constrained_schedule_is_within_limits_in_ac(pv, limits, binding):
 
 
 def test_without_losses_unconstrained_dlmps_equal_the_energy_price():
-    scenario, c = clearing(1.0, losses=False)
+    _, c = clearing(1.0, losses=False)
     r = c.result
     components_add_up(r)
     assert np.abs(r.dlmp_components["loss"]).max() < 1e-12
@@ -86,3 +92,43 @@ def test_without_losses_unconstrained_dlmps_equal_the_energy_price():
 def test_limits_no_schedule_can_meet_are_refused():
     with pytest.raises(InfeasibleError, match="voltage at bus"):
         clearing(1.0, "grid_limits: {vm_min_pu: 0.90, vm_max_pu: 1.0}")
+
+
+def test_losses_are_priced_at_the_accepted_schedule():
+    """The loss component is the energy price times the marginal loss factor of the accepted
+    operating point (not of the unconstrained one the first round linearised at)."""
+    scenario, c = clearing(6.0)
+    r = c.result
+    p, q = scenario.bus_injections(r.schedule_kw)
+    at_accepted = linearize(scenario.network, p, q)
+    expected = r.price_eur_per_kwh[:, None] * (-at_accepted.dpslack_dp - 1.0)
+    np.testing.assert_allclose(r.dlmp_components["loss"], expected,
+                               atol=PRICE_TOLERANCE_EUR_PER_KWH, rtol=0)
+    # The first round's loss factors were far enough off to matter at that tolerance.
+    p0, q0 = scenario.bus_injections(c.unconstrained.schedule_kw)
+    first = r.price_eur_per_kwh[:, None] * (-linearize(scenario.network, p0, q0).dpslack_dp - 1.0)
+    assert np.abs(first - expected).max() > 10 * PRICE_TOLERANCE_EUR_PER_KWH
+
+
+def test_rounds_that_do_not_settle_are_an_error():
+    # Battery timing on this feeder needs a few rounds of shrinking steps to settle.
+    with pytest.raises(InfeasibleError, match="did not settle in 2 rounds"):
+        clearing(6.0, max_iterations=2)
+
+
+def test_a_step_bound_that_blocks_the_limits_is_lifted(monkeypatch):
+    """If the bounded step cannot meet the linearised limits, the round is solved unbounded."""
+    solve = validation.solve_community
+    refused = []
+
+    def refuse_first_bounded(problem, view=None, **kwargs):
+        if view is not None and view.schedule_lower_kw is not None and not refused:
+            refused.append(True)
+            raise InfeasibleError("grid limits cannot be met (refused by the test)")
+        return solve(problem, view, **kwargs)
+
+    monkeypatch.setattr(validation, "solve_community", refuse_first_bounded)
+    scenario, c = clearing(6.0)
+    assert refused
+    assert within_limits(scenario, c.validation)
+

@@ -5,8 +5,8 @@ inverted; its blocks give how bus voltage magnitudes, the slack's active power (
 branch current magnitudes move per kW injected at each bus. The derivatives are the complex-matrix
 forms of MATPOWER's ``dSbus_dV`` (Zimmerman, "AC power flows, generalized OPF costs and their
 derivatives", MATPOWER Technical Note 2, 2010). Linearising around the AC point instead of a flat
-start keeps the error small where clearing needs it; the remaining error is removed by the AC check
-loop of the DSO (``lemgrid.dso.validation``).
+start keeps the error small where clearing needs it; network-constrained clearing re-linearises at
+each new schedule until the linearisation is that of its own solution (``lemgrid.dso.validation``).
 """
 
 from __future__ import annotations
@@ -92,9 +92,10 @@ def linearize(network: Network, p_inj_kw: np.ndarray, q_inj_kvar: np.ndarray) ->
     jac = np.block([[block(ds_dva).real, block(ds_dvm).real],
                     [block(ds_dva).imag, block(ds_dvm).imag]])
     jac_inv = np.linalg.inv(jac)
-    # State response to active injection at PQ nodes (reactive injections held fixed).
-    dth_dp = jac_inv[:, :m, :m]
-    dvm_dp_node = jac_inv[:, m:, :m]
+    # State response to active injection at PQ nodes (reactive injections held fixed). Contiguous
+    # copies: numpy's stacked matmul falls back from BLAS to a slow loop on strided operands.
+    dth_dp = np.ascontiguousarray(jac_inv[:, :m, :m])
+    dvm_dp_node = np.ascontiguousarray(jac_inv[:, m:, :m])
 
     scale = 1.0 / (network.base_mva * 1e3)  # p.u. per kW
     ds_slack = (ds_dva[:, slack][:, :, pq] @ dth_dp + ds_dvm[:, slack][:, :, pq] @ dvm_dp_node)
@@ -106,8 +107,8 @@ def linearize(network: Network, p_inj_kw: np.ndarray, q_inj_kvar: np.ndarray) ->
     for ybr, k_load in ((yf, network.branch_loading_from), (yt, network.branch_loading_to)):
         i_br = v @ ybr.T  # (T, nbr)
         unit = np.conj(i_br) / np.maximum(np.abs(i_br), 1e-12)
-        di_dvm = ybr[None, :, pq] * v_norm[:, None, pq]
-        di_dth = 1j * ybr[None, :, pq] * v[:, None, pq]
+        di_dvm = np.ascontiguousarray(ybr[None, :, pq] * v_norm[:, None, pq])
+        di_dth = np.ascontiguousarray(1j * ybr[None, :, pq] * v[:, None, pq])
         dmag = (unit[:, :, None] * (di_dth @ dth_dp + di_dvm @ dvm_dp_node)).real
         ends.append((np.abs(i_br) * k_load, dmag * k_load[None, :, None] * scale))
     (load_f, dload_f), (load_t, dload_t) = ends

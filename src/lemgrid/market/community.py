@@ -14,12 +14,12 @@ linked to voltages, branch loadings and the import (losses) by the sensitivities
 :mod:`lemgrid.grid.sensitivity`, and the prices become distribution locational marginal prices
 (DLMPs) with energy, loss, congestion and voltage components (Bai et al., "Distribution Locational
 Marginal Pricing (DLMP) for Congestion Management and Voltage Support", IEEE Trans. Power Syst.
-33(4), 2018). The AC check and re-solve loop is in :mod:`lemgrid.dso.validation`.
+33(4), 2018). The re-linearisation loop and AC check are in :mod:`lemgrid.dso.validation`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -126,21 +126,23 @@ class NetworkView:
     limits : GridLimits
     background_p_kw : ndarray, shape (T, n_bus)
         Injections of non-members [kW].
-    voltage_margin_pu : ndarray, shape (T, n_bus)
-        Tightening of the voltage band per bus and interval [p.u.] (grown by the AC check loop).
-    loading_margin_percent : ndarray, shape (T, n_branch)
-        Tightening of the loading limit [%].
+    monitored_buses : ndarray of int
+        Bus positions whose voltage band is enforced (energised, not the slack).
     losses : bool
         Model losses through the import's sensitivity (else import = minus the sum of injections).
+    schedule_lower_kw, schedule_upper_kw : ndarray, shape (T, N), optional
+        Step bounds on the members' net injections around the linearisation point [kW]: the
+        linear model is trusted only within them (see :mod:`lemgrid.dso.validation`). Default:
+        none.
     """
 
     linearization: Linearization
     limits: GridLimits
     background_p_kw: np.ndarray
-    voltage_margin_pu: np.ndarray
-    loading_margin_percent: np.ndarray
+    monitored_buses: np.ndarray
     losses: bool = True
-    monitored_buses: np.ndarray = field(default=None)  # type: ignore[assignment]
+    schedule_lower_kw: np.ndarray | None = None
+    schedule_upper_kw: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -182,6 +184,8 @@ class CommunityResult:
     lp_solves : int
         LP/MILP solves (more than one when batteries had to be kept from charging and discharging
         at once).
+    lp_basis : object or None
+        HiGHS basis of the final LP (``warm_start`` of a re-solve with other coefficients).
     """
 
     schedule_kw: np.ndarray
@@ -202,6 +206,7 @@ class CommunityResult:
     welfare_eur: float
     solve_seconds: float
     lp_solves: int
+    lp_basis: object | None = None
 
 
 def _check_problem(problem: CommunityProblem) -> None:
@@ -236,7 +241,8 @@ def _check_problem(problem: CommunityProblem) -> None:
 
 
 def solve_community(problem: CommunityProblem, network: NetworkView | None = None,
-                    individual: bool = False) -> CommunityResult:
+                    individual: bool = False, *, warm_start: object | None = None
+                    ) -> CommunityResult:
     """Clear the community market over the whole horizon (one LP; MILP only if needed).
 
     Parameters
@@ -248,6 +254,10 @@ def solve_community(problem: CommunityProblem, network: NetworkView | None = Non
         Every member balances alone against the prices (then of shape (T, N)): the sum of
         independent prosumer problems, e.g. optimising agents scheduling against a price forecast.
         ``import_kw``/``export_kw`` and the prices of the result are then (T, N).
+    warm_start : optional
+        ``lp_basis`` of an earlier result of the same problem (e.g. the previous round of
+        network-constrained clearing): HiGHS starts from it, which saves most simplex
+        iterations; where the optimum is not unique it may end at another optimal vertex.
 
     Raises
     ------
@@ -262,7 +272,7 @@ def solve_community(problem: CommunityProblem, network: NetworkView | None = Non
     while True:
         model = _Model(problem, network, sorted(forced), individual=individual)
         solution = model.lp.solve(time_limit_s=MILP_TIME_LIMIT_S if forced else None,
-                                  mip_rel_gap=MILP_REL_GAP)
+                                  mip_rel_gap=MILP_REL_GAP, warm_start=warm_start)
         solves, seconds = solves + 1, seconds + solution.seconds
         if solution.status not in ("Optimal", "Feasible"):
             raise InfeasibleError(f"community clearing: the solver ended with '{solution.status}'")
@@ -270,7 +280,7 @@ def solve_community(problem: CommunityProblem, network: NetworkView | None = Non
             # MILP solved: fix the modes it chose and solve the LP again for the duals (prices).
             modes = np.round(solution[model.modes]).astype(bool)
             model = _Model(problem, network, sorted(forced), modes, individual=individual)
-            solution = model.lp.solve()
+            solution = model.lp.solve(warm_start=warm_start)
             solves, seconds = solves + 1, seconds + solution.seconds
         both = np.argwhere((solution[model.ch] > SIMULTANEOUS_KW)
                            & (solution[model.dis] > SIMULTANEOUS_KW))
@@ -296,7 +306,10 @@ class _Model:
         b, s = problem.batteries, problem.sessions
 
         # Members' net injections x = pv - curtailment - load - battery - sessions.
-        self.x = lp.var((n_t, n), lb=-np.inf)
+        step_lb = None if network is None else network.schedule_lower_kw
+        step_ub = None if network is None else network.schedule_upper_kw
+        self.x = lp.var((n_t, n), lb=-np.inf if step_lb is None else step_lb,
+                        ub=np.inf if step_ub is None else step_ub)
         self.curt = lp.var((n_t, n), ub=problem.pv_p_kw, cost=problem.curtailment_eur_per_kwh * dt)
         ch_ub = np.broadcast_to(b.power_kw, (n_t, len(b))).copy()
         dis_ub = ch_ub.copy()
@@ -378,7 +391,7 @@ class _Model:
     def _network_rows(self, view: NetworkView) -> None:
         lp, problem = self.lp, self.problem
         lin, limits = view.linearization, view.limits
-        n_t, n = problem.shape
+        n_t = problem.shape[0]
         n_bus = lin.vm_pu.shape[1]
         # Bus injections P = members at the bus + background.
         self.p_bus = lp.var((n_t, n_bus), lb=-np.inf)
@@ -400,16 +413,11 @@ class _Model:
         lp.coef(self.pcc[:, None], self.p_bus, -s_coef)
 
         # Voltage band at monitored buses (energised, not the slack).
-        monitored = view.monitored_buses
-        if monitored is None:
-            monitored = np.flatnonzero(np.isfinite(lin.vm_pu).all(axis=0))
-        self.monitored = monitored
+        monitored = self.monitored = view.monitored_buses
         dv = lin.dvm_dp[:, monitored, :]  # (T, M, n_bus)
         offset = lin.vm_pu[:, monitored] - np.einsum("tmj,tj->tm", dv, p0)
-        margin = view.voltage_margin_pu[:, monitored]
-        self.v_rows = lp.rows((n_t, len(monitored)),
-                              lower=limits.vm_min_pu + margin - offset,
-                              upper=limits.vm_max_pu - margin - offset)
+        self.v_rows = lp.rows((n_t, len(monitored)), lower=limits.vm_min_pu - offset,
+                              upper=limits.vm_max_pu - offset)
         lp.coef(self.v_rows[:, :, None], self.p_bus[:, None, :], dv)
         self.v_slack = lp.var((n_t, len(monitored), 2), cost=VOLTAGE_PENALTY_EUR_PER_PU)
         lp.coef(self.v_rows, self.v_slack[:, :, 0], 1.0)
@@ -419,8 +427,7 @@ class _Model:
         dl = lin.dloading_dp
         offset_l = lin.loading_percent - np.einsum("tbj,tj->tb", dl, p0)
         self.l_rows = lp.rows(lin.loading_percent.shape,
-                              upper=limits.max_loading_percent - view.loading_margin_percent
-                              - offset_l)
+                              upper=limits.max_loading_percent - offset_l)
         lp.coef(self.l_rows[:, :, None], self.p_bus[:, None, :], dl)
         self.l_slack = lp.var(lin.loading_percent.shape, cost=LOADING_PENALTY_EUR_PER_PERCENT)
         lp.coef(self.l_rows, self.l_slack, -1.0)
@@ -489,5 +496,5 @@ class _Model:
             curtailment_kw=curt, price_eur_per_kwh=price, bus_price_eur_per_kwh=bus_price,
             dlmp_components=components, member_price_eur_per_kwh=member_price,
             member_cost_eur=member_cost, retailer_cost_eur=retailer, welfare_eur=welfare,
-            solve_seconds=seconds, lp_solves=solves,
+            solve_seconds=seconds, lp_solves=solves, lp_basis=solution.basis,
         )

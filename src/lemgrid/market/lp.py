@@ -59,6 +59,7 @@ class LPSolution:
     objective: float
     status: str
     seconds: float
+    basis: object | None = None  # HiGHS basis of an LP (a warm start for the same-shaped model)
 
     def __getitem__(self, index: np.ndarray) -> np.ndarray:
         """Values of a block of variables (index array from :meth:`LinearProgram.var`)."""
@@ -129,11 +130,13 @@ class LinearProgram:
             shape=(self.n_row, self.n_var),
         )
 
-    def solve(self, time_limit_s: float | None = None, mip_rel_gap: float | None = None
-              ) -> LPSolution:
+    def solve(self, time_limit_s: float | None = None, mip_rel_gap: float | None = None,
+              warm_start: object | None = None) -> LPSolution:
         """Solve with HiGHS (simplex for LPs, branch-and-bound if integer variables exist).
 
         A MILP stopped by ``time_limit_s`` with a feasible solution reports status 'Feasible'.
+        ``warm_start`` is the ``basis`` of an earlier solution; it is used if this is an LP with
+        as many variables and rows (e.g. the same model with other coefficients), else ignored.
         """
         import highspy
 
@@ -161,6 +164,10 @@ class LinearProgram:
             h.setOptionValue("mip_rel_gap", float(mip_rel_gap))
         t0 = time.perf_counter()
         h.passModel(lp)
+        if (warm_start is not None and warm_start.valid and not integer.any()
+                and len(warm_start.col_status) == self.n_var
+                and len(warm_start.row_status) == self.n_row):
+            h.setBasis(warm_start)
         h.run()
         seconds = time.perf_counter() - t0
         status = h.modelStatusToString(h.getModelStatus())
@@ -175,4 +182,5 @@ class LinearProgram:
             self.n_var, np.nan)
         objective = float(h.getInfo().objective_function_value)
         return LPSolution(x=x, row_dual=dual, col_dual=col_dual, objective=objective,
-                          status=status, seconds=seconds)
+                          status=status, seconds=seconds,
+                          basis=None if integer.any() else h.getBasis())

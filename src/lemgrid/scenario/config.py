@@ -249,7 +249,7 @@ class CommunityOptions(Strict):
         None, description="value of curtailed PV energy (default: the feed-in tariff)")
     battery_wear_eur_per_kwh: Charge = 0.001
     losses: bool = Field(True, description="price losses in network-constrained clearing")
-    max_ac_iterations: Annotated[int, Field(ge=1, le=100)] = 10
+    max_ac_iterations: Annotated[int, Field(ge=2, le=100)] = 20
 
     @model_validator(mode="after")
     def _constrained(self):
