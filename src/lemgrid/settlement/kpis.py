@@ -10,8 +10,10 @@ Definitions (energies over the horizon):
 - *self-sufficiency*: share of consumption not imported from outside the community
   (1 - import / consumption); *self-consumption*: share of local generation not exported
   (1 - export / generation); for the community, import and export are those of the community as a
-  whole (its summed metered position), for a participant those of its own bill (local trades count
-  as local);
+  whole (its summed metered position), for a participant its own metered import / export that no
+  local trade covers (``Bill.import_kwh`` / ``export_kwh``: at most what it consumed / generated,
+  so the shares lie within [0, 1]);
+- *min / mean / max savings* over the participants (None without participants);
 - grid KPIs are taken from the AC power flow of what was delivered.
 """
 
@@ -65,9 +67,9 @@ def market_kpis(bill: Bill, bau_bill: Bill, metered_kw: np.ndarray, load_kw: np.
         "bau_total_cost_eur": float(bau.sum()),
         "social_welfare_eur": float(savings.sum()),
         "total_savings_eur": float(savings.sum()),
-        "savings_per_participant_eur": float(savings.mean()) if len(savings) else 0.0,
-        "min_savings_eur": float(savings.min(initial=0.0)),
-        "max_savings_eur": float(savings.max(initial=0.0)),
+        "savings_per_participant_eur": float(savings.mean()) if len(savings) else None,
+        "min_savings_eur": float(savings.min()) if len(savings) else None,
+        "max_savings_eur": float(savings.max()) if len(savings) else None,
         "share_better_off": float((savings > 0.005).mean()) if len(savings) else 0.0,
         "share_worse_off": float((savings < -0.005).mean()) if len(savings) else 0.0,
         "gini_savings": gini(savings),

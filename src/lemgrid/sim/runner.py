@@ -19,7 +19,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from lemgrid.agents.dispatch import charge_on_arrival, self_consumption_battery, to_owners
+from lemgrid.agents.dispatch import to_owners
 from lemgrid.agents.strategies import ZipTraders
 from lemgrid.assets.tables import EnergySessions
 from lemgrid.errors import InputError
@@ -89,16 +89,29 @@ def split_sessions(sessions: EnergySessions, start: int, stop: int) -> EnergySes
 
 
 def business_as_usual(scenario: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Delivered net injection (T, N) without a market, and its consumption / generation."""
+    """Delivered net injection (T, N) without a market, and its consumption / generation.
+
+    Day by day like the markets (same days, same split of EV and shiftable-load windows at
+    midnight, stored energy carried over), with the owners' rules on the realised profiles: so a
+    market whose participants run their assets by the same rules under perfect forecasts delivers
+    exactly business-as-usual, and batteries hold the same energy at every day's end."""
+    from lemgrid.sim.designs import rule_schedules
+
     parts = scenario.participants
-    n_t, n = parts.load_p_kw.shape
-    sessions = to_owners(charge_on_arrival(parts.sessions, n_t, scenario.dt_h),
-                         parts.sessions.owner, n)
-    battery, _ = self_consumption_battery(parts.pv_p_kw - parts.load_p_kw - sessions,
-                                          parts.batteries, scenario.dt_h)
-    battery = to_owners(battery, parts.batteries.owner, n)
-    metered = parts.pv_p_kw - parts.load_p_kw - sessions + battery
-    return metered, parts.load_p_kw + sessions + np.maximum(-battery, 0), (
+    n = len(parts)
+    batteries = parts.batteries
+    battery, flexible = [], []
+    for start, stop in day_bounds(scenario):
+        sessions = split_sessions(parts.sessions, start, stop)
+        plan = rule_schedules(parts.load_p_kw[start:stop], parts.pv_p_kw[start:stop], batteries,
+                              sessions, scenario.dt_h)
+        battery.append(to_owners(plan.battery_kw, batteries.owner, n))
+        flexible.append(to_owners(plan.session_kw, sessions.owner, n))
+        if len(batteries) and stop > start:
+            batteries = replace(batteries, soc_initial=plan.soc_kwh[-1] / batteries.capacity_kwh)
+    battery, flexible = np.concatenate(battery), np.concatenate(flexible)
+    metered = parts.pv_p_kw - parts.load_p_kw - flexible + battery
+    return metered, parts.load_p_kw + flexible + np.maximum(-battery, 0), (
         parts.pv_p_kw + np.maximum(battery, 0))
 
 
