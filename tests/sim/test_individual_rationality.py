@@ -82,19 +82,17 @@ def test_rule_based_market_delivers_business_as_usual(sunny):
 
 def test_community_ends_every_day_with_the_rules_stored_energy(sunny):
     from lemgrid.sim.designs import Session, community, rule_schedules
+    from lemgrid.sim.runner import split_sessions
 
     parts = sunny.participants
     day = slice(0, 96)
     session = Session(
         scenario=sunny, start=0, stop=96, load_kw=parts.load_p_kw[day], pv_kw=parts.pv_p_kw[day],
-        batteries=parts.batteries,
-        sessions=parts.sessions, prices=Prices.from_scenario(sunny),
+        batteries=parts.batteries, sessions=split_sessions(parts.sessions, 0, 96),
+        prices=Prices.from_scenario(sunny),
         agents=np.full(len(parts), "price-taker", dtype=object), rng=np.random.default_rng(0),
         zip_traders=None, price_forecast=np.full(96, np.nan),
         background_p_kw=sunny.background_p_kw[day], q_kvar=np.zeros((96, sunny.network.n_bus)))
-    from lemgrid.sim.runner import split_sessions
-
-    session.sessions = split_sessions(parts.sessions, 0, 96)
     outcome = community(session, constrained=False)
     rules = rule_schedules(session.load_kw, session.pv_kw, parts.batteries, session.sessions, 0.25)
     np.testing.assert_allclose(outcome.plan.soc_kwh[-1], rules.soc_kwh[-1], atol=1e-6)

@@ -167,7 +167,8 @@ def _concat(outcomes: list[SessionOutcome]) -> Positions:
 def intraday(positions: Positions, metered_kw: np.ndarray, prices: Prices, dt_h: float,
              participants: np.ndarray) -> Positions:
     """Trade every interval's deviation from the schedule in a uniform auction among the
-    participants, at limits of the imbalance prices, before it is settled as imbalance."""
+    participants, at limits of the imbalance prices, before the rest is settled
+    (with the retailer, or as imbalance where it breaks a market commitment)."""
     from lemgrid.market import OrderBatch, clear_uniform
 
     deviation = (metered_kw - positions.scheduled_kw) * dt_h
