@@ -1,4 +1,4 @@
-"""P2P market with product differentiation: decentralised ADMM vs the centralised HiGHS optimum.
+"""P2P market with product differentiation: decentralised ADMM vs the centralised optimum.
 
 For 100 and 1,000 peers (half producers, half consumers, full mesh: every producer may sell to
 every consumer, 2,500 and 250,000 products), one 15-minute interval, seeded:
@@ -7,9 +7,9 @@ every consumer, 2,500 and 250,000 products), one 15-minute interval, seeded:
   (reciprocity 1e-4 kWh, dual residual 1e-4 EUR/kWh), starting from the public mid price
   between an assumed feed-in tariff (0.07) and retail price (0.25 EUR/kWh);
 * ``central``: :func:`lemgrid.market.p2p_central.solve_p2p_central`, the same problem as one QP
-  in HiGHS with column generation (exact; the final pricing of every product certifies the
-  optimum). With ``--full-qp`` the QP over all products is also timed for 1,000 peers (HiGHS's
-  active-set QP takes tens of minutes there; it is always timed for 100 peers).
+  in Clarabel with column generation (exact; the final pricing of every product certifies the
+  optimum). With ``--full-qp`` the QP over all products is also timed for 1,000 peers (slow;
+  it is always timed for 100 peers).
 
 ``gap`` = |welfare_admm - welfare_central| / |welfare_central|. Goal (issue 4): 1,000 peers to a
 1e-3 gap in <= 10 s, faster than the centralised solve. Usage:

@@ -65,17 +65,18 @@ def test_bills_recomputed_by_hand_from_energies_and_tariffs(run):
     tariffs, s = scenario.config.tariffs, scenario.config.settlement
     retail = tariffs.import_eur_per_kwh + tariffs.network_eur_per_kwh
     dt = scenario.dt_h
-    # Energy: what was delivered is the schedule plus the imbalance, and it went to the grid,
-    # the market or the retailer.
-    np.testing.assert_allclose((t.delivered_kw - t.scheduled_kw) * dt,
-                               t.imbalance_long_kwh - t.imbalance_short_kwh, atol=1e-9)
-    np.testing.assert_allclose(
-        t.scheduled_kw * dt,
-        t.market_sold_kwh - t.market_bought_kwh + t.retail_export_kwh - t.retail_import_kwh,
-        atol=1e-6)
+    # Energy: what was delivered is what the participant committed in the market, plus what it
+    # exchanged with the retailer, plus the undelivered part of its commitments (imbalance).
     np.testing.assert_allclose(
         t.delivered_kw * dt,
-        t.grid_export_kwh - t.grid_import_kwh + t.local_sold_kwh - t.local_bought_kwh, atol=1e-6)
+        t.market_sold_kwh - t.market_bought_kwh + t.retail_export_kwh - t.retail_import_kwh
+        + t.imbalance_long_kwh - t.imbalance_short_kwh, atol=1e-6)
+    # Imbalance only on commitments: never more than was sold / bought.
+    assert (t.imbalance_short_kwh <= t.market_sold_kwh + 1e-9).all()
+    assert (t.imbalance_long_kwh <= t.market_bought_kwh + 1e-9).all()
+    # Metered exchange with the outside never exceeds the metered consumption / generation.
+    assert (t.grid_import_kwh <= np.maximum(-t.delivered_kw * dt, 0) + 1e-9).all()
+    assert (t.grid_export_kwh <= np.maximum(t.delivered_kw * dt, 0) + 1e-9).all()
     # Money, component by component, at the scenario's prices.
     np.testing.assert_allclose(
         t.retail_energy_eur, t.retail_import_kwh * tariffs.import_eur_per_kwh

@@ -95,13 +95,14 @@ def test_settlement_balances_for_any_positions(n_t, n, seed):
     bought, sold = rng.uniform(0, 2, (2, n_t, n))
     retail_import, retail_export = rng.uniform(0, 2, (2, n_t, n))
     scheduled = (sold - bought + retail_export - retail_import) / dt
+    transfers = rng.normal(0, 1, (n_t, n))  # benefit sharing: a zero-sum transfer per interval
     positions = Positions(
         scheduled_kw=scheduled, market_bought_kwh=bought, market_sold_kwh=sold,
         local_bought_kwh=bought * rng.uniform(0, 1, (n_t, n)),
         local_sold_kwh=sold * rng.uniform(0, 1, (n_t, n)),
         market_paid_eur=rng.normal(0, 1, (n_t, n)), retail_import_kwh=retail_import,
-        retail_export_kwh=retail_export, pool_import_kwh=rng.uniform(0, 3, n_t),
-        pool_export_kwh=rng.uniform(0, 3, n_t), price_eur_per_kwh=np.full(n_t, 0.2))
+        retail_export_kwh=retail_export, price_eur_per_kwh=np.full(n_t, 0.2),
+        sharing_eur=transfers - transfers.mean(axis=1, keepdims=True))
     prices = Prices(0.2, 0.08, 0.07, 0.02, 0.05, 0.5, 0.35, 0.04)
     bill = settle(positions, scheduled + rng.normal(0, 1, (n_t, n)), prices, dt)
     assert abs(bill.budget_gap_eur) < 1e-9
@@ -120,7 +121,7 @@ assets:
   - {{type: battery, every: 2, capacity_kwh: 10, power_kw: 5}}
 market: {{design: {design}}}
 aggregators:
-  - {{id: agg, every: 3, fee_share: 0.25}}
+  - {{id: agg, every: 2, fee_share: 0.25}}
 dso:
   flexibility: {{delivery_rate: 0.8, pricing: pay-as-clear,
                 prices: {{availability_eur_per_kw_h: 0.01}}}}

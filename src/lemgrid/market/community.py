@@ -37,6 +37,9 @@ SIMULTANEOUS_KW = 1e-6
 #: find out *which* limit cannot be met (the result is then refused).
 VOLTAGE_PENALTY_EUR_PER_PU = 1e6
 LOADING_PENALTY_EUR_PER_PERCENT = 1e4
+#: Penalty per EUR the members' total bill exceeds their business-as-usual bills, in
+#: network-constrained clearing (where grid limits may make it unavoidable).
+REFERENCE_PENALTY_EUR_PER_EUR = 1e3
 #: Time limit and relative optimality gap of the (rare) MILP that keeps batteries from charging
 #: and discharging at once; cycling to burn energy is combinatorial and closing the last 0.01 %
 #: of the gap can take minutes.
@@ -68,6 +71,19 @@ class CommunityProblem:
     battery_wear_eur_per_kwh : float
         Wear cost per kWh charged or discharged [EUR/kWh]. Together with the valued losses it makes
         charging and discharging at once strictly worse than curtailing.
+    local_network_eur_per_kwh, levies_eur_per_kwh : float
+        What the members' bills add to the retailer's prices (``lemgrid.settlement.bills``): the
+        local network charge on each kWh a member draws that the community matches locally
+        (imported kWh pay the full network charge, inside the import price), and levies on each
+        kWh a member draws [EUR/kWh]. With them the objective is what the members pay in total.
+    final_soc_kwh : ndarray, shape (B,), optional
+        Energy each battery must hold at the end, exactly [kWh] (default: at least
+        ``soc_final x capacity``).
+    reference_cost_eur : float, optional
+        What the members would pay in total without the community (their own business-as-usual
+        bills over the horizon, fixed fees apart) [EUR]: the clearing may not cost them more
+        (a constraint; elastic in network-constrained clearing, where the business-as-usual
+        schedule itself may break a grid limit).
     """
 
     ids: np.ndarray
@@ -81,6 +97,10 @@ class CommunityProblem:
     export_eur_per_kwh: np.ndarray
     curtailment_eur_per_kwh: float
     battery_wear_eur_per_kwh: float = 0.001
+    local_network_eur_per_kwh: float = 0.0
+    levies_eur_per_kwh: float = 0.0
+    final_soc_kwh: np.ndarray | None = None
+    reference_cost_eur: float | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -178,8 +198,9 @@ class CommunityResult:
         Imports x import price minus exports x export price.
     welfare_eur : float
         Minus the community's cost: retailer cost, the value of curtailed PV and of battery
-        losses, and battery wear (the LP's objective). Demand is inflexible, so its utility is a
-        constant and left out.
+        losses, and battery wear (the LP's objective, less the members' local network charges and
+        levies where the problem has them). Demand is inflexible, so its utility is a constant
+        and left out.
     solve_seconds : float
     lp_solves : int
         LP/MILP solves (more than one when batteries had to be kept from charging and discharging
@@ -224,13 +245,15 @@ def _check_problem(problem: CommunityProblem) -> None:
             raise InputError(f"community: {name} of member {str(problem.ids[i])!r} at interval {t} is "
                              f"negative ({array[t, i]})")
     b = problem.batteries
-    reach = b.soc_initial * b.capacity_kwh + b.eta_charge * b.power_kw * n_t * problem.dt_h
-    short = np.flatnonzero(reach + 1e-9 < b.soc_final * b.capacity_kwh)
+    start, final = b.soc_initial * b.capacity_kwh, _final_kwh(problem)
+    up = start + b.eta_charge * b.power_kw * n_t * problem.dt_h
+    down = start - b.power_kw * n_t * problem.dt_h / b.eta_discharge
+    short = np.flatnonzero((up + 1e-9 < final) | (down - 1e-9 > final))
     if len(short):
         k = short[0]
         raise InfeasibleError(
-            f"battery {str(b.name[k])!r} of {str(problem.ids[b.owner[k]])!r} cannot reach its final state of "
-            f"charge {b.soc_final[k]:.0%} from {b.soc_initial[k]:.0%} within the horizon")
+            f"battery {str(b.name[k])!r} of {str(problem.ids[b.owner[k]])!r} cannot reach its final "
+            f"energy {final[k]:.3g} kWh from {start[k]:.3g} kWh within the horizon")
     s = problem.sessions
     need = s.energy_kwh > s.power_kw * (s.stop - s.start) * problem.dt_h + 1e-9
     if need.any():
@@ -238,6 +261,14 @@ def _check_problem(problem: CommunityProblem) -> None:
         raise InfeasibleError(
             f"{s.kind[k]} {str(s.name[k])!r} of {str(problem.ids[s.owner[k]])!r} cannot take "
             f"{s.energy_kwh[k]:.3g} kWh at {s.power_kw[k]} kW within its window")
+
+
+def _final_kwh(problem: CommunityProblem) -> np.ndarray:
+    """Energy each battery must end with (exactly if ``final_soc_kwh``, else at least) [kWh]."""
+    b = problem.batteries
+    if problem.final_soc_kwh is not None:
+        return np.asarray(problem.final_soc_kwh, float)
+    return np.maximum(b.soc_final, b.soc_min) * b.capacity_kwh
 
 
 def solve_community(problem: CommunityProblem, network: NetworkView | None = None,
@@ -327,7 +358,9 @@ class _Model:
         soc_ub = np.broadcast_to(b.soc_max * b.capacity_kwh, (n_t, len(b))).copy()
         soc_lb = np.broadcast_to(b.soc_min * b.capacity_kwh, (n_t, len(b))).copy()
         if n_t:
-            soc_lb[-1] = np.maximum(soc_lb[-1], b.soc_final * b.capacity_kwh)
+            soc_lb[-1] = np.maximum(soc_lb[-1], _final_kwh(problem))
+            if problem.final_soc_kwh is not None:
+                soc_ub[-1] = soc_lb[-1]
         self.soc = lp.var((n_t, len(b)), lb=soc_lb, ub=soc_ub)
         length = (s.stop - s.start).astype(int)
         self.ses_session = np.repeat(np.arange(len(s)), length)
@@ -335,8 +368,19 @@ class _Model:
                       if len(s) else np.array([], dtype=int))
         self.ses = lp.var(len(self.ses_t), ub=s.power_kw[self.ses_session])
         exchange = (n_t, n) if individual else n_t
-        self.imp = lp.var(exchange, cost=problem.import_eur_per_kwh * dt)
-        self.exp = lp.var(exchange, cost=-problem.export_eur_per_kwh * dt)
+        # A kWh a member draws pays levies, and the local network charge unless it is imported
+        # (then the import price holds the full network charge): the members' bills in total.
+        local, levies = problem.local_network_eur_per_kwh, problem.levies_eur_per_kwh
+        self.cost_imp = (problem.import_eur_per_kwh - local) * dt
+        self.cost_exp = -problem.export_eur_per_kwh * dt
+        self.imp = lp.var(exchange, cost=self.cost_imp)
+        self.exp = lp.var(exchange, cost=self.cost_exp)
+        self.drawn, self.cost_drawn = None, (local + levies) * dt
+        if self.cost_drawn > 0:
+            self.drawn = lp.var((n_t, n), cost=self.cost_drawn)  # max(-x, 0)
+            drawn_rows = lp.rows((n_t, n), lower=0.0)
+            lp.coef(drawn_rows, self.drawn, 1.0)
+            lp.coef(drawn_rows, self.x, 1.0)
 
         rows = lp.rows((n_t, n), lower=problem.pv_p_kw - problem.load_p_kw,
                        upper=problem.pv_p_kw - problem.load_p_kw)
@@ -387,6 +431,20 @@ class _Model:
             lp.coef(self.balance, self.exp, -1.0)
         else:
             self._network_rows(network)
+        if problem.reference_cost_eur is not None and not individual:
+            self._reference_row(problem.reference_cost_eur, elastic=network is not None)
+
+    def _reference_row(self, reference_eur: float, elastic: bool) -> None:
+        """The members' total bill (the objective's money part) at most ``reference_eur``."""
+        lp, (n_t, n) = self.lp, self.problem.shape
+        row = lp.rows(1, upper=reference_eur)
+        lp.coef(np.full(n_t, row[0]), self.imp, np.broadcast_to(self.cost_imp, n_t))
+        lp.coef(np.full(n_t, row[0]), self.exp, np.broadcast_to(self.cost_exp, n_t))
+        if self.drawn is not None:
+            lp.coef(np.full((n_t, n), row[0]), self.drawn, self.cost_drawn)
+        if elastic:
+            excess = lp.var(1, cost=REFERENCE_PENALTY_EUR_PER_EUR)
+            lp.coef(row, excess, -1.0)
 
     def _network_rows(self, view: NetworkView) -> None:
         lp, problem = self.lp, self.problem

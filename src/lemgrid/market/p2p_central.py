@@ -1,12 +1,16 @@
-"""Centralised reference for the P2P market: the whole problem as one convex QP solved by HiGHS.
+"""Centralised reference for the P2P market: the whole problem as one convex QP solved by Clarabel.
 
 Variables per interval: the quantity ``x_k`` of every product (``0 <= x_k <=`` its capacity) and
 every peer's energy ``e_n`` (``e_min <= e_n <= e_max``); one equality row per peer,
 ``e_n - sum_{k sold by n} x_k + sum_{k bought by n} x_k = 0``; objective
 ``sum_n (a_n / dt_h) e_n^2 + b_n e_n + sum_k (c_seller_k + c_buyer_k) x_k``. All intervals go into
 one block-diagonal model built with ``scipy.sparse`` (no loops over peers, products or intervals);
-the Hessian is the diagonal ``2 a_n / dt_h`` on the energy columns, passed to HiGHS as a sparse
-triangular matrix.
+the Hessian is the diagonal ``2 a_n / dt_h`` on the energy columns.
+
+The QP goes to Clarabel, an interior-point solver, rather than HiGHS's active-set QP: the P2P QP is
+almost linear (curvatures of 1e-4 EUR/(kW^2 h)) and massively degenerate (many products of equal
+cost), and HiGHS 1.16's QP solver stops there with 'Solve error' (or does not stop) even on single
+intervals of a SimBench feeder. The elastic LP that names infeasible peers stays with HiGHS.
 
 Prices: the dual of peer ``n``'s row is its marginal value of energy ``mu_n`` [EUR/kWh]; a traded
 product's price is ``mu_seller + c_seller = mu_buyer - c_buyer`` (both sides indifferent at the
@@ -18,13 +22,16 @@ References
 .. [1] T. Sorin, L. Bobo, P. Pinson, "Consensus-based approach to peer-to-peer electricity markets
    with product differentiation", IEEE Trans. Power Systems 34(2), 994-1004, 2019 (centralised
    formulation, Sec. II).
-.. [2] Q. Huangfu, J. A. J. Hall, "Parallelizing the dual revised simplex method", Mathematical
-   Programming Computation 10(1), 119-142, 2018 (HiGHS).
+.. [2] P. J. Goulart, Y. Chen, "Clarabel: An interior-point solver for conic programs with
+   quadratic objectives", arXiv:2405.12762, 2024.
+.. [3] Q. Huangfu, J. A. J. Hall, "Parallelizing the dual revised simplex method", Mathematical
+   Programming Computation 10(1), 119-142, 2018 (HiGHS, for the elastic LP).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -50,8 +57,8 @@ def _balance_matrix(problem: P2PProblem, cols_i, cols_k, extra_cols: int = 0) ->
     return sp.csc_matrix((vals, (rows, cols)), shape=(n_e, n_x + n_e + extra_cols))
 
 
-def _highs(lp_cols, a_matrix: sp.csc_matrix, row_lo, row_hi, hess_diag=None, time_limit_s=None):
-    """Build and run a HiGHS model; ``lp_cols`` = (cost, lower, upper) flat arrays."""
+def _highs(lp_cols, a_matrix: sp.csc_matrix, row_lo, row_hi):
+    """Build and run a HiGHS LP; ``lp_cols`` = (cost, lower, upper) flat arrays."""
     import highspy
 
     cost, lower, upper = lp_cols
@@ -67,37 +74,64 @@ def _highs(lp_cols, a_matrix: sp.csc_matrix, row_lo, row_hi, hess_diag=None, tim
     lp.a_matrix_.start_ = a_matrix.indptr
     lp.a_matrix_.index_ = a_matrix.indices
     lp.a_matrix_.value_ = a_matrix.data
-    model = highspy.HighsModel()
-    model.lp_ = lp
-    if hess_diag is not None and np.any(hess_diag > 0):
-        q = sp.diags(hess_diag).tocsc()
-        q.eliminate_zeros()
-        hess = highspy.HighsHessian()
-        hess.dim_ = cost.size
-        hess.format_ = highspy.HessianFormat.kTriangular
-        hess.start_ = q.indptr
-        hess.index_ = q.indices
-        hess.value_ = q.data
-        model.hessian_ = hess
     h = new_highs()
-    if time_limit_s is not None:
-        h.setOptionValue("time_limit", float(time_limit_s))
-    h.passModel(model)
+    h.passModel(lp)
     h.run()
     return h
 
 
+@dataclass(frozen=True)
+class _QPSolution:
+    status: str  # 'optimal', 'infeasible' or Clarabel's status name
+    x: np.ndarray
+    row_dual: np.ndarray  # marginal value of each balance row [EUR/kWh]
+    iterations: int
+
+
+def _clarabel_qp(cost, lower, upper, hess_diag, a_eq: sp.csc_matrix, time_limit_s=None
+                 ) -> _QPSolution:
+    """``min 1/2 x' diag(h) x + c' x  s.t.  A_eq x = 0,  lower <= x <= upper`` with Clarabel.
+
+    Clarabel's constraints are ``A x + s = b, s in K``: the equalities in the zero cone, the finite
+    bounds as ``x + s = upper`` and ``-x + s = -lower`` in the non-negative cone. Its dual ``z``
+    satisfies ``P x + c + A' z = 0``, so the balance rows' marginal values are ``-z``.
+    """
+    import clarabel
+
+    n = cost.size
+    eye = sp.identity(n, format="csr")
+    up, lo = np.flatnonzero(np.isfinite(upper)), np.flatnonzero(np.isfinite(lower))
+    a_matrix = sp.vstack([a_eq, eye[up], -eye[lo]]).tocsc()
+    b = np.concatenate([np.zeros(a_eq.shape[0]), upper[up], -lower[lo]])
+    p_matrix = sp.diags(hess_diag).tocsc()
+    p_matrix.eliminate_zeros()
+    settings = clarabel.DefaultSettings()
+    settings.verbose = False
+    settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = 1e-10
+    if time_limit_s is not None:
+        settings.time_limit = float(time_limit_s)
+    cones = [clarabel.ZeroConeT(a_eq.shape[0]), clarabel.NonnegativeConeT(up.size + lo.size)]
+    solution = clarabel.DefaultSolver(p_matrix, cost, a_matrix, b, cones, settings).solve()
+    status = str(solution.status).rsplit(".", 1)[-1]
+    if status in ("Solved", "AlmostSolved"):
+        status = "optimal"
+    elif status in ("PrimalInfeasible", "AlmostPrimalInfeasible"):
+        status = "infeasible"
+    return _QPSolution(status=status, x=np.asarray(solution.x),
+                       row_dual=-np.asarray(solution.z)[: a_eq.shape[0]],
+                       iterations=int(solution.iterations))
+
+
 def _solve_restricted(problem: P2PProblem, cols_i, cols_k, cap, time_limit_s):
-    """The QP over a subset of product columns (all energy columns); returns the HiGHS object."""
+    """The QP over a subset of product columns (all energy columns)."""
     n_int, n_peers = problem.n_intervals, problem.n_peers
     c_k = problem.seller_cost_eur_per_kwh + problem.buyer_cost_eur_per_kwh
     cost = np.concatenate([c_k[cols_k], problem.b_eur_per_kwh.ravel()])
     lower = np.concatenate([np.zeros(cols_i.size), problem.e_min_kwh.ravel()])
     upper = np.concatenate([cap[cols_i, cols_k], problem.e_max_kwh.ravel()])
     hess = np.concatenate([np.zeros(cols_i.size), 2.0 * problem.a_eur_per_kwh2.ravel()])
-    zeros = np.zeros(n_int * n_peers)
-    a_matrix = _balance_matrix(problem, cols_i, cols_k)
-    return _highs((cost, lower, upper), a_matrix, zeros, zeros, hess, time_limit_s)
+    return _clarabel_qp(cost, lower, upper, hess, _balance_matrix(problem, cols_i, cols_k),
+                        time_limit_s)
 
 
 def _top_per_group(score, group, mask, m):
@@ -119,7 +153,7 @@ def solve_p2p_central(
     columns_per_peer: int = 10,
     time_limit_s: float | None = None,
 ) -> P2PResult:
-    """Clear every interval's P2P market centrally, as one QP solved by HiGHS.
+    """Clear every interval's P2P market centrally, as one QP solved by Clarabel.
 
     Parameters
     ----------
@@ -134,22 +168,20 @@ def solve_p2p_central(
     columns_per_peer : int
         How many products per peer and interval enter the first QP and each pricing round.
     time_limit_s : float, optional
-        HiGHS time limit per solve [s].
+        Clarabel time limit per solve [s].
 
     Returns
     -------
     P2PResult
-        ``method = "central"``; both views of every trade are equal; ``iterations`` is HiGHS's
-        QP and simplex iteration count summed over the batch (and the column-generation rounds).
+        ``method = "central"``; both views of every trade are equal; ``iterations`` is Clarabel's
+        interior-point iteration count summed over the column-generation rounds.
 
     Raises
     ------
     InfeasibleError
-        No schedule meets every peer's bounds (the message names the peers), or HiGHS stopped
+        No schedule meets every peer's bounds (the message names the peers), or Clarabel stopped
         without an optimum (e.g. at the time limit).
     """
-    import highspy
-
     t_start = time.perf_counter()
     check_feasible(problem)
     n_int, n_peers, n_k = problem.n_intervals, problem.n_peers, problem.n_products
@@ -173,22 +205,19 @@ def solve_p2p_central(
     iterations = 0
     while True:
         cols_i, cols_k = np.divmod(flat, n_k) if n_k else (flat, flat)
-        h = _solve_restricted(problem, cols_i, cols_k, cap, time_limit_s)
-        status = h.getModelStatus()
-        info = h.getInfo()
-        iterations += info.qp_iteration_count + info.simplex_iteration_count
-        if status == highspy.HighsModelStatus.kInfeasible:
+        sol = _solve_restricted(problem, cols_i, cols_k, cap, time_limit_s)
+        iterations += sol.iterations
+        if sol.status == "infeasible":
             if flat.size < open_.sum():  # the subset may be too small: retry with every product
                 flat = np.flatnonzero(open_.ravel())
                 continue
             diagnose_infeasible(problem)
-        if status != highspy.HighsModelStatus.kOptimal:
+        if sol.status != "optimal":
             raise InfeasibleError(
-                f"the centralised P2P solve stopped without an optimum: HiGHS status "
-                f"'{h.modelStatusToString(status)}'"
+                f"the centralised P2P solve stopped without an optimum: Clarabel status "
+                f"'{sol.status}'"
             )
-        sol = h.getSolution()
-        mu = np.asarray(sol.row_dual).reshape(n_int, n_peers)
+        mu = sol.row_dual.reshape(n_int, n_peers)
         if not column_generation:
             break
         reduced = c_k + mu[:, problem.seller] - mu[:, problem.buyer]
@@ -199,7 +228,7 @@ def solve_p2p_central(
         by_buyer = interval * n_peers + np.tile(problem.buyer, n_int)
         flat = np.union1d(flat, _top_per_group(reduced.ravel(), by_buyer, candidate, columns_per_peer))
 
-    values = np.asarray(sol.col_value)
+    values = sol.x
     x = np.zeros((n_int, n_k))
     x[cols_i, cols_k] = values[: flat.size]
     x = np.clip(x, 0.0, cap)

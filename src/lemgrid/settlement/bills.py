@@ -2,12 +2,15 @@
 
 Every euro has a payer and a payee. Participants pay (or are paid by)
 
-- the **market** (other participants, or the community pool) for their scheduled local purchases
-  and sales; whatever the market keeps (a pay-as-bid spread, the community's surplus, congestion
-  rent) is handed back to the participants in equal shares, so the market account ends at zero;
-- the **retailer** for energy scheduled directly from / to the grid (import price / feed-in
-  tariff), and for imbalance: energy delivered short of the schedule at the short price, surplus
-  at the long price;
+- the **market** (other participants, or the community) for what they committed to buy from and
+  sell to other participants; whatever the market keeps (a pay-as-bid spread) is handed back to
+  the participants in equal shares, so the market account ends at zero;
+- the **community**, under the community design, a benefit-sharing transfer that moves money
+  between its members only (it adds up to zero in every interval; see ``docs/community.md``);
+- the **retailer** for everything else they draw or feed in, as metered, at the import price /
+  feed-in tariff, exactly as without a market; only energy a participant committed in the market
+  and did not deliver is imbalance: a seller's shortfall at the short price, a buyer's unused
+  purchase at the long price;
 - the **DSO** the network charge on grid imports and the (lower) local network charge on energy
   bought from other participants, and the fixed fee;
 - the **state** the levies on every kWh consumed from the market, the grid or imbalance.
@@ -72,20 +75,20 @@ class Positions:
     scheduled_kw : ndarray (T, N)
         Scheduled net injection [kW], export positive.
     market_bought_kwh, market_sold_kwh : ndarray (T, N)
-        Energy bought from / sold to the market (peers or the community pool).
+        Energy committed in the market: bought from / sold to other participants (directly or
+        through the community).
     local_bought_kwh, local_sold_kwh : ndarray (T, N)
-        The part of it that came from / went to other participants (for a pool: its locally
-        matched share; for peer markets: all of it).
+        The part of it that came from / went to other participants (all of it in every design
+        today; kept apart for the local network charge).
     market_paid_eur : ndarray (T, N)
         Money paid to the market for those purchases minus money received for sales.
     retail_import_kwh, retail_export_kwh : ndarray (T, N)
-        Energy scheduled directly with the retailer.
-    pool_import_kwh, pool_export_kwh : ndarray (T,)
-        Energy the market itself (a community pool) exchanges with the retailer.
+        The rest of the schedule, with the retailer (a plan, not a commitment: the retailer takes
+        what is metered).
     price_eur_per_kwh : ndarray (T,)
         Local price (NaN where nothing traded locally).
-    pool_price_eur_per_kwh : ndarray (T, N), optional
-        For pool markets (community): the price each member trades with the pool at.
+    sharing_eur : ndarray (T, N), optional
+        Benefit-sharing transfers between community members [EUR] (each interval's sum is zero).
     """
 
     scheduled_kw: np.ndarray
@@ -96,44 +99,30 @@ class Positions:
     market_paid_eur: np.ndarray
     retail_import_kwh: np.ndarray
     retail_export_kwh: np.ndarray
-    pool_import_kwh: np.ndarray
-    pool_export_kwh: np.ndarray
     price_eur_per_kwh: np.ndarray
-    pool_price_eur_per_kwh: np.ndarray | None = None
+    sharing_eur: np.ndarray | None = None
 
     @classmethod
     def retail_only(cls, net_kw: np.ndarray, dt_h: float) -> Positions:
         """Business-as-usual: every kWh goes to / comes from the retailer, no local market."""
         zeros = np.zeros_like(net_kw)
-        n_t = len(net_kw)
         return cls(
             scheduled_kw=net_kw, market_bought_kwh=zeros, market_sold_kwh=zeros,
             local_bought_kwh=zeros, local_sold_kwh=zeros, market_paid_eur=zeros,
             retail_import_kwh=np.maximum(-net_kw, 0) * dt_h,
-            retail_export_kwh=np.maximum(net_kw, 0) * dt_h, pool_import_kwh=np.zeros(n_t),
-            pool_export_kwh=np.zeros(n_t), price_eur_per_kwh=np.full(n_t, np.nan))
+            retail_export_kwh=np.maximum(net_kw, 0) * dt_h,
+            price_eur_per_kwh=np.full(len(net_kw), np.nan))
 
     @property
     def local_volume_kwh(self) -> np.ndarray:
         return self.local_bought_kwh.sum(axis=1)
 
     def shifted(self, delta_kw: np.ndarray, dt_h: float) -> Positions:
-        """The schedule moved by ``delta_kw`` (e.g. activated flexibility). In a pool market the
-        change is traded with the pool at the member's price and the pool's exchange with the
-        retailer follows; otherwise it is exchanged with the retailer."""
+        """The schedule moved by ``delta_kw`` (e.g. activated flexibility): the change is
+        exchanged with the retailer, market commitments stay."""
         from dataclasses import replace
 
         scheduled = self.scheduled_kw + delta_kw
-        if self.pool_price_eur_per_kwh is not None:
-            energy = scheduled * dt_h
-            bought, sold = np.maximum(-energy, 0), np.maximum(energy, 0)
-            pool_net = (self.pool_export_kwh - self.pool_import_kwh + delta_kw.sum(axis=1) * dt_h)
-            return replace(
-                self, scheduled_kw=scheduled, market_bought_kwh=bought, market_sold_kwh=sold,
-                local_bought_kwh=np.minimum(self.local_bought_kwh, bought),
-                local_sold_kwh=np.minimum(self.local_sold_kwh, sold),
-                market_paid_eur=self.pool_price_eur_per_kwh * -energy,
-                pool_import_kwh=np.maximum(-pool_net, 0), pool_export_kwh=np.maximum(pool_net, 0))
         retail = scheduled * dt_h - (self.market_sold_kwh - self.market_bought_kwh)
         return replace(self, scheduled_kw=scheduled, retail_import_kwh=np.maximum(-retail, 0),
                        retail_export_kwh=np.maximum(retail, 0))
@@ -174,24 +163,35 @@ class FlexMoney:
 
 
 #: The parts of a participant's cost (fields of :class:`Bill`, EUR per interval and participant).
-BILL_COMPONENTS = ("market_eur", "surplus_share_eur", "retail_energy_eur", "network_eur",
-                   "imbalance_eur", "levies_eur", "fixed_eur", "flex_eur")
+BILL_COMPONENTS = ("market_eur", "surplus_share_eur", "sharing_eur", "retail_energy_eur",
+                   "network_eur", "imbalance_eur", "levies_eur", "fixed_eur", "flex_eur")
 
 
 @dataclass(frozen=True, eq=False)
 class Bill:
     """Costs per interval and participant [EUR] (positive: the participant pays), by component,
-    and what each counterparty receives per interval."""
+    the energies they were computed on [kWh], and what each counterparty receives per interval.
+
+    ``retail_import_kwh``/``retail_export_kwh`` are settled with the retailer at the import price /
+    feed-in tariff, ``imbalance_short_kwh``/``imbalance_long_kwh`` at the imbalance prices; with
+    the market's commitments they add up to what was metered:
+    ``metered x dt = sold - bought + retail_export - retail_import + long - short``.
+    ``import_kwh``/``export_kwh`` are the participant's own metered import / export that no local
+    trade covers (at most what it consumed / generated).
+    """
 
     market_eur: np.ndarray
     surplus_share_eur: np.ndarray
+    sharing_eur: np.ndarray
     retail_energy_eur: np.ndarray
     network_eur: np.ndarray
     imbalance_eur: np.ndarray
     levies_eur: np.ndarray
     fixed_eur: np.ndarray
     flex_eur: np.ndarray
-    import_kwh: np.ndarray  # metered energy from outside the local market (grid / via the pool)
+    retail_import_kwh: np.ndarray
+    retail_export_kwh: np.ndarray
+    import_kwh: np.ndarray
     export_kwh: np.ndarray
     imbalance_short_kwh: np.ndarray
     imbalance_long_kwh: np.ndarray
@@ -218,6 +218,12 @@ def settle(positions: Positions, metered_kw: np.ndarray, prices: Prices, dt_h: f
            flex: FlexMoney | None = None) -> Bill:
     """Settle a market outcome against metered deliveries.
 
+    What a participant committed in the market (``market_sold - market_bought``) is paid at the
+    market's prices; everything else it meters is exchanged with the retailer as without a market
+    (import price plus network charge, feed-in tariff). Only the part of that exchange that
+    breaks a commitment is imbalance: a seller importing what it sold (short price), a buyer
+    exporting what it bought (long price). A schedule is a plan; only market commitments bind.
+
     Parameters
     ----------
     positions : Positions
@@ -235,34 +241,36 @@ def settle(positions: Positions, metered_kw: np.ndarray, prices: Prices, dt_h: f
     flex = flex if flex is not None else FlexMoney.none(n_t, n)
     other_buyers = sum((v for k, v in flex.paid_by_buyer_eur.items() if k != "DSO"),
                        np.zeros(n_t))
-    deviation = (metered_kw - p.scheduled_kw) * dt_h
-    short, long = np.maximum(-deviation, 0), np.maximum(deviation, 0)
-    pool_cost = (p.pool_import_kwh * prices.retail_eur_per_kwh
-                 - p.pool_export_kwh * prices.export_eur_per_kwh)
-    surplus = p.market_paid_eur.sum(axis=1) - pool_cost
-    consumed = p.market_bought_kwh + p.retail_import_kwh + short
+    metered_kwh = metered_kw * dt_h
+    committed = p.market_sold_kwh - p.market_bought_kwh
+    outside = metered_kwh - committed  # exchanged with the retailer, export positive
+    short = np.clip(-outside, 0, np.maximum(committed, 0))
+    long = np.clip(outside, 0, np.maximum(-committed, 0))
+    retail_import = np.maximum(-outside, 0) - short
+    retail_export = np.maximum(outside, 0) - long
+    surplus = p.market_paid_eur.sum(axis=1)
+    consumed = p.market_bought_kwh + retail_import + short
     fixed = np.full(metered_kw.shape, prices.fixed_eur_per_day * dt_h / 24.0)
-    retail_energy = (p.retail_import_kwh * prices.import_eur_per_kwh
-                     - p.retail_export_kwh * prices.export_eur_per_kwh)
-    network = (p.retail_import_kwh * prices.network_eur_per_kwh
+    retail_energy = (retail_import * prices.import_eur_per_kwh
+                     - retail_export * prices.export_eur_per_kwh)
+    network = (retail_import * prices.network_eur_per_kwh
                + p.local_bought_kwh * prices.local_network_eur_per_kwh)
     imbalance = (short * prices.imbalance_short_eur_per_kwh
                  - long * prices.imbalance_long_eur_per_kwh)
     levies = consumed * prices.levies_eur_per_kwh
-    # Physical exchange with the world outside the local market: metered minus local trades.
-    outside = metered_kw * dt_h - (p.local_sold_kwh - p.local_bought_kwh)
-    pool_energy = (p.pool_import_kwh * prices.import_eur_per_kwh
-                   - p.pool_export_kwh * prices.export_eur_per_kwh)
+    sharing = np.zeros_like(metered_kw) if p.sharing_eur is None else p.sharing_eur
     return Bill(
         market_eur=p.market_paid_eur,
         surplus_share_eur=np.repeat(-surplus[:, None] / max(n, 1), n, axis=1),
-        retail_energy_eur=retail_energy, network_eur=network, imbalance_eur=imbalance,
-        levies_eur=levies, fixed_eur=fixed, flex_eur=-flex.income_eur,
-        import_kwh=np.maximum(-outside, 0), export_kwh=np.maximum(outside, 0),
+        sharing_eur=sharing, retail_energy_eur=retail_energy, network_eur=network,
+        imbalance_eur=imbalance, levies_eur=levies, fixed_eur=fixed, flex_eur=-flex.income_eur,
+        retail_import_kwh=retail_import, retail_export_kwh=retail_export,
+        import_kwh=np.minimum(np.maximum(-outside, 0), np.maximum(-metered_kwh, 0)),
+        export_kwh=np.minimum(np.maximum(outside, 0), np.maximum(metered_kwh, 0)),
         imbalance_short_kwh=short, imbalance_long_kwh=long,
-        retailer_eur=retail_energy.sum(axis=1) + imbalance.sum(axis=1) + pool_energy,
-        dso_eur=network.sum(axis=1) + p.pool_import_kwh * prices.network_eur_per_kwh
-        + fixed.sum(axis=1) - flex.paid_by_buyer_eur.get("DSO", np.zeros(n_t)),
+        retailer_eur=retail_energy.sum(axis=1) + imbalance.sum(axis=1),
+        dso_eur=network.sum(axis=1) + fixed.sum(axis=1)
+        - flex.paid_by_buyer_eur.get("DSO", np.zeros(n_t)),
         state_eur=levies.sum(axis=1),
         tso_eur=-other_buyers,
         aggregator_eur=flex.aggregator_fee_eur,

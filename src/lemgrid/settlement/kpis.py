@@ -10,8 +10,10 @@ Definitions (energies over the horizon):
 - *self-sufficiency*: share of consumption not imported from outside the community
   (1 - import / consumption); *self-consumption*: share of local generation not exported
   (1 - export / generation); for the community, import and export are those of the community as a
-  whole (its summed metered position), for a participant those of its own bill (local trades count
-  as local);
+  whole (its summed metered position), for a participant its own metered import / export that no
+  local trade covers (``Bill.import_kwh`` / ``export_kwh``: at most what it consumed / generated,
+  so the shares lie within [0, 1]);
+- *min / mean / max savings* over the participants (None without participants);
 - grid KPIs are taken from the AC power flow of what was delivered.
 """
 
@@ -20,6 +22,14 @@ from __future__ import annotations
 import numpy as np
 
 from lemgrid.settlement.bills import Bill
+
+
+def _share(value):
+    """A share computed as 1 - a / b, with the rounding of a == b (or a == 0) taken off; anything
+    further outside [0, 1] is left as it is, for the tests to catch."""
+    value = np.asarray(value, dtype=float)
+    snapped = np.where((value < 0) & (value > -1e-9), 0.0, value)
+    return np.where((snapped > 1) & (snapped < 1 + 1e-9), 1.0, snapped)
 
 
 def gini(values: np.ndarray) -> float | None:
@@ -57,23 +67,23 @@ def market_kpis(bill: Bill, bau_bill: Bill, metered_kw: np.ndarray, load_kw: np.
     community_import = np.clip(-community_net, 0, None).sum()
     community_export = np.clip(community_net, 0, None).sum()
     with np.errstate(invalid="ignore", divide="ignore"):
-        own_sufficiency = 1 - bill.import_kwh.sum(axis=0) / consumption
-        own_consumption = 1 - bill.export_kwh.sum(axis=0) / generation
+        own_sufficiency = _share(1 - bill.import_kwh.sum(axis=0) / consumption)
+        own_consumption = _share(1 - bill.export_kwh.sum(axis=0) / generation)
     producers = generation > 1e-9
     return {
         "total_cost_eur": float(cost.sum()),
         "bau_total_cost_eur": float(bau.sum()),
         "social_welfare_eur": float(savings.sum()),
         "total_savings_eur": float(savings.sum()),
-        "savings_per_participant_eur": float(savings.mean()) if len(savings) else 0.0,
-        "min_savings_eur": float(savings.min(initial=0.0)),
-        "max_savings_eur": float(savings.max(initial=0.0)),
+        "savings_per_participant_eur": float(savings.mean()) if len(savings) else None,
+        "min_savings_eur": float(savings.min()) if len(savings) else None,
+        "max_savings_eur": float(savings.max()) if len(savings) else None,
         "share_better_off": float((savings > 0.005).mean()) if len(savings) else 0.0,
         "share_worse_off": float((savings < -0.005).mean()) if len(savings) else 0.0,
         "gini_savings": gini(savings),
-        "self_sufficiency": float(1 - community_import / consumption.sum())
+        "self_sufficiency": float(_share(1 - community_import / consumption.sum()))
         if consumption.sum() > 0 else None,
-        "self_consumption": float(1 - community_export / generation.sum())
+        "self_consumption": float(_share(1 - community_export / generation.sum()))
         if generation.sum() > 0 else None,
         "self_sufficiency_participant_mean": float(np.nanmean(own_sufficiency))
         if np.isfinite(own_sufficiency).any() else None,

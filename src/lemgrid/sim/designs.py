@@ -15,7 +15,8 @@ from lemgrid.agents.dispatch import charge_on_arrival, self_consumption_battery,
 from lemgrid.agents.strategies import ZipTraders, random_limits
 from lemgrid.assets.tables import Batteries, EnergySessions, take_rows
 from lemgrid.errors import InputError
-from lemgrid.settlement.bills import Positions, Prices
+from lemgrid.settlement.bills import Positions, Prices, settle
+from lemgrid.settlement.sharing import share_savings
 
 
 @dataclass(eq=False)
@@ -124,34 +125,50 @@ class SessionOutcome:
 
 # --- participants running their own assets --------------------------------------------------
 
+def rule_schedules(load_kw: np.ndarray, pv_kw: np.ndarray, batteries: Batteries,
+                   sessions: EnergySessions, dt_h: float) -> AssetPlan:
+    """Assets run by the owners' rules, as without a market: EVs and shiftable loads at full
+    power from the start of their window, batteries for self-consumption.
+
+    Parameters
+    ----------
+    load_kw, pv_kw : ndarray (Td, N)
+        Inflexible load and PV [kW].
+    batteries : Batteries
+    sessions : EnergySessions
+        Windows relative to the first interval.
+    dt_h : float
+        Interval length [h].
+    """
+    n_t, n = load_kw.shape
+    session_kw = charge_on_arrival(sessions, n_t, dt_h)
+    battery_kw, soc = self_consumption_battery(
+        pv_kw - load_kw - to_owners(session_kw, sessions.owner, n), batteries, dt_h)
+    return AssetPlan(battery_kw=battery_kw, soc_kwh=soc, session_kw=session_kw,
+                     curtailment_kw=np.zeros((n_t, n)))
+
+
 def own_schedules(session: Session) -> AssetPlan:
-    """Assets run by their owners: optimisers against the price forecast, others by rules."""
+    """Assets run by their owners: by the rules, or by optimisers against the price forecast.
+
+    An optimiser ends the day with the energy in its batteries that its rules would leave, so
+    that every design and business-as-usual hold the same stored energy at every day's end."""
     from lemgrid.market.community import CommunityProblem, solve_community
 
-    n_t, n = session.shape
+    n = session.shape[1]
     dt = session.dt_h
     b, s = session.batteries, session.sessions
+    plan = rule_schedules(session.load_kw, session.pv_kw, b, s, dt)
     optimizer = session.agents == "optimizer"
-    rules = ~optimizer
-    plan = AssetPlan(battery_kw=np.zeros((n_t, len(b))),
-                     soc_kwh=np.repeat((b.soc_initial * b.capacity_kwh)[None, :], n_t, axis=0),
-                     session_kw=np.zeros((n_t, len(s))), curtailment_kw=np.zeros((n_t, n)))
-    # Rule-based owners: EVs and shiftable loads at once, battery for self-consumption.
-    in_rules = rules[s.owner] if len(s) else np.zeros(0, bool)
-    plan.session_kw[:, in_rules] = charge_on_arrival(take_rows(s, in_rules), n_t, dt)
-    ses_kw = to_owners(plan.session_kw, s.owner, n)
-    battery_rules = rules[b.owner] if len(b) else np.zeros(0, bool)
-    battery_kw, soc = self_consumption_battery(session.pv_kw - session.load_kw - ses_kw,
-                                               take_rows(b, battery_rules), dt)
-    plan.battery_kw[:, battery_rules] = battery_kw
-    plan.soc_kwh[:, battery_rules] = soc
     if optimizer.any():
         members = np.flatnonzero(optimizer)
         remap = np.full(n, -1)
         remap[members] = np.arange(len(members))
-        opt_b = take_rows(b, ~battery_rules)
+        own_b = optimizer[b.owner] if len(b) else np.zeros(0, bool)
+        own_s = optimizer[s.owner] if len(s) else np.zeros(0, bool)
+        opt_b = take_rows(b, own_b)
         opt_b = replace(opt_b, owner=remap[opt_b.owner])
-        opt_s = take_rows(s, ~in_rules)
+        opt_s = take_rows(s, own_s)
         opt_s = replace(opt_s, owner=remap[opt_s.owner])
         forecast = np.clip(np.nan_to_num(session.price_forecast,
                                          nan=0.5 * (session.buyer_value + session.seller_cost)),
@@ -163,13 +180,20 @@ def own_schedules(session: Session) -> AssetPlan:
             ids=session.scenario.participants.ids[members], bus=np.zeros(len(members), int),
             dt_h=dt, load_p_kw=session.load_kw[:, members], pv_p_kw=session.pv_kw[:, members],
             batteries=opt_b, sessions=opt_s, import_eur_per_kwh=buy, export_eur_per_kwh=sell,
-            curtailment_eur_per_kwh=session.seller_cost)
+            curtailment_eur_per_kwh=session.seller_cost,
+            final_soc_kwh=plan.soc_kwh[-1, own_b] if len(plan.soc_kwh) else None)
         result = solve_community(problem, individual=True)
         plan.curtailment_kw[:, members] = result.curtailment_kw
-        plan.battery_kw[:, ~battery_rules] = result.discharge_kw - result.charge_kw
-        plan.soc_kwh[:, ~battery_rules] = result.soc_kwh
-        plan.session_kw[:, ~in_rules] = result.session_schedule_kw
+        plan.battery_kw[:, own_b] = result.discharge_kw - result.charge_kw
+        plan.soc_kwh[:, own_b] = result.soc_kwh
+        plan.session_kw[:, own_s] = result.session_schedule_kw
     return plan
+
+
+def net_kw(session: Session, plan: AssetPlan) -> np.ndarray:
+    """Scheduled net injection (Td, N) of a plan on the session's forecasts [kW]."""
+    return (session.pv_kw - plan.curtailment_kw - session.load_kw
+            + plan.asset_kw(session.batteries, session.sessions, session.shape[1]))
 
 
 # --- order-based designs (auctions, continuous trading) ---------------------------------------
@@ -199,8 +223,7 @@ def order_market(session: Session, mechanism: str) -> SessionOutcome:
     n_t, n = session.shape
     dt = session.dt_h
     plan = own_schedules(session)
-    net = (session.pv_kw - plan.curtailment_kw - session.load_kw
-           + plan.asset_kw(session.batteries, session.sessions, n))
+    net = net_kw(session, plan)
     energy = net * dt
     active = np.abs(energy) > 1e-9
     t_idx, n_idx = np.nonzero(active)
@@ -235,16 +258,21 @@ def order_market(session: Session, mechanism: str) -> SessionOutcome:
         scheduled_kw=net, market_bought_kwh=bought, market_sold_kwh=sold,
         local_bought_kwh=bought, local_sold_kwh=sold, market_paid_eur=paid,
         retail_import_kwh=np.maximum(-energy, 0) - bought,
-        retail_export_kwh=np.maximum(energy, 0) - sold,
-        pool_import_kwh=np.zeros(n_t), pool_export_kwh=np.zeros(n_t), price_eur_per_kwh=price)
+        retail_export_kwh=np.maximum(energy, 0) - sold, price_eur_per_kwh=price)
     return SessionOutcome(positions, plan)
 
 
 # --- community (central optimisation) -----------------------------------------------------------
 
 def community(session: Session, constrained: bool) -> SessionOutcome:
-    """The community manager schedules all assets and trades the net position with the
-    retailer; members buy from and sell to the pool at their (locational) price."""
+    """The community manager schedules all assets; members trade what the community matches
+    locally at its (locational) price and the rest with the retailer, and a benefit-sharing
+    transfer leaves none of them paying more than alone (``docs/community.md``).
+
+    The reference is business-as-usual on the session's forecasts (:func:`rule_schedules` from
+    the same stored energy): the clearing must end the day with the batteries where the rules
+    would leave them and may not cost the members more in total than the reference; the saving
+    is then shared by :func:`lemgrid.settlement.sharing.share_savings`."""
     from lemgrid.dso.validation import clear_community_constrained
     from lemgrid.market.community import CommunityOptions, CommunityProblem, solve_community
     from lemgrid.sim.optimize import design_options
@@ -255,6 +283,11 @@ def community(session: Session, constrained: bool) -> SessionOutcome:
     prices = session.prices
     n_t, n = session.shape
     dt = session.dt_h
+    reference_plan = rule_schedules(session.load_kw, session.pv_kw, session.batteries,
+                                    session.sessions, dt)
+    reference_net = net_kw(session, reference_plan)
+    reference_bill = settle(Positions.retail_only(reference_net, dt), reference_net, prices, dt)
+    reference_eur = (reference_bill.cost_eur - reference_bill.fixed_eur).sum(axis=0)
     problem = CommunityProblem(
         ids=scenario.participants.ids, bus=scenario.participants.bus, dt_h=dt,
         load_p_kw=session.load_kw, pv_p_kw=session.pv_kw, batteries=session.batteries,
@@ -263,7 +296,11 @@ def community(session: Session, constrained: bool) -> SessionOutcome:
         export_eur_per_kwh=np.full(n_t, prices.export_eur_per_kwh),
         curtailment_eur_per_kwh=prices.export_eur_per_kwh if options.curtailment_eur_per_kwh
         is None else options.curtailment_eur_per_kwh,
-        battery_wear_eur_per_kwh=options.battery_wear_eur_per_kwh)
+        battery_wear_eur_per_kwh=options.battery_wear_eur_per_kwh,
+        local_network_eur_per_kwh=prices.local_network_eur_per_kwh,
+        levies_eur_per_kwh=prices.levies_eur_per_kwh,
+        final_soc_kwh=reference_plan.soc_kwh[-1] if n_t else None,
+        reference_cost_eur=float(reference_eur.sum()))
     extra: dict = {}
     if constrained:
         clearing = clear_community_constrained(
@@ -279,17 +316,21 @@ def community(session: Session, constrained: bool) -> SessionOutcome:
     x = result.schedule_kw
     energy = x * dt
     bought, sold = np.maximum(-energy, 0), np.maximum(energy, 0)
+    # What the community matches locally, pro rata; the rest is each member's with the retailer.
     matched = np.minimum(bought.sum(axis=1), sold.sum(axis=1))
     with np.errstate(invalid="ignore", divide="ignore"):
         local_b = np.nan_to_num(bought * (matched / bought.sum(axis=1))[:, None])
         local_s = np.nan_to_num(sold * (matched / sold.sum(axis=1))[:, None])
     positions = Positions(
-        scheduled_kw=x, market_bought_kwh=bought, market_sold_kwh=sold, local_bought_kwh=local_b,
-        local_sold_kwh=local_s, market_paid_eur=result.member_price_eur_per_kwh * -energy,
-        retail_import_kwh=np.zeros((n_t, n)), retail_export_kwh=np.zeros((n_t, n)),
-        pool_import_kwh=result.import_kw * dt, pool_export_kwh=result.export_kw * dt,
-        price_eur_per_kwh=np.where(matched > 1e-9, result.price_eur_per_kwh, np.nan),
-        pool_price_eur_per_kwh=result.member_price_eur_per_kwh)
+        scheduled_kw=x, market_bought_kwh=local_b, market_sold_kwh=local_s,
+        local_bought_kwh=local_b, local_sold_kwh=local_s,
+        market_paid_eur=result.member_price_eur_per_kwh * (local_b - local_s),
+        retail_import_kwh=bought - local_b, retail_export_kwh=sold - local_s,
+        price_eur_per_kwh=np.where(matched > 1e-9, result.price_eur_per_kwh, np.nan))
+    at_prices = settle(positions, x, prices, dt)
+    transfer = share_savings(reference_eur, (at_prices.cost_eur - at_prices.fixed_eur).sum(axis=0))
+    positions = replace(positions, sharing_eur=np.repeat(transfer[None, :] / max(n_t, 1), n_t,
+                                                         axis=0))
     plan = AssetPlan(battery_kw=result.discharge_kw - result.charge_kw, soc_kwh=result.soc_kwh,
                      session_kw=result.session_schedule_kw, curtailment_kw=result.curtailment_kw)
     return SessionOutcome(positions, plan, extra)
@@ -310,8 +351,7 @@ def p2p(session: Session) -> SessionOutcome:
     n_t, n = session.shape
     dt = session.dt_h
     plan = own_schedules(session)
-    net = (session.pv_kw - plan.curtailment_kw - session.load_kw
-           + plan.asset_kw(session.batteries, session.sessions, n))
+    net = net_kw(session, plan)
     prices = session.prices
     problem = p2p_problem(
         scenario.participants.ids, np.maximum(-net, 0), np.maximum(net, 0),
@@ -323,22 +363,32 @@ def p2p(session: Session) -> SessionOutcome:
                           if options.method == "admm" else {}))
     trades = result.trades_table()
     index = {pid: i for i, pid in enumerate(scenario.participants.ids)}
+    local = (~trades.seller.isin([GRID_SELLER, GRID_BUYER])
+             & ~trades.buyer.isin([GRID_SELLER, GRID_BUYER])).to_numpy()
+    trades = trades[local]
+    t = trades["interval"].to_numpy(int)
+    buyer = trades.buyer.map(index).to_numpy(int)
+    seller = trades.seller.map(index).to_numpy(int)
+    q = trades["quantity_kwh"].to_numpy()
+    # Settled within what each side can honour: no one buys more than its deficit or sells more
+    # than its surplus (the ADMM meets its bounds only to its tolerance), and no one pays more
+    # than the retailer would charge (price plus local network charge) or gets less than the
+    # feed-in tariff (preference premiums are willingness to pay, not money).
+    for side, limit in ((buyer, np.maximum(-net, 0) * dt), (seller, np.maximum(net, 0) * dt)):
+        total = np.zeros((n_t, n))
+        np.add.at(total, (t, side), q)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scale = np.where(total > limit, limit / total, 1.0)
+        q = q * scale[t, side]
+    price = np.clip(trades["price_eur_per_kwh"].to_numpy(), session.seller_cost,
+                    session.buyer_value)
     zeros = np.zeros((n_t, n))
     bought, sold, paid = zeros.copy(), zeros.copy(), zeros.copy()
-    t = trades["interval"].to_numpy(int)
-    q = trades["quantity_kwh"].to_numpy()
-    money = q * trades["price_eur_per_kwh"].to_numpy()
-    local = ~trades.seller.isin([GRID_SELLER, GRID_BUYER]) & ~trades.buyer.isin(
-        [GRID_SELLER, GRID_BUYER])
-    local = local.to_numpy()
-    buyer = trades.buyer.map(index).to_numpy()
-    seller = trades.seller.map(index).to_numpy()
-    np.add.at(bought, (t[local], buyer[local].astype(int)), q[local])
-    np.add.at(sold, (t[local], seller[local].astype(int)), q[local])
-    np.add.at(paid, (t[local], buyer[local].astype(int)), money[local])
-    np.add.at(paid, (t[local], seller[local].astype(int)), -money[local])
-    # The schedule is the owners' plan; the retailer takes whatever the local trades leave of it
-    # (including the ADMM's residual mismatch of at most its tolerance).
+    np.add.at(bought, (t, buyer), q)
+    np.add.at(sold, (t, seller), q)
+    np.add.at(paid, (t, buyer), q * price)
+    np.add.at(paid, (t, seller), -q * price)
+    # The schedule is the owners' plan; the retailer takes whatever the local trades leave of it.
     retail = net * dt - (sold - bought)
     volume = bought.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -347,7 +397,7 @@ def p2p(session: Session) -> SessionOutcome:
         scheduled_kw=net, market_bought_kwh=bought, market_sold_kwh=sold,
         local_bought_kwh=bought, local_sold_kwh=sold, market_paid_eur=paid,
         retail_import_kwh=np.maximum(-retail, 0), retail_export_kwh=np.maximum(retail, 0),
-        pool_import_kwh=np.zeros(n_t), pool_export_kwh=np.zeros(n_t), price_eur_per_kwh=price)
+        price_eur_per_kwh=price)
     return SessionOutcome(positions, plan,
                           {"p2p_iterations": np.full(n_t, float(np.max(result.iterations)))})
 
@@ -355,9 +405,7 @@ def p2p(session: Session) -> SessionOutcome:
 def business_as_usual(session: Session) -> SessionOutcome:
     """No local market: the schedule is the owners' own plan, all of it with the retailer."""
     plan = own_schedules(session)
-    net = (session.pv_kw - plan.curtailment_kw - session.load_kw
-           + plan.asset_kw(session.batteries, session.sessions, session.shape[1]))
-    return SessionOutcome(Positions.retail_only(net, session.dt_h), plan)
+    return SessionOutcome(Positions.retail_only(net_kw(session, plan), session.dt_h), plan)
 
 
 def run_session(design: str, session: Session) -> SessionOutcome:

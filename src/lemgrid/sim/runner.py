@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from lemgrid.agents.dispatch import charge_on_arrival, self_consumption_battery, to_owners
+from lemgrid.agents.dispatch import to_owners
 from lemgrid.agents.strategies import ZipTraders
 from lemgrid.assets.tables import EnergySessions
 from lemgrid.errors import InputError
@@ -110,18 +110,31 @@ class Delivery(NamedTuple):
 
 
 def business_as_usual(scenario: Scenario) -> Delivery:
-    """Delivery without a market: batteries for self-consumption, EVs charged on arrival."""
+    """Delivery without a market: batteries for self-consumption, EVs charged on arrival.
+
+    Day by day like the markets (same days, same split of EV and shiftable-load windows at
+    midnight, stored energy carried over), with the owners' rules on the realised profiles: so a
+    market whose participants run their assets by the same rules under perfect forecasts delivers
+    exactly business-as-usual, and batteries hold the same energy at every day's end."""
+    from lemgrid.sim.designs import rule_schedules
+
     parts = scenario.participants
-    n_t, n = parts.load_p_kw.shape
-    sessions = to_owners(charge_on_arrival(parts.sessions, n_t, scenario.dt_h),
-                         parts.sessions.owner, n)
-    battery, stored = self_consumption_battery(parts.pv_p_kw - parts.load_p_kw - sessions,
-                                               parts.batteries, scenario.dt_h)
-    battery = to_owners(battery, parts.batteries.owner, n)
-    metered = parts.pv_p_kw - parts.load_p_kw - sessions + battery
-    return Delivery(metered, parts.load_p_kw + sessions + np.maximum(-battery, 0),
-                    parts.pv_p_kw + np.maximum(battery, 0), battery,
-                    to_owners(stored, parts.batteries.owner, n))
+    n = len(parts)
+    batteries = parts.batteries
+    battery, stored, flexible = [], [], []
+    for start, stop in day_bounds(scenario):
+        sessions = split_sessions(parts.sessions, start, stop)
+        plan = rule_schedules(parts.load_p_kw[start:stop], parts.pv_p_kw[start:stop], batteries,
+                              sessions, scenario.dt_h)
+        battery.append(to_owners(plan.battery_kw, batteries.owner, n))
+        stored.append(to_owners(plan.soc_kwh, batteries.owner, n))
+        flexible.append(to_owners(plan.session_kw, sessions.owner, n))
+        if len(batteries) and stop > start:
+            batteries = replace(batteries, soc_initial=plan.soc_kwh[-1] / batteries.capacity_kwh)
+    battery, flexible = np.concatenate(battery), np.concatenate(flexible)
+    metered = parts.pv_p_kw - parts.load_p_kw - flexible + battery
+    return Delivery(metered, parts.load_p_kw + flexible + np.maximum(-battery, 0),
+                    parts.pv_p_kw + np.maximum(battery, 0), battery, np.concatenate(stored))
 
 
 def collect_dso(days: list, scenario: Scenario) -> tuple[FlexMoney, dict]:
@@ -176,7 +189,8 @@ def _concat(outcomes: list[SessionOutcome]) -> Positions:
 def intraday(positions: Positions, metered_kw: np.ndarray, prices: Prices, dt_h: float,
              participants: np.ndarray) -> Positions:
     """Trade every interval's deviation from the schedule in a uniform auction among the
-    participants, at limits of the imbalance prices, before it is settled as imbalance."""
+    participants, at limits of the imbalance prices, before the rest is settled
+    (with the retailer, or as imbalance where it breaks a market commitment)."""
     from lemgrid.market import OrderBatch, clear_uniform
 
     deviation = (metered_kw - positions.scheduled_kw) * dt_h
@@ -218,7 +232,7 @@ def participant_series(positions: Positions, bill, metered_kw: np.ndarray,
         "grid_import_kwh": bill.import_kwh, "grid_export_kwh": bill.export_kwh,
         "local_bought_kwh": p.local_bought_kwh, "local_sold_kwh": p.local_sold_kwh,
         "market_bought_kwh": p.market_bought_kwh, "market_sold_kwh": p.market_sold_kwh,
-        "retail_import_kwh": p.retail_import_kwh, "retail_export_kwh": p.retail_export_kwh,
+        "retail_import_kwh": bill.retail_import_kwh, "retail_export_kwh": bill.retail_export_kwh,
         "imbalance_short_kwh": bill.imbalance_short_kwh,
         "imbalance_long_kwh": bill.imbalance_long_kwh,
         **{name: getattr(bill, name) for name in BILL_COMPONENTS},
