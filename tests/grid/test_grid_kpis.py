@@ -119,3 +119,30 @@ def test_a_slack_outside_a_tight_band_is_no_violation():
     limits = GridLimits(vm_min_pu=0.5, vm_max_pu=0.5 * (slack_pu + studied_max))
     assert grid_kpis(network, result, limits, dt_h=0.25).voltage_violation_intervals == 0
     assert validate_ac(network, p, q, limits).within()
+
+
+def test_one_definition_of_a_violation_for_kpis_the_dso_and_the_ac_validation():
+    """A limit set just below / just above what the feeder reaches: the KPIs, the DSO's traffic
+    light and the AC validation of a clearing agree interval by interval, and a limit exceeded
+    only within the stated tolerance is no violation anywhere."""
+    from lemgrid.grid.kpis import LOADING_TOLERANCE_PERCENT, VOLTAGE_TOLERANCE_PU
+
+    network, p, q = _ieee33([1.0, 1.0, 1.0, 1.0])
+    flow = run_powerflow(network, p, q)
+    vm_low = float(np.nanmin(np.where(studied_buses(network), flow.vm_pu[0], np.nan)))
+    top = float(np.nanmax(flow.loading_percent[0]))
+    cases = [  # (limits, violated?)
+        (GridLimits(vm_min_pu=vm_low + 0.5 * VOLTAGE_TOLERANCE_PU), False),
+        (GridLimits(vm_min_pu=vm_low + 2 * VOLTAGE_TOLERANCE_PU), True),
+        (GridLimits(vm_min_pu=0.5, max_loading_percent=top - 0.5 * LOADING_TOLERANCE_PERCENT),
+         False),
+        (GridLimits(vm_min_pu=0.5, max_loading_percent=top - 2 * LOADING_TOLERANCE_PERCENT), True),
+    ]
+    for limits, expected in cases:
+        k = grid_kpis(network, flow, limits, 1.0)
+        bad, _, _ = describe_violations(network, flow, limits)
+        check = validate_ac(network, p, q, limits)
+        assert (k.violation_intervals == 4) is expected, limits
+        assert bool(violated_intervals(network, flow, limits).all()) is expected
+        assert bool(bad.all()) is expected and bool(bad.any()) is expected
+        assert check.within() is (not expected)

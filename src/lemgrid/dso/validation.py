@@ -20,7 +20,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from lemgrid.errors import InfeasibleError
-from lemgrid.grid.kpis import GridLimits, studied_buses
+from lemgrid.grid.kpis import (
+    LOADING_TOLERANCE_PERCENT,
+    VOLTAGE_TOLERANCE_PU,
+    GridLimits,
+    studied_buses,
+)
 from lemgrid.grid.network import Network
 from lemgrid.grid.powerflow import PowerFlowResult, run_powerflow
 from lemgrid.grid.sensitivity import linearize
@@ -31,10 +36,6 @@ from lemgrid.market.community import (
     solve_community,
 )
 
-#: Accepted AC violation after the loop: 0.002 p.u. and 1 % loading would pass a DSO's check; we
-#: aim for none and stop as soon as none is left.
-VOLTAGE_TOLERANCE_PU = 1e-4
-LOADING_TOLERANCE_PERCENT = 0.05
 
 
 @dataclass(frozen=True, eq=False)

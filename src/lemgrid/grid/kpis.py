@@ -74,18 +74,29 @@ def studied_buses(network: Network) -> np.ndarray:
     return (network.bus_node >= 0) & ~np.isin(network.bus_node, network.slack_nodes)
 
 
+#: One definition of a violation for every check in lemgrid (KPIs, the DSO's traffic light, the
+#: AC validation of a clearing): a limit is violated when it is exceeded by more than these
+#: tolerances, far below what a meter or a protection relay resolves, so that a schedule a
+#: clearing puts exactly at a limit is not a violation because of the power flow's last digits.
+VOLTAGE_TOLERANCE_PU = 1e-4
+LOADING_TOLERANCE_PERCENT = 0.05
+
+
 def voltage_violations(network: Network, result: PowerFlowResult, limits: GridLimits
                        ) -> np.ndarray:
-    """Boolean (T, n_bus): studied bus outside the voltage band (in converged intervals)."""
+    """Boolean (T, n_bus): studied bus outside the voltage band by more than
+    :data:`VOLTAGE_TOLERANCE_PU` (in converged intervals)."""
     with np.errstate(invalid="ignore"):
-        outside = (result.vm_pu < limits.vm_min_pu) | (result.vm_pu > limits.vm_max_pu)
+        outside = ((result.vm_pu < limits.vm_min_pu - VOLTAGE_TOLERANCE_PU)
+                   | (result.vm_pu > limits.vm_max_pu + VOLTAGE_TOLERANCE_PU))
     return outside & studied_buses(network)
 
 
 def overloads(result: PowerFlowResult, limits: GridLimits) -> np.ndarray:
-    """Boolean (T, n_branch): branch loading above the limit (in converged intervals)."""
+    """Boolean (T, n_branch): branch loading above the limit by more than
+    :data:`LOADING_TOLERANCE_PERCENT` (in converged intervals)."""
     with np.errstate(invalid="ignore"):
-        return result.loading_percent > limits.max_loading_percent
+        return result.loading_percent > limits.max_loading_percent + LOADING_TOLERANCE_PERCENT
 
 
 def violated_intervals(network: Network, result: PowerFlowResult, limits: GridLimits
