@@ -110,11 +110,11 @@ def _write(tmp_path, name: str, text: str) -> str:
 
 
 def _command_paths(group, prefix=()):
-    import click
-
+    # Typer may vendor click rather than depend on it: groups are recognised by their
+    # sub-commands, not by importing click.
     for name, command in group.commands.items():
         yield prefix + (name,)
-        if isinstance(command, click.Group):
+        if getattr(command, "commands", None):
             yield from _command_paths(command, prefix + (name,))
 
 
