@@ -21,6 +21,21 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from lemgrid import __version__
+
+        console.print(f"lemgrid {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True,
+        help="Print the version of lemgrid and exit.")) -> None:
+    """Grid-aware local electricity markets: run market designs on real distribution grids."""
+
 F = TypeVar("F", bound=Callable)
 
 #: Exit code for bad input or an infeasible problem (usage errors in click also exit with 2).
