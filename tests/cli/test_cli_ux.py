@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -136,3 +137,23 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(tmp_path):
                              str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stderr == "" and "\x1b[" not in result.stdout
+
+
+@pytest.mark.slow
+def test_compare_of_every_design_is_readable_at_80_columns(scenario_file, tmp_path):
+    from lemgrid.scenario.config import DESIGNS
+
+    env = {**os.environ, "COLUMNS": "80"}
+    result = subprocess.run([sys.executable, "-m", "lemgrid.cli", "compare", str(scenario_file),
+                             "--designs", ",".join(DESIGNS), "--days", "1", "--no-report",
+                             "--out", str(tmp_path)], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(map(len, lines)) <= 80
+    assert "…" not in result.stdout  # no value or design name cut short
+    headers = [line.split() for line in lines if line.startswith("KPI ")]
+    assert [name for header in headers for name in header[1:]] == list(DESIGNS)
+    savings = [line.split()[2:] for line in lines if line.startswith("savings [EUR]")]
+    table = pd.read_csv(tmp_path / "comparison.csv")
+    shown = [float(v) for row in savings for v in row]
+    assert shown == pytest.approx(table.total_savings_eur.tolist(), abs=0.05)

@@ -140,11 +140,40 @@ def compare(
     loaded = _load(scenario, days, start, seed)
     results = [_run(loaded, name, quiet) for name in names]
     paths = write_comparison(results, out, report=report)
-    table = Table(title=f"{loaded.name}: {len(loaded.time_index)} intervals")
-    table.add_column("KPI")
-    for result in results:
-        table.add_column(result.design, justify="right")
-    for key, label in SHOWN:
-        table.add_row(escape(label), *(_fmt(r.kpis.get(key)) for r in results))
-    console.print(table)
+    console.print(f"[bold]{escape(loaded.name)}[/]: {len(loaded.time_index)} intervals, "
+                  f"{len(results)} designs", highlight=False)
+    for table in comparison_tables(results, console.width):
+        console.print(table)
     console.print("written: " + ", ".join(str(p) for p in paths.values()))
+
+
+def comparison_tables(results, width: int) -> list:
+    """The KPIs of several designs as tables of whole columns that each fit ``width``
+    characters: as many designs side by side as fit, the next ones in a table below, every
+    table with the KPI names. Nothing is cut short or wrapped inside a cell."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    cells = {id(r): [_fmt(r.kpis.get(key)) for key, _ in SHOWN] for r in results}
+    label_width = max(len(label) for _, label in SHOWN)
+    pad = 3  # one space either side of a cell and the column separator
+    groups: list[list] = [[]]
+    used = label_width + pad
+    for result in results:
+        column = max(len(result.design), *map(len, cells[id(result)])) + pad
+        if groups[-1] and used + column > width:
+            groups.append([])
+            used = label_width + pad
+        groups[-1].append(result)
+        used += column
+    tables = []
+    for group in groups:
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        table.add_column("KPI", no_wrap=True)
+        for result in group:
+            table.add_column(escape(result.design), justify="right", no_wrap=True)
+        for i, (_, label) in enumerate(SHOWN):
+            table.add_row(escape(label), *(cells[id(r)][i] for r in group))
+        tables.append(table)
+    return tables
