@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lemgrid.assets.tables import Batteries, EnergySessions
+from lemgrid.assets.tables import Batteries, EnergyWindows
 
 
 @dataclass(frozen=True, eq=False)
@@ -23,7 +23,7 @@ class Participants:
     pv_p_kw : ndarray, shape (T, N)
         Available local generation (rooftop PV; in MV grids also other SimBench sgens) [kW].
     batteries : Batteries
-    sessions : EnergySessions
+    windows : EnergyWindows
         EV charging and shiftable-load windows.
     """
 
@@ -33,7 +33,7 @@ class Participants:
     load_q_kvar: np.ndarray
     pv_p_kw: np.ndarray
     batteries: Batteries
-    sessions: EnergySessions
+    windows: EnergyWindows
 
     def __len__(self) -> int:
         return len(self.ids)
