@@ -60,7 +60,7 @@ NonEmptyStr = Annotated[str, StringConstraints(strip_whitespace=True, min_length
 class Order(BaseModel):
     """One limit order, as a participant submits it (API record).
 
-    Parameters
+    Attributes
     ----------
     order_id : int or str
         Unique identifier of the order.
