@@ -22,6 +22,7 @@ import pandas as pd
 
 from lemgrid.agents.dispatch import to_owners
 from lemgrid.agents.strategies import ZipTraders
+from lemgrid.assets.kinds import asset_kind, kinds_to_owners
 from lemgrid.assets.tables import EnergySessions
 from lemgrid.errors import InputError
 from lemgrid.grid.powerflow import run_powerflow
@@ -99,6 +100,17 @@ def split_sessions(sessions: EnergySessions, start: int, stop: int) -> EnergySes
         energy_kwh=(sessions.energy_kwh * share)[keep], power_kw=sessions.power_kw[keep])
 
 
+def window_kinds(kinds: dict, start: int, stop: int) -> dict:
+    """The registered kinds' tables of intervals [start, stop)."""
+    return {name: asset_kind(name).window(table, start, stop) for name, table in kinds.items()}
+
+
+def carry_kinds(kinds: dict, plans: dict) -> dict:
+    """The kinds' full-horizon tables with the state where the session's plans end."""
+    return {name: asset_kind(name).carry(table, plans[name]) if name in plans else table
+            for name, table in kinds.items()}
+
+
 class Delivery(NamedTuple):
     """What was delivered, per interval and participant (T, N)."""
 
@@ -121,16 +133,20 @@ def business_as_usual(scenario: Scenario) -> Delivery:
     parts = scenario.participants
     n = len(parts)
     batteries = parts.batteries
+    kinds = parts.kinds
     battery, stored, flexible = [], [], []
     for start, stop in day_bounds(scenario):
         sessions = split_sessions(parts.sessions, start, stop)
         plan = rule_schedules(parts.load_p_kw[start:stop], parts.pv_p_kw[start:stop], batteries,
-                              sessions, scenario.dt_h)
+                              sessions, scenario.dt_h, window_kinds(kinds, start, stop))
         battery.append(to_owners(plan.battery_kw, batteries.owner, n))
         stored.append(to_owners(plan.soc_kwh, batteries.owner, n))
-        flexible.append(to_owners(plan.session_kw, sessions.owner, n))
+        # Registered kinds (heat pumps, ...) count with the shiftable loads: net consumption.
+        flexible.append(to_owners(plan.session_kw, sessions.owner, n)
+                        - kinds_to_owners(plan.kinds, n, stop - start))
         if len(batteries) and stop > start:
             batteries = replace(batteries, soc_initial=plan.soc_kwh[-1] / batteries.capacity_kwh)
+        kinds = carry_kinds(kinds, plan.kinds)
     battery, flexible = np.concatenate(battery), np.concatenate(flexible)
     metered = parts.pv_p_kw - parts.load_p_kw - flexible + battery
     return Delivery(metered, parts.load_p_kw + flexible + np.maximum(-battery, 0),
@@ -282,6 +298,7 @@ def simulate(scenario: Scenario, design: str | None = None, *,
                                   zip_config.momentum, zip_config.initial_margin, rng)
                        if (agents == "zip").any() else None)
         batteries = parts.batteries
+        kinds = parts.kinds
         price_forecast = np.full(n_t, np.nan)
         outcomes: list[SessionOutcome] = []
         assets: list[np.ndarray] = []
@@ -299,7 +316,7 @@ def simulate(scenario: Scenario, design: str | None = None, *,
                 agents=agents, rng=rng, zip_traders=zip_traders,
                 price_forecast=price_forecast[start:stop],
                 background_p_kw=scenario.background_p_kw[start:stop],
-                q_kvar=q_all[start:stop])
+                q_kvar=q_all[start:stop], kinds=window_kinds(kinds, start, stop))
             outcome = run_session(design, session)
             plan = outcome.plan
             if dso is not None:
@@ -316,6 +333,7 @@ def simulate(scenario: Scenario, design: str | None = None, *,
                 soc = np.clip(plan.soc_kwh[-1] / batteries.capacity_kwh,
                               batteries.soc_min, batteries.soc_max)
                 batteries = replace(batteries, soc_initial=soc)
+            kinds = carry_kinds(kinds, plan.kinds)
             # Tomorrow's optimisers expect today's prices at the same local clock time (a
             # daylight-saving day has 23 or 25 hours).
             if k + 1 < len(days):
