@@ -92,6 +92,9 @@ class KindOffers:
     kw: np.ndarray
     baseline_kw: np.ndarray
 
+    def __len__(self) -> int:
+        return len(self.kw)
+
     @classmethod
     def empty(cls) -> KindOffers:
         i, f = np.array([], int), np.array([])
