@@ -214,12 +214,23 @@ def test_heat_pump_energy_balance_in_the_scenario(heat_pumps):
 
 @pytest.mark.slow
 def test_ipower_dso_activates_heat_pumps_and_keeps_the_band(recorded_states):
+    """iPower: the heat pumps' thermostats switch on together at midnight and overload the
+    transformer; the DSO buys their flexibility (drawing less now, the tank makes it up later)
+    and the comfort band holds in every interval of the delivered plans."""
     from lemgrid.scenario import load_scenario
     from lemgrid.sim.runner import simulate
 
     scenario = load_scenario(EXAMPLES / "systems" / "ipower.yaml")
     result = simulate(scenario)
-    assert_in_band(recorded_states)
-    activations = result.tables["dso_activations"]
+    assert_in_band(recorded_states)  # business-as-usual and the plans after the DSO
+    activations = result.tables["flex_activations"]
     heat = activations[activations["kind"] == "heat_pump"]
-    assert len(heat) and (heat["kw"] > 0).all()
+    assert len(heat) and (heat["kw"] > 0).all() and heat["delivered"].all()
+    assert set(heat["direction"]) <= {"up", "down", 1, -1}
+    assert result.kpis["voltage_violation_intervals"] == 0
+    assert result.kpis["overload_intervals"] == 0
+    # The activated heat pumps' draw changed: the delivered plans differ from the thermostat.
+    table = scenario.participants.kinds["heat_pump"]
+    bau_p, _ = thermostat(table, scenario.dt_h)
+    delivered_p = -recorded_states[-1][1].output_kw
+    assert np.abs(delivered_p - bau_p).max() > 0.1

@@ -61,7 +61,7 @@ from lemgrid.grid.network import Network
 from lemgrid.grid.powerflow import PowerFlowResult, run_powerflow
 from lemgrid.grid.profiles import clock_h, in_daily_window
 from lemgrid.grid.sensitivity import linearize
-from lemgrid.scenario.config import DsoConfig, RequestConfig, clock_hours, flex_kinds
+from lemgrid.scenario.config import DsoConfig, RequestConfig, clock_hours
 
 GREEN, AMBER, RED = "green", "amber", "red"
 
@@ -204,7 +204,7 @@ class DsoOperator:
                                   self.providers.astype(str), session.dt_h, prices or self.prices,
                                   intervals=intervals, window=window, kinds=session.kinds)
         keep = self.eligible[offers.participant] & np.isin(
-            offers.kind, self.config.flexibility.kinds or flex_kinds())
+            offers.kind, self.config.flexibility.kinds)
         offers = offers.take(keep)
         offers.validate(self.network.n_bus)
         return offers

@@ -441,8 +441,8 @@ class FlexibilityConfig(Strict):
         default=None, description="long-term lead time: daily window reserved in advance")
     prices: FlexPricesConfig = FlexPricesConfig()
     providers: Literal["all", "aggregators"] = "all"
-    kinds: list[str] | None = Field(
-        default=None, description="asset kinds that offer flexibility (default: all)")
+    kinds: list[str] = Field(default_factory=lambda: flex_kinds(),
+                             description="asset kinds that offer flexibility (default: all)")
     max_iterations: Annotated[int, Field(ge=1, le=20)] = 5
     voltage_margin_pu: Annotated[float, Field(ge=0, le=0.2, allow_inf_nan=False)] = 0.002
     loading_margin_percent: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 1.0
@@ -452,9 +452,9 @@ class FlexibilityConfig(Strict):
 
     @field_validator("kinds")
     @classmethod
-    def _known_kinds(cls, kinds: list[str] | None) -> list[str] | None:
+    def _known_kinds(cls, kinds: list[str]) -> list[str]:
         known = flex_kinds()
-        for kind in kinds or ():
+        for kind in kinds:
             if kind not in known:
                 raise ValueError(f"unknown asset kind {kind!r}; known: {', '.join(known)}")
         return kinds
@@ -489,7 +489,7 @@ class DsoConfig(Strict):
     """The DSO: traffic light, flexibility market, direct control, coordination with the TSO."""
 
     traffic_light: bool = True
-    flexibility: FlexibilityConfig = FlexibilityConfig()
+    flexibility: FlexibilityConfig = Field(default_factory=lambda: FlexibilityConfig())
     red: RedConfig = RedConfig()
     coordination: CoordinationConfig = CoordinationConfig()
 
