@@ -22,7 +22,7 @@ participant's column) and ``name``; per-asset time series are arrays of shape (A
 the DSO's flexibility market read the registry.
 
 The batteries, EVs, shiftable loads and PV of the scenario format are still served by their own
-code paths (``Batteries``/``EnergySessions`` tables) and are not in this registry yet.
+code paths (``Batteries``/``EnergyWindows`` tables) and are not in this registry yet.
 """
 
 from __future__ import annotations

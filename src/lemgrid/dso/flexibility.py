@@ -317,7 +317,7 @@ class OfferPrices:
         return self.by_kind.get(name, asset_kind(name).flex_price_eur_per_kwh)
 
 
-def offers_from_plan(plan, batteries, sessions, pv_kw: np.ndarray, participant_bus: np.ndarray,
+def offers_from_plan(plan, batteries, windows, pv_kw: np.ndarray, participant_bus: np.ndarray,
                      providers: np.ndarray, dt_h: float, prices: OfferPrices,
                      intervals: np.ndarray | None = None, window: tuple[int, int] | None = None,
                      kinds: dict | None = None) -> FlexOffers:
@@ -327,7 +327,7 @@ def offers_from_plan(plan, batteries, sessions, pv_kw: np.ndarray, participant_b
     ----------
     plan : AssetPlan
         Current schedule of the session (battery output/state, session power, curtailment).
-    batteries, sessions : Batteries, EnergySessions
+    batteries, windows : Batteries, EnergyWindows
     pv_kw : ndarray (Td, N)
         PV available (forecast or realised) [kW].
     participant_bus : ndarray of int (N,)
@@ -374,19 +374,19 @@ def offers_from_plan(plan, batteries, sessions, pv_kw: np.ndarray, participant_b
         tt, nn = tt.ravel(), nn.ravel()
         room = np.maximum(pv_kw - plan.curtailment_kw, 0.0)
         add("pv", nn, nn, tt, DOWN, room[tt, nn], prices.pv, room[tt, nn])
-    # Sessions: draw less now (rebound later) or more now (less later), within the window.
-    for k in range(len(sessions)):
-        start, stop = int(sessions.start[k]), int(sessions.stop[k])
-        kw = plan.session_kw[:, k]
-        power = sessions.power_kw[k]
+    # Windows: draw less now (rebound later) or more now (less later), within the window.
+    for k in range(len(windows)):
+        start, stop = int(windows.start[k]), int(windows.stop[k])
+        kw = plan.window_kw[:, k]
+        power = windows.power_kw[k]
         t = intervals[(intervals >= start) & (intervals < stop)]
         if not len(t):
             continue
         spare_after = np.array([(power - kw[tk + 1:stop]).clip(min=0).sum() for tk in t])
         drawn_after = np.array([kw[tk + 1:stop].sum() for tk in t])
-        kind = str(sessions.kind[k])
+        kind = str(windows.kind[k])
         price = prices.ev if kind == "ev" else prices.flexible_load
-        owner = np.full(len(t), int(sessions.owner[k]))
+        owner = np.full(len(t), int(windows.owner[k]))
         asset = np.full(len(t), k)
         add(kind, asset, owner, t, UP, np.minimum(kw[t], spare_after), price, kw[t])
         add(kind, asset, owner, t, DOWN, np.minimum(power - kw[t], drawn_after), price, kw[t])
@@ -416,7 +416,7 @@ def offers_from_plan(plan, batteries, sessions, pv_kw: np.ndarray, participant_b
         baseline_kw=cat["baseline"])
 
 
-def energy_budgets(plan, offers: FlexOffers, batteries, sessions, dt_h: float,
+def energy_budgets(plan, offers: FlexOffers, batteries, windows, dt_h: float,
                    kinds: dict | None = None):
     """Constraints linking activations of the same asset at different intervals.
 
@@ -458,13 +458,13 @@ def energy_budgets(plan, offers: FlexOffers, batteries, sessions, dt_h: float,
                 vals += coef[before].tolist()
                 upper.append(max(bound, 0.0))
                 r += 1
-    for k in range(len(sessions)):
-        mine = np.flatnonzero((offers.kind == sessions.kind[k]) & (offers.asset == k))
+    for k in range(len(windows)):
+        mine = np.flatnonzero((offers.kind == windows.kind[k]) & (offers.asset == k))
         if not len(mine):
             continue
-        start, stop = int(sessions.start[k]), int(sessions.stop[k])
-        kw = plan.session_kw[start:stop, k]
-        for direction, bound in ((UP, (sessions.power_kw[k] - kw).clip(min=0).sum()),
+        start, stop = int(windows.start[k]), int(windows.stop[k])
+        kw = plan.window_kw[start:stop, k]
+        for direction, bound in ((UP, (windows.power_kw[k] - kw).clip(min=0).sum()),
                                  (DOWN, kw.sum())):
             which = mine[offers.direction[mine] == direction]
             rows += [r] * len(which)
@@ -491,7 +491,7 @@ def energy_budgets(plan, offers: FlexOffers, batteries, sessions, dt_h: float,
     return matrix, np.array(upper)
 
 
-def apply_activations(plan, offers: FlexOffers, activations: Activations, batteries, sessions,
+def apply_activations(plan, offers: FlexOffers, activations: Activations, batteries, windows,
                       dt_h: float, kinds: dict | None = None):
     """A new AssetPlan with the activations carried out (see the module docstring);
     ``kinds``: the session's tables of registered kinds."""
@@ -499,7 +499,7 @@ def apply_activations(plan, offers: FlexOffers, activations: Activations, batter
 
     battery_kw = plan.battery_kw.copy()
     soc = plan.soc_kwh.copy()
-    session_kw = plan.session_kw.copy()
+    window_kw = plan.window_kw.copy()
     curtailment = plan.curtailment_kw.copy()
     b = batteries
     kind_plans = dict(plan.kinds)
@@ -526,16 +526,16 @@ def apply_activations(plan, offers: FlexOffers, activations: Activations, batter
         elif kind == "pv":
             curtailment[t, asset] += kw
         else:
-            stop = int(sessions.stop[asset])
-            power = sessions.power_kw[asset]
-            session_kw[t, asset] -= delta  # up: draw less now
+            stop = int(windows.stop[asset])
+            power = windows.power_kw[asset]
+            window_kw[t, asset] -= delta  # up: draw less now
             energy = delta  # kW-intervals to move to (up) or from (down) later intervals
             for tk in range(t + 1, stop):
                 if abs(energy) < 1e-12:
                     break
-                room = power - session_kw[tk, asset] if energy > 0 else session_kw[tk, asset]
+                room = power - window_kw[tk, asset] if energy > 0 else window_kw[tk, asset]
                 move = min(abs(energy), room)
-                session_kw[tk, asset] += np.sign(energy) * move
+                window_kw[tk, asset] += np.sign(energy) * move
                 energy -= np.sign(energy) * move
-    return replace(plan, battery_kw=battery_kw, soc_kwh=soc, session_kw=session_kw,
+    return replace(plan, battery_kw=battery_kw, soc_kwh=soc, window_kw=window_kw,
                    curtailment_kw=curtailment, kinds=kind_plans)

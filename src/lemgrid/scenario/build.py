@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from lemgrid.assets.kinds import asset_kind, asset_kinds
 from lemgrid.assets.participants import Participants
-from lemgrid.assets.tables import Batteries, EnergySessions, daily_windows
+from lemgrid.assets.tables import Batteries, EnergyWindows, daily_windows
 from lemgrid.errors import InputError
 from lemgrid.grid.kpis import GridLimits
 from lemgrid.grid.network import Network
@@ -186,7 +186,7 @@ class _ParticipantBuilder:
         self.load_q: list[np.ndarray] = []
         self.pv: list[np.ndarray] = []
         self.batteries: list[dict] = []
-        self.sessions: list[dict] = []
+        self.windows: list[dict] = []
         self.kind_rows: dict[str, list[dict]] = {}
 
     def add(self, pid: str, bus: int, loc: tuple) -> int:
@@ -219,7 +219,7 @@ class _ParticipantBuilder:
             load_q_kvar=stack(self.load_q),
             pv_p_kw=stack(self.pv),
             batteries=table(Batteries, self.batteries),
-            sessions=table(EnergySessions, self.sessions),
+            windows=table(EnergyWindows, self.windows),
             kinds={name: kind.table(self.kind_rows.get(name, []))
                    for name, kind in asset_kinds().items() if name in self.kind_rows},
         )
@@ -274,7 +274,7 @@ def _add_asset(builder: _ParticipantBuilder, asset: AssetConfig, loc: tuple, sca
                         f"{asset.type} {name!r}: {energy:.3g} kWh cannot be delivered at "
                         f"{asset.power_kw} kW between {opening} and {closing} "
                         f"(at most {asset.power_kw * (stop - start) * h.dt_h:.3g} kWh)")
-                builder.sessions.append(dict(
+                builder.windows.append(dict(
                     owner=owner, name=name, kind=asset.type, start=start, stop=stop,
                     energy_kwh=energy, power_kw=asset.power_kw))
         else:  # a registered asset kind
