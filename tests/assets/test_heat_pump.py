@@ -234,3 +234,21 @@ def test_ipower_dso_activates_heat_pumps_and_keeps_the_band(recorded_states):
     bau_p, _ = thermostat(table, scenario.dt_h)
     delivered_p = -recorded_states[-1][1].output_kw
     assert np.abs(delivered_p - bau_p).max() > 0.1
+
+
+def test_optimising_agents_schedule_their_heat_pumps_within_the_band(recorded_states):
+    """Optimising agents (each alone against its price forecast) run their heat pumps through
+    the same LP block; the band holds and every store ends the day at least as full as the
+    thermostat leaves it."""
+    from lemgrid.scenario import load_scenario
+    from lemgrid.sim.runner import simulate
+
+    scenario = load_scenario(EXAMPLES / "heat-pumps.yaml", days=1,
+                             agents={"default": "optimizer"}, market={"design": "uniform"})
+    simulate(scenario)
+    assert_in_band(recorded_states)
+    table = scenario.participants.kinds["heat_pump"]
+    _, bau_e = thermostat(table, scenario.dt_h)
+    _, plan = recorded_states[-1]
+    assert (plan.state[-1] >= bau_e[-1] - BAND_TOL).all()
+    assert np.abs(plan.state - bau_e).max() > 0.1  # scheduled, not the thermostat
