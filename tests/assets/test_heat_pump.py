@@ -252,3 +252,36 @@ def test_optimising_agents_schedule_their_heat_pumps_within_the_band(recorded_st
     _, plan = recorded_states[-1]
     assert (plan.state[-1] >= bau_e[-1] - BAND_TOL).all()
     assert np.abs(plan.state - bau_e).max() > 0.1  # scheduled, not the thermostat
+
+
+@pytest.mark.parametrize(("asset", "field", "message"), [
+    ({"powr_kw": 3}, "assets[0].powr_kw", "Extra inputs"),
+    ({"soc_initial": 0.1}, "assets[0]", "comfort band"),
+    ({"cop": {"outdoor_c": 40}}, "assets[0].cop", "below supply_c"),
+    ({"profile": "Air_Paralel_1"}, "assets[0].profile", "did you mean Air_Parallel_1"),
+])
+def test_bad_heat_pump_input_names_the_field_and_line(tmp_path, asset, field, message):
+    import yaml
+    from typer.testing import CliRunner
+
+    from lemgrid.cli import app
+
+    config = yaml.safe_load((EXAMPLES / "heat-pumps.yaml").read_text())
+    config["days"] = 1
+    config["assets"][0].update(asset)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = CliRunner().invoke(app, ["simulate", str(path), "--no-report", "--out",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert field in result.output and message in result.output, result.output
+
+
+def test_dso_price_for_an_unknown_kind_is_refused():
+    from pydantic import ValidationError
+
+    from lemgrid.scenario.config import FlexPricesConfig
+
+    with pytest.raises(ValidationError, match="unknown asset kind 'heat_pmp'"):
+        FlexPricesConfig.model_validate({"heat_pmp": 0.02})
+    assert FlexPricesConfig.model_validate({"heat_pump": 0.02}).by_kind == {"heat_pump": 0.02}

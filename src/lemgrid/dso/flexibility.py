@@ -26,7 +26,6 @@ from lemgrid.assets.tables import take_rows
 from lemgrid.errors import InputError
 
 UP, DOWN = 1, -1
-KINDS = ("battery", "pv", "ev", "flexible_load")
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,7 +39,7 @@ class FlexOffers:
     participant : ndarray of int
         Owner of the resource.
     kind : ndarray of str
-        'battery', 'pv', 'ev' or 'flexible_load'.
+        'battery', 'pv', 'ev', 'flexible_load' or a registered asset kind (e.g. 'heat_pump').
     asset : ndarray of int
         Index of the battery / session (or the participant for PV).
     bus : ndarray of int
