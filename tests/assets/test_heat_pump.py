@@ -57,6 +57,15 @@ def test_demand_beyond_the_heat_pump_is_refused_naming_it():
         thermostat(hand_table([3.0, 9.0, 12.0]), dt_h=1.0)
 
 
+def test_community_refuses_demand_no_schedule_can_meet():
+    from lemgrid.market.community import solve_community
+
+    # 6 -> 6 + 6 - 9 = 3 -> 3 + 6 - 9 = 0 < 2 even at full power from the start.
+    table = hand_table([9.0, 9.0, 9.0])
+    with pytest.raises(InfeasibleError, match="heat pump 'hp': interval 1.*whatever the schedule"):
+        solve_community(community_problem(table, [0, 0, 0], final_e=2.0))
+
+
 def community_problem(table, pv_kw, final_e, import_price=0.30, export_price=0.05):
     from lemgrid.market.community import CommunityProblem
 

@@ -190,6 +190,28 @@ def thermostat(table: HeatPumps, dt_h: float) -> tuple[np.ndarray, np.ndarray]:
     return p, e_out
 
 
+def check_heat_reachable(table: HeatPumps, dt_h: float) -> None:
+    """Refuse heat demand that no schedule can meet: even heating at full power whenever the store
+    has room (the fullest store possible), it would leave the comfort band.
+
+    Raises
+    ------
+    InfeasibleError
+        Naming the heat pump and the first interval.
+    """
+    keep = _retention(table, dt_h)
+    e = table.e_initial_kwh_th.astype(float).copy()
+    for t in range(table.heat_kw.shape[1]):
+        e = np.minimum(keep * e + (table.cop[:, t] * table.power_kw - table.heat_kw[:, t]) * dt_h,
+                       table.e_max_kwh_th)
+        short = e < table.e_min_kwh_th - 1e-9
+        if short.any():
+            k = int(np.flatnonzero(short)[0])
+            raise InfeasibleError(
+                f"heat pump {str(table.name[k])!r}: interval {t}: the heat demand cannot be met "
+                f"at {table.power_kw[k]} kW within the comfort band, whatever the schedule")
+
+
 class HeatPumpKind:
     """The heat-pump asset kind (registered as ``heat_pump``)."""
 
@@ -239,6 +261,7 @@ class HeatPumpKind:
 
     def lp_block(self, lp, table: HeatPumps, dt_h: float, final_state: np.ndarray | None
                  ) -> LPBlock:
+        check_heat_reachable(table, dt_h)
         n_a, n_t = table.heat_kw.shape
         p = lp.var((n_t, n_a), ub=np.broadcast_to(table.power_kw, (n_t, n_a)))
         e_lb = np.broadcast_to(table.e_min_kwh_th, (n_t, n_a)).copy()
