@@ -195,7 +195,8 @@ def _builtin_assets() -> pydantic.TypeAdapter:
 _BUILTIN_ADAPTER: pydantic.TypeAdapter | None = None
 
 #: Any asset: battery, EV, shiftable load, PV, or a registered kind (a heat pump, ...).
-AssetConfig = Annotated[SerializeAsAny[AssetBase], PlainValidator(_validate_asset)]
+AssetConfig = Annotated[SerializeAsAny[AssetBase],
+                      PlainValidator(_validate_asset, json_schema_input_type=_BuiltinAssetConfig)]
 
 
 class LoadProfileConfig(Strict):
