@@ -27,7 +27,8 @@ def hand_table(heat_kw, cop=3.0, power_kw=2.0, e_initial=6.0, loss_per_h=0.0):
         owner=np.array([0]), name=np.array(["hp"]), power_kw=np.array([power_kw]),
         e_min_kwh_th=np.array([2.0]), e_max_kwh_th=np.array([10.0]),
         e_initial_kwh_th=np.array([e_initial]), loss_per_h=np.array([loss_per_h]),
-        deadband=np.array([0.25]), heat_kw=heat, cop=np.full(heat.shape, cop))
+        deadband=np.array([0.25]), on_initial=np.array([False]), heat_kw=heat,
+        cop=np.full(heat.shape, cop))
 
 
 def test_carnot_cop_by_hand():
@@ -43,6 +44,20 @@ def test_thermostat_by_hand():
     p, e = thermostat(hand_table(np.ones(6)), dt_h=1.0)
     np.testing.assert_allclose(p[:, 0], [0, 0, 2, 2 / 3, 0, 0], atol=1e-12)
     np.testing.assert_allclose(e[:, 0], [5, 4, 9, 10, 9, 8], atol=1e-12)
+
+
+def test_thermostat_carries_its_state_into_the_next_day():
+    # Day 1 ends heating (hour 2 of the hand case: on, store 9 of 10): day 2 goes on heating
+    # (2/3 kW fills it to 10 after the 1 kWh_th drawn) instead of waiting for the threshold.
+    kind = HeatPumpKind()
+    table = hand_table(np.ones(6))
+    p, e = thermostat(kind.window(table, 0, 3), 1.0)
+    following = kind.window(kind.carry(table, KindPlan(table.owner, -p, e)), 3, 6)
+    assert following.on_initial[0] and following.e_initial_kwh_th[0] == pytest.approx(9.0)
+    p2, e2 = thermostat(following, 1.0)
+    whole_p, whole_e = thermostat(table, 1.0)
+    np.testing.assert_allclose(np.r_[p[:, 0], p2[:, 0]], whole_p[:, 0], atol=1e-12)
+    np.testing.assert_allclose(np.r_[e[:, 0], e2[:, 0]], whole_e[:, 0], atol=1e-12)
 
 
 def test_thermostat_with_standing_loss_by_hand():

@@ -124,6 +124,8 @@ class HeatPumps:
         Standing loss [share of the stored heat per hour].
     deadband : ndarray
         Thermostat: switches on below ``e_min + deadband x (e_max - e_min)``.
+    on_initial : ndarray of bool
+        Thermostat heating at the start (carried over from the previous session).
     heat_kw : ndarray, shape (A, T)
         Heat demand [kW_th].
     cop : ndarray, shape (A, T)
@@ -138,6 +140,7 @@ class HeatPumps:
     e_initial_kwh_th: np.ndarray
     loss_per_h: np.ndarray
     deadband: np.ndarray
+    on_initial: np.ndarray
     heat_kw: np.ndarray
     cop: np.ndarray
 
@@ -169,7 +172,7 @@ def thermostat(table: HeatPumps, dt_h: float) -> tuple[np.ndarray, np.ndarray]:
     keep = _retention(table, dt_h)
     e_low = table.e_min_kwh_th + table.deadband * (table.e_max_kwh_th - table.e_min_kwh_th)
     e = table.e_initial_kwh_th.astype(float).copy()
-    on = e < e_low
+    on = table.on_initial.astype(bool) | (e < e_low)
     for t in range(n_t):
         cop = table.cop[:, t]
         drift = keep * e - table.heat_kw[:, t] * dt_h  # the store without heating
@@ -238,7 +241,7 @@ class HeatPumpKind:
         return dict(owner=owner, name=name, power_kw=config.power_kw,
                     e_min_kwh_th=config.soc_min * cap, e_max_kwh_th=config.soc_max * cap,
                     e_initial_kwh_th=config.soc_initial * cap, loss_per_h=config.loss_per_h,
-                    deadband=config.deadband, heat_kw=heat_kw, cop=cop)
+                    deadband=config.deadband, on_initial=False, heat_kw=heat_kw, cop=cop)
 
     def table(self, rows: list[dict]) -> HeatPumps:
         if not rows:
@@ -252,7 +255,9 @@ class HeatPumpKind:
     def carry(self, table: HeatPumps, plan: KindPlan) -> HeatPumps:
         if not len(plan.state):
             return table
-        return replace(table, e_initial_kwh_th=plan.state[-1].copy())
+        # Heating at the end and not full yet: the thermostat is still on.
+        on = (-plan.output_kw[-1] > 1e-9) & (plan.state[-1] < table.e_max_kwh_th - 1e-9)
+        return replace(table, e_initial_kwh_th=plan.state[-1].copy(), on_initial=on)
 
     # -- dispatch ------------------------------------------------------------------------------
     def rule_dispatch(self, table: HeatPumps, net_kw: np.ndarray, dt_h: float) -> KindPlan:
