@@ -323,3 +323,20 @@ def test_dso_price_for_an_unknown_kind_is_refused():
     with pytest.raises(ValidationError, match="unknown asset kind 'heat_pmp'"):
         FlexPricesConfig.model_validate({"heat_pmp": 0.02})
     assert FlexPricesConfig.model_validate({"heat_pump": 0.02}).by_kind == {"heat_pump": 0.02}
+
+
+def test_optimize_schedules_heat_pumps_over_the_horizon_or_says_it_cannot(heat_pumps):
+    from lemgrid.errors import NotBuiltError
+    from lemgrid.sim.optimize import optimize_scenario
+
+    outcome = optimize_scenario(heat_pumps, "community", "ignore")
+    table = heat_pumps.participants.kinds["heat_pump"]
+    plan = outcome.detail.kinds["heat_pump"]
+    assert_in_band([(table, plan)])
+    # The stores' balance: e_t = e_{t-1} + (COP p - q) dt.
+    dt = heat_pumps.dt_h
+    change = np.diff(np.vstack([table.e_initial_kwh_th, plan.state]), axis=0)
+    np.testing.assert_allclose(change, (table.cop.T * -plan.output_kw - table.heat_kw.T) * dt,
+                               atol=1e-6)
+    with pytest.raises(NotBuiltError, match="does not schedule heat_pump"):
+        optimize_scenario(heat_pumps, "p2p", "ignore")
