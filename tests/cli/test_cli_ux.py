@@ -61,6 +61,10 @@ def test_start_is_the_first_local_instant_of_the_horizon(scenario_file, tmp_path
                              "--days", "0.25")
     assert intervals.index[0] == pd.Timestamp("2016-07-01 06:00", tz="Europe/Berlin")
     assert intervals.index[-1] == pd.Timestamp("2016-07-01 11:45", tz="Europe/Berlin")
+    # An instant with a UTC offset is converted to the grid's local time.
+    _, intervals = _simulate(scenario_file, tmp_path / "c", "--start", "2016-07-01T04:00Z",
+                             "--days", "0.25")
+    assert intervals.index[0] == pd.Timestamp("2016-07-01 06:00", tz="Europe/Berlin")
 
 
 @pytest.mark.slow
@@ -76,6 +80,7 @@ def test_seed_draws_the_forecast_errors(scenario_file, tmp_path):
     (["--start", "2016-13-01"], "--start: not a date"),
     (["--start", "2030-01-01"], "--start 2030-01-01: "),
     (["--start", "2016-06-01T00:07"], "--start 2016-06-01T00:07: "),
+    (["--start", "2016-03-27T02:30"], "--start 2016-03-27T02:30: "),  # skipped in spring
     (["--seed", "-1"], "'--seed'"),
     (["--seed", "many"], "'--seed'"),
     (["--days", "nan"], "--days"),
