@@ -156,6 +156,7 @@ def test_compare_of_every_design_is_readable_at_80_columns(scenario_file, tmp_pa
     lines = result.stdout.splitlines()
     assert max(map(len, lines)) <= 80
     assert "…" not in result.stdout  # no value or design name cut short
+    assert "-0.000" not in result.stdout  # rounding noise is no negative number
     headers = [line.split() for line in lines if line.startswith("KPI ")]
     assert [name for header in headers for name in header[1:]] == list(DESIGNS)
     savings = [line.split()[2:] for line in lines if line.startswith("savings [EUR]")]

@@ -61,6 +61,8 @@ def _fmt(value) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
+        if abs(value) < 5e-4:
+            value = 0.0  # rounding noise of sums (a budget gap of -1e-14 EUR) shows as 0.000
         return f"{value:,.3f}" if abs(value) < 1 else f"{value:,.1f}"
     return str(value)
 
