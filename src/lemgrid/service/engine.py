@@ -1,0 +1,91 @@
+"""Every call of the server into the lab, in one module, so that the operator and the lab clear
+and settle with the same code and this module alone follows the lab when it is restructured.
+
+* Clearing: :func:`lemgrid.market.clear` on an :class:`~lemgrid.market.OrderBatch` (the code of
+  ``lemgrid clear`` and of the order-based designs of ``lemgrid simulate``).
+* Settlement: the ledger's double-entry postings
+  (:func:`lemgrid.ledger.spending.settlement_postings`), in integer µ€.
+* Scenario: :func:`lemgrid.scenario.load_scenario` for the participants and the design.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from lemgrid.ledger.spending import settlement_postings
+from lemgrid.ledger.units import eur_per_kwh_to_meur, kwh_to_wh
+
+#: Order-based designs the server clears at gate closure (the lab's mechanisms).
+MECHANISMS = ("uniform", "pay-as-bid", "continuous")
+
+
+@dataclass(frozen=True)
+class MarketSpec:
+    """What the server takes from a scenario: its participants' meters and its design."""
+
+    meters: frozenset[str]
+    mechanism: str
+
+
+def load_market(path: str) -> MarketSpec:
+    """Read a scenario file: participant ids are the meters keys may be bound to."""
+    from lemgrid.scenario import load_scenario
+
+    scenario = load_scenario(path)
+    design = scenario.config.market.design
+    mechanism = design if design in MECHANISMS else "uniform"
+    return MarketSpec(frozenset(str(i) for i in scenario.participants.ids), mechanism)
+
+
+def clear_orders(orders: Sequence[Mapping], mechanism: str, market_id: str) -> list[dict]:
+    """Clear one session's orders with the lab's mechanism; trades in ledger units.
+
+    Parameters
+    ----------
+    orders : sequence of mapping
+        ``order_id``, ``participant``, ``side``, ``quantity_wh`` [Wh], ``price_meur_per_kwh``
+        [m€/kWh], ``interval``, in arrival order.
+    mechanism : {'uniform', 'pay-as-bid', 'continuous'}
+    market_id : str
+        Prefix of the trade ids.
+
+    Returns
+    -------
+    list of dict
+        ``trade`` payloads (quantity in Wh, rounded down to the Wh, price rounded to the m€/kWh).
+    """
+    import numpy as np
+
+    from lemgrid.market import OrderBatch, clear
+
+    if not orders:
+        return []
+    batch = OrderBatch.from_arrays(
+        order_id=np.array([o["order_id"] for o in orders], dtype=object),
+        participant=np.array([o["participant"] for o in orders], dtype=object),
+        side=np.array([o["side"] for o in orders], dtype=object),
+        quantity_kwh=np.array([o["quantity_wh"] / 1000 for o in orders]),
+        price_eur_per_kwh=np.array([o["price_meur_per_kwh"] / 1000 for o in orders]),
+        interval=np.array([o["interval"] for o in orders]),
+        timestamp_s=np.arange(len(orders), dtype=float),
+        source="server orders")
+    result = clear(batch, mechanism)  # type: ignore[arg-type]
+    trades = []
+    for i, (b, s) in enumerate(zip(result.trade_buy, result.trade_sell)):
+        quantity_wh = kwh_to_wh(float(result.trade_quantity_kwh[i]))
+        if quantity_wh <= 0:
+            continue
+        buy, sell = orders[int(b)], orders[int(s)]
+        trades.append({"kind": "trade", "market_id": market_id, "interval": buy["interval"],
+                       "trade_id": f"{market_id}-t{i}", "buyer": buy["participant"],
+                       "seller": sell["participant"], "quantity_wh": quantity_wh,
+                       "price_meur_per_kwh": eur_per_kwh_to_meur(
+                           float(result.trade_price_eur_per_kwh[i])),
+                       "buy_order_id": buy["order_id"], "sell_order_id": sell["order_id"]})
+    return trades
+
+
+def settle_trades(trades: Sequence[Mapping]) -> list[dict]:
+    """Balanced postings per participant [µ€] (sum zero: the session's budget balance)."""
+    return settlement_postings(trades)
