@@ -72,11 +72,24 @@ def make_world(url: str) -> World:
     return World(url, http, clock, operator)
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL server on loopback for the whole test session."""
+    from lemgrid.service.pgtest import postgres_server
+
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request, tmp_path) -> str:
+    """The same API tests on SQLite and on PostgreSQL."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'market.db'}"
-    raise AssertionError(request.param)
+    from lemgrid.service.pgtest import fresh_database
+
+    server = request.getfixturevalue("postgres")
+    return fresh_database(server, f"t{abs(hash(request.node.nodeid)) % 10**12}")
 
 
 @pytest.fixture
