@@ -9,6 +9,7 @@ Bodies are validated by pydantic: a bad body is a 422 whose ``detail`` names the
 import asyncio
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Annotated, Literal
@@ -150,7 +151,10 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
             async def loop() -> None:
                 while True:
                     await asyncio.sleep(tick_s)
-                    await asyncio.to_thread(market.tick)
+                    try:
+                        await asyncio.to_thread(market.tick)
+                    except Exception as exc:  # noqa: BLE001  (the scheduler must outlive one)
+                        logging.getLogger("lemgrid.service").error("scheduler: %s", exc)
             app.state.scheduler = asyncio.create_task(loop())
 
     async def identity(request: Request,

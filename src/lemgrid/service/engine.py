@@ -10,11 +10,12 @@ and settle with the same code and this module alone follows the lab when it is r
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from lemgrid.ledger.spending import settlement_postings
-from lemgrid.ledger.units import eur_per_kwh_to_meur, kwh_to_wh
+from lemgrid.ledger.units import eur_per_kwh_to_meur
 
 #: Order-based designs the server clears at gate closure (the lab's mechanisms).
 MECHANISMS = ("uniform", "pay-as-bid", "continuous")
@@ -73,7 +74,9 @@ def clear_orders(orders: Sequence[Mapping], mechanism: str, market_id: str) -> l
     result = clear(batch, mechanism)  # type: ignore[arg-type]
     trades = []
     for i, (b, s) in enumerate(zip(result.trade_buy, result.trade_sell)):
-        quantity_wh = kwh_to_wh(float(result.trade_quantity_kwh[i]))
+        # Down to the Wh: pro-rata rationing of tied orders splits quantities into fractions
+        # of a Wh, and rounding them to nearest could fill an order beyond its quantity.
+        quantity_wh = math.floor(float(result.trade_quantity_kwh[i]) * 1000 + 1e-6)
         if quantity_wh <= 0:
             continue
         buy, sell = orders[int(b)], orders[int(s)]
