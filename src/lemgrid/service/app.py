@@ -299,12 +299,18 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
     @app.get("/ledger/inclusion/{seq}")
     def inclusion(seq: int, _: Anyone, checkpoint: int | None = None) -> dict:
         """Inclusion proof of an entry against a checkpoint (the latest by default)."""
-        return market.ledger.inclusion_proof(seq, checkpoint)
+        try:
+            return market.ledger.inclusion_proof(seq, checkpoint)
+        except InputError as exc:
+            raise Refused(404, f"seq: {exc}") from None
 
     @app.get("/ledger/consistency")
     def consistency(first: int, second: int, _: Anyone) -> dict:
         """Consistency proof between two checkpoints (given by their entry positions)."""
-        return market.ledger.consistency_proof(first, second)
+        try:
+            return market.ledger.consistency_proof(first, second)
+        except InputError as exc:
+            raise Refused(404, f"first, second: {exc}") from None
 
     @app.get("/feed")
     async def feed(_: Anyone, max_events: Annotated[int | None, Query(ge=1, le=10**6)] = None
