@@ -3,8 +3,8 @@ and settle with the same code and this module alone follows the lab when it is r
 
 * Clearing: :func:`lemgrid.market.clear` on an :class:`~lemgrid.market.OrderBatch` (the code of
   ``lemgrid clear`` and of the order-based designs of ``lemgrid simulate``).
-* Settlement: the ledger's double-entry postings
-  (:func:`lemgrid.ledger.spending.settlement_postings`), in integer µ€.
+* Settlement: the clearing's cash flows per participant (the lab's
+  :class:`~lemgrid.market.ClearingResult`), as balanced double-entry postings in µ€.
 * Scenario: :func:`lemgrid.scenario.load_scenario` for the participants and the design.
 """
 
@@ -14,7 +14,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from lemgrid.ledger.spending import settlement_postings
 from lemgrid.ledger.units import eur_per_kwh_to_meur
 
 #: Order-based designs the server clears at gate closure (the lab's mechanisms).
@@ -39,7 +38,8 @@ def load_market(path: str) -> MarketSpec:
     return MarketSpec(frozenset(str(i) for i in scenario.participants.ids), mechanism)
 
 
-def clear_orders(orders: Sequence[Mapping], mechanism: str, market_id: str) -> list[dict]:
+def clear_orders(orders: Sequence[Mapping], mechanism: str,
+                 market_id: str) -> tuple[list[dict], dict[str, float]]:
     """Clear one session's orders with the lab's mechanism; trades in ledger units.
 
     Parameters
@@ -53,15 +53,17 @@ def clear_orders(orders: Sequence[Mapping], mechanism: str, market_id: str) -> l
 
     Returns
     -------
-    list of dict
+    trades : list of dict
         ``trade`` payloads (quantity in Wh, rounded down to the Wh, price rounded to the m€/kWh).
+    cash_eur : dict
+        Money each participant receives from the clearing [EUR] (the lab's cash flows, exact).
     """
     import numpy as np
 
     from lemgrid.market import OrderBatch, clear
 
     if not orders:
-        return []
+        return [], {}
     batch = OrderBatch.from_arrays(
         order_id=np.array([o["order_id"] for o in orders], dtype=object),
         participant=np.array([o["participant"] for o in orders], dtype=object),
@@ -72,6 +74,9 @@ def clear_orders(orders: Sequence[Mapping], mechanism: str, market_id: str) -> l
         timestamp_s=np.arange(len(orders), dtype=float),
         source="server orders")
     result = clear(batch, mechanism)  # type: ignore[arg-type]
+    cash_eur: dict[str, float] = {}
+    for o, amount in zip(orders, result.cash_flow_eur):
+        cash_eur[o["participant"]] = cash_eur.get(o["participant"], 0.0) + float(amount)
     trades = []
     for i, (b, s) in enumerate(zip(result.trade_buy, result.trade_sell)):
         # Down to the Wh: pro-rata rationing of tied orders splits quantities into fractions
@@ -86,9 +91,30 @@ def clear_orders(orders: Sequence[Mapping], mechanism: str, market_id: str) -> l
                        "price_meur_per_kwh": eur_per_kwh_to_meur(
                            float(result.trade_price_eur_per_kwh[i])),
                        "buy_order_id": buy["order_id"], "sell_order_id": sell["order_id"]})
-    return trades
+    return trades, cash_eur
 
 
-def settle_trades(trades: Sequence[Mapping]) -> list[dict]:
-    """Balanced postings per participant [µ€] (sum zero: the session's budget balance)."""
-    return settlement_postings(trades)
+def settle(cash_eur: Mapping[str, float]) -> list[dict]:
+    """Double-entry postings of a session from the lab's cash flows [µ€].
+
+    Each participant's amount is its cash flow rounded to the µ€; what rounding leaves (at most
+    half a µ€ per participant) is posted to the operator's ``rounding`` account so that the
+    postings sum to zero exactly.
+
+    Raises
+    ------
+    ValueError
+        If the cash flows themselves do not balance (more than the rounding could explain).
+    """
+    postings = [{"account": who, "amount_ueur": round(amount * 1e6)}
+                for who, amount in sorted(cash_eur.items()) if round(amount * 1e6) != 0]
+    residual = sum(p["amount_ueur"] for p in postings)
+    if abs(residual) > len(postings):
+        raise ValueError(f"the session does not balance: cash flows sum to {residual} µ€")
+    if residual:
+        postings.append({"account": ROUNDING_ACCOUNT, "amount_ueur": -residual})
+    return postings
+
+
+#: The operator's account receiving what rounding to the µ€ leaves.
+ROUNDING_ACCOUNT = "operator:rounding"

@@ -333,16 +333,14 @@ class Market:
                 sa.select(t.orders).where((t.orders.c.market_id == market_id)
                                           & (t.orders.c.status == "open"))
                 .order_by(t.orders.c.arrival))]
-            trades = lab.clear_orders(rows, s.mechanism, market_id)
-            postings = lab.settle_trades(trades)
-            if sum(p["amount_ueur"] for p in postings) != 0:
-                raise Refused(500, f"session {market_id!r} does not balance")
+            trades, cash_eur = lab.clear_orders(rows, s.mechanism, market_id)
+            postings = lab.settle(cash_eur)  # sums to zero: the session's budget balance
             records = [{"kind": "gate-closure", "market_id": market_id, "interval": s.interval},
                        *trades,
                        {"kind": "clearing", "market_id": market_id, "interval": s.interval,
                         "n_trades": len(trades),
                         "volume_wh": sum(x["quantity_wh"] for x in trades)}]
-            if trades:
+            if trades and postings:
                 records.append({"kind": "settlement", "settlement_id": f"{market_id}-s",
                                 "market_id": market_id,
                                 "trade_ids": [x["trade_id"] for x in trades],
@@ -353,6 +351,7 @@ class Market:
                     {k: x[k] for k in ("market_id", "trade_id", "buyer", "seller",
                                        "buy_order_id", "sell_order_id", "quantity_wh",
                                        "price_meur_per_kwh")} for x in trades])
+            if postings:
                 conn.execute(t.statements.insert(), [
                     {"market_id": market_id, "participant": p["account"],
                      "amount_ueur": p["amount_ueur"]} for p in postings])
