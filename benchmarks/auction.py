@@ -26,7 +26,8 @@ import warnings
 
 import numpy as np
 
-from lemgrid.market import OrderBatch, OrderBook, clear_continuous, clear_pay_as_bid, clear_uniform
+from lemgrid.market import (OrderBatch, OrderBook, clear_continuous_double_auction,
+                            clear_pay_as_bid, clear_uniform)
 
 SEED = 20250101
 
@@ -120,7 +121,7 @@ def uniform_million() -> dict:
 def continuous_throughput() -> dict:
     n = 200_000
     orders = OrderBatch.from_arrays(**random_book(n, 96, SEED + 2, bid_mean=0.21, ask_mean=0.19))
-    seconds, result = timed(lambda: clear_continuous(orders), runs=3)
+    seconds, result = timed(lambda: clear_continuous_double_auction(orders), runs=3)
     crossing = float(np.mean(result.filled_kwh > 0))
 
     def one_by_one() -> int:

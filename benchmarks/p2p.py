@@ -3,10 +3,10 @@
 For 100 and 1,000 peers (half producers, half consumers, full mesh: every producer may sell to
 every consumer, 2,500 and 250,000 products), one 15-minute interval, seeded:
 
-* ``ADMM``: :func:`lemgrid.market.p2p_admm.solve_p2p_admm` with its default tolerances
+* ``ADMM``: :func:`lemgrid.market.p2p.admm.solve_p2p_admm` with its default tolerances
   (reciprocity 1e-4 kWh, dual residual 1e-4 EUR/kWh), starting from the public mid price
   between an assumed feed-in tariff (0.07) and retail price (0.25 EUR/kWh);
-* ``central``: :func:`lemgrid.market.p2p_central.solve_p2p_central`, the same problem as one QP
+* ``central``: :func:`lemgrid.market.p2p.central.solve_p2p_central`, the same problem as one QP
   in Clarabel with column generation (exact; the final pricing of every product certifies the
   optimum). With ``--full-qp`` the QP over all products is also timed for 1,000 peers (slow;
   it is always timed for 100 peers).
@@ -30,9 +30,9 @@ import time
 
 import numpy as np
 
-from lemgrid.market.p2p_admm import solve_p2p_admm
-from lemgrid.market.p2p_central import solve_p2p_central
-from lemgrid.market.p2p_problem import make_p2p_problem
+from lemgrid.market.p2p.admm import solve_p2p_admm
+from lemgrid.market.p2p.central import solve_p2p_central
+from lemgrid.market.p2p.problem import make_p2p_problem
 
 SEED = 20250401
 PRICE0_EUR_PER_KWH = 0.5 * (0.07 + 0.25)

@@ -13,7 +13,7 @@ def pulp_community_cost(problem, binary_modes: bool = False) -> float:
     losses at the curtailment value, plus battery wear."""
     n_t, n = problem.load_p_kw.shape
     dt = problem.dt_h
-    b, s = problem.batteries, problem.sessions
+    b, s = problem.batteries, problem.windows
     m = pulp.LpProblem("community", pulp.LpMinimize)
     V = pulp.LpVariable
     curt = {(t, i): V(f"curt_{t}_{i}", 0, float(problem.pv_p_kw[t, i])) for t in range(n_t)

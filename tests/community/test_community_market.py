@@ -33,7 +33,7 @@ def scenario_for(grid: str, **tariffs):
 @pytest.mark.parametrize("grid", ["simbench:1-LV-rural1--0-sw", "simbench:1-LV-semiurb4--0-sw"])
 def test_welfare_equals_independent_formulation(grid, independent_cost):
     problem = CommunityProblem.from_scenario(scenario_for(grid))
-    assert len(problem.batteries) and len(problem.sessions)
+    assert len(problem.batteries) and len(problem.windows)
     result = solve_community(problem)
     assert -result.welfare_eur == pytest.approx(independent_cost(problem), rel=1e-7, abs=1e-6)
 
@@ -48,10 +48,10 @@ def test_energy_balance_and_member_accounts():
     b = problem.batteries
     battery = np.zeros_like(r.schedule_kw)
     np.add.at(battery, (slice(None), b.owner), r.discharge_kw - r.charge_kw)
-    expected = problem.pv_p_kw - r.curtailment_kw - problem.load_p_kw + battery - r.session_kw
+    expected = problem.pv_p_kw - r.curtailment_kw - problem.load_p_kw + battery - r.window_kw
     assert np.abs(expected - r.schedule_kw).max() * dt < 1e-6
     # Sessions get their energy; batteries end at their final state of charge.
-    assert r.session_kw.sum() * dt == pytest.approx(problem.sessions.energy_kwh.sum(), rel=1e-9)
+    assert r.window_kw.sum() * dt == pytest.approx(problem.windows.energy_kwh.sum(), rel=1e-9)
     assert np.all(r.soc_kwh[-1] >= b.soc_final * b.capacity_kwh - 1e-6)
     # Members pay exactly what the community pays the retailer (budget balance).
     assert r.member_cost_eur.sum() == pytest.approx(r.retailer_cost_eur, abs=1e-6)
@@ -62,7 +62,7 @@ def test_energy_balance_and_member_accounts():
 
 def _tiny_problem(n_t: int = 12) -> CommunityProblem:
     """Two members, one battery; being paid to import makes burning energy in losses pay."""
-    from lemgrid.assets.tables import Batteries, EnergySessions
+    from lemgrid.assets.tables import Batteries, EnergyWindows
 
     rng = np.random.default_rng(11)
     paid_to_import = np.arange(n_t) < n_t // 2  # a long spell of negative prices
@@ -75,7 +75,7 @@ def _tiny_problem(n_t: int = 12) -> CommunityProblem:
     return CommunityProblem(
         ids=np.array(["a", "b"]), bus=np.array([0, 1]), dt_h=0.5,
         load_p_kw=rng.uniform(0.5, 2.0, (n_t, 2)), pv_p_kw=pv,
-        batteries=battery, sessions=EnergySessions.empty(),
+        batteries=battery, windows=EnergyWindows.empty(),
         import_eur_per_kwh=np.where(paid_to_import, -0.15, 0.30),
         export_eur_per_kwh=np.where(paid_to_import, -0.20, 0.05),
         curtailment_eur_per_kwh=0.0, battery_wear_eur_per_kwh=0.0)
@@ -97,10 +97,10 @@ def test_no_simultaneous_charge_and_discharge_when_burning_pays(independent_cost
 
 def test_infeasible_session_and_battery_are_named():
     problem = CommunityProblem.from_scenario(scenario_for("simbench:1-LV-rural1--0-sw"))
-    s = problem.sessions
+    s = problem.windows
     greedy = replace(s, energy_kwh=np.where(np.arange(len(s)) == 0, 500.0, s.energy_kwh))
     with pytest.raises(InfeasibleError, match=f"ev '{s.name[0]}'"):
-        solve_community(replace(problem, sessions=greedy))
+        solve_community(replace(problem, windows=greedy))
     b = problem.batteries
     full = replace(b, soc_initial=np.zeros(len(b)), soc_final=np.ones(len(b)),
                    power_kw=np.full(len(b), 0.1))

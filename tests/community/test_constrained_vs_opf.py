@@ -13,7 +13,7 @@ Conventions: ``res_bus.lam_p`` is the marginal cost of one more MW consumed at t
 [EUR/MWh]; divided by 1000 it is lemgrid's DLMP [EUR/kWh] (also the price of consuming). Both
 contain losses: the OPF is exact AC, lemgrid prices them through the slack's sensitivity (the
 DLMP's loss component). The OPF is a single snapshot, so every interval gets its own ``runopp``;
-lemgrid clears all intervals at once, without batteries or sessions (intervals are independent).
+lemgrid clears all intervals at once, without batteries or windows (intervals are independent).
 
 Tolerances: DLMPs 1e-3 EUR/kWh at every bus and interval (issue 10); curtailment per PV and the
 slack's import 1e-4 of the interval's available PV [kW]; voltages 1e-4 p.u.; branch currents
@@ -30,8 +30,8 @@ import pandapower as pp
 import pandapower.networks as pn
 import pytest
 
-from lemgrid.assets.tables import Batteries, EnergySessions
-from lemgrid.dso.validation import clear_community_constrained
+from lemgrid.assets.tables import Batteries, EnergyWindows
+from lemgrid.market.community_constrained import clear_community_constrained
 from lemgrid.grid.convert import network_from_pandapower
 from lemgrid.grid.kpis import GridLimits
 from lemgrid.market.community import CommunityProblem
@@ -127,7 +127,7 @@ def lemgrid_clearing(case: Case):
     problem = CommunityProblem(
         ids=np.array([f"pv {name}" for name in case.pv_bus_names]), bus=bus, dt_h=DT_H,
         load_p_kw=np.zeros((n_t, n)), pv_p_kw=case.pv_kw, batteries=Batteries.empty(),
-        sessions=EnergySessions.empty(), import_eur_per_kwh=np.full(n_t, IMPORT_EUR_PER_KWH),
+        windows=EnergyWindows.empty(), import_eur_per_kwh=np.full(n_t, IMPORT_EUR_PER_KWH),
         export_eur_per_kwh=np.full(n_t, EXPORT_EUR_PER_KWH),
         curtailment_eur_per_kwh=CURTAILMENT_EUR_PER_KWH)
     load = case.net.load

@@ -11,11 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lemgrid.dso import validation
-from lemgrid.dso.validation import PRICE_TOLERANCE_EUR_PER_KWH, clear_community_constrained
 from lemgrid.errors import InfeasibleError
 from lemgrid.grid.sensitivity import linearize
+from lemgrid.market import community_constrained
 from lemgrid.market.community import CommunityProblem
+from lemgrid.market.community_constrained import (PRICE_TOLERANCE_EUR_PER_KWH,
+                                                  clear_community_constrained)
 from lemgrid.scenario import build_scenario, parse_scenario
 
 VM_TOL_PU = 0.002
@@ -118,7 +119,7 @@ def test_rounds_that_do_not_settle_are_an_error():
 
 def test_a_step_bound_that_blocks_the_limits_is_lifted(monkeypatch):
     """If the bounded step cannot meet the linearised limits, the round is solved unbounded."""
-    solve = validation.solve_community
+    solve = community_constrained.solve_community
     refused = []
 
     def refuse_first_bounded(problem, view=None, **kwargs):
@@ -127,7 +128,7 @@ def test_a_step_bound_that_blocks_the_limits_is_lifted(monkeypatch):
             raise InfeasibleError("grid limits cannot be met (refused by the test)")
         return solve(problem, view, **kwargs)
 
-    monkeypatch.setattr(validation, "solve_community", refuse_first_bounded)
+    monkeypatch.setattr(community_constrained, "solve_community", refuse_first_bounded)
     scenario, c = clearing(6.0)
     assert refused
     assert within_limits(scenario, c.validation)

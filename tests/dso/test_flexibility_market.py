@@ -9,7 +9,7 @@ import itertools
 import numpy as np
 import pytest
 
-from lemgrid.dso.flex_market import GridNeed, clear_continuous, clear_optimal, \
+from lemgrid.dso.flex_market import GridNeed, clear_flex_worst_violation_first, clear_optimal, \
     clear_requests_merit_order
 from lemgrid.dso.flexibility import DOWN, UP, ActivationRegistry, FlexOffers, FlexRequests
 from lemgrid.errors import InputError
@@ -93,7 +93,7 @@ def test_optimal_choice_equals_brute_force(one_constraint_case):
     assert np.all(used[order[:last]] == pytest.approx(offers.kw[order[:last]]))
     assert np.all(used[order[last + 1:]] < 1e-6)
     # The order-book variant makes the same choice here.
-    greedy, _ = clear_continuous(offers, offers.kw, dt, need)
+    greedy, _ = clear_flex_worst_violation_first(offers, offers.kw, dt, need)
     assert float((greedy.kw * greedy.price_eur_per_kwh).sum() * dt) == pytest.approx(cost,
                                                                                       rel=1e-6)
 

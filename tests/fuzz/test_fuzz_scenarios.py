@@ -11,7 +11,7 @@ file's path and name a line or field, and the section of the file that was mutat
 (see ``Mutation.must_refuse``): a boolean, text or a container where the file had a number,
 a non-finite number anywhere, a negative number where only prices may be negative, a huge number
 (1e20 and up), a key the format does not have, a duplicated key, a section hoisted or pushed one
-level off. Whatever loads is checked: finite arrays, batteries and sessions with positive ratings,
+level off. Whatever loads is checked: finite arrays, batteries and windows with positive ratings,
 no boolean where the format expects a number.
 """
 
@@ -290,7 +290,7 @@ def insane(scenario) -> list[str]:
     arrays = {"load_p_kw": parts.load_p_kw, "load_q_kvar": parts.load_q_kvar,
               "pv_p_kw": parts.pv_p_kw, "background_p_kw": scenario.background_p_kw,
               "background_q_kvar": scenario.background_q_kvar}
-    for table in (parts.batteries, parts.sessions):
+    for table in (parts.batteries, parts.windows):
         arrays.update({f"{type(table).__name__}.{k}": v for k, v in vars(table).items()
                        if isinstance(v, np.ndarray) and v.dtype.kind == "f"})
     problems += [f"{name} is not finite" for name, a in arrays.items() if not np.isfinite(a).all()]
@@ -300,7 +300,7 @@ def insane(scenario) -> list[str]:
                        and ((b.soc_min <= b.soc_initial) & (b.soc_initial <= b.soc_max)).all()):
         problems.append("a battery without positive ratings or with its state of charge outside "
                         "[soc_min, soc_max]")
-    s = parts.sessions
+    s = parts.windows
     if len(s) and not ((s.energy_kwh >= 0).all() and (s.power_kw > 0).all()):
         problems.append("a session with negative energy or no power")
     if (parts.pv_p_kw < -1e-9).any():

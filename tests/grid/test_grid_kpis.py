@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lemgrid.dso.operator import describe_violations
-from lemgrid.dso.validation import validate_ac
+from lemgrid.grid.kpis import validate_ac
 from lemgrid.grid.kpis import (
     NONCONVERGED_REASON,
     GridLimits,

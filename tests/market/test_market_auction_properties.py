@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 
-from lemgrid.market import OrderBatch, clear_continuous, clear_pay_as_bid, clear_uniform
+from lemgrid.market import (OrderBatch, clear_continuous_double_auction, clear_pay_as_bid,
+                            clear_uniform)
 
 TOL = 1e-9
 REL = 1e-6
@@ -196,7 +197,7 @@ def test_pay_as_bid_same_volume_pair_prices(orders, k):
 @PROPERTY
 @given(orders=books())
 def test_continuous_invariants_and_efficiency_bound(orders):
-    result = clear_continuous(orders)
+    result = clear_continuous_double_auction(orders)
     check_invariants(orders, result)
     uniform = clear_uniform(orders)
     # no mechanism beats the welfare-maximising auction

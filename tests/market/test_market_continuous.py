@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lemgrid.errors import InputError
-from lemgrid.market import Fill, OrderBatch, OrderBook, clear_continuous
+from lemgrid.market import Fill, OrderBatch, OrderBook, clear_continuous_double_auction
 
 
 def test_price_then_time_priority_and_partial_fill_of_resting_order():
@@ -120,7 +120,7 @@ def test_clear_continuous_uses_timestamps_and_separate_books_per_interval():
         dict(order_id="b2", participant="E", side="buy", quantity_kwh=1, price_eur_per_kwh=0.40,
              timestamp=4.0, valid_until=4.0),
     ])
-    result = clear_continuous(orders)
+    result = clear_continuous_double_auction(orders)
     trades = result.trades_frame()
     # b1 arrives after both asks: takes s1 at 0.20 and s2 at 0.25 (resting prices)
     assert trades[["buy_order_id", "sell_order_id", "quantity_kwh", "price_eur_per_kwh",
@@ -142,7 +142,7 @@ def test_clear_continuous_expires_orders_past_their_validity():
         side=["sell", "buy", "sell", "buy"], quantity_kwh=[1.0, 1.0, 1.0, 1.0],
         price_eur_per_kwh=[0.10, 0.05, 0.12, 0.30], timestamp_s=[0.0, 1.0, 2.0, 10.0],
         valid_until_s=[5.0, np.nan, 10.0, np.nan])
-    result = clear_continuous(orders)
+    result = clear_continuous_double_auction(orders)
     # s1 expired at 5 s; s2 is still valid at exactly 10 s and trades with b2 at its 0.12
     assert result.trades_frame()[["buy_order_id", "sell_order_id", "price_eur_per_kwh"]] \
         .values.tolist() == [["b2", "s2", 0.12]]

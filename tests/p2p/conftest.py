@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lemgrid.market.p2p_problem import make_p2p_problem
+from lemgrid.market.p2p.problem import make_p2p_problem
 
 
 def random_market(

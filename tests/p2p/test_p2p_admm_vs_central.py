@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from lemgrid.market.p2p_admm import solve_p2p_admm
-from lemgrid.market.p2p_central import solve_p2p_central
-from lemgrid.market.p2p_problem import make_p2p_problem
+from lemgrid.market.p2p.admm import solve_p2p_admm
+from lemgrid.market.p2p.central import solve_p2p_central
+from lemgrid.market.p2p.problem import make_p2p_problem
 
 WELFARE_RTOL = 1e-3  # the requirement
 RECIPROCITY_KWH = 1e-3

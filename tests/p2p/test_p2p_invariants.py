@@ -16,7 +16,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lemgrid.market.p2p_admm import solve_p2p_admm
+from lemgrid.market.p2p.admm import solve_p2p_admm
 
 TOL_EUR = 1e-6
 TOL_PRICE = 1e-4

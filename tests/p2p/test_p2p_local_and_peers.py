@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from lemgrid.market.p2p_admm import solve_local_subproblems, solve_p2p_admm
-from lemgrid.market.p2p_peer import run_message_passing, solve_local_breakpoints
+from lemgrid.market.p2p.admm import solve_local_subproblems, solve_p2p_admm
+from lemgrid.market.p2p.peer import run_message_passing, solve_local_breakpoints
 
 
 def _random_local(rng, n_peers):

@@ -14,8 +14,8 @@ from lemgrid.cli import app
 from lemgrid.errors import InfeasibleError
 from lemgrid.grid.distance import electrical_distance_ohm
 from lemgrid.market import p2p
-from lemgrid.market.p2p_central import solve_p2p_central
-from lemgrid.market.p2p_community import P2POptions, p2p_problem
+from lemgrid.market.p2p.central import solve_p2p_central
+from lemgrid.market.p2p.community import P2POptions, p2p_problem
 from lemgrid.scenario import build_scenario, parse_scenario
 
 SCENARIO = """

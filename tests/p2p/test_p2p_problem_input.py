@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from lemgrid.errors import InfeasibleError, InputError
-from lemgrid.market.p2p_admm import solve_p2p_admm
-from lemgrid.market.p2p_central import solve_p2p_central
-from lemgrid.market.p2p_problem import make_p2p_problem
+from lemgrid.market.p2p.admm import solve_p2p_admm
+from lemgrid.market.p2p.central import solve_p2p_central
+from lemgrid.market.p2p.problem import make_p2p_problem
 
 BASE = dict(
     a_eur_per_kw2h=[0.05, 0.05, 0.05],

@@ -84,10 +84,10 @@ def test_scale_assets_and_explicit_participants(tmp_path):
     assert parts.batteries.owner.tolist() == [0]
     assert parts.batteries.eta_charge[0] ** 2 == pytest.approx(0.9)
     # Three EV windows touch the two days: the evening of day 1 and 2, and the night before.
-    sessions = parts.sessions
-    assert list(sessions.owner) == [1, 1, 1]
-    assert sessions.start.tolist() == [0, 18, 42] and sessions.stop.tolist() == [7, 31, 48]
-    np.testing.assert_allclose(sessions.energy_kwh, [10 * 7 / 13, 10, 10 * 6 / 13])
+    windows = parts.windows
+    assert list(windows.owner) == [1, 1, 1]
+    assert windows.start.tolist() == [0, 18, 42] and windows.stop.tolist() == [7, 31, 48]
+    np.testing.assert_allclose(windows.energy_kwh, [10 * 7 / 13, 10, 10 * 6 / 13])
     # The other loads and all grid PV stay in the grid as background.
     expected = 2.0 * day.sgen_p_kw.sum(axis=1) - 0.5 * day.load_p_kw[:, 1:].sum(axis=1)
     np.testing.assert_allclose(scenario.background_p_kw.sum(axis=1), expected)

@@ -67,14 +67,14 @@ def test_ev_arrives_at_local_clock_time_all_year():
     s = scenario("start: 2016-03-25\ndays: 220\nassets:\n"
                  "  - {type: ev, every: 1, power_kw: 11, energy_kwh: 10, arrival: '18:00', "
                  "departure: '07:00'}\n")
-    sessions = s.participants.sessions
-    mine = sessions.owner == 0
-    opens = s.time_index[sessions.start[mine]]
-    closes = s.time_index[sessions.stop[mine] - 1] + pd.Timedelta(minutes=15)
-    whole = (sessions.start[mine] > 0) & (sessions.stop[mine] < len(s.time_index))
+    windows = s.participants.windows
+    mine = windows.owner == 0
+    opens = s.time_index[windows.start[mine]]
+    closes = s.time_index[windows.stop[mine] - 1] + pd.Timedelta(minutes=15)
+    whole = (windows.start[mine] > 0) & (windows.stop[mine] < len(s.time_index))
     assert set(opens[whole].strftime("%H:%M")) == {"18:00"}
     assert set(closes[whole].strftime("%H:%M")) == {"07:00"}
-    length_h = (sessions.stop[mine] - sessions.start[mine]) * 0.25
+    length_h = (windows.stop[mine] - windows.start[mine]) * 0.25
     night_of = pd.Index(opens.date)
     # The night into 27 March is an hour short, the night into 30 October an hour long.
     assert length_h[night_of == pd.Timestamp("2016-03-26").date()].tolist() == [12.0]
@@ -82,7 +82,7 @@ def test_ev_arrives_at_local_clock_time_all_year():
     assert set(length_h[whole & (night_of != pd.Timestamp("2016-03-26").date())
                         & (night_of != pd.Timestamp("2016-10-29").date())]) == {13.0}
     # Each whole night's session asks for the whole energy, whatever its length.
-    np.testing.assert_allclose(sessions.energy_kwh[mine][whole], 10.0)
+    np.testing.assert_allclose(windows.energy_kwh[mine][whole], 10.0)
 
 
 def test_daily_windows_cut_by_the_horizon_take_their_share():
@@ -103,7 +103,7 @@ def test_dso_request_windows_are_local_clock_times():
     """A TSO request from 11:00 to 15:00 is 16 intervals whose local clock reads 11:00-14:45,
     in summer as in winter."""
     from lemgrid.dso.operator import DsoOperator
-    from lemgrid.sim.designs import Session
+    from lemgrid.sim.designs import DayAheadSession
 
     text = ("start: {start}\ndays: 1\nmarket: {{design: uniform}}\ndso:\n  coordination:\n"
             "    scheme: local-first\n    tso_requests:\n"
@@ -111,8 +111,8 @@ def test_dso_request_windows_are_local_clock_times():
     for start in ("2016-01-20", "2016-07-20"):
         s = scenario(text.format(start=start))
         dso = DsoOperator(s, s.config.dso, np.random.default_rng(0))
-        session = Session(scenario=s, start=0, stop=len(s.time_index), load_kw=None, pv_kw=None,
-                          batteries=None, sessions=None, prices=None, agents=None, rng=None,
+        session = DayAheadSession(scenario=s, start=0, stop=len(s.time_index), load_kw=None, pv_kw=None,
+                          batteries=None, windows=None, prices=None, agents=None, rng=None,
                           zip_traders=None, price_forecast=None, background_p_kw=None,
                           q_kvar=None)
         requests = dso._requests(s.config.dso.coordination.tso_requests, "TSO", session, "x")

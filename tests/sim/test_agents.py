@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from lemgrid.agents.dispatch import charge_on_arrival, self_consumption_battery
 from lemgrid.agents.strategies import ZipTraders, random_limits
-from lemgrid.assets.tables import Batteries, EnergySessions
+from lemgrid.assets.tables import Batteries, EnergyWindows
 from lemgrid.errors import InputError
 
 
@@ -67,11 +67,11 @@ def test_self_consumption_battery_keeps_its_limits_and_energy(seed):
 
 
 def test_charge_on_arrival_fills_the_window_start():
-    sessions = EnergySessions(owner=np.array([0, 1]), name=np.array(["ev", "wm"]),
+    windows = EnergyWindows(owner=np.array([0, 1]), name=np.array(["ev", "wm"]),
                               kind=np.array(["ev", "flexible_load"]), start=np.array([2, 5]),
                               stop=np.array([10, 9]), energy_kwh=np.array([6.0, 1.0]),
                               power_kw=np.array([11.0, 2.0]))
-    kw = charge_on_arrival(sessions, 12, 0.25)
+    kw = charge_on_arrival(windows, 12, 0.25)
     np.testing.assert_allclose(kw.sum(axis=0) * 0.25, [6.0, 1.0])
     assert kw[2, 0] == 11.0 and kw[3, 0] == 11.0 and kw[4, 0] == pytest.approx(2.0)
     assert kw[5, 1] == 2.0 and kw[6, 1] == 2.0 and kw[7, 1] == 0.0
@@ -82,7 +82,7 @@ def test_optimizer_stores_cheap_energy_for_expensive_hours():
     evening prices charges at midday and discharges in the evening (and a rule-based one cannot
     know to)."""
     from lemgrid.scenario import build_scenario, parse_scenario
-    from lemgrid.sim.designs import Session, own_schedules
+    from lemgrid.sim.designs import DayAheadSession, own_schedules
     from lemgrid.settlement.bills import Prices
 
     scenario = build_scenario(parse_scenario("""
@@ -96,9 +96,9 @@ participants:
 """))
     forecast = np.where((np.arange(24) >= 10) & (np.arange(24) < 15), 0.10, 0.30)
     parts = scenario.participants
-    session = Session(
+    session = DayAheadSession(
         scenario=scenario, start=0, stop=24, load_kw=parts.load_p_kw, pv_kw=parts.pv_p_kw,
-        batteries=parts.batteries, sessions=parts.sessions,
+        batteries=parts.batteries, windows=parts.windows,
         prices=Prices(0.25, 0.08, 0.08, 0.02, 0.0, 0.0, 0.33, 0.08), agents=np.array(["optimizer"]),
         rng=np.random.default_rng(0), zip_traders=None, price_forecast=forecast,
         background_p_kw=scenario.background_p_kw, q_kvar=-parts.load_q_kvar)

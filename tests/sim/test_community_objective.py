@@ -33,7 +33,7 @@ def members_bill_lp(problem: CommunityProblem) -> tuple[float, float]:
     """(optimal objective, members' total bill at the optimum) of the member-level LP."""
     n_t, n = problem.load_p_kw.shape
     dt = problem.dt_h
-    b, s = problem.batteries, problem.sessions
+    b, s = problem.batteries, problem.windows
     m = pulp.LpProblem("members", pulp.LpMinimize)
     V = pulp.LpVariable
     T, N, B = range(n_t), range(n), range(len(b))
@@ -99,7 +99,7 @@ def members_bill(problem: CommunityProblem, schedule_kw: np.ndarray) -> float:
 def problem():
     scenario = build_scenario(parse_scenario(SCENARIO))
     base = CommunityProblem.from_scenario(scenario)
-    rules = rule_schedules(base.load_p_kw, base.pv_p_kw, base.batteries, base.sessions, base.dt_h)
+    rules = rule_schedules(base.load_p_kw, base.pv_p_kw, base.batteries, base.windows, base.dt_h)
     return replace(base, local_network_eur_per_kwh=LOCAL, levies_eur_per_kwh=LEVIES,
                    final_soc_kwh=rules.soc_kwh[-1]), rules
 
@@ -123,7 +123,7 @@ def test_objective_equals_the_member_level_lp(problem, wear):
     base, rules = problem
     net = (base.pv_p_kw - base.load_p_kw
            + to_owners(rules.battery_kw, base.batteries.owner, base.shape[1])
-           - to_owners(rules.session_kw, base.sessions.owner, base.shape[1]))
+           - to_owners(rules.window_kw, base.windows.owner, base.shape[1]))
     reference = members_bill(base, net)
     p = replace(base, battery_wear_eur_per_kwh=wear, reference_cost_eur=reference)
     result = solve_community(p)

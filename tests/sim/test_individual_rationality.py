@@ -81,20 +81,20 @@ def test_rule_based_market_delivers_business_as_usual(sunny):
 
 
 def test_community_ends_every_day_with_the_rules_stored_energy(sunny):
-    from lemgrid.sim.designs import Session, community, rule_schedules
-    from lemgrid.sim.runner import split_sessions
+    from lemgrid.sim.designs import DayAheadSession, community, rule_schedules
+    from lemgrid.sim.runner import split_windows
 
     parts = sunny.participants
     day = slice(0, 96)
-    session = Session(
+    session = DayAheadSession(
         scenario=sunny, start=0, stop=96, load_kw=parts.load_p_kw[day], pv_kw=parts.pv_p_kw[day],
-        batteries=parts.batteries, sessions=split_sessions(parts.sessions, 0, 96),
+        batteries=parts.batteries, windows=split_windows(parts.windows, 0, 96),
         prices=Prices.from_scenario(sunny),
         agents=np.full(len(parts), "price-taker", dtype=object), rng=np.random.default_rng(0),
         zip_traders=None, price_forecast=np.full(96, np.nan),
         background_p_kw=sunny.background_p_kw[day], q_kvar=np.zeros((96, sunny.network.n_bus)))
     outcome = community(session, constrained=False)
-    rules = rule_schedules(session.load_kw, session.pv_kw, parts.batteries, session.sessions, 0.25)
+    rules = rule_schedules(session.load_kw, session.pv_kw, parts.batteries, session.windows, 0.25)
     np.testing.assert_allclose(outcome.plan.soc_kwh[-1], rules.soc_kwh[-1], atol=1e-6)
     assert np.abs(outcome.plan.battery_kw - rules.battery_kw).max() > 0.1  # scheduled otherwise
     # The benefit-sharing transfers move money between members only.
@@ -175,7 +175,7 @@ def test_community_bills_by_hand():
     retail = t_.import_eur_per_kwh + t_.network_eur_per_kwh
     ids = list(parts.ids)
     # Business-as-usual by hand (hourly: kW = kWh).
-    ev = to_owners(charge_on_arrival(parts.sessions, 24, 1.0), parts.sessions.owner, len(ids))
+    ev = to_owners(charge_on_arrival(parts.windows, 24, 1.0), parts.windows.owner, len(ids))
     net = pd.DataFrame(parts.pv_p_kw - parts.load_p_kw - ev, columns=ids)
     b = parts.batteries
     for k in range(len(b)):

@@ -15,7 +15,7 @@ from pathlib import Path
 from lemgrid.grid.kpis import grid_kpis
 from lemgrid.grid.powerflow import run_powerflow
 from lemgrid.scenario import load_scenario
-from lemgrid.sim.runner import business_as_usual, simulate
+from lemgrid.sim.runner import deliver_without_market, simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEMS_DIR = ROOT / "examples" / "systems"
@@ -39,7 +39,7 @@ def row(stem: str) -> list[str]:
     k = simulate(scenario).kpis
     seconds = time.perf_counter() - t0
     bau = grid_kpis(scenario.network, run_powerflow(scenario.network, *scenario.bus_injections(
-        business_as_usual(scenario)[0])), scenario.limits, scenario.dt_h)
+        deliver_without_market(scenario)[0])), scenario.limits, scenario.dt_h)
     red_control = "on" if scenario.config.dso.red.enabled else "off"
     return [
         stem,

@@ -19,7 +19,7 @@ import pytest
 from lemgrid.scenario import load_scenario
 from lemgrid.scenario.config import clock_hours
 from lemgrid.sim.outputs import write_simulation
-from lemgrid.sim.runner import simulate, split_sessions
+from lemgrid.sim.runner import simulate, split_windows
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEMS_DIR = ROOT / "examples" / "systems"
@@ -84,7 +84,7 @@ def _room_kw(scenario, first: pd.DataFrame) -> pd.DataFrame:
     t = scenario.time_index.get_indexer(pd.to_datetime(first.interval))
     kind, index = first.resource.str.split(":", expand=True).T.to_numpy()
     index = index.astype(int)
-    sessions = split_sessions(parts.sessions, 0, len(scenario.time_index))
+    windows = split_windows(parts.windows, 0, len(scenario.time_index))
     base = first.baseline_kw.to_numpy(float)
     up, down = np.zeros(len(first)), np.zeros(len(first))
     for k in range(len(first)):
@@ -92,9 +92,12 @@ def _room_kw(scenario, first: pd.DataFrame) -> pd.DataFrame:
             power = parts.batteries.power_kw[index[k]]
             up[k], down[k] = power - base[k], power + base[k]
         elif kind[k] in ("ev", "flexible_load"):
-            up[k], down[k] = base[k], sessions.power_kw[index[k]] - base[k]
+            up[k], down[k] = base[k], windows.power_kw[index[k]] - base[k]
         elif kind[k] == "pv":
             down[k] = max(base[k], parts.pv_p_kw[t[k], index[k]])
+        elif kind[k] == "heat_pump":  # baseline: its draw, between 0 and its power
+            power = parts.kinds["heat_pump"].power_kw[index[k]]
+            up[k], down[k] = base[k], power - base[k]
     return first.assign(up=up, down=down)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lemgrid.assets.tables import Batteries, EnergySessions
+from lemgrid.assets.tables import Batteries, EnergyWindows
 
 
 def self_consumption_battery(net_kw: np.ndarray, batteries: Batteries, dt_h: float
@@ -56,7 +56,7 @@ def self_consumption_battery(net_kw: np.ndarray, batteries: Batteries, dt_h: flo
     return out, soc
 
 
-def charge_on_arrival(sessions: EnergySessions, n_intervals: int, dt_h: float) -> np.ndarray:
+def charge_on_arrival(windows: EnergyWindows, n_intervals: int, dt_h: float) -> np.ndarray:
     """EVs and shiftable loads draw full power from the start of their window until done.
 
     Returns
@@ -64,14 +64,14 @@ def charge_on_arrival(sessions: EnergySessions, n_intervals: int, dt_h: float) -
     ndarray, shape (T, S)
         Power drawn by each session [kW] (:func:`to_owners` sums them up).
     """
-    out = np.zeros((n_intervals, len(sessions)))
-    for k in range(len(sessions)):
-        power = sessions.power_kw[k]
-        full, rest = divmod(sessions.energy_kwh[k], power * dt_h)
-        start = int(sessions.start[k])
-        stop = min(start + int(full), int(sessions.stop[k]))
+    out = np.zeros((n_intervals, len(windows)))
+    for k in range(len(windows)):
+        power = windows.power_kw[k]
+        full, rest = divmod(windows.energy_kwh[k], power * dt_h)
+        start = int(windows.start[k])
+        stop = min(start + int(full), int(windows.stop[k]))
         out[start:stop, k] = power
-        if rest > 1e-12 and stop < sessions.stop[k]:
+        if rest > 1e-12 and stop < windows.stop[k]:
             out[stop, k] = rest / dt_h
     return out
 

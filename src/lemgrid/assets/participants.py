@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from lemgrid.assets.tables import Batteries, EnergySessions
+from lemgrid.assets.tables import Batteries, EnergyWindows
 
 
 @dataclass(frozen=True, eq=False)
@@ -23,8 +24,10 @@ class Participants:
     pv_p_kw : ndarray, shape (T, N)
         Available local generation (rooftop PV; in MV grids also other SimBench sgens) [kW].
     batteries : Batteries
-    sessions : EnergySessions
+    windows : EnergyWindows
         EV charging and shiftable-load windows.
+    kinds : dict[str, column table]
+        Assets of registered kinds (:mod:`lemgrid.assets.kinds`), by kind name.
     """
 
     ids: np.ndarray
@@ -33,7 +36,8 @@ class Participants:
     load_q_kvar: np.ndarray
     pv_p_kw: np.ndarray
     batteries: Batteries
-    sessions: EnergySessions
+    windows: EnergyWindows
+    kinds: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)

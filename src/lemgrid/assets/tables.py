@@ -64,8 +64,8 @@ class Batteries:
 
 
 @dataclass(frozen=True, eq=False)
-class EnergySessions:
-    """Energy that must be delivered within a window: EV charging sessions and shiftable loads.
+class EnergyWindows:
+    """Energy that must be delivered within a window: EV charging and shiftable loads.
 
     Attributes
     ----------
@@ -94,7 +94,7 @@ class EnergySessions:
         return len(self.name)
 
     @classmethod
-    def empty(cls) -> EnergySessions:
+    def empty(cls) -> EnergyWindows:
         return _empty(cls)
 
 

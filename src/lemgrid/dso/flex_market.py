@@ -264,8 +264,9 @@ def one_price_per_product(rounds: list[tuple[FlexOffers, Activations]]
         for offers, acts in rounds]
 
 
-def clear_continuous(offers: FlexOffers, capacity_kw: np.ndarray, dt_h: float, need: GridNeed,
-                     budgets=None, buyer: str = "DSO") -> tuple[Activations, dict]:
+def clear_flex_worst_violation_first(offers: FlexOffers, capacity_kw: np.ndarray, dt_h: float,
+                                     need: GridNeed, budgets=None, buyer: str = "DSO"
+                                     ) -> tuple[Activations, dict]:
     """Serve each interval's worst violation in turn from the offers with the lowest cost per unit
     of grid effect (pay-as-bid), until the linearised limits hold or the book is empty."""
     left = capacity_kw.astype(float).copy()

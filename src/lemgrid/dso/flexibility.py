@@ -10,20 +10,22 @@ asset) and one interval; activations change the asset's schedule physically:
   within its limits);
 - EVs and shiftable loads: energy not drawn now is drawn later in the same window (rebound, at the
   first intervals with spare power), energy drawn now is not drawn later;
-- PV: curtailed for the interval.
+- PV: curtailed for the interval;
+- assets of registered kinds (:mod:`lemgrid.assets.kinds`, e.g. heat pumps): as their kind
+  declares (``offers``, ``budgets``, ``apply``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from lemgrid.assets.kinds import asset_kind
 from lemgrid.assets.tables import take_rows
 from lemgrid.errors import InputError
 
 UP, DOWN = 1, -1
-KINDS = ("battery", "pv", "ev", "flexible_load")
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,7 +39,7 @@ class FlexOffers:
     participant : ndarray of int
         Owner of the resource.
     kind : ndarray of str
-        'battery', 'pv', 'ev' or 'flexible_load'.
+        'battery', 'pv', 'ev', 'flexible_load' or a registered asset kind (e.g. 'heat_pump').
     asset : ndarray of int
         Index of the battery / session (or the participant for PV).
     bus : ndarray of int
@@ -294,26 +296,37 @@ def battery_room(output_kw, soc_after_min_kwh, soc_after_max_kwh, batteries, dt_
 
 @dataclass(frozen=True)
 class OfferPrices:
-    """Utilisation prices per kind [EUR/kWh] and the availability price [EUR/(kW h)]."""
+    """Utilisation prices per kind [EUR/kWh] and the availability price [EUR/(kW h)].
+
+    ``by_kind``: prices of registered kinds (default: the kind's ``flex_price_eur_per_kwh``);
+    ``others``: one price for every registered kind instead (regulated direct control)."""
 
     battery: float = 0.05
     pv: float = 0.12
     ev: float = 0.03
     flexible_load: float = 0.03
     availability_eur_per_kw_h: float = 0.0
+    by_kind: dict[str, float] = field(default_factory=dict)
+    others: float | None = None
+
+    def of_kind(self, name: str) -> float:
+        """Price of a registered kind's flexibility [EUR/kWh]."""
+        if self.others is not None:
+            return self.others
+        return self.by_kind.get(name, asset_kind(name).flex_price_eur_per_kwh)
 
 
-def offers_from_plan(plan, batteries, sessions, pv_kw: np.ndarray, participant_bus: np.ndarray,
+def offers_from_plan(plan, batteries, windows, pv_kw: np.ndarray, participant_bus: np.ndarray,
                      providers: np.ndarray, dt_h: float, prices: OfferPrices,
-                     intervals: np.ndarray | None = None, window: tuple[int, int] | None = None
-                     ) -> FlexOffers:
+                     intervals: np.ndarray | None = None, window: tuple[int, int] | None = None,
+                     kinds: dict | None = None) -> FlexOffers:
     """Offers of every flexible asset at the given intervals, from its current schedule.
 
     Parameters
     ----------
     plan : AssetPlan
         Current schedule of the session (battery output/state, session power, curtailment).
-    batteries, sessions : Batteries, EnergySessions
+    batteries, windows : Batteries, EnergyWindows
     pv_kw : ndarray (Td, N)
         PV available (forecast or realised) [kW].
     participant_bus : ndarray of int (N,)
@@ -325,6 +338,8 @@ def offers_from_plan(plan, batteries, sessions, pv_kw: np.ndarray, participant_b
         Intervals to offer for (default: all).
     window : (start, stop), optional
         Availability window of all offers (default: the whole session).
+    kinds : dict[str, column table], optional
+        The session's assets of registered kinds (their offers as the kind declares).
     """
     n_t = plan.curtailment_kw.shape[0]
     intervals = np.arange(n_t) if intervals is None else np.asarray(intervals, int)
@@ -358,22 +373,31 @@ def offers_from_plan(plan, batteries, sessions, pv_kw: np.ndarray, participant_b
         tt, nn = tt.ravel(), nn.ravel()
         room = np.maximum(pv_kw - plan.curtailment_kw, 0.0)
         add("pv", nn, nn, tt, DOWN, room[tt, nn], prices.pv, room[tt, nn])
-    # Sessions: draw less now (rebound later) or more now (less later), within the window.
-    for k in range(len(sessions)):
-        start, stop = int(sessions.start[k]), int(sessions.stop[k])
-        kw = plan.session_kw[:, k]
-        power = sessions.power_kw[k]
+    # Windows: draw less now (rebound later) or more now (less later), within the window.
+    for k in range(len(windows)):
+        start, stop = int(windows.start[k]), int(windows.stop[k])
+        kw = plan.window_kw[:, k]
+        power = windows.power_kw[k]
         t = intervals[(intervals >= start) & (intervals < stop)]
         if not len(t):
             continue
         spare_after = np.array([(power - kw[tk + 1:stop]).clip(min=0).sum() for tk in t])
         drawn_after = np.array([kw[tk + 1:stop].sum() for tk in t])
-        kind = str(sessions.kind[k])
+        kind = str(windows.kind[k])
         price = prices.ev if kind == "ev" else prices.flexible_load
-        owner = np.full(len(t), int(sessions.owner[k]))
+        owner = np.full(len(t), int(windows.owner[k]))
         asset = np.full(len(t), k)
         add(kind, asset, owner, t, UP, np.minimum(kw[t], spare_after), price, kw[t])
         add(kind, asset, owner, t, DOWN, np.minimum(power - kw[t], drawn_after), price, kw[t])
+    # Registered kinds: as they declare.
+    for name, table in (kinds or {}).items():
+        if name not in plan.kinds or not len(intervals):
+            continue
+        o = asset_kind(name).offers(table, plan.kinds[name], intervals, dt_h)
+        for direction in (UP, DOWN):
+            mine = o.direction == direction
+            add(name, o.asset[mine], table.owner[o.asset[mine]], o.interval[mine], direction,
+                o.kw[mine], prices.of_kind(name), o.baseline_kw[mine])
 
     if not rows:
         empty_i, empty_f, empty_s = np.array([], int), np.array([]), np.array([], str)
@@ -391,13 +415,15 @@ def offers_from_plan(plan, batteries, sessions, pv_kw: np.ndarray, participant_b
         baseline_kw=cat["baseline"])
 
 
-def energy_budgets(plan, offers: FlexOffers, batteries, sessions, dt_h: float):
+def energy_budgets(plan, offers: FlexOffers, batteries, windows, dt_h: float,
+                   kinds: dict | None = None):
     """Constraints linking activations of the same asset at different intervals.
 
     Each offer is sized on its own; together, a battery's activations may not push any later
     state of charge out of its limits (counted conservatively with the worse efficiency of each
     direction), and an EV's or shiftable load's deferrals may not exceed its spare power in the
-    window (nor its advances the energy it still draws).
+    window (nor its advances the energy it still draws). Registered kinds declare their own
+    rows (``kinds``: the session's tables).
 
     Returns
     -------
@@ -431,13 +457,13 @@ def energy_budgets(plan, offers: FlexOffers, batteries, sessions, dt_h: float):
                 vals += coef[before].tolist()
                 upper.append(max(bound, 0.0))
                 r += 1
-    for k in range(len(sessions)):
-        mine = np.flatnonzero((offers.kind == sessions.kind[k]) & (offers.asset == k))
+    for k in range(len(windows)):
+        mine = np.flatnonzero((offers.kind == windows.kind[k]) & (offers.asset == k))
         if not len(mine):
             continue
-        start, stop = int(sessions.start[k]), int(sessions.stop[k])
-        kw = plan.session_kw[start:stop, k]
-        for direction, bound in ((UP, (sessions.power_kw[k] - kw).clip(min=0).sum()),
+        start, stop = int(windows.start[k]), int(windows.stop[k])
+        kw = plan.window_kw[start:stop, k]
+        for direction, bound in ((UP, (windows.power_kw[k] - kw).clip(min=0).sum()),
                                  (DOWN, kw.sum())):
             which = mine[offers.direction[mine] == direction]
             rows += [r] * len(which)
@@ -445,22 +471,48 @@ def energy_budgets(plan, offers: FlexOffers, batteries, sessions, dt_h: float):
             vals += [1.0] * len(which)
             upper.append(float(bound))
             r += 1
+    from lemgrid.assets.kinds import KindOffers
+
+    for name, table in (kinds or {}).items():
+        mine = np.flatnonzero(offers.kind == name)
+        if not len(mine) or name not in plan.kinds:
+            continue
+        view = KindOffers(offers.asset[mine], offers.interval[mine], offers.direction[mine],
+                          offers.kw[mine], offers.baseline_kw[mine])
+        for positions, coefs, bound in asset_kind(name).budgets(table, plan.kinds[name], view,
+                                                                 dt_h):
+            rows += [r] * len(positions)
+            cols += mine[positions].tolist()
+            vals += np.asarray(coefs, float).tolist()
+            upper.append(float(bound))
+            r += 1
     matrix = sp.csr_matrix((vals, (rows, cols)), shape=(r, len(offers)))
     return matrix, np.array(upper)
 
 
-def apply_activations(plan, offers: FlexOffers, activations: Activations, batteries, sessions,
-                      dt_h: float):
-    """A new AssetPlan with the activations carried out (see the module docstring)."""
+def apply_activations(plan, offers: FlexOffers, activations: Activations, batteries, windows,
+                      dt_h: float, kinds: dict | None = None):
+    """A new AssetPlan with the activations carried out (see the module docstring);
+    ``kinds``: the session's tables of registered kinds."""
     from dataclasses import replace
 
     battery_kw = plan.battery_kw.copy()
     soc = plan.soc_kwh.copy()
-    session_kw = plan.session_kw.copy()
+    window_kw = plan.window_kw.copy()
     curtailment = plan.curtailment_kw.copy()
     b = batteries
+    kind_plans = dict(plan.kinds)
+    for name, table in (kinds or {}).items():
+        mine = offers.kind[activations.offer] == name
+        if mine.any():
+            k = activations.offer[mine]
+            kind_plans[name] = asset_kind(name).apply(
+                table, kind_plans[name], offers.asset[k], offers.interval[k],
+                offers.direction[k] * activations.kw[mine], dt_h)
     for k, kw in zip(activations.offer, activations.kw, strict=True):
         kind, asset, t = offers.kind[k], int(offers.asset[k]), int(offers.interval[k])
+        if kind in kind_plans:
+            continue
         delta = offers.direction[k] * kw
         if kind == "battery":
             old = battery_kw[t, asset]
@@ -473,16 +525,16 @@ def apply_activations(plan, offers: FlexOffers, activations: Activations, batter
         elif kind == "pv":
             curtailment[t, asset] += kw
         else:
-            stop = int(sessions.stop[asset])
-            power = sessions.power_kw[asset]
-            session_kw[t, asset] -= delta  # up: draw less now
+            stop = int(windows.stop[asset])
+            power = windows.power_kw[asset]
+            window_kw[t, asset] -= delta  # up: draw less now
             energy = delta  # kW-intervals to move to (up) or from (down) later intervals
             for tk in range(t + 1, stop):
                 if abs(energy) < 1e-12:
                     break
-                room = power - session_kw[tk, asset] if energy > 0 else session_kw[tk, asset]
+                room = power - window_kw[tk, asset] if energy > 0 else window_kw[tk, asset]
                 move = min(abs(energy), room)
-                session_kw[tk, asset] += np.sign(energy) * move
+                window_kw[tk, asset] += np.sign(energy) * move
                 energy -= np.sign(energy) * move
-    return replace(plan, battery_kw=battery_kw, soc_kwh=soc, session_kw=session_kw,
-                   curtailment_kw=curtailment)
+    return replace(plan, battery_kw=battery_kw, soc_kwh=soc, window_kw=window_kw,
+                   curtailment_kw=curtailment, kinds=kind_plans)

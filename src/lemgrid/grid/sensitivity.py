@@ -6,7 +6,8 @@ branch current magnitudes move per kW injected at each bus. The derivatives are 
 forms of MATPOWER's ``dSbus_dV`` (Zimmerman, "AC power flows, generalized OPF costs and their
 derivatives", MATPOWER Technical Note 2, 2010). Linearising around the AC point instead of a flat
 start keeps the error small where clearing needs it; network-constrained clearing re-linearises at
-each new schedule until the linearisation is that of its own solution (``lemgrid.dso.validation``).
+each new schedule until the linearisation is that of its own solution
+(``lemgrid.market.community_constrained``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Order-based designs share one input (:class:`OrderBatch`) and one output (:class
 
 - :func:`clear_uniform`: uniform-price double auction (pay-as-clear, k-rule);
 - :func:`clear_pay_as_bid`: discriminatory double auction (pay-as-bid);
-- :func:`clear_continuous`: continuous double auction (:class:`OrderBook` per market).
+- :func:`clear_continuous_double_auction`: continuous double auction (:class:`OrderBook` per
+  market).
 
 :func:`clear` picks one by name. The price rules are documented in ``docs/market-auctions.md``.
 """
@@ -15,7 +16,7 @@ from typing import Literal
 
 from lemgrid.errors import InputError
 from lemgrid.market.auction import clear_pay_as_bid, clear_uniform
-from lemgrid.market.continuous import Fill, OrderBook, clear_continuous
+from lemgrid.market.continuous import Fill, OrderBook, clear_continuous_double_auction
 from lemgrid.market.orders import (
     BUY,
     DEFAULT_PRICE_BAND_EUR_PER_KWH,
@@ -52,12 +53,13 @@ def clear(orders: OrderBatch, mechanism: Mechanism = "uniform", *,
         if k is not None:
             raise InputError("k has no meaning for continuous trading (trades are at the "
                              "resting order's price)")
-        return clear_continuous(orders)
+        return clear_continuous_double_auction(orders)
     raise InputError(f"mechanism must be one of {', '.join(MECHANISMS)}, got {mechanism!r}")
 
 
 __all__ = [
     "BUY", "SELL", "PRODUCTS", "DEFAULT_PRICE_BAND_EUR_PER_KWH", "MECHANISMS", "Mechanism",
     "Order", "OrderBatch", "read_orders_csv", "ClearingResult",
-    "clear", "clear_uniform", "clear_pay_as_bid", "clear_continuous", "OrderBook", "Fill",
+    "clear", "clear_uniform", "clear_pay_as_bid", "clear_continuous_double_auction", "OrderBook",
+    "Fill",
 ]

@@ -1,6 +1,6 @@
 """Community market: one manager schedules all members over the horizon to maximise welfare.
 
-The manager knows every member's inflexible load and PV, batteries, EV charging sessions and
+The manager knows every member's inflexible load and PV, batteries, EV charging windows and
 shiftable loads, and trades the community's net position with the upstream retailer (import price
 plus network charge; feed-in tariff for exports). With inflexible demand, maximising welfare is
 minimising the community's energy cost plus the value of curtailed PV. The internal price of each
@@ -14,16 +14,18 @@ linked to voltages, branch loadings and the import (losses) by the sensitivities
 :mod:`lemgrid.grid.sensitivity`, and the prices become distribution locational marginal prices
 (DLMPs) with energy, loss, congestion and voltage components (Bai et al., "Distribution Locational
 Marginal Pricing (DLMP) for Congestion Management and Voltage Support", IEEE Trans. Power Syst.
-33(4), 2018). The re-linearisation loop and AC check are in :mod:`lemgrid.dso.validation`.
+33(4), 2018). The re-linearisation loop and AC check are in
+:mod:`lemgrid.market.community_constrained`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from lemgrid.assets.tables import Batteries, EnergySessions
+from lemgrid.assets.kinds import KindPlan, asset_kind
+from lemgrid.assets.tables import Batteries, EnergyWindows
 from lemgrid.errors import InfeasibleError, InputError
 from lemgrid.grid.kpis import GridLimits
 from lemgrid.grid.sensitivity import Linearization
@@ -61,7 +63,7 @@ class CommunityProblem:
     load_p_kw, pv_p_kw : ndarray, shape (T, N)
         Inflexible consumption and available PV [kW].
     batteries : Batteries
-    sessions : EnergySessions
+    windows : EnergyWindows
     import_eur_per_kwh, export_eur_per_kwh : ndarray, shape (T,) or (T, N)
         What the community pays per imported kWh (energy + network charge) and receives per
         exported kWh.
@@ -84,6 +86,11 @@ class CommunityProblem:
         bills over the horizon, fixed fees apart) [EUR]: the clearing may not cost them more
         (a constraint; elastic in network-constrained clearing, where the business-as-usual
         schedule itself may break a grid limit).
+    kinds : dict[str, column table]
+        Assets of registered kinds (:mod:`lemgrid.assets.kinds`), time series cut to the
+        horizon; each kind adds its own variables and constraints.
+    kinds_final_state : dict[str, ndarray (A,)], optional
+        State each such asset must at least reach at the end (e.g. business-as-usual's).
     """
 
     ids: np.ndarray
@@ -92,7 +99,7 @@ class CommunityProblem:
     load_p_kw: np.ndarray
     pv_p_kw: np.ndarray
     batteries: Batteries
-    sessions: EnergySessions
+    windows: EnergyWindows
     import_eur_per_kwh: np.ndarray
     export_eur_per_kwh: np.ndarray
     curtailment_eur_per_kwh: float
@@ -101,6 +108,8 @@ class CommunityProblem:
     levies_eur_per_kwh: float = 0.0
     final_soc_kwh: np.ndarray | None = None
     reference_cost_eur: float | None = None
+    kinds: dict = field(default_factory=dict)
+    kinds_final_state: dict | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -110,28 +119,30 @@ class CommunityProblem:
     def from_scenario(cls, scenario, options: CommunityOptions = CommunityOptions(),
                       interval_slice: slice = slice(None)) -> CommunityProblem:
         """The community problem of a scenario (optionally of a slice of its intervals)."""
-        from lemgrid.assets.tables import EnergySessions
+        from lemgrid.assets.tables import EnergyWindows
 
         parts = scenario.participants
         n_t = len(scenario.time_index[interval_slice])
         t0 = range(len(scenario.time_index))[interval_slice].start if n_t else 0
         tariffs = scenario.tariffs
-        sessions = parts.sessions
-        if len(sessions) and (interval_slice != slice(None)):
-            inside = (sessions.start >= t0) & (sessions.stop <= t0 + n_t)
-            sessions = EnergySessions(**{
-                name: (getattr(sessions, name)[inside] - (t0 if name in ("start", "stop") else 0))
+        windows = parts.windows
+        if len(windows) and (interval_slice != slice(None)):
+            inside = (windows.start >= t0) & (windows.stop <= t0 + n_t)
+            windows = EnergyWindows(**{
+                name: (getattr(windows, name)[inside] - (t0 if name in ("start", "stop") else 0))
                 for name in ("owner", "name", "kind", "start", "stop", "energy_kwh", "power_kw")})
         curtail = (tariffs.export_eur_per_kwh if options.curtailment_eur_per_kwh is None
                    else options.curtailment_eur_per_kwh)
         return cls(
             ids=parts.ids, bus=parts.bus, dt_h=scenario.dt_h,
             load_p_kw=parts.load_p_kw[interval_slice], pv_p_kw=parts.pv_p_kw[interval_slice],
-            batteries=parts.batteries, sessions=sessions,
+            batteries=parts.batteries, windows=windows,
             import_eur_per_kwh=np.full(n_t, tariffs.import_eur_per_kwh + tariffs.network_eur_per_kwh),
             export_eur_per_kwh=np.full(n_t, tariffs.export_eur_per_kwh),
             curtailment_eur_per_kwh=float(curtail),
             battery_wear_eur_per_kwh=options.battery_wear_eur_per_kwh,
+            kinds={name: asset_kind(name).window(table, t0, t0 + n_t)
+                   for name, table in parts.kinds.items()},
         )
 
 
@@ -152,8 +163,8 @@ class NetworkView:
         Model losses through the import's sensitivity (else import = minus the sum of injections).
     schedule_lower_kw, schedule_upper_kw : ndarray, shape (T, N), optional
         Step bounds on the members' net injections around the linearisation point [kW]: the
-        linear model is trusted only within them (see :mod:`lemgrid.dso.validation`). Default:
-        none.
+        linear model is trusted only within them (see
+        :mod:`lemgrid.market.community_constrained`). Default: none.
     """
 
     linearization: Linearization
@@ -177,9 +188,9 @@ class CommunityResult:
         The community's exchange with the retailer at the point of common coupling [kW].
     charge_kw, discharge_kw, soc_kwh : ndarray, shape (T, B)
         Battery operation (state of charge at the end of each interval).
-    session_kw : ndarray, shape (T, N)
+    window_kw : ndarray, shape (T, N)
         Power drawn by each member's EVs and shiftable loads [kW].
-    session_schedule_kw : ndarray, shape (T, S)
+    window_schedule_kw : ndarray, shape (T, S)
         The same per session.
     curtailment_kw : ndarray, shape (T, N)
     price_eur_per_kwh : ndarray, shape (T,)
@@ -207,6 +218,8 @@ class CommunityResult:
         at once).
     lp_basis : object or None
         HiGHS basis of the final LP (``warm_start`` of a re-solve with other coefficients).
+    kinds : dict[str, KindPlan]
+        Schedules of the assets of registered kinds.
     """
 
     schedule_kw: np.ndarray
@@ -215,8 +228,8 @@ class CommunityResult:
     charge_kw: np.ndarray
     discharge_kw: np.ndarray
     soc_kwh: np.ndarray
-    session_kw: np.ndarray
-    session_schedule_kw: np.ndarray
+    window_kw: np.ndarray
+    window_schedule_kw: np.ndarray
     curtailment_kw: np.ndarray
     price_eur_per_kwh: np.ndarray
     bus_price_eur_per_kwh: np.ndarray | None
@@ -228,6 +241,7 @@ class CommunityResult:
     solve_seconds: float
     lp_solves: int
     lp_basis: object | None = None
+    kinds: dict[str, KindPlan] = field(default_factory=dict)
 
 
 def _check_problem(problem: CommunityProblem) -> None:
@@ -254,7 +268,7 @@ def _check_problem(problem: CommunityProblem) -> None:
         raise InfeasibleError(
             f"battery {str(b.name[k])!r} of {str(problem.ids[b.owner[k]])!r} cannot reach its final "
             f"energy {final[k]:.3g} kWh from {start[k]:.3g} kWh within the horizon")
-    s = problem.sessions
+    s = problem.windows
     need = s.energy_kwh > s.power_kw * (s.stop - s.start) * problem.dt_h + 1e-9
     if need.any():
         k = int(np.flatnonzero(need)[0])
@@ -334,9 +348,9 @@ class _Model:
         lp = self.lp = LinearProgram()
         n_t, n = problem.shape
         dt = problem.dt_h
-        b, s = problem.batteries, problem.sessions
+        b, s = problem.batteries, problem.windows
 
-        # Members' net injections x = pv - curtailment - load - battery - sessions.
+        # Members' net injections x = pv - curtailment - load - battery - windows.
         step_lb = None if network is None else network.schedule_lower_kw
         step_ub = None if network is None else network.schedule_upper_kw
         self.x = lp.var((n_t, n), lb=-np.inf if step_lb is None else step_lb,
@@ -389,6 +403,17 @@ class _Model:
         lp.coef(rows[:, b.owner], self.ch, 1.0)
         lp.coef(rows[:, b.owner], self.dis, -1.0)
         lp.coef(rows[self.ses_t, s.owner[self.ses_session]], self.ses, 1.0)
+        # Assets of registered kinds: their own variables and constraints, their draw in the
+        # owners' balance.
+        self.kind_blocks = {}
+        for name, table in problem.kinds.items():
+            if not len(table):
+                continue
+            final = (problem.kinds_final_state or {}).get(name)
+            block = asset_kind(name).lp_block(lp, table, dt, final)
+            for var, coef in block.draw:
+                lp.coef(rows[:, table.owner], var, coef)
+            self.kind_blocks[name] = block
 
         # Battery energy: soc_t = soc_{t-1} + eta_c ch dt - dis dt / eta_d.
         start_energy = np.zeros((n_t, len(b)))
@@ -400,7 +425,7 @@ class _Model:
         lp.coef(soc_rows, self.ch, -b.eta_charge[None, :] * dt)
         lp.coef(soc_rows, self.dis, dt / b.eta_discharge[None, :])
 
-        # Sessions deliver their energy within their window.
+        # Windows deliver their energy within their window.
         ses_rows = lp.rows(len(s), lower=s.energy_kwh, upper=s.energy_kwh)
         lp.coef(ses_rows[self.ses_session], self.ses, dt)
 
@@ -515,10 +540,10 @@ class _Model:
         n_t, n = problem.shape
         x = solution[self.x]
         imp, exp = solution[self.imp], solution[self.exp]
-        session_schedule = np.zeros((n_t, len(problem.sessions)))
+        session_schedule = np.zeros((n_t, len(problem.windows)))
         session_schedule[self.ses_t, self.ses_session] = solution[self.ses]
-        session_kw = np.zeros((n_t, n))
-        np.add.at(session_kw, (slice(None), problem.sessions.owner), session_schedule)
+        window_kw = np.zeros((n_t, n))
+        np.add.at(window_kw, (slice(None), problem.windows.owner), session_schedule)
         components = None
         bus_price = None
         if self.network is None:
@@ -549,10 +574,11 @@ class _Model:
                             + (solution[self.dis] * self.lp_cost_dis).sum()))
         return CommunityResult(
             schedule_kw=x, import_kw=imp, export_kw=exp, charge_kw=solution[self.ch],
-            discharge_kw=solution[self.dis], soc_kwh=solution[self.soc], session_kw=session_kw,
-            session_schedule_kw=session_schedule,
+            discharge_kw=solution[self.dis], soc_kwh=solution[self.soc], window_kw=window_kw,
+            window_schedule_kw=session_schedule,
             curtailment_kw=curt, price_eur_per_kwh=price, bus_price_eur_per_kwh=bus_price,
             dlmp_components=components, member_price_eur_per_kwh=member_price,
             member_cost_eur=member_cost, retailer_cost_eur=retailer, welfare_eur=welfare,
             solve_seconds=seconds, lp_solves=solves, lp_basis=solution.basis,
+            kinds={name: block.read(solution) for name, block in self.kind_blocks.items()},
         )

@@ -215,7 +215,8 @@ class OrderBook:
     def _enter(self, oid, is_buy, qty, price, valid_until, buys, sells, qtys, prices) -> None:
         """Match an incoming order, then rest its remainder; trades go to the four lists.
 
-        The hot path of :func:`clear_continuous`: plain lists and tuples, no per-trade objects.
+        The hot path of :func:`clear_continuous_double_auction`: plain lists and tuples, no
+        per-trade objects.
         """
         live = self._live
         heappop = heapq.heappop
@@ -282,7 +283,7 @@ class OrderBook:
             heapq.heappush(self._expiry, (valid_until, seq, oid))
 
 
-def clear_continuous(orders: OrderBatch) -> ClearingResult:
+def clear_continuous_double_auction(orders: OrderBatch) -> ClearingResult:
     """Run every market's orders through its own order book, in arrival order.
 
     Orders of one market (interval, product) arrive in the order of ``timestamp_s`` (ties: position

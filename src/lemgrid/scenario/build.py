@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from lemgrid.assets.kinds import asset_kind, asset_kinds
 from lemgrid.assets.participants import Participants
-from lemgrid.assets.tables import Batteries, EnergySessions, daily_windows
+from lemgrid.assets.tables import Batteries, EnergyWindows, daily_windows
 from lemgrid.errors import InputError
 from lemgrid.grid.kpis import GridLimits
 from lemgrid.grid.network import Network
@@ -185,7 +186,8 @@ class _ParticipantBuilder:
         self.load_q: list[np.ndarray] = []
         self.pv: list[np.ndarray] = []
         self.batteries: list[dict] = []
-        self.sessions: list[dict] = []
+        self.windows: list[dict] = []
+        self.kind_rows: dict[str, list[dict]] = {}
 
     def add(self, pid: str, bus: int, loc: tuple) -> int:
         if pid in self.ids:
@@ -217,7 +219,9 @@ class _ParticipantBuilder:
             load_q_kvar=stack(self.load_q),
             pv_p_kw=stack(self.pv),
             batteries=table(Batteries, self.batteries),
-            sessions=table(EnergySessions, self.sessions),
+            windows=table(EnergyWindows, self.windows),
+            kinds={name: kind.table(self.kind_rows.get(name, []))
+                   for name, kind in asset_kinds().items() if name in self.kind_rows},
         )
 
 
@@ -270,9 +274,13 @@ def _add_asset(builder: _ParticipantBuilder, asset: AssetConfig, loc: tuple, sca
                         f"{asset.type} {name!r}: {energy:.3g} kWh cannot be delivered at "
                         f"{asset.power_kw} kW between {opening} and {closing} "
                         f"(at most {asset.power_kw * (stop - start) * h.dt_h:.3g} kWh)")
-                builder.sessions.append(dict(
+                builder.windows.append(dict(
                     owner=owner, name=name, kind=asset.type, start=start, stop=stop,
                     energy_kwh=energy, power_kw=asset.power_kw))
+        else:  # a registered asset kind
+            kind = asset_kind(asset.type)
+            builder.kind_rows.setdefault(kind.name, []).append(
+                kind.build(asset, owner, name, h, loc))
 
 
 def _check_references(config: ScenarioConfig, network: Network, ids: list[str]) -> None:

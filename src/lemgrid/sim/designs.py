@@ -1,6 +1,6 @@
 """One day-ahead session of each market design: from forecasts to positions and asset schedules.
 
-Every design function takes a :class:`Session` (one day of forecasts and the participants'
+Every design function takes a :class:`DayAheadSession` (one day of forecasts and the participants'
 assets) and returns a :class:`SessionOutcome` with the same fields, so the runner and the
 settlement treat all designs alike.
 """
@@ -13,14 +13,15 @@ import numpy as np
 
 from lemgrid.agents.dispatch import charge_on_arrival, self_consumption_battery, to_owners
 from lemgrid.agents.strategies import ZipTraders, random_limits
-from lemgrid.assets.tables import Batteries, EnergySessions, take_rows
+from lemgrid.assets.kinds import KindPlan, asset_kind, kinds_to_owners
+from lemgrid.assets.tables import Batteries, EnergyWindows, take_rows
 from lemgrid.errors import InputError
 from lemgrid.settlement.bills import Positions, Prices, settle
 from lemgrid.settlement.sharing import share_savings
 
 
 @dataclass(eq=False)
-class Session:
+class DayAheadSession:
     """One day-ahead market session.
 
     Attributes
@@ -32,7 +33,7 @@ class Session:
         Forecasts of the participants' inflexible load and PV [kW].
     batteries : Batteries
         With ``soc_initial`` carried over from the previous session.
-    sessions : EnergySessions
+    windows : EnergyWindows
         Windows of EVs and shiftable loads inside this session (indices relative to ``start``).
     prices : Prices
     agents : ndarray of str (N,)
@@ -43,6 +44,8 @@ class Session:
         What optimising agents expect the local price to be [EUR/kWh].
     background_p_kw, q_kvar : ndarray (Td, n_bus)
         Forecast injections of non-participants and reactive injections (network-constrained).
+    kinds : dict[str, column table]
+        Assets of registered kinds, cut to the session, with the state carried over.
     """
 
     scenario: object
@@ -51,7 +54,7 @@ class Session:
     load_kw: np.ndarray
     pv_kw: np.ndarray
     batteries: Batteries
-    sessions: EnergySessions
+    windows: EnergyWindows
     prices: Prices
     agents: np.ndarray
     rng: np.random.Generator
@@ -59,6 +62,7 @@ class Session:
     price_forecast: np.ndarray
     background_p_kw: np.ndarray
     q_kvar: np.ndarray
+    kinds: dict = field(default_factory=dict)
 
     @property
     def dt_h(self) -> float:
@@ -89,21 +93,28 @@ class AssetPlan:
         Net output of each battery (discharge positive) [kW].
     soc_kwh : ndarray (Td, B)
         Energy in each battery at the end of each interval [kWh].
-    session_kw : ndarray (Td, S)
+    window_kw : ndarray (Td, S)
         Power drawn by each EV / shiftable-load session of the day [kW].
     curtailment_kw : ndarray (Td, N)
         Curtailed PV [kW].
+    kinds : dict[str, KindPlan]
+        How the assets of registered kinds run, by kind name.
     """
 
     battery_kw: np.ndarray
     soc_kwh: np.ndarray
-    session_kw: np.ndarray
+    window_kw: np.ndarray
     curtailment_kw: np.ndarray
+    kinds: dict[str, KindPlan] = field(default_factory=dict)
 
-    def asset_kw(self, batteries: Batteries, sessions: EnergySessions, n: int) -> np.ndarray:
-        """Batteries' output minus sessions' consumption per participant (Td, N) [kW]."""
-        return (to_owners(self.battery_kw, batteries.owner, n)
-                - to_owners(self.session_kw, sessions.owner, n))
+    def asset_kw(self, batteries: Batteries, windows: EnergyWindows, n: int) -> np.ndarray:
+        """Batteries' and other kinds' output minus windows' consumption per participant
+        (Td, N) [kW]."""
+        out = (to_owners(self.battery_kw, batteries.owner, n)
+               - to_owners(self.window_kw, windows.owner, n))
+        if self.kinds:
+            out = out + kinds_to_owners(self.kinds, n, out.shape[0])
+        return out
 
 
 @dataclass(eq=False)
@@ -126,29 +137,36 @@ class SessionOutcome:
 # --- participants running their own assets --------------------------------------------------
 
 def rule_schedules(load_kw: np.ndarray, pv_kw: np.ndarray, batteries: Batteries,
-                   sessions: EnergySessions, dt_h: float) -> AssetPlan:
+                   windows: EnergyWindows, dt_h: float, kinds: dict | None = None) -> AssetPlan:
     """Assets run by the owners' rules, as without a market: EVs and shiftable loads at full
-    power from the start of their window, batteries for self-consumption.
+    power from the start of their window, assets of registered kinds by their own rule (a heat
+    pump's thermostat), then batteries for self-consumption of what is left.
 
     Parameters
     ----------
     load_kw, pv_kw : ndarray (Td, N)
         Inflexible load and PV [kW].
     batteries : Batteries
-    sessions : EnergySessions
+    windows : EnergyWindows
         Windows relative to the first interval.
     dt_h : float
         Interval length [h].
+    kinds : dict[str, column table], optional
+        The session's assets of registered kinds (:mod:`lemgrid.assets.kinds`).
     """
     n_t, n = load_kw.shape
-    session_kw = charge_on_arrival(sessions, n_t, dt_h)
-    battery_kw, soc = self_consumption_battery(
-        pv_kw - load_kw - to_owners(session_kw, sessions.owner, n), batteries, dt_h)
-    return AssetPlan(battery_kw=battery_kw, soc_kwh=soc, session_kw=session_kw,
-                     curtailment_kw=np.zeros((n_t, n)))
+    window_kw = charge_on_arrival(windows, n_t, dt_h)
+    net = pv_kw - load_kw - to_owners(window_kw, windows.owner, n)
+    kind_plans = {name: asset_kind(name).rule_dispatch(table, net, dt_h)
+                  for name, table in (kinds or {}).items()}
+    if kind_plans:
+        net = net + kinds_to_owners(kind_plans, n, n_t)
+    battery_kw, soc = self_consumption_battery(net, batteries, dt_h)
+    return AssetPlan(battery_kw=battery_kw, soc_kwh=soc, window_kw=window_kw,
+                     curtailment_kw=np.zeros((n_t, n)), kinds=kind_plans)
 
 
-def own_schedules(session: Session) -> AssetPlan:
+def own_schedules(session: DayAheadSession) -> AssetPlan:
     """Assets run by their owners: by the rules, or by optimisers against the price forecast.
 
     An optimiser ends the day with the energy in its batteries that its rules would leave, so
@@ -157,8 +175,8 @@ def own_schedules(session: Session) -> AssetPlan:
 
     n = session.shape[1]
     dt = session.dt_h
-    b, s = session.batteries, session.sessions
-    plan = rule_schedules(session.load_kw, session.pv_kw, b, s, dt)
+    b, s = session.batteries, session.windows
+    plan = rule_schedules(session.load_kw, session.pv_kw, b, s, dt, session.kinds)
     optimizer = session.agents == "optimizer"
     if optimizer.any():
         members = np.flatnonzero(optimizer)
@@ -170,6 +188,10 @@ def own_schedules(session: Session) -> AssetPlan:
         opt_b = replace(opt_b, owner=remap[opt_b.owner])
         opt_s = take_rows(s, own_s)
         opt_s = replace(opt_s, owner=remap[opt_s.owner])
+        own_k = {name: optimizer[table.owner] for name, table in session.kinds.items()}
+        opt_k = {name: replace(take_rows(table, own_k[name]),
+                               owner=remap[table.owner[own_k[name]]])
+                 for name, table in session.kinds.items()}
         forecast = np.clip(np.nan_to_num(session.price_forecast,
                                          nan=0.5 * (session.buyer_value + session.seller_cost)),
                            session.seller_cost, session.buyer_value)
@@ -179,26 +201,32 @@ def own_schedules(session: Session) -> AssetPlan:
         problem = CommunityProblem(
             ids=session.scenario.participants.ids[members], bus=np.zeros(len(members), int),
             dt_h=dt, load_p_kw=session.load_kw[:, members], pv_p_kw=session.pv_kw[:, members],
-            batteries=opt_b, sessions=opt_s, import_eur_per_kwh=buy, export_eur_per_kwh=sell,
+            batteries=opt_b, windows=opt_s, import_eur_per_kwh=buy, export_eur_per_kwh=sell,
             curtailment_eur_per_kwh=session.seller_cost,
-            final_soc_kwh=plan.soc_kwh[-1, own_b] if len(plan.soc_kwh) else None)
+            final_soc_kwh=plan.soc_kwh[-1, own_b] if len(plan.soc_kwh) else None,
+            kinds=opt_k, kinds_final_state={
+                name: kp.state[-1, own_k[name]] for name, kp in plan.kinds.items()
+                if len(kp.state)})
         result = solve_community(problem, individual=True)
         plan.curtailment_kw[:, members] = result.curtailment_kw
         plan.battery_kw[:, own_b] = result.discharge_kw - result.charge_kw
         plan.soc_kwh[:, own_b] = result.soc_kwh
-        plan.session_kw[:, own_s] = result.session_schedule_kw
+        plan.window_kw[:, own_s] = result.window_schedule_kw
+        for name, kp in result.kinds.items():
+            plan.kinds[name].output_kw[:, own_k[name]] = kp.output_kw
+            plan.kinds[name].state[:, own_k[name]] = kp.state
     return plan
 
 
-def net_kw(session: Session, plan: AssetPlan) -> np.ndarray:
+def net_kw(session: DayAheadSession, plan: AssetPlan) -> np.ndarray:
     """Scheduled net injection (Td, N) of a plan on the session's forecasts [kW]."""
     return (session.pv_kw - plan.curtailment_kw - session.load_kw
-            + plan.asset_kw(session.batteries, session.sessions, session.shape[1]))
+            + plan.asset_kw(session.batteries, session.windows, session.shape[1]))
 
 
 # --- order-based designs (auctions, continuous trading) ---------------------------------------
 
-def limit_prices(session: Session, buying: np.ndarray) -> np.ndarray:
+def limit_prices(session: DayAheadSession, buying: np.ndarray) -> np.ndarray:
     """Limit price of every (interval, participant) order under each agent's strategy."""
     n_t, n = session.shape
     value, cost = session.buyer_value, session.seller_cost
@@ -215,7 +243,7 @@ def limit_prices(session: Session, buying: np.ndarray) -> np.ndarray:
     return limits
 
 
-def order_market(session: Session, mechanism: str) -> SessionOutcome:
+def order_market(session: DayAheadSession, mechanism: str) -> SessionOutcome:
     """Participants schedule their assets, then bid their net position in a double auction or
     continuous market; what does not match goes to the retailer."""
     from lemgrid.market import OrderBatch, clear
@@ -264,7 +292,7 @@ def order_market(session: Session, mechanism: str) -> SessionOutcome:
 
 # --- community (central optimisation) -----------------------------------------------------------
 
-def community(session: Session, constrained: bool) -> SessionOutcome:
+def community(session: DayAheadSession, constrained: bool) -> SessionOutcome:
     """The community manager schedules all assets; members trade what the community matches
     locally at its (locational) price and the rest with the retailer, and a benefit-sharing
     transfer leaves none of them paying more than alone (``docs/community.md``).
@@ -273,7 +301,7 @@ def community(session: Session, constrained: bool) -> SessionOutcome:
     the same stored energy): the clearing must end the day with the batteries where the rules
     would leave them and may not cost the members more in total than the reference; the saving
     is then shared by :func:`lemgrid.settlement.sharing.share_savings`."""
-    from lemgrid.dso.validation import clear_community_constrained
+    from lemgrid.market.community_constrained import clear_community_constrained
     from lemgrid.market.community import CommunityOptions, CommunityProblem, solve_community
     from lemgrid.sim.optimize import design_options
 
@@ -284,14 +312,14 @@ def community(session: Session, constrained: bool) -> SessionOutcome:
     n_t, n = session.shape
     dt = session.dt_h
     reference_plan = rule_schedules(session.load_kw, session.pv_kw, session.batteries,
-                                    session.sessions, dt)
+                                    session.windows, dt, session.kinds)
     reference_net = net_kw(session, reference_plan)
     reference_bill = settle(Positions.retail_only(reference_net, dt), reference_net, prices, dt)
     reference_eur = (reference_bill.cost_eur - reference_bill.fixed_eur).sum(axis=0)
     problem = CommunityProblem(
         ids=scenario.participants.ids, bus=scenario.participants.bus, dt_h=dt,
         load_p_kw=session.load_kw, pv_p_kw=session.pv_kw, batteries=session.batteries,
-        sessions=session.sessions,
+        windows=session.windows,
         import_eur_per_kwh=np.full(n_t, prices.retail_eur_per_kwh),
         export_eur_per_kwh=np.full(n_t, prices.export_eur_per_kwh),
         curtailment_eur_per_kwh=prices.export_eur_per_kwh if options.curtailment_eur_per_kwh
@@ -300,7 +328,9 @@ def community(session: Session, constrained: bool) -> SessionOutcome:
         local_network_eur_per_kwh=prices.local_network_eur_per_kwh,
         levies_eur_per_kwh=prices.levies_eur_per_kwh,
         final_soc_kwh=reference_plan.soc_kwh[-1] if n_t else None,
-        reference_cost_eur=float(reference_eur.sum()))
+        reference_cost_eur=float(reference_eur.sum()), kinds=session.kinds,
+        kinds_final_state={name: kp.state[-1] for name, kp in reference_plan.kinds.items()
+                           if n_t})
     extra: dict = {}
     if constrained:
         clearing = clear_community_constrained(
@@ -332,18 +362,19 @@ def community(session: Session, constrained: bool) -> SessionOutcome:
     positions = replace(positions, sharing_eur=np.repeat(transfer[None, :] / max(n_t, 1), n_t,
                                                          axis=0))
     plan = AssetPlan(battery_kw=result.discharge_kw - result.charge_kw, soc_kwh=result.soc_kwh,
-                     session_kw=result.session_schedule_kw, curtailment_kw=result.curtailment_kw)
+                     window_kw=result.window_schedule_kw, curtailment_kw=result.curtailment_kw,
+                     kinds=result.kinds)
     return SessionOutcome(positions, plan, extra)
 
 
 # --- peer to peer ---------------------------------------------------------------------------
 
-def p2p(session: Session) -> SessionOutcome:
+def p2p(session: DayAheadSession) -> SessionOutcome:
     """Participants schedule their assets, then trade their net positions bilaterally (consensus
     ADMM with product differentiation); trades with the retailer peers are retail trades."""
     from lemgrid.grid.distance import electrical_distance_ohm
     from lemgrid.market.p2p import clear_p2p
-    from lemgrid.market.p2p_community import GRID_BUYER, GRID_SELLER, P2POptions, p2p_problem
+    from lemgrid.market.p2p.community import GRID_BUYER, GRID_SELLER, P2POptions, p2p_problem
     from lemgrid.sim.optimize import design_options
 
     scenario = session.scenario
@@ -402,13 +433,13 @@ def p2p(session: Session) -> SessionOutcome:
                           {"p2p_iterations": np.full(n_t, float(np.max(result.iterations)))})
 
 
-def business_as_usual(session: Session) -> SessionOutcome:
+def retail_only_session(session: DayAheadSession) -> SessionOutcome:
     """No local market: the schedule is the owners' own plan, all of it with the retailer."""
     plan = own_schedules(session)
     return SessionOutcome(Positions.retail_only(net_kw(session, plan), session.dt_h), plan)
 
 
-def run_session(design: str, session: Session) -> SessionOutcome:
+def run_session(design: str, session: DayAheadSession) -> SessionOutcome:
     """Dispatch a session to its design."""
     if design in ("uniform", "pay-as-bid", "continuous"):
         return order_market(session, design)
@@ -419,5 +450,5 @@ def run_session(design: str, session: Session) -> SessionOutcome:
     if design == "p2p":
         return p2p(session)
     if design == "none":
-        return business_as_usual(session)
+        return retail_only_session(session)
     raise InputError(f"unknown market design {design!r}")

@@ -77,7 +77,8 @@ def optimize_scenario(scenario: Scenario, design: str | None = None,
 
 
 def _community(scenario: Scenario, network: str | None) -> OptimizeOutcome:
-    from lemgrid.dso.validation import clear_community_constrained, validate_ac
+    from lemgrid.grid.kpis import validate_ac
+    from lemgrid.market.community_constrained import clear_community_constrained
     from lemgrid.market.community import CommunityOptions, CommunityProblem, solve_community
 
     options = design_options(scenario, CommunityOptions, design="community", network=network)
@@ -122,16 +123,20 @@ def _community(scenario: Scenario, network: str | None) -> OptimizeOutcome:
 
 
 def _p2p(scenario: Scenario, network: str | None) -> OptimizeOutcome:
-    from lemgrid.dso.validation import validate_ac
+    from lemgrid.grid.kpis import validate_ac
     from lemgrid.grid.distance import electrical_distance_ohm
     from lemgrid.market.p2p import clear_p2p, welfare_gap
-    from lemgrid.market.p2p_community import P2POptions, p2p_problem
+    from lemgrid.market.p2p.community import P2POptions, p2p_problem
 
     options = design_options(scenario, P2POptions, design="p2p", network=network)
     if options.network != "ignore":
         raise NotBuiltError("the p2p design clears without grid limits; use --network ignore "
                             "(the community design clears within them)")
     parts, tariffs = scenario.participants, scenario.tariffs
+    if any(len(table) for table in parts.kinds.values()):
+        raise NotBuiltError(f"optimize --design p2p does not schedule {', '.join(parts.kinds)} "
+                            "assets yet (their demand would be left out); use simulate, or "
+                            "optimize --design community")
     import_price = tariffs.import_eur_per_kwh + tariffs.network_eur_per_kwh
     problem = p2p_problem(
         parts.ids, parts.load_p_kw, parts.pv_p_kw,

@@ -22,7 +22,8 @@ import pandas as pd
 
 from lemgrid.agents.dispatch import to_owners
 from lemgrid.agents.strategies import ZipTraders
-from lemgrid.assets.tables import EnergySessions
+from lemgrid.assets.kinds import asset_kind, kinds_to_owners
+from lemgrid.assets.tables import EnergyWindows
 from lemgrid.errors import InputError
 from lemgrid.grid.powerflow import run_powerflow
 from lemgrid.grid.profiles import clock_h
@@ -31,7 +32,7 @@ from lemgrid.scenario.config import DESIGNS, OrderOptions
 from lemgrid.dso.operator import DsoOperator
 from lemgrid.settlement.bills import BILL_COMPONENTS, FlexMoney, Positions, Prices, settle
 from lemgrid.settlement.kpis import market_kpis
-from lemgrid.sim.designs import Session, SessionOutcome, run_session
+from lemgrid.sim.designs import DayAheadSession, SessionOutcome, run_session
 from lemgrid.sim.optimize import design_options
 from lemgrid.sim.results import SimulationResult
 
@@ -86,17 +87,28 @@ def same_clock_time(time_index: pd.DatetimeIndex, day: tuple[int, int], other: t
     return np.array([by_clock.get(c, np.nan) for c in clock_h(time_index[slice(*other)])])
 
 
-def split_sessions(sessions: EnergySessions, start: int, stop: int) -> EnergySessions:
+def split_windows(windows: EnergyWindows, start: int, stop: int) -> EnergyWindows:
     """The parts of EV / shiftable-load windows inside [start, stop), relative to ``start``; a
     window cut by the boundary takes the share of its energy that its part of the window has."""
-    lo = np.maximum(sessions.start, start)
-    hi = np.minimum(sessions.stop, stop)
+    lo = np.maximum(windows.start, start)
+    hi = np.minimum(windows.stop, stop)
     keep = hi > lo
-    share = (hi - lo) / np.maximum(sessions.stop - sessions.start, 1)
-    return EnergySessions(
-        owner=sessions.owner[keep], name=sessions.name[keep], kind=sessions.kind[keep],
+    share = (hi - lo) / np.maximum(windows.stop - windows.start, 1)
+    return EnergyWindows(
+        owner=windows.owner[keep], name=windows.name[keep], kind=windows.kind[keep],
         start=(lo - start)[keep], stop=(hi - start)[keep],
-        energy_kwh=(sessions.energy_kwh * share)[keep], power_kw=sessions.power_kw[keep])
+        energy_kwh=(windows.energy_kwh * share)[keep], power_kw=windows.power_kw[keep])
+
+
+def window_kinds(kinds: dict, start: int, stop: int) -> dict:
+    """The registered kinds' tables of intervals [start, stop)."""
+    return {name: asset_kind(name).window(table, start, stop) for name, table in kinds.items()}
+
+
+def carry_kinds(kinds: dict, plans: dict) -> dict:
+    """The kinds' full-horizon tables with the state where the session's plans end."""
+    return {name: asset_kind(name).carry(table, plans[name]) if name in plans else table
+            for name, table in kinds.items()}
 
 
 class Delivery(NamedTuple):
@@ -109,8 +121,9 @@ class Delivery(NamedTuple):
     battery_e_kwh: np.ndarray  # energy stored in them at the end of the interval [kWh]
 
 
-def business_as_usual(scenario: Scenario) -> Delivery:
-    """Delivery without a market: batteries for self-consumption, EVs charged on arrival.
+def deliver_without_market(scenario: Scenario) -> Delivery:
+    """Business-as-usual delivery, without a market: batteries for self-consumption, EVs
+    charged on arrival.
 
     Day by day like the markets (same days, same split of EV and shiftable-load windows at
     midnight, stored energy carried over), with the owners' rules on the realised profiles: so a
@@ -121,16 +134,20 @@ def business_as_usual(scenario: Scenario) -> Delivery:
     parts = scenario.participants
     n = len(parts)
     batteries = parts.batteries
+    kinds = parts.kinds
     battery, stored, flexible = [], [], []
     for start, stop in day_bounds(scenario):
-        sessions = split_sessions(parts.sessions, start, stop)
+        windows = split_windows(parts.windows, start, stop)
         plan = rule_schedules(parts.load_p_kw[start:stop], parts.pv_p_kw[start:stop], batteries,
-                              sessions, scenario.dt_h)
+                              windows, scenario.dt_h, window_kinds(kinds, start, stop))
         battery.append(to_owners(plan.battery_kw, batteries.owner, n))
         stored.append(to_owners(plan.soc_kwh, batteries.owner, n))
-        flexible.append(to_owners(plan.session_kw, sessions.owner, n))
+        # Registered kinds (heat pumps, ...) count with the shiftable loads: net consumption.
+        flexible.append(to_owners(plan.window_kw, windows.owner, n)
+                        - kinds_to_owners(plan.kinds, n, stop - start))
         if len(batteries) and stop > start:
             batteries = replace(batteries, soc_initial=plan.soc_kwh[-1] / batteries.capacity_kwh)
+        kinds = carry_kinds(kinds, plan.kinds)
     battery, flexible = np.concatenate(battery), np.concatenate(flexible)
     metered = parts.pv_p_kw - parts.load_p_kw - flexible + battery
     return Delivery(metered, parts.load_p_kw + flexible + np.maximum(-battery, 0),
@@ -265,7 +282,7 @@ def simulate(scenario: Scenario, design: str | None = None, *,
     rng = np.random.default_rng(scenario.config.seed)
     agents = agent_types(scenario)
     load_f, pv_f = forecasts(scenario, rng)
-    bau = business_as_usual(scenario)
+    bau = deliver_without_market(scenario)
     bau_metered = bau.metered_kw
     _, q_all = scenario.bus_injections(parts.net_p_kw)
 
@@ -282,6 +299,7 @@ def simulate(scenario: Scenario, design: str | None = None, *,
                                   zip_config.momentum, zip_config.initial_margin, rng)
                        if (agents == "zip").any() else None)
         batteries = parts.batteries
+        kinds = parts.kinds
         price_forecast = np.full(n_t, np.nan)
         outcomes: list[SessionOutcome] = []
         assets: list[np.ndarray] = []
@@ -292,14 +310,14 @@ def simulate(scenario: Scenario, design: str | None = None, *,
         dso_days = []
         days = day_bounds(scenario)
         for k, (start, stop) in enumerate(days):
-            session = Session(
+            session = DayAheadSession(
                 scenario=scenario, start=start, stop=stop, load_kw=load_f[start:stop],
                 pv_kw=pv_f[start:stop], batteries=batteries,
-                sessions=split_sessions(parts.sessions, start, stop), prices=prices,
+                windows=split_windows(parts.windows, start, stop), prices=prices,
                 agents=agents, rng=rng, zip_traders=zip_traders,
                 price_forecast=price_forecast[start:stop],
                 background_p_kw=scenario.background_p_kw[start:stop],
-                q_kvar=q_all[start:stop])
+                q_kvar=q_all[start:stop], kinds=window_kinds(kinds, start, stop))
             outcome = run_session(design, session)
             plan = outcome.plan
             if dso is not None:
@@ -308,7 +326,7 @@ def simulate(scenario: Scenario, design: str | None = None, *,
                 plan = dso_day.plan
                 outcome.positions = outcome.positions.shifted(dso_day.schedule_delta_kw, dt)
             outcomes.append(outcome)
-            assets.append(plan.asset_kw(batteries, session.sessions, n))
+            assets.append(plan.asset_kw(batteries, session.windows, n))
             battery_days.append(to_owners(plan.battery_kw, batteries.owner, n))
             stored_days.append(to_owners(plan.soc_kwh, batteries.owner, n))
             curtailments.append(plan.curtailment_kw)
@@ -316,6 +334,7 @@ def simulate(scenario: Scenario, design: str | None = None, *,
                 soc = np.clip(plan.soc_kwh[-1] / batteries.capacity_kwh,
                               batteries.soc_min, batteries.soc_max)
                 batteries = replace(batteries, soc_initial=soc)
+            kinds = carry_kinds(kinds, plan.kinds)
             # Tomorrow's optimisers expect today's prices at the same local clock time (a
             # daylight-saving day has 23 or 25 hours).
             if k + 1 < len(days):

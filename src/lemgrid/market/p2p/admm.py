@@ -57,7 +57,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lemgrid.market.p2p_problem import P2PProblem, P2PResult, check_feasible, welfare_eur
+from lemgrid.market.p2p.problem import P2PProblem, P2PResult, check_feasible, welfare_eur
 
 __all__ = ["solve_p2p_admm", "solve_local_subproblems", "local_bounds_kwh"]
 
@@ -384,7 +384,7 @@ def solve_p2p_admm(
         seconds=time.perf_counter() - t_start,
     )
     if not result.converged.all():
-        from lemgrid.market.p2p_central import diagnose_infeasible
+        from lemgrid.market.p2p.central import diagnose_infeasible
 
         diagnose_infeasible(problem)  # raises if no schedule exists; otherwise report as is
     return result

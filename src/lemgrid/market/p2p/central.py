@@ -38,7 +38,7 @@ import scipy.sparse as sp
 
 from lemgrid.errors import InfeasibleError
 from lemgrid.market.lp import new_highs
-from lemgrid.market.p2p_problem import P2PProblem, P2PResult, check_feasible, welfare_eur
+from lemgrid.market.p2p.problem import P2PProblem, P2PResult, check_feasible, welfare_eur
 
 __all__ = ["solve_p2p_central", "diagnose_infeasible"]
 

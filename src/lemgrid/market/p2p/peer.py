@@ -6,7 +6,7 @@ pair price. A round is: every peer solves its local sub-problem and *sends* its 
 peer *receives* its partners' proposals and updates consensus and prices on its own. The only
 shared facts are the product list and whether each side can trade in an interval (its sign
 flexibility), exchanged once as a handshake. This is the same algorithm as
-:func:`lemgrid.market.p2p_admm.solve_p2p_admm`, written the slow, honest way: tests check that both
+:func:`lemgrid.market.p2p.admm.solve_p2p_admm`, written the slow, honest way: tests check that both
 produce the same iterates. Its local solver is an independent exact method (enumerating the
 breakpoints of the piecewise-linear optimality condition) rather than the vectorised Newton.
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lemgrid.market.p2p_problem import P2PProblem, check_feasible
+from lemgrid.market.p2p.problem import P2PProblem, check_feasible
 
 __all__ = ["Peer", "solve_local_breakpoints", "run_message_passing"]
 
@@ -30,7 +30,7 @@ def solve_local_breakpoints(w0, lo, hi, rho, a_kwh2, b_kwh, e_min, e_max):
 
     Solves ``min a e^2 + b e + sum rho/2 (t - w0)^2`` s.t. ``e = sum t``, ``lo <= t <= hi``,
     ``e_min <= e <= e_max``, the same problem as
-    :func:`lemgrid.market.p2p_admm.solve_local_subproblems` for one peer.
+    :func:`lemgrid.market.p2p.admm.solve_local_subproblems` for one peer.
 
     Parameters
     ----------
@@ -172,7 +172,7 @@ def run_message_passing(
     history : list of dict
         Per round: ``seller_kwh``, ``buyer_kwh``, ``price_eur_per_kwh`` (I, K) and ``e_kwh`` (I, N).
     """
-    from lemgrid.market.p2p_admm import local_bounds_kwh
+    from lemgrid.market.p2p.admm import local_bounds_kwh
 
     check_feasible(problem)
     sell_lim, buy_lim = local_bounds_kwh(problem)

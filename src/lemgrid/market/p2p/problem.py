@@ -483,7 +483,7 @@ def check_feasible(problem: P2PProblem) -> None:
     A peer that must sell (``p_min > 0``) needs open products whose buyers can take ``p_min``
     together; a peer that must buy (``p_max < 0``) likewise. This per-peer test is necessary, not
     sufficient (several must-sell peers may compete for the same buyers); the solvers diagnose the
-    rest with :func:`lemgrid.market.p2p_central.diagnose_infeasible`.
+    rest with :func:`lemgrid.market.p2p.central.diagnose_infeasible`.
     """
     cap = problem.capacity_kwh()
     n_int, n_peers = problem.p_min_kw.shape

@@ -3,8 +3,8 @@
 Build a problem with :func:`make_p2p_problem`, clear it with :func:`clear_p2p` (decentralised
 consensus ADMM by default, or the centralised HiGHS reference), read the result's ``p_kw``,
 ``trades_table()`` and ``welfare_eur``. The model is described in
-:mod:`lemgrid.market.p2p_problem`, the algorithms in :mod:`lemgrid.market.p2p_admm`,
-:mod:`lemgrid.market.p2p_central` and :mod:`lemgrid.market.p2p_peer`, and in ``docs/p2p.md``.
+:mod:`lemgrid.market.p2p.problem`, the algorithms in :mod:`lemgrid.market.p2p.admm`,
+:mod:`lemgrid.market.p2p.central` and :mod:`lemgrid.market.p2p.peer`, and in ``docs/p2p.md``.
 
 References
 ----------
@@ -17,9 +17,9 @@ References
 from __future__ import annotations
 
 from lemgrid.errors import InputError
-from lemgrid.market.p2p_admm import solve_p2p_admm
-from lemgrid.market.p2p_central import solve_p2p_central
-from lemgrid.market.p2p_problem import (
+from lemgrid.market.p2p.admm import solve_p2p_admm
+from lemgrid.market.p2p.central import solve_p2p_central
+from lemgrid.market.p2p.problem import (
     P2PProblem,
     P2PResult,
     differentiation_costs,

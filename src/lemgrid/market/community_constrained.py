@@ -1,6 +1,6 @@
-"""DSO validation of market results with AC power flow, and network-constrained clearing.
+"""Network-constrained community clearing: the community market within the grid's limits.
 
-Network-constrained clearing linearises the grid around an operating point. A linearisation is
+The clearing linearises the grid around an operating point. A linearisation is
 exact only at its own point, so :func:`clear_community_constrained` re-linearises at each round's
 schedule and solves again until the schedule is (within tolerances) the point it was linearised
 at and the prices no longer move: a fixed point of successive linear programming, whose schedule
@@ -20,14 +20,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from lemgrid.errors import InfeasibleError
-from lemgrid.grid.kpis import (
-    LOADING_TOLERANCE_PERCENT,
-    VOLTAGE_TOLERANCE_PU,
-    GridLimits,
-    studied_buses,
-)
+from lemgrid.grid.kpis import ACValidation, GridLimits, validate_ac
 from lemgrid.grid.network import Network
-from lemgrid.grid.powerflow import PowerFlowResult, run_powerflow
 from lemgrid.grid.sensitivity import linearize
 from lemgrid.market.community import (
     CommunityProblem,
@@ -35,90 +29,6 @@ from lemgrid.market.community import (
     NetworkView,
     solve_community,
 )
-
-
-
-@dataclass(frozen=True, eq=False)
-class ACValidation:
-    """Violations of an AC power-flow result against the limits.
-
-    An interval whose power flow did not converge has no voltages or loadings: its excess rows
-    are NaN and it is a violation of its own (``converged``, ``violated``, ``within``).
-
-    Attributes
-    ----------
-    result : PowerFlowResult
-    voltage_excess_pu : ndarray, shape (T, n_bus)
-        How far each studied bus (energised, not the slack) is outside the band [p.u.] (0 inside
-        and at other buses; NaN in intervals that did not converge).
-    loading_excess_percent : ndarray, shape (T, n_branch)
-        Loading above the limit [%] (0 below; NaN in intervals that did not converge).
-    """
-
-    result: PowerFlowResult
-    voltage_excess_pu: np.ndarray
-    loading_excess_percent: np.ndarray
-
-    @property
-    def converged(self) -> np.ndarray:
-        """Boolean (T,): the interval's power flow converged."""
-        return self.result.converged
-
-    @property
-    def nonconverged_intervals(self) -> int:
-        return int((~self.converged).sum())
-
-    @property
-    def violated(self) -> np.ndarray:
-        """Boolean (T,): a voltage or loading excess, or no converged power flow."""
-        with np.errstate(invalid="ignore"):
-            return ((self.voltage_excess_pu > 0).any(axis=1)
-                    | (self.loading_excess_percent > 0).any(axis=1) | ~self.converged)
-
-    @property
-    def max_voltage_excess_pu(self) -> float:
-        """Largest voltage excess over the converged intervals [p.u.]."""
-        return float(self.voltage_excess_pu[self.converged].max(initial=0.0))
-
-    @property
-    def max_loading_excess_percent(self) -> float:
-        """Largest loading excess over the converged intervals [%]."""
-        return float(self.loading_excess_percent[self.converged].max(initial=0.0))
-
-    def within(self, vm_tol_pu: float = VOLTAGE_TOLERANCE_PU,
-               loading_tol_percent: float = LOADING_TOLERANCE_PERCENT) -> bool:
-        """Every interval converged and none is outside the limits by more than the tolerances."""
-        return bool(self.converged.all()
-                    and self.max_voltage_excess_pu <= vm_tol_pu
-                    and self.max_loading_excess_percent <= loading_tol_percent)
-
-
-def validate_ac(network: Network, p_inj_kw: np.ndarray, q_inj_kvar: np.ndarray,
-                limits: GridLimits) -> ACValidation:
-    """AC power flow of bus injections (T, n_bus) and how far it is outside the limits.
-
-    Parameters
-    ----------
-    network : Network
-    p_inj_kw, q_inj_kvar : ndarray, shape (T, n_bus)
-        Net injections at the buses (generation positive) [kW], [kvar].
-    limits : GridLimits
-
-    Returns
-    -------
-    ACValidation
-        Excess over the limits; intervals that did not converge are NaN there and never within.
-    """
-    result = run_powerflow(network, p_inj_kw, q_inj_kvar)
-    vm = result.vm_pu
-    with np.errstate(invalid="ignore"):
-        excess_v = np.maximum(limits.vm_min_pu - vm, 0) + np.maximum(vm - limits.vm_max_pu, 0)
-        excess_l = np.maximum(result.loading_percent - limits.max_loading_percent, 0)
-    excess_v = np.where(studied_buses(network)[None, :], excess_v, 0.0)
-    failed = ~result.converged
-    excess_v[failed] = np.nan
-    excess_l[failed] = np.nan
-    return ACValidation(result, excess_v, excess_l)
 
 
 #: Stopping rule of network-constrained clearing: a round's schedule differs from the schedule it
