@@ -19,14 +19,11 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-import sqlalchemy as sa
-
 from lemgrid.errors import InputError
 from lemgrid.ledger.identity import public_key_from_hex, signature_valid
 from lemgrid.ledger.records import SignedRecord
 from lemgrid.service import engine as lab
 from lemgrid.service import signing
-from lemgrid.service import tables as t
 from lemgrid.service.operator import ROLES, Market, Refused
 
 Text = Annotated[str, Field(min_length=1, max_length=200)]
@@ -184,16 +181,9 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
         if not signature_valid(public_key_from_hex(who["public_key"]), x_lemgrid_signature,
                                message):
             raise Refused(401, "X-Lemgrid-Signature: does not verify for this request")
-        try:
-            await asyncio.to_thread(_use_nonce, x_lemgrid_key, x_lemgrid_nonce, ts)
-        except sa.exc.IntegrityError:
-            raise Refused(401, "X-Lemgrid-Nonce: already used (replayed request)") from None
+        if not market.use_request_nonce(x_lemgrid_key, x_lemgrid_nonce, ts):
+            raise Refused(401, "X-Lemgrid-Nonce: already used (replayed request)")
         return who
-
-    def _use_nonce(kid: str, nonce: str, ts: int) -> None:
-        with market.engine.begin() as conn:
-            conn.execute(t.request_nonces.insert().values(key_id=kid, nonce=nonce,
-                                                          timestamp_ms=ts))
 
     def role(*allowed: str) -> Callable:
         async def check(who: Annotated[dict, Depends(identity)]) -> dict:
@@ -253,12 +243,8 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
                      ) -> JSONResponse:
         """Submit a signed order (``Idempotency-Key`` makes retries safe)."""
         digest = hashlib.sha256(await request.body()).hexdigest()
-        earlier = await asyncio.to_thread(market.replayed, who["key_id"], idempotency_key,
-                                          digest)
-        if earlier is None:
-            earlier = await asyncio.to_thread(market.submit_order, who, market_id,
-                                              _record(body), idempotency_key, digest)
-        status, answer = earlier
+        status, answer = await asyncio.to_thread(market.submit_order, who, market_id,
+                                                 _record(body), idempotency_key, digest)
         return JSONResponse(answer, status_code=status)
 
     @app.get("/markets/{market_id}/orders/{order_id}")

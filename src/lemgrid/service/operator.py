@@ -79,6 +79,9 @@ class Market:
         self.ledger = (Ledger.open_sql(self.engine, operator_key) if has_log
                        else Ledger.create_sql(self.engine, operator_key))
         self._lock = threading.Lock()
+        self._nonce_lock = threading.Lock()
+        self._nonces: dict[tuple[str, str], int] = {}
+        self._approved: dict[str, dict] = {}
         self.subscribers: list[Callable[[dict], None]] = []
         self._ensure_operator()
 
@@ -122,9 +125,36 @@ class Market:
 
     # -- identities -------------------------------------------------------------------------
     def identity_by_key(self, kid: str) -> dict | None:
+        """The identity of a key id (approved identities are cached: they never change)."""
+        cached = self._approved.get(kid)
+        if cached is not None:
+            return cached
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(t.identities).where(t.identities.c.key_id == kid)).first()
-        return None if row is None else dict(row._mapping)
+        if row is None:
+            return None
+        identity = dict(row._mapping)
+        if identity["approved"]:
+            self._approved[kid] = identity
+        return identity
+
+    def use_request_nonce(self, kid: str, nonce: str, timestamp_ms: int) -> bool:
+        """Spend a request nonce; False if the key used it within the acceptance window.
+
+        Kept in memory: a request replayed after a restart can repeat no effect, because every
+        effect carries its own ledger nonce (orders, cancels) or is refused twice (approvals,
+        sessions, capabilities).
+        """
+        from lemgrid.service.signing import MAX_SKEW_MS
+
+        with self._nonce_lock:
+            if (kid, nonce) in self._nonces:
+                return False
+            self._nonces[(kid, nonce)] = timestamp_ms
+            if len(self._nonces) > 100_000:  # forget what is outside the window anyway
+                oldest = self.clock_ms() - 2 * MAX_SKEW_MS
+                self._nonces = {k: ts for k, ts in self._nonces.items() if ts >= oldest}
+            return True
 
     def register(self, participant: str, role: str, meter: str, public_key: str, pop_sig: str,
                  members: list[str]) -> dict:
@@ -225,11 +255,6 @@ class Market:
         if row.body_sha256 != body_sha256:
             raise Refused(409, "Idempotency-Key: already used with another body")
         return row.status_code, json.loads(row.response)
-
-    def replayed(self, kid: str, idem_key: str | None, body_sha256: str) -> tuple[int, dict] | None:
-        """The stored answer to an earlier request with this idempotency key, if any."""
-        with self.engine.connect() as conn:
-            return self._idempotent(conn, kid, idem_key, body_sha256)
 
     def submit_order(self, identity: dict, market_id: str, record: SignedRecord,
                      idem_key: str | None, body_sha256: str) -> tuple[int, dict]:

@@ -18,12 +18,6 @@ identities = sa.Table(
     sa.Column("members", sa.Text, nullable=False, default=""),  # aggregator: comma-separated
     sa.Column("approved", sa.Boolean, nullable=False, default=False))
 
-request_nonces = sa.Table(
-    "request_nonces", METADATA,
-    sa.Column("key_id", sa.String(32), primary_key=True),
-    sa.Column("nonce", sa.String(200), primary_key=True),
-    sa.Column("timestamp_ms", sa.BigInteger, nullable=False))
-
 idempotency = sa.Table(
     "idempotency", METADATA,
     sa.Column("key_id", sa.String(32), primary_key=True),
