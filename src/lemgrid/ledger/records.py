@@ -117,6 +117,8 @@ SCHEMAS: dict[str, dict[str, Check]] = {
     "order": _ORDER_FIELDS,
     "commit": {"log_id": _is_hex64, "market_id": _text, "interval": valid_interval,
                "participant": _text, "commitment": _is_hex64, "nonce": _text},
+    "cancel": {"log_id": _is_hex64, "market_id": _text, "order_id": _text,
+               "participant": _text, "nonce": _text},
     "gate-closure": {"market_id": _text, "interval": valid_interval},
     "reveal": {"log_id": _is_hex64, "market_id": _text, "interval": valid_interval,
                "participant": _text, "salt": _is_hex64, "order": _object, "nonce": _text},
@@ -146,7 +148,7 @@ OPERATOR_KINDS = frozenset({"log-init", "key-registration", "capability", "gate-
                             "checkpoint"})
 #: Kinds a participant signs (a key-revocation may be signed by the operator or the key itself).
 #: Each names the log it is for (``log_id``), so that it cannot be replayed into another log.
-PARTICIPANT_KINDS = frozenset({"order", "commit", "reveal", "key-revocation"})
+PARTICIPANT_KINDS = frozenset({"order", "cancel", "commit", "reveal", "key-revocation"})
 
 
 def validate_payload(payload: Any, where: str = "payload") -> str:

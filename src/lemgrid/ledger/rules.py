@@ -232,6 +232,8 @@ class LedgerState:
         if kind == "order":
             sealed.check_open_for_orders(p["market_id"], p["interval"])
             spending.add_order(p)
+        elif kind == "cancel":
+            spending.cancel(p)
         elif kind == "trade":
             for party in ("buyer", "seller"):
                 if p[party] not in self.meters:

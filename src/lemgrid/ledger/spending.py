@@ -10,6 +10,8 @@ The rules, checked on every record the ledger accepts and again by the verifier:
 * No order is filled beyond its quantity; no trade id or order id is used twice in a market; a
   market interval accepts no order or trade after its ``clearing`` record, and that record must
   state exactly the number and volume of the trades recorded for it.
+* A cancelled order (``cancel`` record, signed by the order's participant before its market
+  interval is cleared) is never filled; its sell quantity no longer counts as offered.
 * A trade is settled at most once; a settlement's postings (µ€) sum to zero (double entry).
 """
 
@@ -53,6 +55,7 @@ class SpendingBook:
         self.cleared: set[tuple] = set()             # (market, interval)
         self.settled: dict[tuple, str] = {}          # (market, trade_id) -> settlement id
         self.settlements: set[str] = set()
+        self.cancelled: set[tuple] = set()           # (market, order_id)
 
     # -- capability -------------------------------------------------------------------------
     def register_capability(self, p: Mapping) -> None:
@@ -96,6 +99,28 @@ class SpendingBook:
             self._j.put(self.offered, offer_key, offered)
         self._j.put(self.orders, key, OrderInfo(participant, p["side"], interval, quantity))
 
+    def cancel(self, p: Mapping) -> None:
+        """Apply a ``cancel`` record: the order is withdrawn before clearing."""
+        key = (p["market_id"], p["order_id"])
+        info = self.orders.get(key)
+        if info is None:
+            raise Rejection(f"order {p['order_id']!r} does not exist in market "
+                            f"{p['market_id']!r}", "unknown-order")
+        if info.participant != p["participant"]:
+            raise Rejection(f"order {p['order_id']!r} belongs to {info.participant!r}",
+                            "not-owner")
+        if key in self.cancelled:
+            raise Rejection(f"order {p['order_id']!r} is already cancelled", "duplicate")
+        if (p["market_id"], info.interval) in self.cleared:
+            raise Rejection(f"market {p['market_id']!r} interval {info.interval!r} is already "
+                            "cleared", "closed")
+        if self.filled.get(key, 0):
+            raise Rejection(f"order {p['order_id']!r} is already (partly) filled", "filled")
+        if info.side == "sell":
+            offer_key = (info.participant, p["market_id"], info.interval)
+            self._j.put(self.offered, offer_key, self.offered[offer_key] - info.quantity_wh)
+        self._j.add(self.cancelled, key)
+
     # -- trades -----------------------------------------------------------------------------
     def _fill(self, market: str, order_id: str, side: str, participant: str, interval: Any,
               quantity: int) -> None:
@@ -107,6 +132,8 @@ class SpendingBook:
             raise Rejection(f"order {order_id!r} is a {info.side} order of {info.participant!r} "
                             f"for interval {info.interval!r}, not a {side} order of "
                             f"{participant!r} for interval {interval!r}", "order-mismatch")
+        if (market, order_id) in self.cancelled:
+            raise Rejection(f"{side} order {order_id!r} is cancelled", "cancelled")
         filled = self.filled.get((market, order_id), 0) + quantity
         if filled > info.quantity_wh:
             raise Rejection(f"order {order_id!r} would be filled {filled} Wh, more than its "

@@ -149,12 +149,17 @@ class SqlLedgerDB:
             self._owned = None
 
     # -- transactions -----------------------------------------------------------------------
-    def _c(self) -> Connection:
+    @contextlib.contextmanager
+    def _c(self) -> Iterator[Connection]:
+        """The connection to read through: the bound one, the snapshot's, or a short-lived one
+        (never left open: on SQLite an open transaction would hold the write lock)."""
         if self._conn is not None:
-            return self._conn
-        if self._owned is None:
-            self._owned = self.engine.connect()
-        return self._owned
+            yield self._conn
+        elif self._owned is not None:
+            yield self._owned
+        else:
+            with self.engine.connect() as conn:
+                yield conn
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[SqlLedgerDB]:
@@ -194,14 +199,16 @@ class SqlLedgerDB:
     # -- reading ----------------------------------------------------------------------------
     def rows(self, start: int = 0) -> Iterator[tuple]:
         """Stored entries ``(seq, kind, body, leaf_hash)`` from ``start`` on, in log order."""
-        result = self._c().execute(sa.select(ENTRIES).where(ENTRIES.c.seq >= start)
-                                   .order_by(ENTRIES.c.seq))
+        with self._c() as conn:
+            result = conn.execute(sa.select(ENTRIES).where(ENTRIES.c.seq >= start)
+                                  .order_by(ENTRIES.c.seq)).all()
         for seq, kind, body, leaf in result:
             yield int(seq), kind, bytes(body), bytes(leaf)
 
     def body(self, seq: int) -> bytes:
         """Stored bytes of entry ``seq``."""
-        row = self._c().execute(sa.select(ENTRIES.c.body).where(ENTRIES.c.seq == seq)).first()
+        with self._c() as conn:
+            row = conn.execute(sa.select(ENTRIES.c.body).where(ENTRIES.c.seq == seq)).first()
         if row is None:
             raise LedgerDamaged(f"ledger {self.path}: entry {seq} is missing")
         return bytes(row[0])
@@ -211,31 +218,38 @@ class SqlLedgerDB:
         query = sa.select(ENTRIES.c.body).order_by(ENTRIES.c.seq)
         if kind:
             query = query.where(ENTRIES.c.kind == kind)
-        for (body,) in self._c().execute(query).all():
+        with self._c() as conn:
+            rows = conn.execute(query).all()
+        for (body,) in rows:
             yield bytes(body)
 
     def leaf_hashes(self, size: int) -> list[bytes]:
         """Stored leaf hashes of the first ``size`` entries."""
-        return [bytes(r[0]) for r in self._c().execute(
-            sa.select(ENTRIES.c.leaf_hash).where(ENTRIES.c.seq < size).order_by(ENTRIES.c.seq))]
+        with self._c() as conn:
+            return [bytes(r[0]) for r in conn.execute(
+                sa.select(ENTRIES.c.leaf_hash).where(ENTRIES.c.seq < size)
+                .order_by(ENTRIES.c.seq))]
 
     def index_rows(self, table: str) -> set[tuple]:
         """The rows of an index table."""
-        return {tuple(int(v) if isinstance(v, int) else v for v in row)
-                for row in self._c().execute(sa.select(INDEX[table]))}
+        with self._c() as conn:
+            return {tuple(row) for row in conn.execute(sa.select(INDEX[table]))}
 
     def integrity_problem(self) -> str | None:
         """SQLite's ``quick_check`` on SQLite; None on servers that check pages themselves."""
         if self.engine.dialect.name != "sqlite":
             return None
-        first = self._c().exec_driver_sql("PRAGMA quick_check(1)").first()
+        with self._c() as conn:
+            first = conn.exec_driver_sql("PRAGMA quick_check(1)").first()
         message = first[0] if first else "no answer"
         return None if message == "ok" else str(message)
 
     # -- writing ----------------------------------------------------------------------------
     def insert(self, entries: Sequence[tuple], index: Mapping[str, Sequence[tuple]]) -> None:
         """Insert entries ``(seq, kind, body, leaf_hash)`` and their index rows."""
-        conn = self._c()
+        conn = self._conn
+        if conn is None:
+            raise InputError("ledger insert outside a write transaction")
         try:
             if entries:
                 conn.execute(ENTRIES.insert(), [dict(seq=s, kind=k, body=b, leaf_hash=h)

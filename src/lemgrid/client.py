@@ -1,0 +1,116 @@
+"""A Python client of the market operator: holds an Ed25519 key and signs every request.
+
+Example
+-------
+>>> client = MarketClient("http://127.0.0.1:8000", key)          # doctest: +SKIP
+>>> client.submit_order("s1", order_id="o1", side="buy", quantity_wh=1000,
+...                     price_meur_per_kwh=250, interval=0)      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from lemgrid.ledger.identity import key_id, registration_payload, sign_payload
+from lemgrid.service import signing
+
+
+class MarketClient:
+    """Signed requests to a market server.
+
+    Parameters
+    ----------
+    base_url : str
+        E.g. ``http://127.0.0.1:8000``.
+    key : Ed25519PrivateKey
+        This client's key.
+    transport : httpx client, optional
+        Any object with httpx's ``request`` (e.g. FastAPI's ``TestClient``); default a new
+        ``httpx.Client``.
+    clock_ms : callable, optional
+        Time put in the signature [ms]; wall time by default.
+    """
+
+    def __init__(self, base_url: str, key: Ed25519PrivateKey, *, transport: Any = None,
+                 clock_ms: Any = None) -> None:
+        self.key, self.key_id = key, key_id(key)
+        self.http = transport if transport is not None else httpx.Client(base_url=base_url,
+                                                                          timeout=30)
+        self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        self._log_id: str | None = None
+        self.participant: str | None = None
+        self.meter: str | None = None
+
+    def headers(self, method: str, path: str, body: bytes, *, nonce: str | None = None,
+                timestamp_ms: int | None = None) -> dict[str, str]:
+        """The signature headers of a request."""
+        nonce = nonce or secrets.token_hex(12)
+        ts = self.clock_ms() if timestamp_ms is None else timestamp_ms
+        sig = self.key.sign(signing.request_message(method, path, body, ts, nonce)).hex()
+        return {signing.KEY_HEADER: self.key_id, signing.TIME_HEADER: str(ts),
+                signing.NONCE_HEADER: nonce, signing.SIG_HEADER: sig}
+
+    def request(self, method: str, path: str, body: Any = None, *,
+                idempotency_key: str | None = None, signed: bool = True,
+                **sign_options: Any) -> httpx.Response:
+        """Send a (signed) request; returns the response whatever its status."""
+        data = b"" if body is None else json.dumps(body).encode()
+        headers = {"content-type": "application/json"} if body is not None else {}
+        if signed:
+            headers.update(self.headers(method, path, data, **sign_options))
+        if idempotency_key is not None:
+            headers[signing.IDEMPOTENCY_HEADER] = idempotency_key
+        return self.http.request(method, path, content=data, headers=headers)
+
+    # -- conveniences -----------------------------------------------------------------------
+    @property
+    def log_id(self) -> str:
+        if self._log_id is None:
+            self._log_id = self.http.get("/health").json()["log_id"]
+        return self._log_id
+
+    def register(self, participant: str, meter: str, role: str = "participant",
+                 members: list[str] | None = None) -> httpx.Response:
+        """Register this key (the operator then approves it)."""
+        self.participant, self.meter = participant, meter
+        reg = registration_payload(self.key, participant, meter, self.log_id)
+        body = {k: reg[k] for k in ("participant", "meter", "public_key", "pop_sig")}
+        return self.request("POST", "/register", {**body, "role": role,
+                                                  "members": members or []}, signed=False)
+
+    def signed_record(self, payload: dict) -> dict:
+        return {"payload": payload, "signer": self.key_id, "sig": sign_payload(self.key, payload)}
+
+    def order_body(self, market_id: str, *, order_id: str, side: str, quantity_wh: int,
+                   price_meur_per_kwh: int, interval: int, nonce: str | None = None) -> dict:
+        """A signed order in the ledger's canonical form."""
+        return self.signed_record({
+            "kind": "order", "log_id": self.log_id, "market_id": market_id,
+            "interval": interval, "order_id": order_id, "participant": self.participant,
+            "meter": self.meter, "side": side, "quantity_wh": quantity_wh,
+            "price_meur_per_kwh": price_meur_per_kwh, "nonce": nonce or secrets.token_hex(12)})
+
+    def submit_order(self, market_id: str, *, idempotency_key: str | None = None,
+                     **order: Any) -> httpx.Response:
+        """Sign and submit an order (``order_id``, ``side``, ``quantity_wh``,
+        ``price_meur_per_kwh``, ``interval``)."""
+        return self.request("POST", f"/markets/{market_id}/orders",
+                            self.order_body(market_id, **order),
+                            idempotency_key=idempotency_key or order["order_id"])
+
+    def cancel(self, market_id: str, order_id: str) -> httpx.Response:
+        """Sign and send a cancel of one's own order."""
+        body = self.signed_record({"kind": "cancel", "log_id": self.log_id,
+                                   "market_id": market_id, "order_id": order_id,
+                                   "participant": self.participant,
+                                   "nonce": secrets.token_hex(12)})
+        return self.request("POST", f"/markets/{market_id}/cancel", body)
+
+    def get(self, path: str) -> httpx.Response:
+        return self.request("GET", path)

@@ -1,0 +1,444 @@
+"""The market operator's state transitions: each runs in one database transaction that also
+appends its ledger records, so that no effect exists without its record or the reverse.
+
+:class:`Market` is used by the FastAPI app (:mod:`lemgrid.service.app`) and needs no HTTP: the
+tests drive sessions on a simulated clock through :meth:`Market.tick`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from lemgrid.errors import InputError
+from lemgrid.ledger.identity import key_id
+from lemgrid.ledger.journal import Rejection
+from lemgrid.ledger.records import SignedRecord
+from lemgrid.ledger.sqldb import METADATA as LEDGER_METADATA
+from lemgrid.ledger.sqldb import make_engine
+from lemgrid.ledger.store import Ledger
+from lemgrid.service import engine as lab
+from lemgrid.service import tables as t
+
+ROLES = ("operator", "participant", "aggregator", "dso", "tso")
+
+
+class Refused(Exception):
+    """A request refused with an HTTP status and a message naming the field."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+#: Ledger rejection codes -> HTTP status.
+_STATUS = {"not-owner": 403, "wrong-meter": 403, "unknown-key": 403, "bad-signature": 403,
+           "revoked-key": 403, "not-operator": 403, "replay": 409, "duplicate": 409,
+           "double-spend": 409, "closed": 409, "too-late": 409, "filled": 409,
+           "no-capability": 409, "unknown-order": 404}
+
+
+def refused_by_ledger(exc: Rejection) -> Refused:
+    """The HTTP answer to a record the ledger's rules refuse."""
+    return Refused(_STATUS.get(exc.code, 422), f"ledger refused the record ({exc.code}): "
+                                               f"{exc.reason}")
+
+
+class Market:
+    """One market: database, ledger, clock and live-feed subscribers.
+
+    Parameters
+    ----------
+    db_url : str
+        SQLAlchemy URL (``sqlite:///market.db`` or ``postgresql://...``).
+    operator_key : Ed25519PrivateKey
+        The operator's (log) key; signs operator records and checkpoints.
+    clock_ms : callable
+        Current time [ms since the Unix epoch]; wall time in production, simulated in tests.
+    spec : MarketSpec, optional
+        From a scenario: the meters keys may be bound to, and the default mechanism.
+    """
+
+    def __init__(self, db_url: str, operator_key: Ed25519PrivateKey,
+                 clock_ms: Callable[[], int], spec: lab.MarketSpec | None = None) -> None:
+        self.engine = make_engine(db_url)
+        self.clock_ms = clock_ms
+        self.spec = spec
+        self.operator_key = operator_key
+        from lemgrid.service.migrations import upgrade
+
+        upgrade(self.engine)
+        with self.engine.connect() as conn:
+            has_log = conn.execute(sa.text("SELECT COUNT(*) FROM ledger_entries")).scalar()
+        self.ledger = (Ledger.open_sql(self.engine, operator_key) if has_log
+                       else Ledger.create_sql(self.engine, operator_key))
+        self._lock = threading.Lock()
+        self._nonce_lock = threading.Lock()
+        self._nonces: dict[tuple[str, str], int] = {}
+        self._approved: dict[str, dict] = {}
+        self.subscribers: list[Callable[[dict], None]] = []
+        self._ensure_operator()
+
+    @property
+    def log_id(self) -> str:
+        return self.ledger.log_id
+
+    def _ensure_operator(self) -> None:
+        kid = key_id(self.operator_key)
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(t.identities.c.key_id).where(
+                    t.identities.c.key_id == kid)).first() is None:
+                from lemgrid.ledger.identity import public_bytes
+                conn.execute(t.identities.insert().values(
+                    participant="operator", role="operator", meter="-", key_id=kid,
+                    public_key=public_bytes(self.operator_key).hex(), pop_sig="0" * 128,
+                    members="", approved=True))
+
+    # -- transactions -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def write(self) -> Iterator[tuple[sa.engine.Connection, Any]]:
+        """One transaction over the server's tables and the ledger (one writer at a time)."""
+        with self._lock:
+            try:
+                with self.engine.begin() as conn, self.ledger.transaction(conn) as tx:
+                    yield conn, tx
+            except Rejection as exc:
+                raise refused_by_ledger(exc) from None
+            except sa.exc.IntegrityError:
+                self.ledger.resync()
+                raise Refused(409, "conflicts with a stored row (a concurrent duplicate)") \
+                    from None
+            except (sa.exc.OperationalError, sa.exc.InterfaceError):
+                self.ledger.resync()
+                raise
+
+    def publish(self, event: dict) -> None:
+        """Send an event to the live-feed subscribers."""
+        for send in list(self.subscribers):
+            send(event)
+
+    # -- identities -------------------------------------------------------------------------
+    def identity_by_key(self, kid: str) -> dict | None:
+        """The identity of a key id (approved identities are cached: they never change)."""
+        cached = self._approved.get(kid)
+        if cached is not None:
+            return cached
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t.identities).where(t.identities.c.key_id == kid)).first()
+        if row is None:
+            return None
+        identity = dict(row._mapping)
+        if identity["approved"]:
+            self._approved[kid] = identity
+        return identity
+
+    def use_request_nonce(self, kid: str, nonce: str, timestamp_ms: int) -> bool:
+        """Spend a request nonce; False if the key used it within the acceptance window.
+
+        Kept in memory: a request replayed after a restart can repeat no effect, because every
+        effect carries its own ledger nonce (orders, cancels) or is refused twice (approvals,
+        sessions, capabilities).
+        """
+        from lemgrid.service.signing import MAX_SKEW_MS
+
+        with self._nonce_lock:
+            if (kid, nonce) in self._nonces:
+                return False
+            self._nonces[(kid, nonce)] = timestamp_ms
+            if len(self._nonces) > 100_000:  # forget what is outside the window anyway
+                oldest = self.clock_ms() - 2 * MAX_SKEW_MS
+                self._nonces = {k: ts for k, ts in self._nonces.items() if ts >= oldest}
+            return True
+
+    def register(self, participant: str, role: str, meter: str, public_key: str, pop_sig: str,
+                 members: list[str]) -> dict:
+        """A pending identity (the operator approves it; only then does its key work)."""
+        from lemgrid.ledger.identity import public_key_from_hex
+
+        if role == "operator":
+            raise Refused(422, "role: the operator is not registered over the API")
+        if self.spec is not None and role == "participant" and meter not in self.spec.meters:
+            raise Refused(422, f"meter: {meter!r} is not a meter of this market's scenario")
+        try:
+            kid = key_id(bytes(public_key_from_hex(public_key)))
+        except InputError as exc:
+            raise Refused(422, str(exc)) from None
+        with self._lock, self.engine.begin() as conn:
+            taken = conn.execute(sa.select(t.identities.c.participant).where(
+                (t.identities.c.participant == participant) | (t.identities.c.key_id == kid))
+            ).first()
+            if taken is not None:
+                raise Refused(409, f"participant: {participant!r} or its key is already "
+                                   "registered")
+            conn.execute(t.identities.insert().values(
+                participant=participant, role=role, meter=meter, public_key=public_key,
+                key_id=kid, pop_sig=pop_sig, members=",".join(members), approved=False))
+        return {"participant": participant, "key_id": kid, "approved": False}
+
+    def approve(self, participant: str) -> dict:
+        """Approve an identity: its key-registration record is appended with the flag."""
+        with self.write() as (conn, tx):
+            row = conn.execute(sa.select(t.identities).where(
+                t.identities.c.participant == participant)).first()
+            if row is None:
+                raise Refused(404, f"participant: {participant!r} is not registered")
+            if row.approved:
+                raise Refused(409, f"participant: {participant!r} is already approved")
+            result = tx.append_operator([{
+                "kind": "key-registration", "participant": participant, "meter": row.meter,
+                "public_key": row.public_key, "pop_sig": row.pop_sig}])
+            conn.execute(t.identities.update().where(t.identities.c.participant == participant)
+                         .values(approved=True))
+        return {"participant": participant, "approved": True, "seq": result.first_seq}
+
+    def members_of(self, identity: dict) -> set[str]:
+        """Whose orders and statements an identity may read."""
+        if identity["role"] == "aggregator":
+            return {identity["participant"], *filter(None, identity["members"].split(","))}
+        return {identity["participant"]}
+
+    # -- sessions ---------------------------------------------------------------------------
+    def create_session(self, market_id: str, interval: int, gate_ms: int,
+                       mechanism: str | None) -> dict:
+        mechanism = mechanism or (self.spec.mechanism if self.spec else "uniform")
+        if mechanism not in lab.MECHANISMS:
+            raise Refused(422, f"mechanism: must be one of {', '.join(lab.MECHANISMS)}")
+        with self._lock, self.engine.begin() as conn:
+            if conn.execute(sa.select(t.sessions.c.market_id).where(
+                    t.sessions.c.market_id == market_id)).first() is not None:
+                raise Refused(409, f"market_id: session {market_id!r} already exists")
+            conn.execute(t.sessions.insert().values(market_id=market_id, interval=interval,
+                                                    mechanism=mechanism, gate_ms=gate_ms,
+                                                    state="open"))
+        return self.session(market_id)
+
+    def session(self, market_id: str) -> dict:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t.sessions).where(
+                t.sessions.c.market_id == market_id)).first()
+        if row is None:
+            raise Refused(404, f"market_id: no session {market_id!r}")
+        return dict(row._mapping)
+
+    def set_capability(self, participant: str, interval: int, sellable_wh: int,
+                       source: str) -> dict:
+        """Sellable energy of a participant in an interval (bounds its sell orders and trades)."""
+        with self.write() as (conn, tx):
+            if conn.execute(sa.select(t.identities.c.participant).where(
+                    (t.identities.c.participant == participant)
+                    & t.identities.c.approved)).first() is None:
+                raise Refused(404, f"participant: {participant!r} is not an approved identity")
+            result = tx.append_operator([{"kind": "capability", "participant": participant,
+                                          "interval": interval, "sellable_wh": sellable_wh,
+                                          "source": source}])
+            conn.execute(t.capabilities.insert().values(participant=participant,
+                                                        interval=interval,
+                                                        sellable_wh=sellable_wh))
+        return {"participant": participant, "interval": interval, "sellable_wh": sellable_wh,
+                "seq": result.first_seq}
+
+    # -- orders -----------------------------------------------------------------------------
+    def _idempotent(self, conn: sa.engine.Connection, kid: str, idem_key: str | None,
+                    body_sha256: str) -> tuple[int, dict] | None:
+        if idem_key is None:
+            return None
+        row = conn.execute(sa.select(t.idempotency).where(
+            (t.idempotency.c.key_id == kid) & (t.idempotency.c.idem_key == idem_key))).first()
+        if row is None:
+            return None
+        if row.body_sha256 != body_sha256:
+            raise Refused(409, "Idempotency-Key: already used with another body")
+        return row.status_code, json.loads(row.response)
+
+    def submit_order(self, identity: dict, market_id: str, record: SignedRecord,
+                     idem_key: str | None, body_sha256: str) -> tuple[int, dict]:
+        """Accept a signed order: ledger record, order row and idempotency row in one
+        transaction."""
+        p = record.payload
+        if p["market_id"] != market_id:
+            raise Refused(422, f"payload.market_id: {p['market_id']!r} differs from the "
+                               f"path's market {market_id!r}")
+        if record.signer != identity["key_id"]:
+            raise Refused(403, "signer: the order must be signed by the requesting key")
+        if p["participant"] != identity["participant"]:
+            raise Refused(403, f"payload.participant: {p['participant']!r} is not you")
+        if p["meter"] != identity["meter"]:
+            raise Refused(403, f"payload.meter: {p['meter']!r} is not your meter")
+        if p["log_id"] != self.log_id:
+            raise Refused(422, f"payload.log_id: this market's log is {self.log_id}")
+        with self.write() as (conn, tx):
+            earlier = self._idempotent(conn, identity["key_id"], idem_key, body_sha256)
+            if earlier is not None:
+                return earlier
+            session = conn.execute(sa.select(t.sessions).where(
+                t.sessions.c.market_id == market_id)).first()
+            if session is None:
+                raise Refused(404, f"market_id: no session {market_id!r}")
+            if p["interval"] != session.interval:
+                raise Refused(422, f"payload.interval: session {market_id!r} trades interval "
+                                   f"{session.interval}")
+            if session.state != "open" or self.clock_ms() >= session.gate_ms:
+                raise Refused(409, f"market_id: the gate of session {market_id!r} is closed")
+            result = tx.append([record])
+            conn.execute(t.orders.insert().values(
+                market_id=market_id, order_id=p["order_id"], participant=p["participant"],
+                side=p["side"], quantity_wh=p["quantity_wh"],
+                price_meur_per_kwh=p["price_meur_per_kwh"], arrival=result.first_seq,
+                status="open", filled_wh=0))
+            answer = {"market_id": market_id, "order_id": p["order_id"], "status": "open",
+                      "seq": result.first_seq}
+            if idem_key is not None:
+                conn.execute(t.idempotency.insert().values(
+                    key_id=identity["key_id"], idem_key=idem_key, body_sha256=body_sha256,
+                    status_code=201, response=json.dumps(answer)))
+        self.publish({"event": "order", "market_id": market_id, "order_id": p["order_id"],
+                      "side": p["side"], "quantity_wh": p["quantity_wh"],
+                      "price_meur_per_kwh": p["price_meur_per_kwh"]})
+        return 201, answer
+
+    def order(self, identity: dict, market_id: str, order_id: str) -> dict:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t.orders).where(
+                (t.orders.c.market_id == market_id) & (t.orders.c.order_id == order_id))).first()
+        if row is None or (identity["role"] != "operator"
+                           and row.participant not in self.members_of(identity)):
+            raise Refused(404, f"order_id: no order {order_id!r} of yours in {market_id!r}")
+        return dict(row._mapping)
+
+    def cancel(self, identity: dict, market_id: str, record: SignedRecord) -> dict:
+        p = record.payload
+        if record.signer != identity["key_id"] or p["participant"] != identity["participant"]:
+            raise Refused(403, "signer: a cancel must be signed by the order's participant")
+        if p["market_id"] != market_id:
+            raise Refused(422, "payload.market_id: differs from the path's market")
+        with self.write() as (conn, tx):
+            row = conn.execute(sa.select(t.orders).where(
+                (t.orders.c.market_id == market_id)
+                & (t.orders.c.order_id == p["order_id"]))).first()
+            if row is None or row.participant != identity["participant"]:
+                raise Refused(404, f"payload.order_id: no order {p['order_id']!r} of yours")
+            gate_ms = conn.execute(sa.select(t.sessions.c.gate_ms).where(
+                t.sessions.c.market_id == market_id)).scalar()
+            if row.status != "open" or gate_ms <= self.clock_ms():
+                raise Refused(409, f"payload.order_id: order {p['order_id']!r} is no longer open")
+            tx.append([record])
+            conn.execute(t.orders.update().where(
+                (t.orders.c.market_id == market_id) & (t.orders.c.order_id == p["order_id"]))
+                .values(status="cancelled"))
+        self.publish({"event": "cancel", "market_id": market_id, "order_id": p["order_id"]})
+        return {"market_id": market_id, "order_id": p["order_id"], "status": "cancelled"}
+
+    # -- gate closure, clearing, settlement -------------------------------------------------
+    def tick(self) -> list[str]:
+        """Close, clear and settle every open session whose gate time has passed."""
+        now = self.clock_ms()
+        with self.engine.connect() as conn:
+            due = [r.market_id for r in conn.execute(sa.select(t.sessions).where(
+                (t.sessions.c.state == "open") & (t.sessions.c.gate_ms <= now))
+                .order_by(t.sessions.c.gate_ms))]
+        for market_id in due:
+            self.close_and_clear(market_id)
+        return due
+
+    def close_and_clear(self, market_id: str) -> dict:
+        """Gate closure, clearing by the lab's mechanism, trades, settlement and a signed
+        checkpoint: all in one transaction."""
+        with self.write() as (conn, tx):
+            s = conn.execute(sa.select(t.sessions).where(
+                t.sessions.c.market_id == market_id)).first()
+            if s is None or s.state != "open":
+                raise Refused(409, f"market_id: session {market_id!r} is not open")
+            rows = [dict(r._mapping, interval=s.interval) for r in conn.execute(
+                sa.select(t.orders).where((t.orders.c.market_id == market_id)
+                                          & (t.orders.c.status == "open"))
+                .order_by(t.orders.c.arrival))]
+            trades, cash_eur = lab.clear_orders(rows, s.mechanism, market_id)
+            postings = lab.settle(cash_eur)  # sums to zero: the session's budget balance
+            records = [{"kind": "gate-closure", "market_id": market_id, "interval": s.interval},
+                       *trades,
+                       {"kind": "clearing", "market_id": market_id, "interval": s.interval,
+                        "n_trades": len(trades),
+                        "volume_wh": sum(x["quantity_wh"] for x in trades)}]
+            if trades and postings:
+                records.append({"kind": "settlement", "settlement_id": f"{market_id}-s",
+                                "market_id": market_id,
+                                "trade_ids": [x["trade_id"] for x in trades],
+                                "postings": postings})
+            result = tx.append_operator(records, checkpoint=True, label=f"session {market_id}")
+            if trades:
+                conn.execute(t.trades.insert(), [
+                    {k: x[k] for k in ("market_id", "trade_id", "buyer", "seller",
+                                       "buy_order_id", "sell_order_id", "quantity_wh",
+                                       "price_meur_per_kwh")} for x in trades])
+            if postings:
+                conn.execute(t.statements.insert(), [
+                    {"market_id": market_id, "participant": p["account"],
+                     "amount_ueur": p["amount_ueur"]} for p in postings])
+            filled: dict[str, int] = {}
+            for x in trades:
+                for side in ("buy_order_id", "sell_order_id"):
+                    filled[x[side]] = filled.get(x[side], 0) + x["quantity_wh"]
+            for order_id, wh in filled.items():
+                conn.execute(t.orders.update().where(
+                    (t.orders.c.market_id == market_id) & (t.orders.c.order_id == order_id))
+                    .values(filled_wh=wh))
+            conn.execute(t.orders.update().where(
+                (t.orders.c.market_id == market_id) & (t.orders.c.status == "open"))
+                .values(status="cleared"))
+            conn.execute(t.sessions.update().where(t.sessions.c.market_id == market_id)
+                         .values(state="settled"))
+        summary = {"market_id": market_id, "n_trades": len(trades),
+                   "volume_wh": sum(x["quantity_wh"] for x in trades),
+                   "checkpoint_seq": result.checkpoint["seq"]}
+        self.publish({"event": "gate-closure", "market_id": market_id})
+        for x in trades:
+            self.publish({"event": "trade", **{k: x[k] for k in (
+                "market_id", "trade_id", "quantity_wh", "price_meur_per_kwh")}})
+        self.publish({"event": "checkpoint", "seq": result.checkpoint["seq"],
+                      "tree_size": result.checkpoint["payload"]["tree_size"],
+                      "root_hash": result.checkpoint["payload"]["root_hash"]})
+        return summary
+
+    # -- reading ----------------------------------------------------------------------------
+    def trades(self, identity: dict, market_id: str) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(
+                sa.select(t.trades).where(t.trades.c.market_id == market_id)
+                .order_by(t.trades.c.trade_id))]
+        if identity["role"] in ("operator", "dso", "tso"):
+            return rows
+        mine = self.members_of(identity)
+        return [r for r in rows if r["buyer"] in mine or r["seller"] in mine]
+
+    def statement(self, identity: dict, market_id: str, participant: str) -> dict:
+        if identity["role"] != "operator" and participant not in self.members_of(identity):
+            raise Refused(403, f"participant: the statement of {participant!r} is not yours")
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t.statements).where(
+                (t.statements.c.market_id == market_id)
+                & (t.statements.c.participant == participant))).first()
+            session = conn.execute(sa.select(t.sessions.c.state).where(
+                t.sessions.c.market_id == market_id)).first()
+        if session is None or session.state != "settled":
+            raise Refused(404, f"market_id: session {market_id!r} is not settled")
+        return {"market_id": market_id, "participant": participant,
+                "amount_ueur": 0 if row is None else row.amount_ueur}
+
+    def budget(self, market_id: str) -> dict:
+        with self.engine.connect() as conn:
+            total = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(
+                t.statements.c.amount_ueur), 0)).where(
+                t.statements.c.market_id == market_id)).scalar()
+        return {"market_id": market_id, "sum_amount_ueur": int(total), "balanced": total == 0}
+
+    def checkpoints(self) -> list[dict]:
+        return [self.ledger.entry(c.seq) for c in self.ledger.state.checkpoints]
+
+
+__all__ = ["Market", "Refused", "ROLES", "LEDGER_METADATA"]

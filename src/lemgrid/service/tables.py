@@ -1,0 +1,70 @@
+"""The server's own tables (SQLAlchemy Core); the ledger's ``ledger_*`` tables sit beside them in
+the same database (:mod:`lemgrid.ledger.sqldb`)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+METADATA = sa.MetaData()
+
+identities = sa.Table(
+    "identities", METADATA,
+    sa.Column("participant", sa.String(200), primary_key=True),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("meter", sa.String(200), nullable=False),
+    sa.Column("public_key", sa.String(64), nullable=False),
+    sa.Column("key_id", sa.String(32), nullable=False, unique=True),
+    sa.Column("pop_sig", sa.String(128), nullable=False),
+    sa.Column("members", sa.Text, nullable=False, default=""),  # aggregator: comma-separated
+    sa.Column("approved", sa.Boolean, nullable=False, default=False))
+
+idempotency = sa.Table(
+    "idempotency", METADATA,
+    sa.Column("key_id", sa.String(32), primary_key=True),
+    sa.Column("idem_key", sa.String(200), primary_key=True),
+    sa.Column("body_sha256", sa.String(64), nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=False),
+    sa.Column("response", sa.Text, nullable=False))
+
+sessions = sa.Table(
+    "sessions", METADATA,
+    sa.Column("market_id", sa.String(200), primary_key=True),
+    sa.Column("interval", sa.Integer, nullable=False),
+    sa.Column("mechanism", sa.String(20), nullable=False),
+    sa.Column("gate_ms", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.String(20), nullable=False))  # open -> settled
+
+orders = sa.Table(
+    "orders", METADATA,
+    sa.Column("market_id", sa.String(200), primary_key=True),
+    sa.Column("order_id", sa.String(200), primary_key=True),
+    sa.Column("participant", sa.String(200), nullable=False),
+    sa.Column("side", sa.String(4), nullable=False),
+    sa.Column("quantity_wh", sa.BigInteger, nullable=False),
+    sa.Column("price_meur_per_kwh", sa.BigInteger, nullable=False),
+    sa.Column("arrival", sa.BigInteger, nullable=False),  # ledger position: arrival order
+    sa.Column("status", sa.String(12), nullable=False),  # open, cancelled, cleared
+    sa.Column("filled_wh", sa.BigInteger, nullable=False, default=0))
+
+capabilities = sa.Table(
+    "capabilities", METADATA,
+    sa.Column("participant", sa.String(200), primary_key=True),
+    sa.Column("interval", sa.Integer, primary_key=True),
+    sa.Column("sellable_wh", sa.BigInteger, nullable=False))
+
+trades = sa.Table(
+    "trades", METADATA,
+    sa.Column("market_id", sa.String(200), primary_key=True),
+    sa.Column("trade_id", sa.String(200), primary_key=True),
+    sa.Column("buyer", sa.String(200), nullable=False),
+    sa.Column("seller", sa.String(200), nullable=False),
+    sa.Column("buy_order_id", sa.String(200), nullable=False),
+    sa.Column("sell_order_id", sa.String(200), nullable=False),
+    sa.Column("quantity_wh", sa.BigInteger, nullable=False),
+    sa.Column("price_meur_per_kwh", sa.BigInteger, nullable=False))
+
+statements = sa.Table(
+    "statements", METADATA,
+    sa.Column("market_id", sa.String(200), primary_key=True),
+    sa.Column("participant", sa.String(200), primary_key=True),
+    sa.Column("amount_ueur", sa.BigInteger, nullable=False))

@@ -1,0 +1,152 @@
+"""Against a real `lemgrid serve` process on loopback: the SSE feed, and crash safety under
+kill -9 during intake and during clearing and settlement."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+
+import httpx
+import pytest
+
+from lemgrid.client import MarketClient
+from lemgrid.ledger.identity import generate_key, write_private_key
+from lemgrid.ledger.verify import verify_ledger
+
+from ._live import LiveServer
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _setup(url: str, key, names) -> dict[str, MarketClient]:
+    operator = MarketClient(url, key)
+    clients = {}
+    for name in names:
+        c = MarketClient(url, generate_key())
+        assert c.register(name, f"meter-{name}").status_code == 201
+        assert operator.request("POST", f"/identities/{name}/approve").status_code == 200
+        assert operator.request("POST", "/capabilities", {
+            "participant": name, "interval": 0, "sellable_wh": 10**9}).status_code == 201
+        clients[name] = c
+    clients["operator"] = operator
+    return clients
+
+
+@pytest.fixture
+def server(db_url, tmp_path):
+    key_path = tmp_path / "operator.key"
+    key = generate_key()
+    write_private_key(key, key_path)
+    live = LiveServer(db_url, key_path).start()
+    yield live, key
+    live.stop()
+
+
+def test_sse_feed_streams_orders_gate_closure_trades_and_checkpoint(server):
+    live, key = server
+    clients = _setup(live.url, key, ["alice", "bob"])
+    op = clients["operator"]
+    assert op.request("POST", "/sessions", {"market_id": "s1", "interval": 0,
+                                            "gate_ms": _now_ms() + 1500}).status_code == 201
+    path = "/feed?max_events=5"
+    events: list[dict] = []
+
+    def listen() -> None:
+        with httpx.stream("GET", live.url + path, headers=op.headers("GET", path, b""),
+                          timeout=30) as r:
+            assert r.status_code == 200
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    events.append(json.loads(line[6:]))
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    time.sleep(0.5)
+    for who, side, price in (("alice", "buy", 300), ("bob", "sell", 100)):
+        assert clients[who].submit_order("s1", order_id=f"{who}-1", side=side,
+                                         quantity_wh=1000, price_meur_per_kwh=price,
+                                         interval=0).status_code == 201
+    listener.join(30)
+    assert [e["event"] for e in events] == ["order", "order", "gate-closure", "trade",
+                                            "checkpoint"]
+    assert events[3]["quantity_wh"] == 1000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_kill_9_during_intake_and_clearing_loses_nothing_and_duplicates_nothing(db_url,
+                                                                                tmp_path):
+    rng = random.Random(12)
+    key_path = tmp_path / "operator.key"
+    key = generate_key()
+    write_private_key(key, key_path)
+    live = LiveServer(db_url, key_path).start()
+    clients = _setup(live.url, key, ["alice", "bob", "carol"])
+    accepted: dict[str, tuple[str, dict, dict]] = {}  # order id -> (who, body, answer)
+    sent: dict[str, tuple[str, dict]] = {}
+    n_sessions = 0
+    trials = int(os.environ.get("LEMGRID_CRASH_TRIALS", "20"))
+    try:
+        for trial in range(trials):
+            market_id = f"s{trial}"
+            gate_ms = _now_ms() + rng.randint(150, 700)  # clearing falls inside the trial
+            r = clients["operator"].request("POST", "/sessions", {
+                "market_id": market_id, "interval": 0, "gate_ms": gate_ms})
+            assert r.status_code == 201
+            n_sessions += 1
+            stop = threading.Event()
+
+            def intake(who: str) -> None:
+                c, i = clients[who], 0
+                while not stop.is_set():
+                    oid = f"{market_id}-{who}-{i}"
+                    body = c.order_body(market_id, order_id=oid, side="buy" if who == "alice"
+                                        else "sell", quantity_wh=100 + i,
+                                        price_meur_per_kwh=200 if who == "alice" else 150,
+                                        interval=0)
+                    sent[oid] = (who, body)
+                    try:
+                        r = c.request("POST", f"/markets/{market_id}/orders", body,
+                                      idempotency_key=oid)
+                    except httpx.HTTPError:
+                        return
+                    if r.status_code == 201:
+                        accepted[oid] = (who, body, r.json())
+                    i += 1
+
+            threads = [threading.Thread(target=intake, args=(w,)) for w in ("alice", "bob",
+                                                                            "carol")]
+            for th in threads:
+                th.start()
+            time.sleep(rng.uniform(0.05, 1.0))
+            live.kill()
+            stop.set()
+            for th in threads:
+                th.join()
+            live.start()
+        time.sleep(0.3)  # the scheduler clears sessions whose gate passed while down
+        op = clients["operator"]
+        for oid, (who, body, answer) in accepted.items():
+            mid = body["payload"]["market_id"]
+            assert op.get(f"/markets/{mid}/orders/{oid}").status_code == 200, oid
+            retry = clients[who].request("POST", f"/markets/{mid}/orders", body,
+                                         idempotency_key=oid)
+            assert (retry.status_code, retry.json()) == (201, answer), oid
+        trades = [t for s in range(n_sessions) for t in op.get(f"/markets/s{s}/trades").json()]
+        ids = [(t["market_id"], t["trade_id"]) for t in trades]
+        assert len(ids) == len(set(ids))
+        for s in range(n_sessions):
+            assert op.get(f"/sessions/s{s}").json()["state"] == "settled", \
+                live.log_path.read_text()[-3000:]
+            assert op.get(f"/markets/s{s}/budget").json()["balanced"]
+        assert len(op.get("/ledger/checkpoints").json()) == n_sessions
+        assert len(accepted) > 0 and len(trades) > 0
+    finally:
+        live.stop()
+    report = verify_ledger(db_url)
+    assert report.ok, report.problem
