@@ -14,7 +14,7 @@ import numpy as np
 from lemgrid.agents.dispatch import charge_on_arrival, self_consumption_battery, to_owners
 from lemgrid.agents.strategies import ZipTraders, random_limits
 from lemgrid.assets.tables import Batteries, EnergyWindows, take_rows
-from lemgrid.errors import InputError
+from lemgrid.scenario.config import CommunityOptions, P2POptions
 from lemgrid.settlement.bills import Positions, Prices, settle
 from lemgrid.settlement.sharing import share_savings
 
@@ -264,7 +264,8 @@ def order_market(session: DayAheadSession, mechanism: str) -> SessionOutcome:
 
 # --- community (central optimisation) -----------------------------------------------------------
 
-def community(session: DayAheadSession, constrained: bool) -> SessionOutcome:
+def community(session: DayAheadSession, options: CommunityOptions, constrained: bool
+              ) -> SessionOutcome:
     """The community manager schedules all assets; members trade what the community matches
     locally at its (locational) price and the rest with the retailer, and a benefit-sharing
     transfer leaves none of them paying more than alone (``docs/community.md``).
@@ -274,12 +275,9 @@ def community(session: DayAheadSession, constrained: bool) -> SessionOutcome:
     would leave them and may not cost the members more in total than the reference; the saving
     is then shared by :func:`lemgrid.settlement.sharing.share_savings`."""
     from lemgrid.market.community_constrained import clear_community_constrained
-    from lemgrid.market.community import CommunityOptions, CommunityProblem, solve_community
-    from lemgrid.sim.optimize import design_options
+    from lemgrid.market.community import CommunityProblem, solve_community
 
     scenario = session.scenario
-    options = design_options(scenario, CommunityOptions, design="community",
-                             network="constrained" if constrained else "ignore")
     prices = session.prices
     n_t, n = session.shape
     dt = session.dt_h
@@ -338,16 +336,14 @@ def community(session: DayAheadSession, constrained: bool) -> SessionOutcome:
 
 # --- peer to peer ---------------------------------------------------------------------------
 
-def p2p(session: DayAheadSession) -> SessionOutcome:
+def p2p(session: DayAheadSession, options: P2POptions) -> SessionOutcome:
     """Participants schedule their assets, then trade their net positions bilaterally (consensus
     ADMM with product differentiation); trades with the retailer peers are retail trades."""
     from lemgrid.grid.distance import electrical_distance_ohm
     from lemgrid.market.p2p import clear_p2p
-    from lemgrid.market.p2p.community import GRID_BUYER, GRID_SELLER, P2POptions, p2p_problem
-    from lemgrid.sim.optimize import design_options
+    from lemgrid.market.p2p.community import GRID_BUYER, GRID_SELLER, p2p_problem
 
     scenario = session.scenario
-    options = design_options(scenario, P2POptions, design="p2p")
     n_t, n = session.shape
     dt = session.dt_h
     plan = own_schedules(session)
@@ -406,18 +402,3 @@ def retail_only_session(session: DayAheadSession) -> SessionOutcome:
     """No local market: the schedule is the owners' own plan, all of it with the retailer."""
     plan = own_schedules(session)
     return SessionOutcome(Positions.retail_only(net_kw(session, plan), session.dt_h), plan)
-
-
-def run_session(design: str, session: DayAheadSession) -> SessionOutcome:
-    """Dispatch a session to its design."""
-    if design in ("uniform", "pay-as-bid", "continuous"):
-        return order_market(session, design)
-    if design == "community":
-        return community(session, constrained=False)
-    if design == "community-constrained":
-        return community(session, constrained=True)
-    if design == "p2p":
-        return p2p(session)
-    if design == "none":
-        return retail_only_session(session)
-    raise InputError(f"unknown market design {design!r}")

@@ -27,23 +27,19 @@ from lemgrid.errors import InputError
 from lemgrid.grid.powerflow import run_powerflow
 from lemgrid.grid.profiles import clock_h
 from lemgrid.scenario import Scenario
-from lemgrid.scenario.config import DESIGNS, OrderOptions
 from lemgrid.dso.operator import DsoOperator
 from lemgrid.settlement.bills import BILL_COMPONENTS, FlexMoney, Positions, Prices, settle
 from lemgrid.settlement.kpis import market_kpis
-from lemgrid.sim.designs import DayAheadSession, SessionOutcome, run_session
-from lemgrid.sim.optimize import design_options
+from lemgrid.designs import design_options, get_design, is_local_market
+from lemgrid.sim.designs import DayAheadSession, SessionOutcome
 from lemgrid.sim.results import SimulationResult
-
-ORDER_DESIGNS = ("uniform", "pay-as-bid", "continuous")
 
 
 def resolve_design(scenario: Scenario, design: str | None) -> str:
     """The design to run: the argument, else the scenario's (``community`` with
     ``network: constrained`` is ``community-constrained``)."""
     name = design or scenario.market.design
-    if name not in DESIGNS:
-        raise InputError(f"unknown market design {name!r}; choose one of {', '.join(DESIGNS)}")
+    get_design(name)  # an unknown name is an InputError listing the designs
     if (name == "community" and design is None
             and getattr(scenario.market, "network", None) == "constrained"):
         return "community-constrained"
@@ -243,22 +239,44 @@ def participant_series(positions: Positions, bill, metered_kw: np.ndarray,
 
 def simulate(scenario: Scenario, design: str | None = None, *,
              progress: Callable[[int, int], None] | None = None) -> SimulationResult:
-    """Run a market design over the scenario's horizon.
+    """Run a market design over the scenario's horizon, one day-ahead session per day.
 
     Parameters
     ----------
     scenario : Scenario
     design : str, optional
-        One of ``none, uniform, pay-as-bid, continuous, community, community-constrained, p2p``;
-        default: the scenario's ``market.design``.
+        A design of :mod:`lemgrid.designs` (``lemgrid.designs.design_names()``); default: the
+        scenario's ``market.design``.
     progress : callable, optional
         ``progress(done_days, total_days)``.
     """
+    return _run(scenario, design, day_bounds(scenario), progress)
+
+
+def optimize(scenario: Scenario, design: str | None = None) -> SimulationResult:
+    """Run a market design as one session over the whole horizon (perfect foresight of the
+    forecasts for every day at once); the same stages and result type as :func:`simulate`.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    design : str, optional
+        A design of :mod:`lemgrid.designs`; default: the scenario's ``market.design``.
+    """
+    return _run(scenario, design, [(0, len(scenario.time_index))], None)
+
+
+def _run(scenario: Scenario, design: str | None, days: list[tuple[int, int]],
+         progress: Callable[[int, int], None] | None) -> SimulationResult:
+    """The stages of a run: sessions, delivery, settlement, grid KPIs (``days``: the sessions'
+    [start, stop) intervals)."""
     t_start = time.perf_counter()
     design = resolve_design(scenario, design)
-    # The scenario's own options were checked when it was read (intraday only for order designs).
-    intraday_session = design in ORDER_DESIGNS and design_options(
-        scenario, OrderOptions, design=design).intraday
+    market_design = get_design(design)
+    options = design_options(scenario, design)
+    # Only designs whose options have ``intraday`` (the order markets) trade deviations.
+    intraday_session = bool(getattr(options, "intraday", False))
+    local_market = is_local_market(market_design)
     parts = scenario.participants
     n_t, n = parts.load_p_kw.shape
     dt = scenario.dt_h
@@ -271,7 +289,7 @@ def simulate(scenario: Scenario, design: str | None = None, *,
     _, q_all = scenario.bus_injections(parts.net_p_kw)
 
     dso_days: list = []
-    if design == "none" and scenario.config.dso is None:
+    if not local_market and scenario.config.dso is None:
         positions = Positions.retail_only(bau_metered, dt)
         metered, consumption, generation = bau.metered_kw, bau.consumption_kw, bau.generation_kw
         battery_kw, battery_e_kwh = bau.battery_kw, bau.battery_e_kwh
@@ -291,7 +309,6 @@ def simulate(scenario: Scenario, design: str | None = None, *,
         stored_days: list[np.ndarray] = []
         dso = DsoOperator(scenario, scenario.config.dso, rng) if scenario.config.dso else None
         dso_days = []
-        days = day_bounds(scenario)
         for k, (start, stop) in enumerate(days):
             session = DayAheadSession(
                 scenario=scenario, start=start, stop=stop, load_kw=load_f[start:stop],
@@ -301,7 +318,7 @@ def simulate(scenario: Scenario, design: str | None = None, *,
                 price_forecast=price_forecast[start:stop],
                 background_p_kw=scenario.background_p_kw[start:stop],
                 q_kvar=q_all[start:stop])
-            outcome = run_session(design, session)
+            outcome = market_design.clear_session(session, options)
             plan = outcome.plan
             if dso is not None:
                 dso_day = dso.process(session, plan)
@@ -341,7 +358,7 @@ def simulate(scenario: Scenario, design: str | None = None, *,
     flex_money, dso_outputs = collect_dso(dso_days, scenario) if dso_days else (None, None)
     # Without a market nobody commits to a schedule (it is only the DSO's forecast view): what is
     # metered is settled with the retailer, as in business-as-usual, plus flexibility money.
-    settled = Positions.retail_only(metered, dt) if design == "none" else positions
+    settled = positions if local_market else Positions.retail_only(metered, dt)
     bill = settle(settled, metered, prices, dt, flex_money)
     bau_bill = settle(Positions.retail_only(bau_metered, dt), bau_metered, prices, dt)
 
@@ -349,7 +366,7 @@ def simulate(scenario: Scenario, design: str | None = None, *,
     scheduled_flow = run_powerflow(scenario.network, *scenario.bus_injections(
         positions.scheduled_kw))
     delivered = run_powerflow(scenario.network, *scenario.bus_injections(metered))
-    bau_flow = delivered if design == "none" and not dso_days else run_powerflow(
+    bau_flow = delivered if not local_market and not dso_days else run_powerflow(
         scenario.network, *scenario.bus_injections(bau_metered))
     from lemgrid.grid.kpis import grid_kpis
 
@@ -407,3 +424,30 @@ def simulate(scenario: Scenario, design: str | None = None, *,
     seconds = time.perf_counter() - t_start
     kpis["seconds"] = round(seconds, 3)
     return replace(result, seconds=seconds)
+
+
+def compare(scenario: Scenario, designs: list[str] | tuple[str, ...] | None = None, *,
+            progress: Callable[[str, int, int], None] | None = None) -> list[SimulationResult]:
+    """Simulate several designs on the same scenario (``lemgrid compare``).
+
+    Parameters
+    ----------
+    scenario : Scenario
+    designs : list of str, optional
+        Designs of :mod:`lemgrid.designs`; default: every registered design.
+    progress : callable, optional
+        ``progress(design, done_days, total_days)``.
+
+    Returns
+    -------
+    list of SimulationResult
+        One per design, in the order given.
+    """
+    from lemgrid.designs import design_names
+
+    names = list(design_names() if designs is None else designs)
+    for name in names:
+        get_design(name)
+    return [simulate(scenario, name, progress=None if progress is None else (
+        lambda done, total, name=name: progress(name, done, total))) for name in names]
+
