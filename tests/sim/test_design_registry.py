@@ -17,7 +17,8 @@ from lemgrid.errors import InputError
 from lemgrid.scenario import load_scenario
 from lemgrid.scenario.config import DesignOptions
 from lemgrid.settlement.bills import Positions
-from lemgrid.sim.designs import SessionOutcome, net_kw, own_schedules
+from lemgrid.session import SessionOutcome, net_kw
+from lemgrid.sim.designs import own_schedules
 from lemgrid.sim.runner import compare, simulate
 
 RURAL = "simbench:1-LV-rural1--0-sw"

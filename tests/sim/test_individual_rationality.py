@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lemgrid.agents.dispatch import charge_on_arrival, to_owners
+from lemgrid.agents.dispatch import charge_on_arrival
+from lemgrid.session import to_owners
 from lemgrid.scenario import build_scenario, parse_scenario
 from lemgrid.settlement.bills import Positions, Prices, settle
 from lemgrid.sim.runner import simulate
@@ -82,7 +83,8 @@ def test_rule_based_market_delivers_business_as_usual(sunny):
 
 def test_community_ends_every_day_with_the_rules_stored_energy(sunny):
     from lemgrid.designs import design_options, get_design
-    from lemgrid.sim.designs import DayAheadSession, rule_schedules
+    from lemgrid.session import DayAheadSession
+    from lemgrid.sim.designs import rule_schedules
     from lemgrid.sim.runner import split_windows
 
     parts = sunny.participants

@@ -160,9 +160,7 @@ class DsoOperator:
     # -- helpers -----------------------------------------------------------------------------
     def _flow(self, session, plan, load_kw, pv_kw) -> tuple[np.ndarray, PowerFlowResult]:
         """Bus injections (T, n_bus) of a plan on given profiles, and their AC power flow."""
-        n = load_kw.shape[1]
-        net = pv_kw - plan.curtailment_kw - load_kw + plan.asset_kw(session.batteries,
-                                                                    session.windows, n)
+        net = plan.net_injection_kw(load_kw, pv_kw, session.batteries, session.windows)
         p = self.scenario.participants_to_buses(net) + session.background_p_kw
         return p, run_powerflow(self.network, p, session.q_kvar)
 

@@ -20,18 +20,18 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from lemgrid.agents.dispatch import to_owners
 from lemgrid.agents.strategies import ZipTraders
 from lemgrid.assets.tables import EnergyWindows
+from lemgrid.designs import design_options, get_design, is_local_market
+from lemgrid.dso.operator import DsoOperator
 from lemgrid.errors import InputError
 from lemgrid.grid.powerflow import run_powerflow
 from lemgrid.grid.profiles import clock_h
 from lemgrid.scenario import Scenario
-from lemgrid.dso.operator import DsoOperator
-from lemgrid.settlement.bills import BILL_COMPONENTS, FlexMoney, Positions, Prices, settle
+from lemgrid.session import DayAheadSession, SessionOutcome, net_injection_kw, to_owners
+from lemgrid.settlement.bills import (BILL_COMPONENTS, FlexMoney, Positions, Prices,
+                                     local_fills, settle)
 from lemgrid.settlement.kpis import market_kpis
-from lemgrid.designs import design_options, get_design, is_local_market
-from lemgrid.sim.designs import DayAheadSession, SessionOutcome
 from lemgrid.sim.results import SimulationResult
 
 
@@ -129,7 +129,7 @@ def deliver_without_market(scenario: Scenario) -> Delivery:
         if len(batteries) and stop > start:
             batteries = replace(batteries, soc_initial=plan.soc_kwh[-1] / batteries.capacity_kwh)
     battery, flexible = np.concatenate(battery), np.concatenate(flexible)
-    metered = parts.pv_p_kw - parts.load_p_kw - flexible + battery
+    metered = net_injection_kw(parts.pv_p_kw, 0.0, parts.load_p_kw, battery - flexible)
     return Delivery(metered, parts.load_p_kw + flexible + np.maximum(-battery, 0),
                     parts.pv_p_kw + np.maximum(battery, 0), battery, np.concatenate(stored))
 
@@ -202,12 +202,9 @@ def intraday(positions: Positions, metered_kw: np.ndarray, prices: Prices, dt_h:
                                    prices.imbalance_long_eur_per_kwh),
         interval=t_idx, price_band_eur_per_kwh=(-1e3, 1e3), source="intraday orders")
     result = clear_uniform(batch)
-    bought = np.zeros_like(deviation)
-    sold = np.zeros_like(deviation)
-    paid = np.zeros_like(deviation)
-    np.add.at(bought, (t_idx[short], n_idx[short]), result.filled_kwh[short])
-    np.add.at(sold, (t_idx[~short], n_idx[~short]), result.filled_kwh[~short])
-    np.add.at(paid, (t_idx, n_idx), -result.cash_flow_eur)
+    filled = result.filled_kwh
+    bought, sold, paid = local_fills(deviation.shape, t_idx, n_idx, np.where(short, filled, 0.0),
+                                     np.where(short, 0.0, filled), -result.cash_flow_eur)
     return replace(
         positions,
         scheduled_kw=positions.scheduled_kw + (sold - bought) / dt_h,
@@ -347,7 +344,7 @@ def _run(scenario: Scenario, design: str | None, days: list[tuple[int, int]],
         curtailment = np.minimum(np.concatenate(curtailments), parts.pv_p_kw)
         battery_kw, battery_e_kwh = np.concatenate(battery_days), np.concatenate(stored_days)
         # Delivery: realised load and PV, assets as scheduled.
-        metered = parts.pv_p_kw - curtailment - parts.load_p_kw + asset
+        metered = net_injection_kw(parts.pv_p_kw, curtailment, parts.load_p_kw, asset)
         consumption = parts.load_p_kw + np.maximum(-asset, 0)
         generation = parts.pv_p_kw - curtailment + np.maximum(asset, 0)
         extra = {key: np.concatenate([o.extra[key] for o in outcomes])
