@@ -42,6 +42,22 @@ class GridCheck:
     result: PowerFlowResult
     kpis: GridKpis
 
+    def _index(self) -> pd.Index:
+        if self.time_index is None:
+            return pd.RangeIndex(len(self.result.vm_pu), name="snapshot")
+        return pd.Index(self.time_index, name="interval")
+
+    def voltages(self) -> pd.DataFrame:
+        """Bus voltages [p.u.]: intervals as index (tz-aware), bus names as columns."""
+        return pd.DataFrame(self.result.vm_pu, index=self._index(),
+                            columns=pd.Index(self.network.bus_names.astype(str), name="bus"))
+
+    def loadings(self) -> pd.DataFrame:
+        """Branch loadings [%]: intervals as index, branch names as columns."""
+        return pd.DataFrame(self.result.loading_percent, index=self._index(),
+                            columns=pd.Index(self.network.branch_names.astype(str),
+                                             name="branch"))
+
 
 def check_injections(spec: str, network: Network, p_kw: np.ndarray, q_kvar: np.ndarray,
                      time_index: pd.DatetimeIndex | None, dt_h: float | None, limits: GridLimits,
