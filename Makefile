@@ -16,7 +16,7 @@ $(VENV)/.installed-base: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(PIP) install -e ".[test,chain]"
+	$(PIP) install -e ".[test,chain,service]"
 	touch $@ $(VENV)/.installed-base
 
 demo: $(VENV)/.installed-base

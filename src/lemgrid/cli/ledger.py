@@ -261,7 +261,8 @@ def show(path: Path = typer.Argument(..., help="Ledger file."),
 
 @ledger_app.command()
 @user_errors
-def verify(path: Path = typer.Argument(..., help="Ledger file."),
+def verify(path: str = typer.Argument(..., help="Ledger file, or the database URL of a market "
+                                                 "server (sqlite:///FILE, postgresql://...)."),
            witness: Optional[Path] = typer.Option(
                None, help="Published checkpoints (JSON lines); default PATH.witness.jsonl if it "
                           "exists."),
@@ -283,7 +284,7 @@ def verify(path: Path = typer.Argument(..., help="Ledger file."),
     if witness is not None and not witness.is_file():
         raise InputError(f"witness file {witness} does not exist")
     key = load_public_key(log_key) if log_key is not None else None
-    anchors = _chain_anchors(path, rpc, contract) if rpc is not None else []
+    anchors = _chain_anchors(Path(path), rpc, contract) if rpc is not None else []
     report = verify_ledger(path, witness=witness if witness is not None else True, log_key=key,
                            anchors=anchors)
     if not report.ok:

@@ -15,6 +15,7 @@ leave a checkpoint unpublished, never a published one missing from the log or ha
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -172,6 +173,36 @@ class Ledger:
             db.close()
             raise
 
+    @classmethod
+    def create_sql(cls, engine: Any, operator_key: Ed25519PrivateKey, *,
+                   log_id: str | None = None, created_ms: int | None = None) -> Ledger:
+        """Create the ledger's tables in a SQL database (SQLAlchemy engine) with the log-init
+        record. Checkpoints are published through the database (no witness file)."""
+        from lemgrid.ledger.sqldb import SqlLedgerDB
+
+        db = SqlLedgerDB.create(engine)
+        ledger = cls(db, LedgerState(), None, None)
+        ledger._operator_key = operator_key
+        payload = {"kind": "log-init", "log_id": log_id or secrets.token_hex(32),
+                   "operator_key": public_bytes(operator_key).hex(),
+                   "created_ms": _now_ms() if created_ms is None else created_ms,
+                   "version": LOG_VERSION}
+        ledger.append([ledger._sign(payload)])
+        return ledger
+
+    @classmethod
+    def open_sql(cls, engine: Any, operator_key: Ed25519PrivateKey | None = None) -> Ledger:
+        """Open the ledger held in a SQL database (SQLAlchemy engine) and replay it."""
+        from lemgrid.ledger.sqldb import SqlLedgerDB
+
+        db = SqlLedgerDB.open(engine)
+        state = LedgerState()
+        with db.snapshot():
+            _replay(state, db.rows(), db.path)
+        if state.size == 0:
+            raise InputError(f"ledger {db.path} holds no entries")
+        return cls(db, state, operator_key, None)
+
     def close(self) -> None:
         """Close the database."""
         self._db.close()
@@ -259,22 +290,72 @@ class Ledger:
         token = state.begin()
         try:
             with self._db.write() as tx:
-                _replay(state, tx.rows(state.size), self.path)  # appended by other processes
-                now_ms = _now_ms()
-                first = state.size
-                batch = _Batch(self, now_ms)
-                check_batch(state, records, batch.on_entry, batch.on_soft, clock_ms=now_ms)
-                cp_entry = None
-                if checkpoint:
-                    cp_entry = batch.add_checkpoint(label, timestamp_ms)
-                tx.insert(batch.entries, batch.index)
+                result, batch = self._append_in(tx, records, checkpoint, label, timestamp_ms)
         except BaseException:
             state.rollback(token)
             raise
         state.commit()
         self._publish([body for _, kind, body, _ in batch.entries if kind == "checkpoint"])
-        return AppendResult(first, state.size, state.tree.root().hex(), tuple(batch.rejected),
-                            cp_entry)
+        return result
+
+    def _append_in(self, tx: Any, records: Sequence[SignedRecord], checkpoint: bool,
+                   label: str | None, timestamp_ms: int | None) -> tuple[AppendResult, _Batch]:
+        """Check and insert a batch inside the open write transaction ``tx``."""
+        state = self.state
+        _replay(state, tx.rows(state.size), self.path)  # appended by other processes
+        now_ms = _now_ms()
+        first = state.size
+        batch = _Batch(self, now_ms)
+        check_batch(state, records, batch.on_entry, batch.on_soft, clock_ms=now_ms)
+        cp_entry = None
+        if checkpoint:
+            cp_entry = batch.add_checkpoint(label, timestamp_ms)
+        tx.insert(batch.entries, batch.index)
+        return (AppendResult(first, state.size, state.tree.root().hex(), tuple(batch.rejected),
+                             cp_entry), batch)
+
+    @contextlib.contextmanager
+    def transaction(self, conn: Any) -> Iterator[_Transaction]:
+        """Appends that commit with the caller's database transaction (the server's effects).
+
+        Parameters
+        ----------
+        conn : sqlalchemy.engine.Connection
+            A connection of the engine the ledger lives in, inside a transaction the caller
+            commits after this block; the ledger's write lock is taken in it.
+
+        Yields
+        ------
+        _Transaction
+            ``append(records, ...)`` and ``append_operator(payloads)`` as on the ledger; the
+            entries are inserted through ``conn``.
+
+        Notes
+        -----
+        The in-memory state is rolled back if the block raises. If the caller's commit fails
+        after the block, call :meth:`resync` (the server does, for every failed commit).
+        """
+        from lemgrid.ledger.sqldb import SqlLedgerDB
+
+        if not isinstance(self._db, SqlLedgerDB):
+            raise InputError(f"ledger {self.path} is a file ledger; transactions with other "
+                             "tables need the ledger in a SQL database (Ledger.open_sql)")
+        SqlLedgerDB.lock(conn)
+        tx = _Transaction(self, self._db.bound(conn))
+        token = self.state.begin()
+        try:
+            yield tx
+        except BaseException:
+            self.state.rollback(token)
+            raise
+        self.state.commit()
+
+    def resync(self) -> None:
+        """Rebuild the in-memory state from the stored entries (after a failed commit)."""
+        state = LedgerState()
+        with self._db.snapshot():
+            _replay(state, self._db.rows(), self.path)
+        self.state = state
 
     def _publish(self, bodies: list[bytes]) -> None:
         if self.witness_path is None or not bodies:
@@ -378,6 +459,25 @@ class Ledger:
                 "first": self.entry(first_seq), "second": self.entry(second_seq),
                 "consistency_path": [h.hex() for h in tree.consistency_path(first.tree_size,
                                                                              second.tree_size)]}
+
+
+class _Transaction:
+    """Appends inside a caller's database transaction (see :meth:`Ledger.transaction`)."""
+
+    def __init__(self, ledger: Ledger, db: Any) -> None:
+        self.ledger, self._db = ledger, db
+        self.results: list[AppendResult] = []
+
+    def append(self, records: Sequence[SignedRecord], *, checkpoint: bool = False,
+               label: str | None = None, timestamp_ms: int | None = None) -> AppendResult:
+        """Check and insert records (and a checkpoint covering them, if asked)."""
+        result, _ = self.ledger._append_in(self._db, records, checkpoint, label, timestamp_ms)
+        self.results.append(result)
+        return result
+
+    def append_operator(self, payloads: Sequence[dict], **kwargs: Any) -> AppendResult:
+        """Sign payloads with the operator key and append them."""
+        return self.append([self.ledger._sign(p) for p in payloads], **kwargs)
 
 
 class _Batch:

@@ -164,7 +164,8 @@ def verify_ledger(path: str | Path, *, witness: str | Path | None | bool = True,
     Parameters
     ----------
     path : str or Path
-        The ledger (SQLite file).
+        The ledger: a SQLite file, or a database URL (``sqlite:///server.db``,
+        ``postgresql://...``) whose ``ledger_*`` tables hold it (the market server's).
     witness : path, True or None
         File of published checkpoints (one JSON entry per line); True for the default
         ``<path>.witness.jsonl`` if it exists, None to skip.
@@ -190,7 +191,14 @@ def verify_ledger(path: str | Path, *, witness: str | Path | None | bool = True,
         If the file is missing or not a ledger, or the witness file is unreadable or malformed
         (the message names the line and field).
     """
-    path = Path(path)
+    from lemgrid.ledger.sqldb import SqlLedgerDB, is_database_url, make_engine
+
+    engine = None
+    if is_database_url(path):
+        engine = make_engine(str(path), busy_timeout_s)
+        witness = None if witness is True else witness
+    else:
+        path = Path(path)
     witness_path = default_witness_path(path) if witness is True else witness
     published: list[tuple[int, bytes, SignedRecord]] = []
     if witness_path and (witness is not True or Path(witness_path).exists()):
@@ -199,7 +207,8 @@ def verify_ledger(path: str | Path, *, witness: str | Path | None | bool = True,
     checker = _Checker()
     witnessed = anchored = 0
     try:
-        db = LedgerDB.open(path, readonly=True, busy_timeout_s=busy_timeout_s)
+        db = (SqlLedgerDB.open(engine) if engine is not None
+              else LedgerDB.open(path, readonly=True, busy_timeout_s=busy_timeout_s))
     except LedgerDamaged as exc:
         return VerifyReport(False, 0, 0, EMPTY_ROOT.hex(), problem=str(exc))
     try:
@@ -222,6 +231,8 @@ def verify_ledger(path: str | Path, *, witness: str | Path | None | bool = True,
                             failed.bad_entry, failed.problem)
     finally:
         db.close()
+        if engine is not None:
+            engine.dispose()
     return VerifyReport(True, checker.state.size, len(checker.state.checkpoints),
                         checker.state.tree.root().hex(), witnessed, anchored)
 
