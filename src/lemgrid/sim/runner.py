@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
-from typing import NamedTuple
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,13 @@ from lemgrid.settlement.bills import (BILL_COMPONENTS, FlexMoney, Positions, Pri
                                      local_fills, settle)
 from lemgrid.settlement.kpis import market_kpis
 from lemgrid.sim.results import SimulationResult
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from lemgrid.designs import MarketDesign
+    from lemgrid.dso.operator import DsoDay
+    from lemgrid.grid.powerflow import PowerFlowResult
 
 
 def resolve_design(scenario: Scenario, design: str | None) -> str:
@@ -263,6 +270,140 @@ def optimize(scenario: Scenario, design: str | None = None) -> SimulationResult:
     return _run(scenario, design, [(0, len(scenario.time_index))], None)
 
 
+@dataclass(frozen=True, eq=False)
+class SessionsRun:
+    """What the sessions (and the DSO in each) decided over the horizon, per interval (T, N).
+
+    Attributes
+    ----------
+    positions : Positions
+        Market positions, the DSO's activations included.
+    asset_kw : ndarray
+        Scheduled net output of each participant's batteries minus its EVs' and shiftable loads'
+        consumption [kW].
+    curtailment_kw : ndarray
+        Scheduled PV curtailment [kW].
+    battery_kw, battery_e_kwh : ndarray
+        Scheduled battery output [kW] and stored energy at each interval's end [kWh].
+    extra : dict of str to ndarray (T,)
+        The design's per-interval series.
+    dso_days : list of DsoDay
+        The DSO's result of each session (empty without a DSO).
+    """
+
+    positions: Positions
+    asset_kw: np.ndarray
+    curtailment_kw: np.ndarray
+    battery_kw: np.ndarray
+    battery_e_kwh: np.ndarray
+    extra: dict[str, np.ndarray]
+    dso_days: list[DsoDay]
+
+
+def run_sessions(scenario: Scenario, design: MarketDesign, options: BaseModel,
+                 days: list[tuple[int, int]], prices: Prices, rng: np.random.Generator,
+                 load_f: np.ndarray, pv_f: np.ndarray,
+                 progress: Callable[[int, int], None] | None = None) -> SessionsRun:
+    """Stage 1: clear every session with the design on the forecasts, the DSO checking and
+    adjusting each; stored energy and price expectations carried from session to session."""
+    parts = scenario.participants
+    n_t, n = parts.load_p_kw.shape
+    dt = scenario.dt_h
+    agents = agent_types(scenario)
+    _, q_all = scenario.bus_injections(parts.net_p_kw)
+    zip_config = scenario.config.agents.zip
+    zip_traders = (ZipTraders(n, prices.retail_eur_per_kwh - prices.local_network_eur_per_kwh,
+                              prices.export_eur_per_kwh, zip_config.learning_rate,
+                              zip_config.momentum, zip_config.initial_margin, rng)
+                   if (agents == "zip").any() else None)
+    batteries = parts.batteries
+    price_forecast = np.full(n_t, np.nan)
+    outcomes: list[SessionOutcome] = []
+    assets: list[np.ndarray] = []
+    curtailments: list[np.ndarray] = []
+    battery_days: list[np.ndarray] = []
+    stored_days: list[np.ndarray] = []
+    dso = DsoOperator(scenario, scenario.config.dso, rng) if scenario.config.dso else None
+    dso_days: list[DsoDay] = []
+    for k, (start, stop) in enumerate(days):
+        session = DayAheadSession(
+            scenario=scenario, start=start, stop=stop, load_kw=load_f[start:stop],
+            pv_kw=pv_f[start:stop], batteries=batteries,
+            windows=split_windows(parts.windows, start, stop), prices=prices,
+            agents=agents, rng=rng, zip_traders=zip_traders,
+            price_forecast=price_forecast[start:stop],
+            background_p_kw=scenario.background_p_kw[start:stop],
+            q_kvar=q_all[start:stop])
+        outcome = design.clear_session(session, options)
+        plan = outcome.plan
+        if dso is not None:
+            dso_day = dso.process(session, plan)
+            dso_days.append(dso_day)
+            plan = dso_day.plan
+            outcome.positions = outcome.positions.shifted(dso_day.schedule_delta_kw, dt)
+        outcomes.append(outcome)
+        assets.append(plan.asset_kw(batteries, session.windows, n))
+        battery_days.append(to_owners(plan.battery_kw, batteries.owner, n))
+        stored_days.append(to_owners(plan.soc_kwh, batteries.owner, n))
+        curtailments.append(plan.curtailment_kw)
+        if len(batteries) and stop > start:
+            soc = np.clip(plan.soc_kwh[-1] / batteries.capacity_kwh,
+                          batteries.soc_min, batteries.soc_max)
+            batteries = replace(batteries, soc_initial=soc)
+        # Tomorrow's optimisers expect today's prices at the same local clock time (a
+        # daylight-saving day has 23 or 25 hours).
+        if k + 1 < len(days):
+            price_forecast[slice(*days[k + 1])] = same_clock_time(
+                scenario.time_index, (start, stop), days[k + 1],
+                outcome.positions.price_eur_per_kwh)
+        if progress is not None:
+            progress(k + 1, len(days))
+    extra = {key: np.concatenate([o.extra[key] for o in outcomes])
+             for key in outcomes[0].extra} if outcomes else {}
+    return SessionsRun(_concat(outcomes), np.concatenate(assets), np.concatenate(curtailments),
+                       np.concatenate(battery_days), np.concatenate(stored_days), extra, dso_days)
+
+
+def deliver(scenario: Scenario, run: SessionsRun) -> Delivery:
+    """Stage 2: delivery with the realised load and PV, the assets as scheduled (curtailment at
+    most the PV there is)."""
+    parts = scenario.participants
+    asset = run.asset_kw
+    curtailment = np.minimum(run.curtailment_kw, parts.pv_p_kw)
+    metered = net_injection_kw(parts.pv_p_kw, curtailment, parts.load_p_kw, asset)
+    return Delivery(metered, parts.load_p_kw + np.maximum(-asset, 0),
+                    parts.pv_p_kw - curtailment + np.maximum(asset, 0), run.battery_kw,
+                    run.battery_e_kwh)
+
+
+class GridViews(NamedTuple):
+    """Stage 4: AC power flows of the delivered, business-as-usual and scheduled injections and
+    their KPIs (:func:`lemgrid.grid.kpis.grid_kpis` as dicts)."""
+
+    delivered: PowerFlowResult
+    bau: PowerFlowResult
+    grid: dict
+    bau_grid: dict
+    scheduled_grid: dict
+
+
+def grid_views(scenario: Scenario, scheduled_kw: np.ndarray, metered_kw: np.ndarray,
+               bau_metered_kw: np.ndarray, bau_is_delivered: bool) -> GridViews:
+    """Stage 4: the DSO's view of the schedule (forecast), of what was delivered and of
+    business-as-usual, in AC (``bau_is_delivered``: the same injections, one power flow)."""
+    from lemgrid.grid.kpis import grid_kpis
+
+    network, dt = scenario.network, scenario.dt_h
+    scheduled_flow = run_powerflow(network, *scenario.bus_injections(scheduled_kw))
+    delivered = run_powerflow(network, *scenario.bus_injections(metered_kw))
+    bau_flow = delivered if bau_is_delivered else run_powerflow(
+        network, *scenario.bus_injections(bau_metered_kw))
+    return GridViews(delivered, bau_flow,
+                     grid_kpis(network, delivered, scenario.limits, dt).to_dict(),
+                     grid_kpis(network, bau_flow, scenario.limits, dt).to_dict(),
+                     grid_kpis(network, scheduled_flow, scenario.limits, dt).to_dict())
+
+
 def _run(scenario: Scenario, design: str | None, days: list[tuple[int, int]],
          progress: Callable[[int, int], None] | None) -> SimulationResult:
     """The stages of a run: sessions, delivery, settlement, grid KPIs (``days``: the sessions'
@@ -279,79 +420,25 @@ def _run(scenario: Scenario, design: str | None, days: list[tuple[int, int]],
     dt = scenario.dt_h
     prices = Prices.from_scenario(scenario)
     rng = np.random.default_rng(scenario.config.seed)
-    agents = agent_types(scenario)
     load_f, pv_f = forecasts(scenario, rng)
     bau = deliver_without_market(scenario)
     bau_metered = bau.metered_kw
-    _, q_all = scenario.bus_injections(parts.net_p_kw)
 
-    dso_days: list = []
+    dso_days: list[DsoDay] = []
+    extra: dict[str, np.ndarray] = {}
     if not local_market and scenario.config.dso is None:
         positions = Positions.retail_only(bau_metered, dt)
-        metered, consumption, generation = bau.metered_kw, bau.consumption_kw, bau.generation_kw
-        battery_kw, battery_e_kwh = bau.battery_kw, bau.battery_e_kwh
-        extra: dict = {}
+        delivery = bau
     else:
-        zip_config = scenario.config.agents.zip
-        zip_traders = (ZipTraders(n, prices.retail_eur_per_kwh - prices.local_network_eur_per_kwh,
-                                  prices.export_eur_per_kwh, zip_config.learning_rate,
-                                  zip_config.momentum, zip_config.initial_margin, rng)
-                       if (agents == "zip").any() else None)
-        batteries = parts.batteries
-        price_forecast = np.full(n_t, np.nan)
-        outcomes: list[SessionOutcome] = []
-        assets: list[np.ndarray] = []
-        curtailments: list[np.ndarray] = []
-        battery_days: list[np.ndarray] = []
-        stored_days: list[np.ndarray] = []
-        dso = DsoOperator(scenario, scenario.config.dso, rng) if scenario.config.dso else None
-        dso_days = []
-        for k, (start, stop) in enumerate(days):
-            session = DayAheadSession(
-                scenario=scenario, start=start, stop=stop, load_kw=load_f[start:stop],
-                pv_kw=pv_f[start:stop], batteries=batteries,
-                windows=split_windows(parts.windows, start, stop), prices=prices,
-                agents=agents, rng=rng, zip_traders=zip_traders,
-                price_forecast=price_forecast[start:stop],
-                background_p_kw=scenario.background_p_kw[start:stop],
-                q_kvar=q_all[start:stop])
-            outcome = market_design.clear_session(session, options)
-            plan = outcome.plan
-            if dso is not None:
-                dso_day = dso.process(session, plan)
-                dso_days.append(dso_day)
-                plan = dso_day.plan
-                outcome.positions = outcome.positions.shifted(dso_day.schedule_delta_kw, dt)
-            outcomes.append(outcome)
-            assets.append(plan.asset_kw(batteries, session.windows, n))
-            battery_days.append(to_owners(plan.battery_kw, batteries.owner, n))
-            stored_days.append(to_owners(plan.soc_kwh, batteries.owner, n))
-            curtailments.append(plan.curtailment_kw)
-            if len(batteries) and stop > start:
-                soc = np.clip(plan.soc_kwh[-1] / batteries.capacity_kwh,
-                              batteries.soc_min, batteries.soc_max)
-                batteries = replace(batteries, soc_initial=soc)
-            # Tomorrow's optimisers expect today's prices at the same local clock time (a
-            # daylight-saving day has 23 or 25 hours).
-            if k + 1 < len(days):
-                price_forecast[slice(*days[k + 1])] = same_clock_time(
-                    scenario.time_index, (start, stop), days[k + 1],
-                    outcome.positions.price_eur_per_kwh)
-            if progress is not None:
-                progress(k + 1, len(days))
-        positions = _concat(outcomes)
-        asset = np.concatenate(assets)
-        curtailment = np.minimum(np.concatenate(curtailments), parts.pv_p_kw)
-        battery_kw, battery_e_kwh = np.concatenate(battery_days), np.concatenate(stored_days)
-        # Delivery: realised load and PV, assets as scheduled.
-        metered = net_injection_kw(parts.pv_p_kw, curtailment, parts.load_p_kw, asset)
-        consumption = parts.load_p_kw + np.maximum(-asset, 0)
-        generation = parts.pv_p_kw - curtailment + np.maximum(asset, 0)
-        extra = {key: np.concatenate([o.extra[key] for o in outcomes])
-                 for key in outcomes[0].extra} if outcomes else {}
+        run = run_sessions(scenario, market_design, options, days, prices, rng, load_f, pv_f,
+                           progress)
+        delivery = deliver(scenario, run)
+        positions, extra, dso_days = run.positions, run.extra, run.dso_days
         if intraday_session:
-            positions = intraday(positions, metered, prices, dt, parts.ids)
+            positions = intraday(positions, delivery.metered_kw, prices, dt, parts.ids)
+    metered = delivery.metered_kw
 
+    # Stage 3: settlement.
     flex_money, dso_outputs = collect_dso(dso_days, scenario) if dso_days else (None, None)
     # Without a market nobody commits to a schedule (it is only the DSO's forecast view): what is
     # metered is settled with the retailer, as in business-as-usual, plus flexibility money.
@@ -359,17 +446,12 @@ def _run(scenario: Scenario, design: str | None, days: list[tuple[int, int]],
     bill = settle(settled, metered, prices, dt, flex_money)
     bau_bill = settle(Positions.retail_only(bau_metered, dt), bau_metered, prices, dt)
 
-    # The DSO's view: the schedule (forecast) and what was delivered, in AC.
-    scheduled_flow = run_powerflow(scenario.network, *scenario.bus_injections(
-        positions.scheduled_kw))
-    delivered = run_powerflow(scenario.network, *scenario.bus_injections(metered))
-    bau_flow = delivered if not local_market and not dso_days else run_powerflow(
-        scenario.network, *scenario.bus_injections(bau_metered))
-    from lemgrid.grid.kpis import grid_kpis
-
-    grid = grid_kpis(scenario.network, delivered, scenario.limits, dt).to_dict()
-    bau_grid = grid_kpis(scenario.network, bau_flow, scenario.limits, dt).to_dict()
-    scheduled_grid = grid_kpis(scenario.network, scheduled_flow, scenario.limits, dt).to_dict()
+    views = grid_views(scenario, positions.scheduled_kw, metered, bau_metered,
+                       bau_is_delivered=not local_market and not dso_days)
+    grid, bau_grid, scheduled_grid = views.grid, views.bau_grid, views.scheduled_grid
+    delivered, bau_flow = views.delivered, views.bau
+    consumption, generation = delivery.consumption_kw, delivery.generation_kw
+    battery_kw, battery_e_kwh = delivery.battery_kw, delivery.battery_e_kwh
     kpis = {
         "design": design,
         "intervals": n_t,
