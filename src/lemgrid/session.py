@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 def to_owners(values: np.ndarray, owner: np.ndarray, n_participants: int) -> np.ndarray:
     """Sum per-asset columns (T, A) into their owners' columns (T, N)."""
     out = np.zeros((values.shape[0], n_participants))
-    np.add.at(out, (slice(None), owner), values)
+    np.add.at(out.T, owner, values.T)  # column k of values into column owner[k] of out
     return out
 
 

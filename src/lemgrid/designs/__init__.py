@@ -131,7 +131,7 @@ def parse_options(value: Any) -> BaseModel:
     if not isinstance(name, str) or name not in design_names():
         # Validated as a choice, so that the error is at ``market.design`` (file and line).
         choice = create_model("MarketDesignChoice", __config__=ConfigDict(extra="ignore"),
-                              design=(Literal[design_names()], ...))
+                              design=(Literal[design_names()], ...))  # type: ignore[arg-type]
         choice.model_validate({"design": name})
     return get_design(name).Options.model_validate({**value, "design": name})
 

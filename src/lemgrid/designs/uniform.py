@@ -13,4 +13,4 @@ def clear_session(session, options: Options):
     """Agents' orders cleared by the uniform mechanism; the rest with the retailer."""
     from lemgrid.sim.designs import order_market
 
-    return order_market(session, name)
+    return order_market(session, "uniform")

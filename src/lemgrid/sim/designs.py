@@ -8,6 +8,7 @@ settlement treat all designs alike.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +19,9 @@ from lemgrid.scenario.config import CommunityOptions, P2POptions
 from lemgrid.session import AssetPlan, DayAheadSession, SessionOutcome, net_kw, to_owners
 from lemgrid.settlement.bills import LocalFills, Positions, local_fills, settle
 from lemgrid.settlement.sharing import share_savings
+
+if TYPE_CHECKING:
+    from lemgrid.market import Mechanism
 
 
 # --- participants running their own assets --------------------------------------------------
@@ -101,12 +105,13 @@ def limit_prices(session: DayAheadSession, buying: np.ndarray) -> np.ndarray:
     zip_agents = session.agents == "zip"
     if zip_agents.any():
         z = session.zip_traders
+        assert z is not None, "ZIP agents need the session's ZipTraders"
         limits[:, zip_agents] = np.where(buying[:, zip_agents], z.bid()[zip_agents],
                                          z.ask()[zip_agents])
     return limits
 
 
-def order_market(session: DayAheadSession, mechanism: str) -> SessionOutcome:
+def order_market(session: DayAheadSession, mechanism: Mechanism) -> SessionOutcome:
     """Participants schedule their assets, then bid their net position in a double auction or
     continuous market; what does not match goes to the retailer."""
     from lemgrid.market import OrderBatch, clear

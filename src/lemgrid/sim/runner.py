@@ -13,7 +13,7 @@ batched AC power flow.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -23,7 +23,7 @@ import pandas as pd
 from lemgrid.agents.strategies import ZipTraders
 from lemgrid.assets.tables import EnergyWindows
 from lemgrid.designs import design_options, get_design, is_local_market
-from lemgrid.dso.operator import DsoOperator
+from lemgrid.dso.operator import DsoOperator, FlexRecords
 from lemgrid.errors import InputError
 from lemgrid.grid.powerflow import run_powerflow
 from lemgrid.grid.profiles import clock_h
@@ -125,17 +125,19 @@ def deliver_without_market(scenario: Scenario) -> Delivery:
     parts = scenario.participants
     n = len(parts)
     batteries = parts.batteries
-    battery, stored, flexible = [], [], []
+    battery_days: list[np.ndarray] = []
+    stored: list[np.ndarray] = []
+    flexible_days: list[np.ndarray] = []
     for start, stop in day_bounds(scenario):
         windows = split_windows(parts.windows, start, stop)
         plan = rule_schedules(parts.load_p_kw[start:stop], parts.pv_p_kw[start:stop], batteries,
                               windows, scenario.dt_h)
-        battery.append(to_owners(plan.battery_kw, batteries.owner, n))
+        battery_days.append(to_owners(plan.battery_kw, batteries.owner, n))
         stored.append(to_owners(plan.soc_kwh, batteries.owner, n))
-        flexible.append(to_owners(plan.window_kw, windows.owner, n))
+        flexible_days.append(to_owners(plan.window_kw, windows.owner, n))
         if len(batteries) and stop > start:
             batteries = replace(batteries, soc_initial=plan.soc_kwh[-1] / batteries.capacity_kwh)
-    battery, flexible = np.concatenate(battery), np.concatenate(flexible)
+    battery, flexible = np.concatenate(battery_days), np.concatenate(flexible_days)
     metered = net_injection_kw(parts.pv_p_kw, 0.0, parts.load_p_kw, battery - flexible)
     return Delivery(metered, parts.load_p_kw + flexible + np.maximum(-battery, 0),
                     parts.pv_p_kw + np.maximum(battery, 0), battery, np.concatenate(stored))
@@ -154,11 +156,11 @@ def collect_dso(days: list, scenario: Scenario) -> tuple[FlexMoney, dict]:
     before = np.concatenate([d.violations_before for d in days])
     grid_state = pd.DataFrame({"interval": scenario.time_index, "state": state,
                                "reason": reason})
-    records = [r for d in days for r in d.records]
+    records = FlexRecords.concat([d.records for d in days])
     columns = ["interval", "provider", "bus", "direction", "kw", "price_eur_per_kwh", "buyer",
                "availability_eur", "utilisation_eur", "service", "kind", "resource", "baseline_kw",
                "delivered", "penalty_eur"]
-    activations = pd.DataFrame([{c: r[c] for c in columns} for r in records], columns=columns)
+    activations = records.to_frame(scenario.time_index)[columns]
     activations = activations.astype({"kw": float, "utilisation_eur": float,
                                       "availability_eur": float, "delivered": bool})
     dt = scenario.dt_h
@@ -505,7 +507,7 @@ def _run(scenario: Scenario, design: str | None, days: list[tuple[int, int]],
     return replace(result, seconds=seconds)
 
 
-def compare(scenario: Scenario, designs: list[str] | tuple[str, ...] | None = None, *,
+def compare(scenario: Scenario, designs: Sequence[str] | None = None, *,
             progress: Callable[[str, int, int], None] | None = None) -> list[SimulationResult]:
     """Simulate several designs on the same scenario (``lemgrid compare``).
 
@@ -527,6 +529,10 @@ def compare(scenario: Scenario, designs: list[str] | tuple[str, ...] | None = No
     names = list(design_names() if designs is None else designs)
     for name in names:
         get_design(name)
-    return [simulate(scenario, name, progress=None if progress is None else (
-        lambda done, total, name=name: progress(name, done, total))) for name in names]
+    def reporter(name: str) -> Callable[[int, int], None] | None:
+        if progress is None:
+            return None
+        return lambda done, total: progress(name, done, total)
+
+    return [simulate(scenario, name, progress=reporter(name)) for name in names]
 
