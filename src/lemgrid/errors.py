@@ -6,7 +6,13 @@ them into 4xx responses. Messages name the field and the offending value.
 
 
 class InputError(ValueError):
-    """Bad user input: a malformed file, an unknown bus, a negative quantity, NaN, ..."""
+    """Bad user input: a malformed file, an unknown bus, a negative quantity, NaN, ...
+
+    ``field`` is the top-level key of the input at fault, where one is known (e.g. ``"start"``
+    of a scenario), so that a caller that set the key itself (a command-line option) can name it.
+    """
+
+    field: str | None = None
 
 
 class InfeasibleError(RuntimeError):

@@ -16,6 +16,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from lemgrid.agents.strategies import ZipTraders
+    from lemgrid.assets.kinds import KindPlan
     from lemgrid.assets.tables import Batteries, EnergyWindows
     from lemgrid.scenario import Scenario
     from lemgrid.settlement.bills import Positions, Prices
@@ -60,6 +61,8 @@ class DayAheadSession:
         What optimising agents expect the local price to be [EUR/kWh].
     background_p_kw, q_kvar : ndarray (Td, n_bus)
         Forecast injections of non-participants and reactive injections (network-constrained).
+    kinds : dict[str, column table]
+        Assets of registered kinds, cut to the session, with the state carried over.
     """
 
     scenario: Scenario
@@ -76,6 +79,7 @@ class DayAheadSession:
     price_forecast: np.ndarray
     background_p_kw: np.ndarray
     q_kvar: np.ndarray
+    kinds: dict = field(default_factory=dict)
 
     @property
     def dt_h(self) -> float:
@@ -110,17 +114,26 @@ class AssetPlan:
         Power drawn by each EV / shiftable-load session of the day [kW].
     curtailment_kw : ndarray (Td, N)
         Curtailed PV [kW].
+    kinds : dict[str, KindPlan]
+        How the assets of registered kinds run, by kind name.
     """
 
     battery_kw: np.ndarray
     soc_kwh: np.ndarray
     window_kw: np.ndarray
     curtailment_kw: np.ndarray
+    kinds: dict[str, KindPlan] = field(default_factory=dict)
 
     def asset_kw(self, batteries: Batteries, windows: EnergyWindows, n: int) -> np.ndarray:
-        """Batteries' output minus windows' consumption per participant (Td, N) [kW]."""
-        return (to_owners(self.battery_kw, batteries.owner, n)
-                - to_owners(self.window_kw, windows.owner, n))
+        """Batteries' and other kinds' output minus windows' consumption per participant
+        (Td, N) [kW]."""
+        out = (to_owners(self.battery_kw, batteries.owner, n)
+               - to_owners(self.window_kw, windows.owner, n))
+        if self.kinds:
+            from lemgrid.assets.kinds import kinds_to_owners
+
+            out = out + kinds_to_owners(self.kinds, n, out.shape[0])
+        return out
 
     def net_injection_kw(self, load_kw: np.ndarray, pv_kw: np.ndarray, batteries: Batteries,
                          windows: EnergyWindows) -> np.ndarray:

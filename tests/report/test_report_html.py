@@ -14,13 +14,14 @@ from plotly.offline import get_plotlyjs
 from lemgrid.errors import InputError
 from lemgrid.report import Section, render_comparison, render_report
 
-REPORT_TITLES = ["Key performance indicators", "Local market price", "Locally traded volume",
+# Headline figures and plots first, the full KPI table after them (issue 11 item 7).
+REPORT_TITLES = ["Headline figures", "Local market price", "Locally traded volume",
                  "Transformer power", "Voltage per bus", "Voltage envelope",
-                 "Savings per participant", "Bills"]
-COMPARISON_TITLES = ["Key performance indicators by design", "Main KPIs per design",
+                 "Savings per participant", "Key performance indicators", "Bills"]
+COMPARISON_TITLES = ["Headline figures by design", "Main KPIs per design",
                      "Local market price by design", "Transformer power by design",
                      "Voltage envelope by design", "Savings per participant by design",
-                     "Comparison table"]
+                     "Key performance indicators by design", "Comparison table"]
 
 
 class _Page(HTMLParser):
@@ -174,3 +175,54 @@ def test_names_from_the_scenario_are_escaped(tmp_path, rural_result):
     text = render_report(odd, tmp_path / "odd.html").read_text("utf-8")
     assert "<script>alert(1)</script>" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+
+
+def _section(text: str, title: str) -> str:
+    """The HTML of one report section, from its heading to the next section."""
+    start = text.index(f"<h2>{title}</h2>")
+    return text[start:text.index("</section>", start)]
+
+
+def test_report_opens_with_the_headline_figures_and_ends_with_the_kpi_table(tmp_path,
+                                                                           rural_result):
+    text = render_report(rural_result, tmp_path / "r.html").read_text("utf-8")
+    kpis = rural_result.kpis
+    headline = _section(text, "Headline figures")
+    assert f"{kpis['savings_eur']:,.2f} EUR" in headline
+    assert f"{100 * kpis['share_better_off']:.1f} %" in headline
+    assert f"{kpis['peak_import_kw']:,.2f} kW" in headline
+    assert f"<div class='card-value'>{kpis['voltage_violation_intervals']}</div>" in headline
+    assert "no flexibility market" in headline  # a scenario without a dso: part
+    first_plot = text.index("Plotly.newPlot(")
+    last_plot = text.rindex("Plotly.newPlot(")
+    assert text.index("<h2>Headline figures</h2>") < first_plot
+    assert last_plot < text.index("<h2>Key performance indicators</h2>")
+
+
+def test_comparison_opens_with_one_headline_row_per_design(tmp_path, rural_results,
+                                                          rural_comparison):
+    text = render_comparison(rural_results, rural_comparison, tmp_path / "c.html").read_text()
+    headline = _section(text, "Headline figures by design")
+    for result in rural_results:
+        assert f"<tr><td>{result.design}</td>" in headline
+        assert f"{result.kpis['savings_eur']:,.2f} EUR" in headline
+    assert text.index("<h2>Headline figures by design</h2>") < text.index("Plotly.newPlot(")
+    assert text.rindex("Plotly.newPlot(") < text.index(
+        "<h2>Key performance indicators by design</h2>")
+
+
+def test_empty_plots_say_why(tmp_path, rural_results):
+    none = rural_results[1]
+    text = render_report(none, tmp_path / "none.html").read_text("utf-8")
+    volume = _section(text, "Locally traded volume")
+    savings = _section(text, "Savings per participant")
+    assert "design 'none' has no local market" in volume
+    assert "design 'none' is business-as-usual itself" in savings
+    diverged = dataclasses.replace(none, vm_pu=np.full_like(none.vm_pu, np.nan),
+                                   transformer_p_kw=np.full_like(none.transformer_p_kw, np.nan))
+    text = render_report(diverged, tmp_path / "nan.html").read_text("utf-8")
+    assert "the power flow converged in no interval" in _section(text, "Voltage envelope")
+    assert "the power flow converged in no interval" in _section(text, "Transformer power")
+    # A run with trade draws no such note.
+    text = render_report(rural_results[0], tmp_path / "trade.html").read_text("utf-8")
+    assert "no local trade" not in text and "no savings and no losses" not in text

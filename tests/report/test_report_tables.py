@@ -93,3 +93,22 @@ def test_columns_with_missing_values_still_count_as_numbers():
     assert main_kpis(table) == ["self_sufficiency"]
     html = frame_table_html(table)
     assert "40.0 %" in html and html.count("—") == 3
+
+
+def test_headline_of_a_run_with_a_flexibility_market():
+    from lemgrid.report.tables import headline_values
+
+    kpis = {"total_savings_eur": 51.9066, "bau_total_cost_eur": 118.7796,
+            "share_better_off": 12 / 13, "peak_import_kw": 57.506, "bau_peak_import_kw": 68.508,
+            "violation_intervals": 3, "intervals": 96, "flex_cost_eur": 4.5,
+            "flex_activated_kwh": 20.25}
+    assert headline_values(kpis) == [
+        ("Savings", "51.91 EUR", "of 118.78 EUR business-as-usual"),
+        ("Better off", "92.3 %", ""),
+        ("Peak import", "57.51 kW", "business-as-usual 68.51 kW"),
+        ("Violation intervals", "3", "of 96 intervals"),
+        ("Flexibility cost", "4.50 EUR", "for 20.25 kWh activated"),
+    ]
+    missing = headline_values({})
+    assert [value for _, value, _ in missing] == ["—"] * 5
+    assert "no flexibility market" in missing[-1][2]

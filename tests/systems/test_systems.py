@@ -95,6 +95,9 @@ def _room_kw(scenario, first: pd.DataFrame) -> pd.DataFrame:
             up[k], down[k] = base[k], windows.power_kw[index[k]] - base[k]
         elif kind[k] == "pv":
             down[k] = max(base[k], parts.pv_p_kw[t[k], index[k]])
+        elif kind[k] == "heat_pump":  # baseline: its draw, between 0 and its power
+            power = parts.kinds["heat_pump"].power_kw[index[k]]
+            up[k], down[k] = base[k], power - base[k]
     return first.assign(up=up, down=down)
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +26,8 @@ class Participants:
     batteries : Batteries
     windows : EnergyWindows
         EV charging and shiftable-load windows.
+    kinds : dict[str, column table]
+        Assets of registered kinds (:mod:`lemgrid.assets.kinds`), by kind name.
     """
 
     ids: np.ndarray
@@ -34,6 +37,7 @@ class Participants:
     pv_p_kw: np.ndarray
     batteries: Batteries
     windows: EnergyWindows
+    kinds: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)

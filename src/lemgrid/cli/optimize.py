@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from lemgrid.cli._app import app, console, user_errors
+from lemgrid.cli._app import app, console, progress_bar, quiet_option, user_errors
 
 
 @app.command()
@@ -21,6 +21,7 @@ def optimize(
              "(default: the scenario's market.network, else ignore)")] = None,
     days: Annotated[float | None, typer.Option(help="Override the scenario's days")] = None,
     out: Annotated[Path, typer.Option(help="Output folder")] = Path("out/optimize"),
+    quiet: Annotated[bool, quiet_option()] = False,
 ) -> None:
     """Clear a whole horizon with the community (DLMPs) or P2P design.
 
@@ -36,7 +37,8 @@ def optimize(
     if network is not None and network not in ("ignore", "constrained"):
         raise InputError(f"--network must be 'ignore' or 'constrained', got {network!r}")
     loaded = load_scenario(scenario, days=days)
-    with console.status(f"clearing {loaded.name} ({len(loaded.time_index)} intervals) ..."):
+    # One solve over the whole horizon: the bar shows that it runs and for how long.
+    with progress_bar(f"clearing {loaded.name} ({len(loaded.time_index)} intervals)", quiet):
         outcome = optimize_scenario(loaded, design, network)
     write_optimize_outputs(outcome, out)
     _print(outcome.summary, out)

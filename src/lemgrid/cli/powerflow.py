@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from lemgrid.cli._app import app, console, user_errors
+from lemgrid.cli._app import app, check_horizon, console, progress_bar, quiet_option, user_errors
 from lemgrid.errors import InputError
 
 
@@ -29,6 +28,7 @@ def powerflow(
     vm_min_pu: Annotated[float, typer.Option(help="Lower voltage limit [p.u.]")] = 0.90,
     vm_max_pu: Annotated[float, typer.Option(help="Upper voltage limit [p.u.]")] = 1.10,
     max_loading_percent: Annotated[float, typer.Option(help="Loading limit [%]")] = 100.0,
+    quiet: Annotated[bool, quiet_option()] = False,
 ) -> None:
     """Batched AC power flow of a grid over a horizon.
 
@@ -41,32 +41,17 @@ def powerflow(
     from lemgrid.dso.grid_check import powerflow_study, write_powerflow_outputs
 
     t0 = time.perf_counter()
-    _check_horizon(start, days)
+    check_horizon(start, days)
     limits = GridLimits(vm_min_pu, vm_max_pu, max_loading_percent)
     if not vm_min_pu < vm_max_pu:
         raise InputError(f"--vm-min-pu ({vm_min_pu}) must be below --vm-max-pu ({vm_max_pu})")
-    study = powerflow_study(grid, start=start, days=days, resolution=resolution, limits=limits,
-                            progress_console=console)
+    with progress_bar("AC power flow", quiet) as progress:
+        study = powerflow_study(grid, start=start, days=days, resolution=resolution,
+                                limits=limits, progress=progress)
     summary = write_powerflow_outputs(study, out)
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     _print_summary(summary, out)
-
-
-def _check_horizon(start: str | None, days: float | None) -> None:
-    """--start is a date or date-time, --days a finite number > 0."""
-    import pandas as pd
-
-    if start is not None:
-        try:
-            stamp = pd.Timestamp(start)
-        except (ValueError, TypeError, OverflowError):
-            stamp = None
-        if stamp is None or pd.isna(stamp):
-            raise InputError(f"--start: not a date or date-time (e.g. 2016-06-01 or "
-                             f"2016-06-01T12:00), got {start!r}")
-    if days is not None and not (math.isfinite(days) and days > 0):
-        raise InputError(f"--days must be a finite number > 0, got {days}")
 
 
 def _print_summary(summary: dict, out: Path) -> None:

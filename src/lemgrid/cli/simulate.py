@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from lemgrid.cli._app import app, console, user_errors
+from lemgrid.cli._app import app, check_horizon, console, progress_bar, quiet_option, user_errors
 from lemgrid.designs import BUILTIN
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[1] / "scenario" / "default.yaml"
@@ -26,23 +26,36 @@ SHOWN = [
 ]
 
 
-def _load(scenario: Path | None, days: float | None):
+def _load(scenario: Path | None, days: float | None, start: str | None = None,
+          seed: int | None = None):
+    """Load the scenario with the command's overrides; an override at fault is named as its
+    option (``--start``, ``--days``, ``--seed``)."""
+    from lemgrid.errors import InputError
     from lemgrid.scenario import load_scenario
 
-    return load_scenario(scenario or DEFAULT_SCENARIO, days=days)
+    check_horizon(start, days)
+    options = {"start": ("--start", start), "days": ("--days", days), "seed": ("--seed", seed)}
+    try:
+        return load_scenario(scenario or DEFAULT_SCENARIO, days=days, start=start, seed=seed)
+    except InputError as exc:
+        option, value = options.get(exc.field or "", (None, None))
+        if value is None:
+            raise
+        raise InputError(f"{option} {value}: {exc}") from None
 
 
-def _run(loaded, design: str | None):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
+def _run(loaded, design: str | None, quiet: bool = False):
     from lemgrid.sim.runner import resolve_design, simulate
 
     name = resolve_design(loaded, design)
-    with Progress(f"[bold]{name}[/] " + "{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("days", total=None)
-        return simulate(loaded, name, progress=lambda done, total: bar.update(
-            task, completed=done, total=total))
+    with progress_bar(f"{name}: days", quiet) as progress:
+        return simulate(loaded, name, progress=progress)
+
+
+START_HELP = ("Override the scenario's start: the first day (2016-06-01) or instant "
+              "(2016-06-01T06:00) of the horizon, in the grid's local time (SimBench: German "
+              "time, daylight saving included)")
+SEED_HELP = "Override the scenario's seed (forecast errors and other random draws), >= 0"
 
 
 def _fmt(value) -> str:
@@ -63,8 +76,11 @@ def simulate(
         help=f"{', '.join(BUILTIN)} or a registered design (lemgrid.designs; default: the "
              "scenario's market.design)")] = None,
     days: Annotated[float | None, typer.Option(help="Override the scenario's days")] = None,
+    start: Annotated[str | None, typer.Option(help=START_HELP)] = None,
+    seed: Annotated[int | None, typer.Option(min=0, max=2**63 - 1, help=SEED_HELP)] = None,
     out: Annotated[Path, typer.Option(help="Output folder")] = Path("out/simulate"),
     report: Annotated[bool, typer.Option(help="Write report.html")] = True,
+    quiet: Annotated[bool, quiet_option()] = False,
 ) -> None:
     """Simulate a market design on a grid, settle it and report.
 
@@ -77,8 +93,8 @@ def simulate(
 
     from lemgrid.sim.outputs import write_simulation
 
-    loaded = _load(scenario, days)
-    result = _run(loaded, design)
+    loaded = _load(scenario, days, start, seed)
+    result = _run(loaded, design, quiet)
     paths = write_simulation(result, out, report=report)
     table = Table(title=f"{result.scenario}: {result.design} market, {len(result.time_index)} "
                         f"intervals, {len(result.participant_ids)} participants")
@@ -99,8 +115,11 @@ def compare(
     designs: Annotated[str | None, typer.Option(
         help="Comma-separated designs (default: every design of lemgrid.designs)")] = None,
     days: Annotated[float | None, typer.Option(help="Override the scenario's days")] = None,
+    start: Annotated[str | None, typer.Option(help=START_HELP)] = None,
+    seed: Annotated[int | None, typer.Option(min=0, max=2**63 - 1, help=SEED_HELP)] = None,
     out: Annotated[Path, typer.Option(help="Output folder")] = Path("out/compare"),
     report: Annotated[bool, typer.Option(help="Write report.html")] = True,
+    quiet: Annotated[bool, quiet_option()] = False,
 ) -> None:
     """Compare several market designs on the same scenario.
 
@@ -120,14 +139,43 @@ def compare(
     if unknown or not names:
         raise InputError(f"--designs: unknown design {unknown[0] if unknown else '(none)'!r}; "
                          f"choose from {', '.join(design_names())}")
-    loaded = _load(scenario, days)
-    results = [_run(loaded, name) for name in names]
+    loaded = _load(scenario, days, start, seed)
+    results = [_run(loaded, name, quiet) for name in names]
     paths = write_comparison(results, out, report=report)
-    table = Table(title=f"{loaded.name}: {len(loaded.time_index)} intervals")
-    table.add_column("KPI")
-    for result in results:
-        table.add_column(result.design, justify="right")
-    for key, label in SHOWN:
-        table.add_row(escape(label), *(_fmt(r.kpis.get(key)) for r in results))
-    console.print(table)
+    console.print(f"[bold]{escape(loaded.name)}[/]: {len(loaded.time_index)} intervals, "
+                  f"{len(results)} designs", highlight=False)
+    for table in comparison_tables(results, console.width):
+        console.print(table)
     console.print("written: " + ", ".join(str(p) for p in paths.values()))
+
+
+def comparison_tables(results, width: int) -> list:
+    """The KPIs of several designs as tables of whole columns that each fit ``width``
+    characters: as many designs side by side as fit, the next ones in a table below, every
+    table with the KPI names. Nothing is cut short or wrapped inside a cell."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    cells = {id(r): [_fmt(r.kpis.get(key)) for key, _ in SHOWN] for r in results}
+    label_width = max(len(label) for _, label in SHOWN)
+    pad = 3  # one space either side of a cell and the column separator
+    groups: list[list] = [[]]
+    used = label_width + pad
+    for result in results:
+        column = max(len(result.design), *map(len, cells[id(result)])) + pad
+        if groups[-1] and used + column > width:
+            groups.append([])
+            used = label_width + pad
+        groups[-1].append(result)
+        used += column
+    tables = []
+    for group in groups:
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        table.add_column("KPI", no_wrap=True)
+        for result in group:
+            table.add_column(escape(result.design), justify="right", no_wrap=True)
+        for i, (_, label) in enumerate(SHOWN):
+            table.add_row(escape(label), *(cells[id(r)][i] for r in group))
+        tables.append(table)
+    return tables

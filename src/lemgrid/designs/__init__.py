@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from lemgrid.scenario import Scenario
-    from lemgrid.sim.designs import DayAheadSession, SessionOutcome
+    from lemgrid.session import DayAheadSession, SessionOutcome
 
 #: The built-in designs: name -> module. A new built-in design is one module and one line here.
 BUILTIN: dict[str, str] = {

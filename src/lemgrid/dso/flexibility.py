@@ -10,20 +10,22 @@ asset) and one interval; activations change the asset's schedule physically:
   within its limits);
 - EVs and shiftable loads: energy not drawn now is drawn later in the same window (rebound, at the
   first intervals with spare power), energy drawn now is not drawn later;
-- PV: curtailed for the interval.
+- PV: curtailed for the interval;
+- assets of registered kinds (:mod:`lemgrid.assets.kinds`, e.g. heat pumps): as their kind
+  declares (``offers``, ``budgets``, ``apply``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from lemgrid.assets.kinds import asset_kind
 from lemgrid.assets.tables import take_rows
 from lemgrid.errors import InputError
 
 UP, DOWN = 1, -1
-KINDS = ("battery", "pv", "ev", "flexible_load")
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,7 +39,7 @@ class FlexOffers:
     participant : ndarray of int
         Owner of the resource.
     kind : ndarray of str
-        'battery', 'pv', 'ev' or 'flexible_load'.
+        'battery', 'pv', 'ev', 'flexible_load' or a registered asset kind (e.g. 'heat_pump').
     asset : ndarray of int
         Index of the battery / session (or the participant for PV).
     bus : ndarray of int
@@ -294,19 +296,30 @@ def battery_room(output_kw, soc_after_min_kwh, soc_after_max_kwh, batteries, dt_
 
 @dataclass(frozen=True)
 class OfferPrices:
-    """Utilisation prices per kind [EUR/kWh] and the availability price [EUR/(kW h)]."""
+    """Utilisation prices per kind [EUR/kWh] and the availability price [EUR/(kW h)].
+
+    ``by_kind``: prices of registered kinds (default: the kind's ``flex_price_eur_per_kwh``);
+    ``others``: one price for every registered kind instead (regulated direct control)."""
 
     battery: float = 0.05
     pv: float = 0.12
     ev: float = 0.03
     flexible_load: float = 0.03
     availability_eur_per_kw_h: float = 0.0
+    by_kind: dict[str, float] = field(default_factory=dict)
+    others: float | None = None
+
+    def of_kind(self, name: str) -> float:
+        """Price of a registered kind's flexibility [EUR/kWh]."""
+        if self.others is not None:
+            return self.others
+        return self.by_kind.get(name, asset_kind(name).flex_price_eur_per_kwh)
 
 
 def offers_from_plan(plan, batteries, windows, pv_kw: np.ndarray, participant_bus: np.ndarray,
                      providers: np.ndarray, dt_h: float, prices: OfferPrices,
-                     intervals: np.ndarray | None = None, window: tuple[int, int] | None = None
-                     ) -> FlexOffers:
+                     intervals: np.ndarray | None = None, window: tuple[int, int] | None = None,
+                     kinds: dict | None = None) -> FlexOffers:
     """Offers of every flexible asset at the given intervals, from its current schedule.
 
     Parameters
@@ -325,6 +338,8 @@ def offers_from_plan(plan, batteries, windows, pv_kw: np.ndarray, participant_bu
         Intervals to offer for (default: all).
     window : (start, stop), optional
         Availability window of all offers (default: the whole session).
+    kinds : dict[str, column table], optional
+        The session's assets of registered kinds (their offers as the kind declares).
     """
     n_t = plan.curtailment_kw.shape[0]
     intervals = np.arange(n_t) if intervals is None else np.asarray(intervals, int)
@@ -374,6 +389,15 @@ def offers_from_plan(plan, batteries, windows, pv_kw: np.ndarray, participant_bu
         asset = np.full(len(t), k)
         add(kind, asset, owner, t, UP, np.minimum(kw[t], spare_after), price, kw[t])
         add(kind, asset, owner, t, DOWN, np.minimum(power - kw[t], drawn_after), price, kw[t])
+    # Registered kinds: as they declare.
+    for name, table in (kinds or {}).items():
+        if name not in plan.kinds or not len(intervals):
+            continue
+        o = asset_kind(name).offers(table, plan.kinds[name], intervals, dt_h)
+        for direction in (UP, DOWN):
+            mine = o.direction == direction
+            add(name, o.asset[mine], table.owner[o.asset[mine]], o.interval[mine], direction,
+                o.kw[mine], prices.of_kind(name), o.baseline_kw[mine])
 
     if not rows:
         empty_i, empty_f, empty_s = np.array([], int), np.array([]), np.array([], str)
@@ -391,13 +415,15 @@ def offers_from_plan(plan, batteries, windows, pv_kw: np.ndarray, participant_bu
         baseline_kw=cat["baseline"])
 
 
-def energy_budgets(plan, offers: FlexOffers, batteries, windows, dt_h: float):
+def energy_budgets(plan, offers: FlexOffers, batteries, windows, dt_h: float,
+                   kinds: dict | None = None):
     """Constraints linking activations of the same asset at different intervals.
 
     Each offer is sized on its own; together, a battery's activations may not push any later
     state of charge out of its limits (counted conservatively with the worse efficiency of each
     direction), and an EV's or shiftable load's deferrals may not exceed its spare power in the
-    window (nor its advances the energy it still draws).
+    window (nor its advances the energy it still draws). Registered kinds declare their own
+    rows (``kinds``: the session's tables).
 
     Returns
     -------
@@ -445,13 +471,29 @@ def energy_budgets(plan, offers: FlexOffers, batteries, windows, dt_h: float):
             vals += [1.0] * len(which)
             upper.append(float(bound))
             r += 1
+    from lemgrid.assets.kinds import KindOffers
+
+    for name, table in (kinds or {}).items():
+        mine = np.flatnonzero(offers.kind == name)
+        if not len(mine) or name not in plan.kinds:
+            continue
+        view = KindOffers(offers.asset[mine], offers.interval[mine], offers.direction[mine],
+                          offers.kw[mine], offers.baseline_kw[mine])
+        for positions, coefs, bound in asset_kind(name).budgets(table, plan.kinds[name], view,
+                                                                 dt_h):
+            rows += [r] * len(positions)
+            cols += mine[positions].tolist()
+            vals += np.asarray(coefs, float).tolist()
+            upper.append(float(bound))
+            r += 1
     matrix = sp.csr_matrix((vals, (rows, cols)), shape=(r, len(offers)))
     return matrix, np.array(upper)
 
 
 def apply_activations(plan, offers: FlexOffers, activations: Activations, batteries, windows,
-                      dt_h: float):
-    """A new AssetPlan with the activations carried out (see the module docstring)."""
+                      dt_h: float, kinds: dict | None = None):
+    """A new AssetPlan with the activations carried out (see the module docstring);
+    ``kinds``: the session's tables of registered kinds."""
     from dataclasses import replace
 
     battery_kw = plan.battery_kw.copy()
@@ -459,8 +501,18 @@ def apply_activations(plan, offers: FlexOffers, activations: Activations, batter
     window_kw = plan.window_kw.copy()
     curtailment = plan.curtailment_kw.copy()
     b = batteries
+    kind_plans = dict(plan.kinds)
+    for name, table in (kinds or {}).items():
+        mine = offers.kind[activations.offer] == name
+        if mine.any():
+            k = activations.offer[mine]
+            kind_plans[name] = asset_kind(name).apply(
+                table, kind_plans[name], offers.asset[k], offers.interval[k],
+                offers.direction[k] * activations.kw[mine], dt_h)
     for k, kw in zip(activations.offer, activations.kw, strict=True):
         kind, asset, t = offers.kind[k], int(offers.asset[k]), int(offers.interval[k])
+        if kind in kind_plans:
+            continue
         delta = offers.direction[k] * kw
         if kind == "battery":
             old = battery_kw[t, asset]
@@ -485,4 +537,4 @@ def apply_activations(plan, offers: FlexOffers, activations: Activations, batter
                 window_kw[tk, asset] += np.sign(energy) * move
                 energy -= np.sign(energy) * move
     return replace(plan, battery_kw=battery_kw, soc_kwh=soc, window_kw=window_kw,
-                   curtailment_kw=curtailment)
+                   curtailment_kw=curtailment, kinds=kind_plans)

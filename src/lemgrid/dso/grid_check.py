@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,10 +13,6 @@ from lemgrid.errors import InputError
 from lemgrid.grid.kpis import GridKpis, GridLimits, grid_kpis
 from lemgrid.grid.network import Network
 from lemgrid.grid.powerflow import PowerFlowResult, run_powerflow
-
-#: Show a progress bar from this many intervals on.
-PROGRESS_MIN_INTERVALS = 20_000
-
 
 @dataclass(frozen=True, eq=False)
 class GridCheck:
@@ -62,30 +58,19 @@ class GridCheck:
 
 def check_injections(spec: str, network: Network, p_kw: np.ndarray, q_kvar: np.ndarray,
                      time_index: pd.DatetimeIndex | None, dt_h: float | None, limits: GridLimits,
-                     progress_console=None) -> GridCheck:
-    """Run the power flow of bus injections (T, n_bus) and compute the KPIs."""
-    with _progress(progress_console, len(p_kw)) as progress:
-        result = run_powerflow(network, p_kw, q_kvar, progress=progress)
+                     progress: Callable[[int, int], None] | None = None) -> GridCheck:
+    """Run the power flow of bus injections (T, n_bus) and compute the KPIs.
+
+    ``progress(done_intervals, total_intervals)`` is called as the power flow goes on.
+    """
+    result = run_powerflow(network, p_kw, q_kvar, progress=progress)
     kpis = grid_kpis(network, result, limits, dt_h if dt_h is not None else 1.0)
     return GridCheck(spec, network, time_index, dt_h, result, kpis)
 
 
-@contextlib.contextmanager
-def _progress(console, n_intervals: int):
-    if console is None or n_intervals < PROGRESS_MIN_INTERVALS:
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("power flow", total=n_intervals)
-        yield lambda done, total: bar.update(task, completed=done)
-
-
 def powerflow_study(spec: str, *, start: str | None = None, days: float | None = None,
                     resolution: str = "15min", limits: GridLimits = GridLimits(),
-                    progress_console=None) -> GridCheck:
+                    progress: Callable[[int, int], None] | None = None) -> GridCheck:
     """Power flow of a grid's own profiles, or of a scenario's participants without flexibility.
 
     Parameters
@@ -96,6 +81,8 @@ def powerflow_study(spec: str, *, start: str | None = None, days: float | None =
     start, days, resolution :
         The horizon (grids with profiles; a scenario's own horizon is used unless given).
     limits : GridLimits
+    progress : callable, optional
+        ``progress(done_intervals, total_intervals)``, as the power flow goes on.
     """
     if spec.lower().endswith((".yaml", ".yml")):
         from lemgrid.scenario import load_scenario
@@ -105,7 +92,7 @@ def powerflow_study(spec: str, *, start: str | None = None, days: float | None =
         scenario = load_scenario(spec, **overrides)
         p, q = scenario.bus_injections(scenario.participants.net_p_kw)
         return check_injections(spec, scenario.network, p, q, scenario.time_index, scenario.dt_h,
-                                scenario.limits, progress_console)
+                                scenario.limits, progress)
 
     from lemgrid.grid.sources import load_grid
 
@@ -122,7 +109,7 @@ def powerflow_study(spec: str, *, start: str | None = None, days: float | None =
     profiles = grid.profiles.window(start, days).resample(resolution)
     p, q = profiles.bus_injections(network)
     return check_injections(spec, network, p, q, profiles.time_index, profiles.dt_h, limits,
-                            progress_console)
+                            progress)
 
 
 def write_powerflow_outputs(check: GridCheck, out: Path) -> dict:

@@ -237,7 +237,7 @@ class DsoOperator:
         self.eligible = represented if flex.providers == "aggregators" else np.ones(n, bool)
         p = flex.prices
         self.prices = OfferPrices(p.battery, p.pv, p.ev, p.flexible_load,
-                                  p.availability_eur_per_kw_h)
+                                  p.availability_eur_per_kw_h, by_kind=p.by_kind)
         self.registry = ActivationRegistry()
         self.bus_names = self.network.bus_names
         self.monitored = np.flatnonzero(studied_buses(self.network))
@@ -285,7 +285,7 @@ class DsoOperator:
         parts = self.scenario.participants
         offers = offers_from_plan(plan, session.batteries, session.windows, pv_kw, parts.bus,
                                   self.providers.astype(str), session.dt_h, prices or self.prices,
-                                  intervals=intervals, window=window)
+                                  intervals=intervals, window=window, kinds=session.kinds)
         keep = self.eligible[offers.participant] & np.isin(
             offers.kind, self.config.flexibility.kinds)
         offers = offers.take(keep)
@@ -381,7 +381,8 @@ class DsoOperator:
                 offers = self._offers(session, current, view_pv, intervals, window=window)
                 capacity = self.registry.remaining(offers)
                 need = self._need(p, session.q_kvar, flow, bad, services, v_margin, l_margin)
-                budgets = energy_budgets(current, offers, session.batteries, session.windows, dt)
+                budgets = energy_budgets(current, offers, session.batteries, session.windows, dt,
+                                         session.kinds)
                 if flex.clearing == "continuous" and need is not None and not len(requests):
                     acts, _ = clear_flex_worst_violation_first(offers, capacity, dt, need, budgets)
                 else:
@@ -397,7 +398,7 @@ class DsoOperator:
                 self.registry.record(offers, acts)
                 planned.append((offers, acts))
                 current = apply_activations(current, offers, acts, session.batteries,
-                                            session.windows, dt)
+                                            session.windows, dt, session.kinds)
                 p, flow = self._flow(session, current, view_load, view_pv)
                 still, _, services_now = describe_violations(self.network, flow, self.limits)
                 if not still.any():
@@ -430,12 +431,13 @@ class DsoOperator:
             capacity = self.registry.remaining(offers)  # forwarded: price and capacity kept
             acts = clear_requests_merit_order(
                 offers, capacity, tso_requests, config.coordination.pricing, guard=guard,
-                budgets=energy_budgets(current, offers, session.batteries, session.windows, dt))
+                budgets=energy_budgets(current, offers, session.batteries, session.windows, dt,
+                                         session.kinds))
             if len(acts):
                 self.registry.record(offers, acts)
                 planned.append((offers, acts))
                 current = apply_activations(current, offers, acts, session.batteries,
-                                            session.windows, dt)
+                                            session.windows, dt, session.kinds)
 
         # Delivery: each activation is delivered with probability delivery_rate.
         planned_plan, delivered_plan = current, plan
@@ -448,7 +450,7 @@ class DsoOperator:
                 delivered_plan, offers, Activations(acts.offer[keep], acts.kw[keep],
                                                     acts.price_eur_per_kwh[keep],
                                                     acts.buyer[keep], acts.service[keep]),
-                session.batteries, session.windows, dt)
+                session.batteries, session.windows, dt, session.kinds)
 
         # Red: what is still violated at delivery (and, if red control is on, curtailed /
         # controlled directly).
@@ -487,7 +489,7 @@ class DsoOperator:
         bad, reasons, services = describe_violations(self.network, flow, self.limits)
         red_bad = bad.copy()
         regulated = self.config.red.regulated_price_eur_per_kwh
-        prices = OfferPrices(regulated, regulated, regulated, regulated, 0.0)
+        prices = OfferPrices(regulated, regulated, regulated, regulated, 0.0, others=regulated)
         margin_v = np.zeros((stop - start, self.network.n_bus))
         margin_l = np.zeros((stop - start, self.network.n_branch))
         for _ in range(5 if control else 0):
@@ -495,21 +497,22 @@ class DsoOperator:
                 break
             offers = offers_from_plan(plan, session.batteries, session.windows, pv, parts.bus,
                                       parts.ids.astype(str), dt, prices,
-                                      intervals=np.flatnonzero(bad))
+                                      intervals=np.flatnonzero(bad), kinds=session.kinds)
             need = self._need(p, session.q_kvar, flow, bad, services, margin_v, margin_l)
             if need is None:
                 break
             acts, _ = clear_optimal(offers, self.registry.remaining(offers), dt, need=need,
                                     buyer="DSO",
                                     budgets=energy_budgets(plan, offers, session.batteries,
-                                                           session.windows, dt))
+                                                           session.windows, dt, session.kinds))
             if not len(acts):
                 break
             acts = Activations(acts.offer, acts.kw, acts.price_eur_per_kwh, acts.buyer,
                                np.full(len(acts), "red"))
             self.registry.record(offers, acts)
             records.append(self._records(session, offers, acts, np.ones(len(acts), bool), False))
-            plan = apply_activations(plan, offers, acts, session.batteries, session.windows, dt)
+            plan = apply_activations(plan, offers, acts, session.batteries, session.windows, dt,
+                                     session.kinds)
             p, flow = self._flow(session, plan, load, pv)
             bad, _, services = describe_violations(self.network, flow, self.limits)
             vm = np.nan_to_num(flow.vm_pu, nan=1.0)

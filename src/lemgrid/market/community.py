@@ -20,10 +20,11 @@ Marginal Pricing (DLMP) for Congestion Management and Voltage Support", IEEE Tra
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from lemgrid.assets.kinds import KindPlan, asset_kind
 from lemgrid.assets.tables import Batteries, EnergyWindows
 from lemgrid.errors import InfeasibleError, InputError
 from lemgrid.grid.kpis import GridLimits
@@ -85,6 +86,11 @@ class CommunityProblem:
         bills over the horizon, fixed fees apart) [EUR]: the clearing may not cost them more
         (a constraint; elastic in network-constrained clearing, where the business-as-usual
         schedule itself may break a grid limit).
+    kinds : dict[str, column table]
+        Assets of registered kinds (:mod:`lemgrid.assets.kinds`), time series cut to the
+        horizon; each kind adds its own variables and constraints.
+    kinds_final_state : dict[str, ndarray (A,)], optional
+        State each such asset must at least reach at the end (e.g. business-as-usual's).
     """
 
     ids: np.ndarray
@@ -102,6 +108,8 @@ class CommunityProblem:
     levies_eur_per_kwh: float = 0.0
     final_soc_kwh: np.ndarray | None = None
     reference_cost_eur: float | None = None
+    kinds: dict = field(default_factory=dict)
+    kinds_final_state: dict | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -133,6 +141,8 @@ class CommunityProblem:
             export_eur_per_kwh=np.full(n_t, tariffs.export_eur_per_kwh),
             curtailment_eur_per_kwh=float(curtail),
             battery_wear_eur_per_kwh=options.battery_wear_eur_per_kwh,
+            kinds={name: asset_kind(name).window(table, t0, t0 + n_t)
+                   for name, table in parts.kinds.items()},
         )
 
 
@@ -208,6 +218,8 @@ class CommunityResult:
         at once).
     lp_basis : object or None
         HiGHS basis of the final LP (``warm_start`` of a re-solve with other coefficients).
+    kinds : dict[str, KindPlan]
+        Schedules of the assets of registered kinds.
     """
 
     schedule_kw: np.ndarray
@@ -229,6 +241,7 @@ class CommunityResult:
     solve_seconds: float
     lp_solves: int
     lp_basis: object | None = None
+    kinds: dict[str, KindPlan] = field(default_factory=dict)
 
 
 def _check_problem(problem: CommunityProblem) -> None:
@@ -390,6 +403,17 @@ class _Model:
         lp.coef(rows[:, b.owner], self.ch, 1.0)
         lp.coef(rows[:, b.owner], self.dis, -1.0)
         lp.coef(rows[self.ses_t, s.owner[self.ses_session]], self.ses, 1.0)
+        # Assets of registered kinds: their own variables and constraints, their draw in the
+        # owners' balance.
+        self.kind_blocks = {}
+        for name, table in problem.kinds.items():
+            if not len(table):
+                continue
+            final = (problem.kinds_final_state or {}).get(name)
+            block = asset_kind(name).lp_block(lp, table, dt, final)
+            for var, coef in block.draw:
+                lp.coef(rows[:, table.owner], var, coef)
+            self.kind_blocks[name] = block
 
         # Battery energy: soc_t = soc_{t-1} + eta_c ch dt - dis dt / eta_d.
         start_energy = np.zeros((n_t, len(b)))
@@ -556,4 +580,5 @@ class _Model:
             dlmp_components=components, member_price_eur_per_kwh=member_price,
             member_cost_eur=member_cost, retailer_cost_eur=retailer, welfare_eur=welfare,
             solve_seconds=seconds, lp_solves=solves, lp_basis=solution.basis,
+            kinds={name: block.read(solution) for name, block in self.kind_blocks.items()},
         )

@@ -88,6 +88,21 @@ def _no_data_note(fig: go.Figure, text: str) -> None:
                        font=dict(size=14, color=GREY))
 
 
+#: The design without a local market (business-as-usual).
+NO_MARKET = "none"
+
+
+def _no_trade_note(fig: go.Figure, labels) -> None:
+    """Say why a plot of local trade is empty: no market at all, or a market nobody used."""
+    labels = [str(label) for label in labels]
+    if labels and all(label == NO_MARKET for label in labels):
+        why = "design 'none' has no local market: everyone buys from and sells to the retailer"
+    else:
+        why = ("nobody traded locally: no interval had both a seller and a buyer at prices "
+               "better than the retailer's")
+    _no_data_note(fig, f"no local trade in the horizon<br>({why})")
+
+
 def price_figure(time_index: pd.DatetimeIndex, dt_h: float,
                  prices_eur_per_kwh: Mapping[str, np.ndarray], tariffs: Mapping[str, float], *,
                  max_points: int = MAX_POINTS) -> go.Figure:
@@ -128,7 +143,7 @@ def price_figure(time_index: pd.DatetimeIndex, dt_h: float,
                                      name=f"{name}: {level:.4f}", hoverinfo="skip",
                                      line=dict(color=GREY, dash=dash, width=1.4)))
     if not traded:
-        _no_data_note(fig, "no local trade in the horizon")
+        _no_trade_note(fig, prices_eur_per_kwh)
     _style(fig, title=f"Local market price ({_per(b)})",
            yaxis_title="EUR/kWh")
     return fig
@@ -152,10 +167,15 @@ def volume_figure(time_index: pd.DatetimeIndex, dt_h: float,
     b = make_buckets(time_index, dt_h, max_points)
     fig = go.Figure()
     colours = _colours(volumes_kwh)
+    traded = False
     for label, volume in volumes_kwh.items():
-        fig.add_trace(go.Bar(x=b.starts, y=b.sum(volume), name=label,
+        sums = b.sum(volume)
+        traded |= bool(np.nansum(np.abs(sums)) > 0)
+        fig.add_trace(go.Bar(x=b.starts, y=sums, name=label,
                              marker=dict(color=colours[label], line=dict(width=0)),
                              hovertemplate="%{y:.2f} kWh"))
+    if not traded:
+        _no_trade_note(fig, volumes_kwh)
     per = b.label if b.aggregated else "interval"
     _style(fig, title=f"Locally traded energy (kWh per {per})",
            yaxis_title=f"kWh per {per}", barmode="group", bargap=0.05)
@@ -190,6 +210,8 @@ def transformer_figure(time_index: pd.DatetimeIndex, dt_h: float,
                                  legendgroup=label, line=dict(color=colours[label], width=1.6),
                                  hovertemplate="%{y:.1f} kW"))
     fig.add_hline(y=0.0, line=dict(color="black", width=0.8))
+    if not any(np.isfinite(np.asarray(p, dtype=float)).any() for p in p_kw.values()):
+        _no_data_note(fig, "no transformer power: the power flow converged in no interval")
     _style(fig, title=f"Transformer power, import positive ({_per(b)})",
            yaxis_title="kW")
     return fig
@@ -278,6 +300,7 @@ def voltage_envelope_figure(time_index: pd.DatetimeIndex, dt_h: float,
     fig = go.Figure()
     colours = _colours(vm_pu)
     failures: dict[str, np.ndarray] = {}
+    converged_somewhere = False
     with np.errstate(invalid="ignore"):
         for label, vm in vm_pu.items():
             vm = np.asarray(vm, dtype=float)
@@ -285,6 +308,7 @@ def voltage_envelope_figure(time_index: pd.DatetimeIndex, dt_h: float,
             # marker of its own (in every bucket that holds one), never averaged away.
             failed = nonconverged_intervals(vm)
             finite = ~failed
+            converged_somewhere |= bool(finite.any())
             if failed.any():
                 failures[label] = b.max(failed.astype(float)) > 0
             v_min = np.full(len(vm), np.nan)
@@ -310,6 +334,8 @@ def voltage_envelope_figure(time_index: pd.DatetimeIndex, dt_h: float,
             fig.add_hline(y=float(limits[key]), line=dict(color="#d62728", dash="dot", width=1.5),
                           annotation_text=f"{text} {float(limits[key]):.2f} p.u.",
                           annotation_position="top left" if key == "vm_max_pu" else "bottom left")
+    if not converged_somewhere:
+        _no_data_note(fig, "no voltages: the power flow converged in no interval (red crosses)")
     per = f"extremes per {b.label}" if b.aggregated else "per interval"
     _style(fig, title=f"Voltage envelope over all buses: highest solid, lowest dashed ({per})",
            yaxis_title="p.u.")
@@ -343,6 +369,13 @@ def savings_figure(savings_eur: Mapping[str, pd.Series]) -> go.Figure:
                                  marker=dict(color=colours[label]),
                                  hovertemplate=f"{label}: %{{y:,.2f}} EUR<extra></extra>"))
     fig.add_hline(y=0.0, line=dict(color="black", width=0.8))
+    if frame.empty:
+        _no_data_note(fig, "no participants")
+    elif not np.nanmax(np.abs(frame.to_numpy(dtype=float)), initial=0.0) > 0.005:
+        why = ("design 'none' is business-as-usual itself"
+               if all(str(c) == NO_MARKET for c in frame.columns)
+               else "every bill equals its business-as-usual bill to the cent")
+        _no_data_note(fig, f"no savings and no losses<br>({why})")
     _style(fig, hovermode="closest", barmode="group",
            title="Savings per participant against business-as-usual",
            yaxis_title="EUR", xaxis=dict(type="category", title="participant"))

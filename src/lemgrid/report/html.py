@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 
 from lemgrid.errors import InputError
 from lemgrid.report import figures
-from lemgrid.report.tables import frame_table_html, kpi_table_html, main_kpis
+from lemgrid.report.tables import frame_table_html, headline_html, kpi_table_html, main_kpis
 from lemgrid.sim.results import SimulationResult
 
 _PLOT_CONFIG = {"displaylogo": False, "responsive": True}
@@ -128,6 +128,12 @@ def _nonconvergence_facts(labels: Sequence[str], results: Sequence[SimulationRes
 # --- one design -------------------------------------------------------------------------------
 
 _CAPTIONS = {
+    "headline": "Savings are against business-as-usual (retail import and feed-in, no local "
+                "market); a participant is better off when it saves more than half a cent. Peak "
+                "import is the highest power drawn through the substation transformer; "
+                "violation intervals are those with a bus voltage or a branch loading outside "
+                "the DSO's limits. Flexibility cost is what the DSO (and the TSO) paid for "
+                "activated flexibility. Every KPI is in the table after the plots.",
     "kpis": "Key figures over the whole horizon. Money is what participants pay (negative: are "
             "paid); savings are against business-as-usual (retail import and feed-in, no local "
             "market). The key column names the value in kpis.json.",
@@ -151,7 +157,8 @@ _CAPTIONS = {
 
 
 def design_sections(result: SimulationResult) -> list[Section]:
-    """The standard sections of a one-design report (KPIs, six plots, bills)."""
+    """The standard sections of a one-design report: headline figures, six plots, the full KPI
+    table and the bills."""
     t, dt_h, design = result.time_index, result.dt_h, result.design
     p_kw = {design: result.transformer_p_kw}
     if design != "none":
@@ -160,7 +167,8 @@ def design_sections(result: SimulationResult) -> list[Section]:
     kpis = (kpi_table_html({design: result.kpis}) if result.kpis
             else "<p>This result carries no KPIs.</p>")
     return [
-        Section("Key performance indicators", kpis, _CAPTIONS["kpis"]),
+        Section("Headline figures", headline_html({design: result.kpis}),
+                _CAPTIONS["headline"]),
         Section("Local market price",
                 figures.price_figure(t, dt_h, {design: result.price_eur_per_kwh}, result.tariffs),
                 _CAPTIONS["price"]),
@@ -179,6 +187,7 @@ def design_sections(result: SimulationResult) -> list[Section]:
         Section("Savings per participant",
                 figures.savings_figure({design: bills.set_index("participant")["savings_eur"]}),
                 _CAPTIONS["savings"]),
+        Section("Key performance indicators", kpis, _CAPTIONS["kpis"]),
         Section("Bills", frame_table_html(bills), _CAPTIONS["bills"], collapsed=True),
     ]
 
@@ -281,9 +290,8 @@ def render_comparison(results: Sequence[SimulationResult], comparison: pd.DataFr
     p_kw[figures.BAU_LABEL] = first.bau_transformer_p_kw
     kpi_columns = {str(d): row.to_dict() for d, row in table.iterrows()}
     standard = [
-        Section("Key performance indicators by design", kpi_table_html(kpi_columns),
-                "One column per design (comparison.csv has one row per design). "
-                + _CAPTIONS["kpis"]),
+        Section("Headline figures by design", headline_html(kpi_columns),
+                "One row per design. " + _CAPTIONS["headline"]),
         Section("Main KPIs per design", figures.kpi_bars_figure(table, main_kpis(table)),
                 "The KPIs that decide between designs, one bar per design."),
         Section("Local market price by design",
@@ -304,6 +312,9 @@ def render_comparison(results: Sequence[SimulationResult], comparison: pd.DataFr
                                         for k, r in by.items()}),
                 "Savings of each participant against business-as-usual, one bar per design; "
                 "participants sorted by their mean saving."),
+        Section("Key performance indicators by design", kpi_table_html(kpi_columns),
+                "One column per design (comparison.csv has one row per design). "
+                + _CAPTIONS["kpis"]),
         Section("Comparison table",
                 frame_table_html(comparison if "design" in comparison.columns
                                  else comparison.rename_axis("design").reset_index()),

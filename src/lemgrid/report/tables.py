@@ -226,3 +226,103 @@ def main_kpis(table: pd.DataFrame) -> list[str]:
                 chosen.append(hit)
                 break
     return chosen
+
+
+@dataclass(frozen=True)
+class Headline:
+    """One headline figure of a report.
+
+    Attributes
+    ----------
+    title : str
+        What it is, as the report shows it.
+    keys : tuple of str
+        KPI keys tried in order; the first present one is shown.
+    absent : str
+        Said instead of a value when the run has none of the keys.
+    """
+
+    title: str
+    keys: tuple[str, ...]
+    absent: str
+
+
+#: The figures a report opens with (issue 11): what the market saved, for how many, what it did
+#: to the grid's peak and limits, and what flexibility cost.
+HEADLINES = (
+    Headline("Savings", ("total_savings_eur", "savings_eur"),
+             "not computed for this run"),
+    Headline("Better off", ("share_better_off",), "not computed for this run"),
+    Headline("Peak import", ("peak_import_kw",), "no power flow in this run"),
+    Headline("Violation intervals", ("violation_intervals", "voltage_violation_intervals"),
+             "no power flow in this run"),
+    Headline("Flexibility cost", ("flex_cost_eur",),
+             "no flexibility market (the scenario has no dso: part)"),
+)
+
+#: For each headline, a reference shown under it when the run has the key.
+_HEADLINE_REFERENCES = {
+    "total_savings_eur": ("bau_total_cost_eur", "of {} business-as-usual"),
+    "peak_import_kw": ("bau_peak_import_kw", "business-as-usual {}"),
+    "violation_intervals": ("intervals", "of {} intervals"),
+    "voltage_violation_intervals": ("intervals", "of {} intervals"),
+    "flex_cost_eur": ("flex_activated_kwh", "for {} activated"),
+}
+
+
+def headline_values(kpis: Mapping[str, object]) -> list[tuple[str, str, str]]:
+    """The headline figures of one run: (title, value with unit, what it is measured against).
+
+    Parameters
+    ----------
+    kpis : mapping
+        The run's KPIs (``kpis.json``).
+    """
+    out = []
+    for headline in HEADLINES:
+        key = next((k for k in headline.keys if kpis.get(k) is not None), None)
+        if key is None:
+            out.append((headline.title, "—", headline.absent))
+            continue
+        info = describe_kpi(key)
+        unit = "" if info.share or info.unit == "intervals" else f" {info.unit}"
+        value = format_value(kpis[key], info) + unit
+        reference = ""
+        if key in _HEADLINE_REFERENCES:
+            ref_key, text = _HEADLINE_REFERENCES[key]
+            if kpis.get(ref_key) is not None:
+                ref_info = describe_kpi(ref_key)
+                ref_unit = "" if ref_info.unit in ("", "intervals") else f" {ref_info.unit}"
+                reference = text.format(format_value(kpis[ref_key], ref_info) + ref_unit)
+        out.append((headline.title, value, reference))
+    return out
+
+
+def headline_html(columns: Mapping[str, Mapping[str, object]]) -> str:
+    """The headline figures: cards for one run, a table with one row per run for several.
+
+    Parameters
+    ----------
+    columns : mapping of str to mapping of str to object
+        Run label (a design) -> its KPIs.
+    """
+    runs = {label: headline_values(kpis) for label, kpis in columns.items()}
+    if len(runs) == 1:
+        (values,) = runs.values()
+        cards = "".join(
+            f"<div class='card'><div class='card-title'>{html.escape(title)}</div>"
+            f"<div class='card-value'>{html.escape(value)}</div>"
+            f"<div class='card-note'>{html.escape(note)}</div></div>"
+            for title, value, note in values)
+        return f"<div class='headline'>{cards}</div>"
+    heads = "".join(f"<th class='num'>{html.escape(h.title)}</th>" for h in HEADLINES)
+    rows = []
+    for label, values in runs.items():
+        cells = "".join(f"<td class='num' title='{html.escape(note, quote=True)}'>"
+                        f"{html.escape(value)}</td>" for _, value, note in values)
+        rows.append(f"<tr><td>{html.escape(label)}</td>{cells}</tr>")
+    notes = sorted({note for values in runs.values() for _, value, note in values
+                    if value == "—"})
+    foot = "".join(f"<p class='help'>—: {html.escape(n)}</p>" for n in notes)
+    return (f"<table class='headline-table'><thead><tr><th>design</th>{heads}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>{foot}")

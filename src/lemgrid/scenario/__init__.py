@@ -46,12 +46,20 @@ def load_scenario(path: str | Path, **overrides) -> Scenario:
         try:
             config = ScenarioConfig.model_validate(data)
         except ValidationError as exc:
-            raise InputError(format_validation_error(exc, f"{path} (with overrides)", data,
-                                                     None)) from None
+            error = InputError(format_validation_error(exc, f"{path} (with overrides)", data,
+                                                       None))
+            error.field = next((str(e["loc"][0]) for e in exc.errors() if e["loc"]), None)
+            raise error from None
     try:
         return build_scenario(config)
     except FieldError as exc:
-        text = Path(path).read_text(encoding="utf-8")
-        line = _line_of(yaml.compose(text, Loader=_Loader), exc.loc)
-        where = f"{path} line {line}" if line else str(path)
-        raise InputError(f"{where}: {exc}") from None
+        if exc.loc and overrides.get(exc.loc[0]) is not None:
+            # The value came from the caller, not from the file: no line of the file to show.
+            error = InputError(f"{path} (overridden {exc.loc[0]}): {exc}")
+        else:
+            text = Path(path).read_text(encoding="utf-8")
+            line = _line_of(yaml.compose(text, Loader=_Loader), exc.loc)
+            where = f"{path} line {line}" if line else str(path)
+            error = InputError(f"{where}: {exc}")
+        error.field = str(exc.loc[0]) if exc.loc else None
+        raise error from None

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from lemgrid.assets.kinds import asset_kind, asset_kinds
 from lemgrid.assets.participants import Participants
 from lemgrid.assets.tables import Batteries, EnergyWindows, daily_windows
 from lemgrid.errors import InputError
@@ -186,6 +187,7 @@ class _ParticipantBuilder:
         self.pv: list[np.ndarray] = []
         self.batteries: list[dict] = []
         self.windows: list[dict] = []
+        self.kind_rows: dict[str, list[dict]] = {}
 
     def add(self, pid: str, bus: int, loc: tuple) -> int:
         if pid in self.ids:
@@ -218,6 +220,8 @@ class _ParticipantBuilder:
             pv_p_kw=stack(self.pv),
             batteries=table(Batteries, self.batteries),
             windows=table(EnergyWindows, self.windows),
+            kinds={name: kind.table(self.kind_rows.get(name, []))
+                   for name, kind in asset_kinds().items() if name in self.kind_rows},
         )
 
 
@@ -273,6 +277,10 @@ def _add_asset(builder: _ParticipantBuilder, asset: AssetConfig, loc: tuple, sca
                 builder.windows.append(dict(
                     owner=owner, name=name, kind=asset.type, start=start, stop=stop,
                     energy_kwh=energy, power_kw=asset.power_kw))
+        else:  # a registered asset kind
+            kind = asset_kind(asset.type)
+            builder.kind_rows.setdefault(kind.name, []).append(
+                kind.build(asset, owner, name, h, loc))
 
 
 def _check_references(config: ScenarioConfig, network: Network, ids: list[str]) -> None:

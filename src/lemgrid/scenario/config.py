@@ -11,8 +11,16 @@ import re
 from typing import Annotated, Any, Literal
 
 import pydantic
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, field_validator,
-                      model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    SerializeAsAny,
+    field_validator,
+    model_validator,
+)
 
 #: Sane physical bounds. A value beyond them is a typo or a unit mistake (W for kW), not a
 #: scenario: the largest single plants on distribution grids are tens of MW.
@@ -146,9 +154,46 @@ class PVConfig(AssetBase):
     profile: str = "PV3"
 
 
-AssetConfig = Annotated[
+_BuiltinAssetConfig = Annotated[
     BatteryConfig | EVConfig | FlexibleLoadConfig | PVConfig, Field(discriminator="type")
 ]
+
+
+def _validate_asset(value: Any) -> AssetBase:
+    """An asset config by its ``type``: a built-in type or a registered asset kind
+    (:mod:`lemgrid.assets.kinds`); the kind's own model validates the rest."""
+    from pydantic_core import PydanticCustomError
+
+    from lemgrid.assets.kinds import BUILTIN_TYPES, all_type_names, asset_kinds
+
+    if isinstance(value, AssetBase):
+        return value
+    tag = value.get("type") if isinstance(value, dict) else None
+    if tag is None or tag in BUILTIN_TYPES or not isinstance(tag, str):
+        return _builtin_assets().validate_python(value)
+    kinds = asset_kinds()
+    if tag not in kinds:
+        expected = ", ".join(repr(t) for t in all_type_names())
+        raise PydanticCustomError(
+            "union_tag_invalid",
+            "Input tag {tag} found using {discriminator} does not match any of the expected "
+            "tags: {expected_tags}",
+            {"discriminator": "'type'", "tag": repr(tag), "expected_tags": expected})
+    return kinds[tag].Config.model_validate(value)
+
+
+def _builtin_assets() -> pydantic.TypeAdapter:
+    global _BUILTIN_ADAPTER
+    if _BUILTIN_ADAPTER is None:
+        _BUILTIN_ADAPTER = pydantic.TypeAdapter(_BuiltinAssetConfig)
+    return _BUILTIN_ADAPTER
+
+
+_BUILTIN_ADAPTER: pydantic.TypeAdapter | None = None
+
+#: Any asset: battery, EV, shiftable load, PV, or a registered kind (a heat pump, ...).
+AssetConfig = Annotated[SerializeAsAny[AssetBase],
+                      PlainValidator(_validate_asset, json_schema_input_type=_BuiltinAssetConfig)]
 
 
 class LoadProfileConfig(Strict):
@@ -288,7 +333,7 @@ def _market_options(value: Any) -> DesignOptions:
 
 
 #: The ``market`` section: the options model of the design it names (:mod:`lemgrid.designs`).
-MarketConfig = Annotated[pydantic.SerializeAsAny[DesignOptions], PlainValidator(_market_options)]
+MarketConfig = Annotated[SerializeAsAny[DesignOptions], PlainValidator(_market_options)]
 
 
 class ZipConfig(Strict):
@@ -332,11 +377,35 @@ class FlexPricesConfig(Strict):
     """Utilisation prices of flexibility per asset kind [EUR/kWh], and the availability
     (reservation) price [EUR per kW and hour]."""
 
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+
     battery: Price = 0.05
     pv: Price = 0.12
     ev: Price = 0.03
     flexible_load: Price = 0.03
     availability_eur_per_kw_h: Charge = 0.0
+
+    @model_validator(mode="after")
+    def _registered_kinds(self):
+        if not self.model_extra:
+            return self
+        from lemgrid.assets.kinds import asset_kinds
+
+        kinds = asset_kinds()
+        for key, value in self.model_extra.items():
+            if key not in kinds:
+                raise ValueError(f"unknown asset kind {key!r} (prices are given per kind: "
+                                 f"battery, pv, ev, flexible_load, {', '.join(kinds)})")
+            if (isinstance(value, bool) or not isinstance(value, int | float)
+                    or not abs(value) <= MAX_ABS_PRICE_EUR_PER_KWH):
+                raise ValueError(f"{key}: a price must be a number within "
+                                 f"+-{MAX_ABS_PRICE_EUR_PER_KWH} EUR/kWh, got {value!r}")
+        return self
+
+    @property
+    def by_kind(self) -> dict[str, float]:
+        """Prices of registered asset kinds given in the file [EUR/kWh]."""
+        return {k: float(v) for k, v in (self.model_extra or {}).items()}
 
 
 class DailyWindowConfig(Strict):
@@ -364,6 +433,13 @@ class RequestConfig(Strict):
     buses: list[str] | None = None
 
 
+def flex_kinds() -> list[str]:
+    """Asset kinds that can offer flexibility: the built-in ones and every registered kind."""
+    from lemgrid.assets.kinds import asset_kinds
+
+    return ["battery", "pv", "ev", "flexible_load", *asset_kinds()]
+
+
 class FlexibilityConfig(Strict):
     """The DSO's flexibility market."""
 
@@ -375,14 +451,23 @@ class FlexibilityConfig(Strict):
         default=None, description="long-term lead time: daily window reserved in advance")
     prices: FlexPricesConfig = FlexPricesConfig()
     providers: Literal["all", "aggregators"] = "all"
-    kinds: list[Literal["battery", "pv", "ev", "flexible_load"]] = Field(
-        default_factory=lambda: ["battery", "pv", "ev", "flexible_load"])
+    kinds: list[str] = Field(default_factory=lambda: flex_kinds(),
+                             description="asset kinds that offer flexibility (default: all)")
     max_iterations: Annotated[int, Field(ge=1, le=20)] = 5
     voltage_margin_pu: Annotated[float, Field(ge=0, le=0.2, allow_inf_nan=False)] = 0.002
     loading_margin_percent: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 1.0
     delivery_rate: Fraction = 1.0
     non_delivery_penalty_eur_per_kwh: Charge = 0.2
     requests: list[RequestConfig] = Field(default_factory=list)
+
+    @field_validator("kinds")
+    @classmethod
+    def _known_kinds(cls, kinds: list[str]) -> list[str]:
+        known = flex_kinds()
+        for kind in kinds:
+            if kind not in known:
+                raise ValueError(f"unknown asset kind {kind!r}; known: {', '.join(known)}")
+        return kinds
 
     @model_validator(mode="after")
     def _reservation_with_long_term(self):
@@ -414,7 +499,7 @@ class DsoConfig(Strict):
     """The DSO: traffic light, flexibility market, direct control, coordination with the TSO."""
 
     traffic_light: bool = True
-    flexibility: FlexibilityConfig = FlexibilityConfig()
+    flexibility: FlexibilityConfig = Field(default_factory=lambda: FlexibilityConfig())
     red: RedConfig = RedConfig()
     coordination: CoordinationConfig = CoordinationConfig()
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from lemgrid.agents.dispatch import charge_on_arrival, self_consumption_battery
 from lemgrid.agents.strategies import random_limits
+from lemgrid.assets.kinds import asset_kind, kinds_to_owners
 from lemgrid.assets.tables import Batteries, EnergyWindows, take_rows
 from lemgrid.scenario.config import CommunityOptions, P2POptions
 from lemgrid.session import AssetPlan, DayAheadSession, SessionOutcome, net_kw, to_owners
@@ -27,9 +28,10 @@ if TYPE_CHECKING:
 # --- participants running their own assets --------------------------------------------------
 
 def rule_schedules(load_kw: np.ndarray, pv_kw: np.ndarray, batteries: Batteries,
-                   windows: EnergyWindows, dt_h: float) -> AssetPlan:
+                   windows: EnergyWindows, dt_h: float, kinds: dict | None = None) -> AssetPlan:
     """Assets run by the owners' rules, as without a market: EVs and shiftable loads at full
-    power from the start of their window, batteries for self-consumption.
+    power from the start of their window, assets of registered kinds by their own rule (a heat
+    pump's thermostat), then batteries for self-consumption of what is left.
 
     Parameters
     ----------
@@ -40,13 +42,19 @@ def rule_schedules(load_kw: np.ndarray, pv_kw: np.ndarray, batteries: Batteries,
         Windows relative to the first interval.
     dt_h : float
         Interval length [h].
+    kinds : dict[str, column table], optional
+        The session's assets of registered kinds (:mod:`lemgrid.assets.kinds`).
     """
     n_t, n = load_kw.shape
     window_kw = charge_on_arrival(windows, n_t, dt_h)
-    battery_kw, soc = self_consumption_battery(
-        pv_kw - load_kw - to_owners(window_kw, windows.owner, n), batteries, dt_h)
+    net = pv_kw - load_kw - to_owners(window_kw, windows.owner, n)
+    kind_plans = {name: asset_kind(name).rule_dispatch(table, net, dt_h)
+                  for name, table in (kinds or {}).items()}
+    if kind_plans:
+        net = net + kinds_to_owners(kind_plans, n, n_t)
+    battery_kw, soc = self_consumption_battery(net, batteries, dt_h)
     return AssetPlan(battery_kw=battery_kw, soc_kwh=soc, window_kw=window_kw,
-                     curtailment_kw=np.zeros((n_t, n)))
+                     curtailment_kw=np.zeros((n_t, n)), kinds=kind_plans)
 
 
 def own_schedules(session: DayAheadSession) -> AssetPlan:
@@ -59,7 +67,7 @@ def own_schedules(session: DayAheadSession) -> AssetPlan:
     n = session.shape[1]
     dt = session.dt_h
     b, s = session.batteries, session.windows
-    plan = rule_schedules(session.load_kw, session.pv_kw, b, s, dt)
+    plan = rule_schedules(session.load_kw, session.pv_kw, b, s, dt, session.kinds)
     optimizer = session.agents == "optimizer"
     if optimizer.any():
         members = np.flatnonzero(optimizer)
@@ -71,6 +79,10 @@ def own_schedules(session: DayAheadSession) -> AssetPlan:
         opt_b = replace(opt_b, owner=remap[opt_b.owner])
         opt_s = take_rows(s, own_s)
         opt_s = replace(opt_s, owner=remap[opt_s.owner])
+        own_k = {name: optimizer[table.owner] for name, table in session.kinds.items()}
+        opt_k = {name: replace(take_rows(table, own_k[name]),
+                               owner=remap[table.owner[own_k[name]]])
+                 for name, table in session.kinds.items()}
         forecast = np.clip(np.nan_to_num(session.price_forecast,
                                          nan=0.5 * (session.buyer_value + session.seller_cost)),
                            session.seller_cost, session.buyer_value)
@@ -82,12 +94,18 @@ def own_schedules(session: DayAheadSession) -> AssetPlan:
             dt_h=dt, load_p_kw=session.load_kw[:, members], pv_p_kw=session.pv_kw[:, members],
             batteries=opt_b, windows=opt_s, import_eur_per_kwh=buy, export_eur_per_kwh=sell,
             curtailment_eur_per_kwh=session.seller_cost,
-            final_soc_kwh=plan.soc_kwh[-1, own_b] if len(plan.soc_kwh) else None)
+            final_soc_kwh=plan.soc_kwh[-1, own_b] if len(plan.soc_kwh) else None,
+            kinds=opt_k, kinds_final_state={
+                name: kp.state[-1, own_k[name]] for name, kp in plan.kinds.items()
+                if len(kp.state)})
         result = solve_community(problem, individual=True)
         plan.curtailment_kw[:, members] = result.curtailment_kw
         plan.battery_kw[:, own_b] = result.discharge_kw - result.charge_kw
         plan.soc_kwh[:, own_b] = result.soc_kwh
         plan.window_kw[:, own_s] = result.window_schedule_kw
+        for name, kp in result.kinds.items():
+            plan.kinds[name].output_kw[:, own_k[name]] = kp.output_kw
+            plan.kinds[name].state[:, own_k[name]] = kp.state
     return plan
 
 
@@ -171,7 +189,7 @@ def community(session: DayAheadSession, options: CommunityOptions, constrained: 
     n_t, n = session.shape
     dt = session.dt_h
     reference_plan = rule_schedules(session.load_kw, session.pv_kw, session.batteries,
-                                    session.windows, dt)
+                                    session.windows, dt, session.kinds)
     reference_net = net_kw(session, reference_plan)
     reference_bill = settle(Positions.retail_only(reference_net, dt), reference_net, prices, dt)
     reference_eur = (reference_bill.cost_eur - reference_bill.fixed_eur).sum(axis=0)
@@ -187,7 +205,9 @@ def community(session: DayAheadSession, options: CommunityOptions, constrained: 
         local_network_eur_per_kwh=prices.local_network_eur_per_kwh,
         levies_eur_per_kwh=prices.levies_eur_per_kwh,
         final_soc_kwh=reference_plan.soc_kwh[-1] if n_t else None,
-        reference_cost_eur=float(reference_eur.sum()))
+        reference_cost_eur=float(reference_eur.sum()), kinds=session.kinds,
+        kinds_final_state={name: kp.state[-1] for name, kp in reference_plan.kinds.items()
+                           if n_t})
     extra: dict = {}
     if constrained:
         clearing = clear_community_constrained(
@@ -219,7 +239,8 @@ def community(session: DayAheadSession, options: CommunityOptions, constrained: 
     positions = replace(positions, sharing_eur=np.repeat(transfer[None, :] / max(n_t, 1), n_t,
                                                          axis=0))
     plan = AssetPlan(battery_kw=result.discharge_kw - result.charge_kw, soc_kwh=result.soc_kwh,
-                     window_kw=result.window_schedule_kw, curtailment_kw=result.curtailment_kw)
+                     window_kw=result.window_schedule_kw, curtailment_kw=result.curtailment_kw,
+                     kinds=result.kinds)
     return SessionOutcome(positions, plan, extra)
 
 

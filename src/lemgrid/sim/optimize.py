@@ -107,6 +107,10 @@ def _p2p(scenario: Scenario, network: str | None) -> OptimizeOutcome:
         raise NotBuiltError("the p2p design clears without grid limits; use --network ignore "
                             "(the community design clears within them)")
     parts, tariffs = scenario.participants, scenario.tariffs
+    if any(len(table) for table in parts.kinds.values()):
+        raise NotBuiltError(f"optimize --design p2p does not schedule {', '.join(parts.kinds)} "
+                            "assets yet (their demand would be left out); use simulate, or "
+                            "optimize --design community")
     import_price = tariffs.import_eur_per_kwh + tariffs.network_eur_per_kwh
     problem = p2p_problem(
         parts.ids, parts.load_p_kw, parts.pv_p_kw,

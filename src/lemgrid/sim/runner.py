@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from lemgrid.agents.strategies import ZipTraders
+from lemgrid.assets.kinds import asset_kind, kinds_to_owners
 from lemgrid.assets.tables import EnergyWindows
 from lemgrid.designs import design_options, get_design, is_local_market
 from lemgrid.dso.operator import DsoOperator, FlexRecords
@@ -102,6 +103,17 @@ def split_windows(windows: EnergyWindows, start: int, stop: int) -> EnergyWindow
         energy_kwh=(windows.energy_kwh * share)[keep], power_kw=windows.power_kw[keep])
 
 
+def window_kinds(kinds: dict, start: int, stop: int) -> dict:
+    """The registered kinds' tables of intervals [start, stop)."""
+    return {name: asset_kind(name).window(table, start, stop) for name, table in kinds.items()}
+
+
+def carry_kinds(kinds: dict, plans: dict) -> dict:
+    """The kinds' full-horizon tables with the state where the session's plans end."""
+    return {name: asset_kind(name).carry(table, plans[name]) if name in plans else table
+            for name, table in kinds.items()}
+
+
 class Delivery(NamedTuple):
     """What was delivered, per interval and participant (T, N)."""
 
@@ -125,18 +137,22 @@ def deliver_without_market(scenario: Scenario) -> Delivery:
     parts = scenario.participants
     n = len(parts)
     batteries = parts.batteries
+    kinds = parts.kinds
     battery_days: list[np.ndarray] = []
     stored: list[np.ndarray] = []
     flexible_days: list[np.ndarray] = []
     for start, stop in day_bounds(scenario):
         windows = split_windows(parts.windows, start, stop)
         plan = rule_schedules(parts.load_p_kw[start:stop], parts.pv_p_kw[start:stop], batteries,
-                              windows, scenario.dt_h)
+                              windows, scenario.dt_h, window_kinds(kinds, start, stop))
         battery_days.append(to_owners(plan.battery_kw, batteries.owner, n))
         stored.append(to_owners(plan.soc_kwh, batteries.owner, n))
-        flexible_days.append(to_owners(plan.window_kw, windows.owner, n))
+        # Registered kinds (heat pumps, ...) count with the shiftable loads: net consumption.
+        flexible_days.append(to_owners(plan.window_kw, windows.owner, n)
+                             - kinds_to_owners(plan.kinds, n, stop - start))
         if len(batteries) and stop > start:
             batteries = replace(batteries, soc_initial=plan.soc_kwh[-1] / batteries.capacity_kwh)
+        kinds = carry_kinds(kinds, plan.kinds)
     battery, flexible = np.concatenate(battery_days), np.concatenate(flexible_days)
     metered = net_injection_kw(parts.pv_p_kw, 0.0, parts.load_p_kw, battery - flexible)
     return Delivery(metered, parts.load_p_kw + flexible + np.maximum(-battery, 0),
@@ -319,6 +335,7 @@ def run_sessions(scenario: Scenario, design: MarketDesign, options: BaseModel,
                               zip_config.momentum, zip_config.initial_margin, rng)
                    if (agents == "zip").any() else None)
     batteries = parts.batteries
+    kinds = parts.kinds
     price_forecast = np.full(n_t, np.nan)
     outcomes: list[SessionOutcome] = []
     assets: list[np.ndarray] = []
@@ -335,7 +352,7 @@ def run_sessions(scenario: Scenario, design: MarketDesign, options: BaseModel,
             agents=agents, rng=rng, zip_traders=zip_traders,
             price_forecast=price_forecast[start:stop],
             background_p_kw=scenario.background_p_kw[start:stop],
-            q_kvar=q_all[start:stop])
+            q_kvar=q_all[start:stop], kinds=window_kinds(kinds, start, stop))
         outcome = design.clear_session(session, options)
         plan = outcome.plan
         if dso is not None:
@@ -352,6 +369,7 @@ def run_sessions(scenario: Scenario, design: MarketDesign, options: BaseModel,
             soc = np.clip(plan.soc_kwh[-1] / batteries.capacity_kwh,
                           batteries.soc_min, batteries.soc_max)
             batteries = replace(batteries, soc_initial=soc)
+        kinds = carry_kinds(kinds, plan.kinds)
         # Tomorrow's optimisers expect today's prices at the same local clock time (a
         # daylight-saving day has 23 or 25 hours).
         if k + 1 < len(days):
