@@ -55,6 +55,7 @@ from lemgrid.grid.kpis import (
     GridLimits,
     overloads,
     studied_buses,
+    violated_intervals,
     voltage_violations,
 )
 from lemgrid.grid.network import Network
@@ -78,7 +79,7 @@ def describe_violations(network: Network, result: PowerFlowResult, limits: GridL
     volt = voltage_violations(network, result, limits)
     over = overloads(result, limits)
     failed = ~result.converged
-    bad = volt.any(axis=1) | over.any(axis=1) | failed
+    bad = violated_intervals(network, result, limits)
     reasons, services = [], []
     vm = result.vm_pu
     bus_names, branch_names = network.bus_names, network.branch_names
