@@ -23,7 +23,7 @@ The simulator, ``optimize``, ``compare``, the command line and the docs table re
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from lemgrid.errors import InputError
 
@@ -45,6 +45,7 @@ BUILTIN: dict[str, str] = {
 }
 
 _registered: dict[str, MarketDesign] = {}
+_Options = TypeVar("_Options", bound="BaseModel")
 
 
 @runtime_checkable
@@ -144,8 +145,8 @@ def design_options(scenario: Scenario, name: str, **overrides: Any) -> BaseModel
         **getattr(design, "fixed_options", {}), **overrides, "design": name})
 
 
-def options_from_scenario(scenario: Scenario, model: type[BaseModel], **overrides: Any
-                          ) -> BaseModel:
+def options_from_scenario(scenario: Scenario, model: type[_Options], **overrides: Any
+                          ) -> _Options:
     """Options ``model`` for a scenario, with ``overrides`` (``None``: not overridden).
 
     The scenario's ``market`` section was validated against its own design's options when it was

@@ -23,7 +23,7 @@ class OptimizeOutcome:
     design: str
     network: str
     schedule_kw: np.ndarray
-    bus_price_eur_per_kwh: np.ndarray
+    bus_price_eur_per_kwh: np.ndarray | None
     dlmp_components: dict | None
     trades: pd.DataFrame | None
     summary: dict = field(default_factory=dict)
@@ -183,7 +183,7 @@ def _bus_purchase_prices(scenario: Scenario, trades: pd.DataFrame) -> np.ndarray
     money = np.zeros((n_t, n_bus))
     energy = np.zeros((n_t, n_bus))
     buys = trades[trades.buyer.isin(bus_of)]
-    t = scenario.time_index.get_indexer(buys["interval"])
+    t = scenario.time_index.get_indexer(pd.Index(buys["interval"]))
     b = buys["buyer"].map(bus_of).to_numpy(int)
     np.add.at(money, (t, b), (buys.quantity_kwh * buys.price_eur_per_kwh).to_numpy())
     np.add.at(energy, (t, b), buys.quantity_kwh.to_numpy())
