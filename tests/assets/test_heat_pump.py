@@ -340,3 +340,30 @@ def test_optimize_schedules_heat_pumps_over_the_horizon_or_says_it_cannot(heat_p
                                atol=1e-6)
     with pytest.raises(NotBuiltError, match="does not schedule heat_pump"):
         optimize_scenario(heat_pumps, "p2p", "ignore")
+
+
+@pytest.mark.slow
+def test_network_constrained_community_moves_heat_pumps_out_of_congestion(recorded_states):
+    """iPower's feeder with only its heat pumps and a 50 % loading limit: their thermostats
+    overload the transformer; the network-constrained community schedules them around it."""
+    import yaml
+
+    from lemgrid.scenario import load_scenario
+    from lemgrid.sim.runner import simulate
+
+    config = yaml.safe_load((EXAMPLES / "systems" / "ipower.yaml").read_text())
+    heat_pumps = [a for a in config["assets"] if a["type"] == "heat_pump"]
+    scenario = load_scenario(EXAMPLES / "systems" / "ipower.yaml", assets=heat_pumps, dso=None,
+                             aggregators=[], grid_limits={"max_loading_percent": 50},
+                             resolution="60min")
+    bau = simulate(scenario, "none")
+    congested = np.nanmax(bau.loading_percent, axis=1) > 50 + 0.05
+    assert congested.sum() > 0 and bau.kpis["overload_intervals"] > 0
+    recorded_states.clear()
+    result = simulate(scenario, "community-constrained")
+    assert result.kpis["overload_intervals"] == 0
+    assert_in_band(recorded_states)
+    table = scenario.participants.kinds["heat_pump"]
+    bau_p, _ = thermostat(table, scenario.dt_h)
+    scheduled_p = -recorded_states[-1][1].output_kw
+    assert scheduled_p[congested].sum() < 0.8 * bau_p[congested].sum()
