@@ -63,7 +63,7 @@ from lemgrid.grid.powerflow import PowerFlowResult, run_powerflow
 from lemgrid.grid.profiles import clock_h, in_daily_window
 from lemgrid.grid.sensitivity import linearize
 from lemgrid.scenario.config import DsoConfig, RequestConfig, clock_hours
-from lemgrid.session import AssetPlan
+from lemgrid.session import AssetPlan, DayAheadSession
 
 GREEN, AMBER, RED = "green", "amber", "red"
 
@@ -244,7 +244,8 @@ class DsoOperator:
         self.monitored = np.flatnonzero(studied_buses(self.network))
 
     # -- helpers -----------------------------------------------------------------------------
-    def _flow(self, session, plan, load_kw, pv_kw) -> tuple[np.ndarray, PowerFlowResult]:
+    def _flow(self, session: DayAheadSession, plan: AssetPlan, load_kw: np.ndarray,
+              pv_kw: np.ndarray) -> tuple[np.ndarray, PowerFlowResult]:
         """Bus injections (T, n_bus) of a plan on given profiles, and their AC power flow."""
         net = plan.net_injection_kw(load_kw, pv_kw, session.batteries, session.windows)
         p = self.scenario.participants_to_buses(net) + session.background_p_kw
@@ -281,7 +282,8 @@ class DsoOperator:
         requests.validate(where)
         return requests
 
-    def _offers(self, session, plan, pv_kw, intervals, *, window=None, prices=None
+    def _offers(self, session: DayAheadSession, plan: AssetPlan, pv_kw: np.ndarray,
+                intervals: np.ndarray, *, window=None, prices=None
                 ) -> FlexOffers:
         parts = self.scenario.participants
         offers = offers_from_plan(plan, session.batteries, session.windows, pv_kw, parts.bus,
@@ -307,7 +309,7 @@ class DsoOperator:
                         loading_margin_percent=l_margin[intervals], monitored=self.monitored,
                         service=services[intervals])
 
-    def _records(self, session, offers: FlexOffers, activations: Activations, delivered,
+    def _records(self, session: DayAheadSession, offers: FlexOffers, activations: Activations, delivered,
                  availability_paid: bool) -> FlexRecords:
         dt = session.dt_h
         k = np.asarray(activations.offer, dtype=int)
@@ -330,7 +332,7 @@ class DsoOperator:
             penalty_eur=np.where(delivered, 0.0, penalty * kw * dt), delivered=delivered)
 
     # -- one session -----------------------------------------------------------------------
-    def process(self, session, plan) -> DsoDay:
+    def process(self, session: DayAheadSession, plan: AssetPlan) -> DsoDay:
         """Run the DSO's day for a session whose market produced ``plan`` (see module doc)."""
         config, flex = self.config, self.config.flexibility
         parts = self.scenario.participants
@@ -477,7 +479,7 @@ class DsoOperator:
         self._money(day, n_t, n)
         return day
 
-    def _red(self, session, plan, control: bool):
+    def _red(self, session: DayAheadSession, plan: AssetPlan, control: bool):
         """AC power flow of what is delivered: the violated intervals (red) and, with
         ``control``, the direct control that removes the violations (registered like any
         activation, so it never takes capacity another buyer already has)."""
@@ -523,7 +525,7 @@ class DsoOperator:
                                    - self.limits.max_loading_percent, 0) + 0.05 * bad[:, None]
         return plan, FlexRecords.concat(records), red_bad, reasons
 
-    def _reservation_window(self, session) -> tuple[int, int]:
+    def _reservation_window(self, session: DayAheadSession) -> tuple[int, int]:
         window = self.config.flexibility.reservation
         if window is None:
             raise InputError("dso.flexibility.reservation: long-term lead time needs a daily "
@@ -533,7 +535,8 @@ class DsoOperator:
         inside = np.flatnonzero((clock >= start) & (clock < end))  # a window within the day
         return (int(inside[0]), int(inside[-1]) + 1) if len(inside) else (0, 0)
 
-    def _reserve(self, session, plan, pv) -> FlexRecords:
+    def _reserve(self, session: DayAheadSession, plan: AssetPlan, pv: np.ndarray
+                 ) -> FlexRecords:
         """Long-term products: the DSO reserves the whole window's flexibility of every eligible
         provider and pays availability for it, used or not."""
         start, stop = self._reservation_window(session)
