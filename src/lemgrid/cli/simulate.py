@@ -129,7 +129,6 @@ def compare(
     subfolder, and a side-by-side report.html.
     """
     from rich.markup import escape
-    from rich.table import Table
 
     from lemgrid.designs import design_names
     from lemgrid.errors import InputError
