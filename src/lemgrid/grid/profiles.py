@@ -136,7 +136,7 @@ class GridProfiles:
 
     @property
     def resolution(self) -> pd.Timedelta:
-        return pd.Timedelta(self.time_index.freq) if self.time_index.freq else (
+        return pd.Timedelta(self.time_index.freq.nanos, unit="ns") if self.time_index.freq else (
             self.time_index[1] - self.time_index[0])
 
     @property

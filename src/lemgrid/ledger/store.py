@@ -28,7 +28,15 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lemgrid.errors import InputError
-from lemgrid.ledger.db import BUSY_TIMEOUT_S, FORMAT, INDEX_TABLES, LedgerDB, Row, index_rows
+from lemgrid.ledger.db import (
+    BUSY_TIMEOUT_S,
+    FORMAT,
+    INDEX_TABLES,
+    LedgerDB,
+    LedgerStorage,
+    Row,
+    index_rows,
+)
 from lemgrid.ledger.identity import key_id, public_bytes, sign_payload
 from lemgrid.ledger.journal import Rejection
 from lemgrid.ledger.merkle import MerkleTree
@@ -97,7 +105,7 @@ class Ledger:
         File receiving published checkpoints; None to publish nowhere.
     """
 
-    def __init__(self, db: LedgerDB, state: LedgerState,
+    def __init__(self, db: LedgerStorage, state: LedgerState,
                  operator_key: Ed25519PrivateKey | None, witness_path: Path | None) -> None:
         self._db = db
         self.path = db.path
@@ -527,7 +535,7 @@ class _Batch:
         return json.loads(data)
 
 
-def _replay(state: LedgerState, rows: Iterable[Row], path: Path) -> None:
+def _replay(state: LedgerState, rows: Iterable[Row], path: Path | str) -> None:
     """Apply stored entries to ``state`` through the rules (signatures are not re-verified)."""
     pending: dict = {}
     with gc_paused():
