@@ -230,12 +230,16 @@ class Ledger:
     @property
     def log_id(self) -> str:
         """The log's id (64 hex digits)."""
-        return self.state.log_id  # type: ignore[return-value]
+        if self.state.log_id is None:
+            raise InputError(f"ledger {self.path} has no log-init record")
+        return self.state.log_id
 
     @property
     def operator_public_key_hex(self) -> str:
         """The operator (log) public key, 64 hex digits."""
-        return public_bytes(self.state.operator_key).hex()  # type: ignore[arg-type]
+        if self.state.operator_key is None:
+            raise InputError(f"ledger {self.path} has no log-init record")
+        return public_bytes(self.state.operator_key).hex()
 
     def root(self) -> bytes:
         """Current Merkle root."""
@@ -400,8 +404,10 @@ class Ledger:
         dict
             The checkpoint entry (``payload``, ``seq``, ``sig``, ``signer``).
         """
-        return self.append([], checkpoint=True, label=label,
-                           timestamp_ms=timestamp_ms).checkpoint  # type: ignore[return-value]
+        entry = self.append([], checkpoint=True, label=label, timestamp_ms=timestamp_ms).checkpoint
+        if entry is None:
+            raise RuntimeError(f"ledger {self.path}: the checkpoint append recorded no checkpoint")
+        return entry
 
     def close_reveals(self, market_id: str, interval: Any) -> AppendResult:
         """Reject every commitment of a market interval still unrevealed, then close reveals."""
