@@ -122,7 +122,7 @@ def daily_windows(time_index: pd.DatetimeIndex, open_h: float, close_h: float
     """
     if not len(time_index):
         return []
-    step = pd.Timedelta(time_index.freq) if time_index.freq else time_index[1] - time_index[0]
+    step = pd.Timedelta(time_index.freq.nanos, unit="ns") if time_index.freq else time_index[1] - time_index[0]
     t0, t_end = time_index[0], time_index[-1] + step
     tz = t0.tz
     wall0 = t0.tz_localize(None) if tz is not None else t0

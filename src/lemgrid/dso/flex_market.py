@@ -169,7 +169,7 @@ def clear_optimal(offers: FlexOffers, capacity_kw: np.ndarray, dt_h: float, *,
         return Activations.empty(), {"voltage_pu": np.inf, "loading_percent": np.inf,
                                      "request_kwh": np.inf}
     kw = solution[a]
-    if v_slack is not None:
+    if v_slack is not None and l_slack is not None:
         unmet["voltage_pu"] = float(solution[v_slack].max(initial=0.0))
         unmet["loading_percent"] = float(solution[l_slack].max(initial=0.0))
     if r_slack is not None:
@@ -192,30 +192,31 @@ def _assign_buyers(offers: FlexOffers, used: np.ndarray, kw: np.ndarray, price: 
     activations that count for it (same interval and direction, in its area, within its price),
     pro rata where more is activated than it asked for; the rest serves the grid need and is
     bought by ``buyer``. An activation serving two buyers is split into one row per buyer."""
-    service_of_need = "CM"
+    need_service: str | np.ndarray = "CM"
     if need is not None:
         row_of = dict(zip(need.intervals.tolist(), need.service.tolist(), strict=True))
-        service_of_need = np.array([row_of.get(int(t), "CM") for t in offers.interval[used]],
-                                   dtype=object)
-    service_of_need = np.broadcast_to(np.asarray(service_of_need, dtype=object), len(used))
+        need_service = np.array([row_of.get(int(t), "CM") for t in offers.interval[used]],
+                                dtype=object)
+    service_of_need = np.broadcast_to(np.asarray(need_service, dtype=object), len(used))
     left = kw.astype(float).copy()
     rows, parts, buyers, services = [], [], [], []
-    for q in range(len(requests) if requests is not None else 0):
-        match = np.flatnonzero((offers.interval[used] == requests.interval[q])
-                               & (offers.direction[used] == requests.direction[q])
-                               & requests.area[q, offers.bus[used]]
-                               & (offers.price_eur_per_kwh[used]
-                                  <= requests.max_price_eur_per_kwh[q])
-                               & (left > 1e-9))
-        available = left[match].sum()
-        if available <= 1e-9:
-            continue
-        take = left[match] * min(1.0, requests.kw[q] / available)
-        left[match] -= take
-        rows.append(match)
-        parts.append(take)
-        buyers.append(np.full(len(match), requests.buyer[q], dtype=object))
-        services.append(np.full(len(match), requests.service[q], dtype=object))
+    if requests is not None:
+        for q in range(len(requests)):
+            match = np.flatnonzero((offers.interval[used] == requests.interval[q])
+                                   & (offers.direction[used] == requests.direction[q])
+                                   & requests.area[q, offers.bus[used]]
+                                   & (offers.price_eur_per_kwh[used]
+                                      <= requests.max_price_eur_per_kwh[q])
+                                   & (left > 1e-9))
+            available = left[match].sum()
+            if available <= 1e-9:
+                continue
+            take = left[match] * min(1.0, requests.kw[q] / available)
+            left[match] -= take
+            rows.append(match)
+            parts.append(take)
+            buyers.append(np.full(len(match), requests.buyer[q], dtype=np.object_))
+            services.append(np.full(len(match), requests.service[q], dtype=np.object_))
     rest = np.flatnonzero(left > 1e-9)
     rows.append(rest)
     parts.append(left[rest])
@@ -304,7 +305,7 @@ def clear_flex_worst_violation_first(offers: FlexOffers, capacity_kw: np.ndarray
                             np.inf)
             j = book[int(np.argmin(cost))]
             kw = min(left[j], excess / effect[int(np.argmin(cost))])
-            if matrix is not None:
+            if matrix is not None and room is not None:
                 column = matrix[:, j].toarray().ravel()
                 binding = column > 1e-12
                 if binding.any():
@@ -357,7 +358,7 @@ def clear_requests_merit_order(offers: FlexOffers, capacity_kw: np.ndarray,
             if need_kw <= 1e-9:
                 break
             kw = min(left[j], need_kw)
-            if matrix is not None:
+            if matrix is not None and room is not None:
                 column = matrix[:, j].toarray().ravel()
                 binding = column > 1e-12
                 if binding.any():

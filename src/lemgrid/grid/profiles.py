@@ -15,6 +15,7 @@ of each interval (:func:`clock_h`).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,7 +137,7 @@ class GridProfiles:
 
     @property
     def resolution(self) -> pd.Timedelta:
-        return pd.Timedelta(self.time_index.freq) if self.time_index.freq else (
+        return pd.Timedelta(self.time_index.freq.nanos, unit="ns") if self.time_index.freq else (
             self.time_index[1] - self.time_index[0])
 
     @property
@@ -201,7 +202,7 @@ def local_end(start: pd.Timestamp, days: float) -> pd.Timestamp:
 
 
 def window_bounds(index: pd.DatetimeIndex, resolution: pd.Timedelta,
-                  start: pd.Timestamp | str | None, days: float | None) -> tuple[int, int]:
+                  start: dt.date | str | None, days: float | None) -> tuple[int, int]:
     """Positions [i0, i1) of the intervals of ``index`` from ``start`` for ``days`` days.
 
     ``start`` is read in the index's time zone (naive: local time); ``days`` are local calendar

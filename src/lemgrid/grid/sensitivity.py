@@ -72,6 +72,8 @@ def linearize(network: Network, p_inj_kw: np.ndarray, q_inj_kvar: np.ndarray) ->
     q = np.atleast_2d(q_inj_kvar)
     result = run_powerflow(network, p, q, keep_node_voltages=True)
     v = result.v_node  # (T, n)
+    if v is None:
+        raise RuntimeError("run_powerflow(keep_node_voltages=True) returned no node voltages")
     n = network.n_node
     y = network.ybus.toarray()
     slack = network.slack_nodes

@@ -29,7 +29,9 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Protocol
 
 from lemgrid.errors import InputError
 
@@ -49,6 +51,27 @@ INDEX_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 #: A stored entry: (seq, kind, body, leaf_hash), as SQLite holds them (kind as UTF-8 bytes).
 Row = tuple
+
+
+class LedgerStorage(Protocol):
+    """What the ledger needs of its storage: the SQLite file (:class:`LedgerDB`) or a SQL
+    database through SQLAlchemy (:class:`lemgrid.ledger.sqldb.SqlLedgerDB`)."""
+
+    @property
+    def path(self) -> Path | str:
+        """Where the ledger is (file path, or database URL without its password)."""
+        ...
+
+    def close(self) -> None: ...
+    def snapshot(self) -> AbstractContextManager[LedgerStorage]: ...
+    def write(self) -> AbstractContextManager[LedgerStorage]: ...
+    def rows(self, start: int = 0) -> Iterator[Row]: ...
+    def body(self, seq: int) -> bytes: ...
+    def bodies(self, kind: str | None = None) -> Iterator[bytes]: ...
+    def leaf_hashes(self, size: int) -> list[bytes]: ...
+    def index_rows(self, table: str) -> set[tuple]: ...
+    def integrity_problem(self) -> str | None: ...
+    def insert(self, entries: Sequence[tuple], index: Mapping[str, Sequence[tuple]]) -> None: ...
 
 
 class LedgerBusy(InputError):

@@ -162,10 +162,10 @@ def validate_payload(payload: Any, where: str = "payload") -> str:
     if type(payload) is not dict:
         raise RecordError(f"{where}: must be a JSON object, got {type(payload).__name__}")
     kind = payload.get("kind")
-    required = SCHEMAS.get(kind) if type(kind) is str else None
-    if required is None:
+    if type(kind) is not str or kind not in SCHEMAS:
         raise RecordError(f"{where}.kind: unknown record kind {kind!r} "
                           f"(one of {', '.join(sorted(SCHEMAS))})")
+    required = SCHEMAS[kind]
     optional = OPTIONAL.get(kind, {})
     for name, check in required.items():
         if name not in payload:
@@ -175,10 +175,10 @@ def validate_payload(payload: Any, where: str = "payload") -> str:
     for name, value in payload.items():
         if name == "kind" or name in required:
             continue
-        check = optional.get(name)
-        if check is None:
+        optional_check = optional.get(name)
+        if optional_check is None:
             raise RecordError(f"{where}.{name}: unknown field for a {kind} record")
-        if not check(value):
+        if not optional_check(value):
             raise RecordError(_invalid(where, name, value, kind))
     return kind
 

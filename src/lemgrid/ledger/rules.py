@@ -77,6 +77,15 @@ class Prepared(NamedTuple):
     public_key: PublicKey | None
 
 
+class BatchToken(NamedTuple):
+    """What :meth:`LedgerState.rollback` restores besides the journal."""
+
+    tree: tuple[int, tuple[int, ...], tuple[bytes, ...]]
+    log_id: str | None
+    operator_key: PublicKey | None
+    operator_id: str | None
+
+
 class LedgerState:
     """Everything the rules need to know about the entries applied so far."""
 
@@ -103,19 +112,19 @@ class LedgerState:
         return self.tree.size
 
     # -- transactions -----------------------------------------------------------------------
-    def begin(self) -> object:
+    def begin(self) -> BatchToken:
         """Start an all-or-nothing batch; returns a token for :meth:`rollback`."""
         self.journal.begin()
-        return self.tree.snapshot(), self.log_id, self.operator_key, self.operator_id
+        return BatchToken(self.tree.snapshot(), self.log_id, self.operator_key, self.operator_id)
 
     def commit(self) -> None:
         """Keep the changes of the batch."""
         self.journal.commit()
 
-    def rollback(self, token: object) -> None:
+    def rollback(self, token: BatchToken) -> None:
         """Undo every change of the batch."""
         self.journal.rollback()
-        snapshot, self.log_id, self.operator_key, self.operator_id = token  # type: ignore[misc]
+        snapshot, self.log_id, self.operator_key, self.operator_id = token
         self.tree.restore(snapshot)
 
     # -- preparing and applying -------------------------------------------------------------
@@ -128,13 +137,13 @@ class LedgerState:
         kind = validate_payload(record.payload)
         message = SIGNING_CONTEXT + payload_bytes(record.payload)
         if kind == "log-init":
-            public_key = public_key_from_hex(record.payload["operator_key"], "operator_key")
-            pending_keys[key_id(public_key)] = public_key
+            init_key = public_key_from_hex(record.payload["operator_key"], "operator_key")
+            pending_keys[key_id(init_key)] = init_key
         elif kind == "key-registration":
             new_key = public_key_from_hex(record.payload["public_key"], "public_key")
             pending_keys.setdefault(key_id(new_key), new_key)
         info = self.keys.get(record.signer)
-        public_key = info.public_key if info is not None else pending_keys.get(record.signer)
+        public_key: PublicKey | None = info.public_key if info is not None else pending_keys.get(record.signer)
         if record.signer == self.operator_id:
             public_key = self.operator_key
         return Prepared(record, kind, message, public_key)
@@ -280,6 +289,8 @@ class LedgerState:
         if bound is not None and bound != meter:
             raise Rejection(f"participant {participant!r} is bound to meter {bound!r}, not "
                             f"{meter!r}", "wrong-meter")
+        if self.log_id is None:
+            raise Rejection("key-registration before the log's log-init record", "structure")
         proof = signing_message(possession_payload(participant, meter, p["public_key"],
                                                    self.log_id))
         if not signature_valid(public_key, p["pop_sig"], proof):

@@ -28,7 +28,15 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lemgrid.errors import InputError
-from lemgrid.ledger.db import BUSY_TIMEOUT_S, FORMAT, INDEX_TABLES, LedgerDB, Row, index_rows
+from lemgrid.ledger.db import (
+    BUSY_TIMEOUT_S,
+    FORMAT,
+    INDEX_TABLES,
+    LedgerDB,
+    LedgerStorage,
+    Row,
+    index_rows,
+)
 from lemgrid.ledger.identity import key_id, public_bytes, sign_payload
 from lemgrid.ledger.journal import Rejection
 from lemgrid.ledger.merkle import MerkleTree
@@ -97,7 +105,7 @@ class Ledger:
         File receiving published checkpoints; None to publish nowhere.
     """
 
-    def __init__(self, db: LedgerDB, state: LedgerState,
+    def __init__(self, db: LedgerStorage, state: LedgerState,
                  operator_key: Ed25519PrivateKey | None, witness_path: Path | None) -> None:
         self._db = db
         self.path = db.path
@@ -222,12 +230,16 @@ class Ledger:
     @property
     def log_id(self) -> str:
         """The log's id (64 hex digits)."""
-        return self.state.log_id  # type: ignore[return-value]
+        if self.state.log_id is None:
+            raise InputError(f"ledger {self.path} has no log-init record")
+        return self.state.log_id
 
     @property
     def operator_public_key_hex(self) -> str:
         """The operator (log) public key, 64 hex digits."""
-        return public_bytes(self.state.operator_key).hex()  # type: ignore[arg-type]
+        if self.state.operator_key is None:
+            raise InputError(f"ledger {self.path} has no log-init record")
+        return public_bytes(self.state.operator_key).hex()
 
     def root(self) -> bytes:
         """Current Merkle root."""
@@ -392,8 +404,10 @@ class Ledger:
         dict
             The checkpoint entry (``payload``, ``seq``, ``sig``, ``signer``).
         """
-        return self.append([], checkpoint=True, label=label,
-                           timestamp_ms=timestamp_ms).checkpoint  # type: ignore[return-value]
+        entry = self.append([], checkpoint=True, label=label, timestamp_ms=timestamp_ms).checkpoint
+        if entry is None:
+            raise RuntimeError(f"ledger {self.path}: the checkpoint append recorded no checkpoint")
+        return entry
 
     def close_reveals(self, market_id: str, interval: Any) -> AppendResult:
         """Reject every commitment of a market interval still unrevealed, then close reveals."""
@@ -527,7 +541,7 @@ class _Batch:
         return json.loads(data)
 
 
-def _replay(state: LedgerState, rows: Iterable[Row], path: Path) -> None:
+def _replay(state: LedgerState, rows: Iterable[Row], path: Path | str) -> None:
     """Apply stored entries to ``state`` through the rules (signatures are not re-verified)."""
     pending: dict = {}
     with gc_paused():

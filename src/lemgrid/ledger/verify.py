@@ -23,7 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lemgrid.errors import InputError
-from lemgrid.ledger.db import BUSY_TIMEOUT_S, INDEX_TABLES, LedgerDamaged, LedgerDB, index_rows
+from lemgrid.ledger.db import (
+    BUSY_TIMEOUT_S,
+    INDEX_TABLES,
+    LedgerDamaged,
+    LedgerDB,
+    LedgerStorage,
+    index_rows,
+)
 from lemgrid.ledger.identity import PublicKey, public_bytes, signature_valid, signing_message
 from lemgrid.ledger.journal import Rejection
 from lemgrid.ledger.merkle import EMPTY_ROOT, MerkleTree, leaf_hash, verify_consistency
@@ -208,7 +215,7 @@ def verify_ledger(path: str | Path, *, witness: str | Path | None | bool = True,
     witnessed = anchored = 0
     try:
         db = (SqlLedgerDB.open(engine) if engine is not None
-              else LedgerDB.open(path, readonly=True, busy_timeout_s=busy_timeout_s))
+              else LedgerDB.open(Path(path), readonly=True, busy_timeout_s=busy_timeout_s))
     except LedgerDamaged as exc:
         return VerifyReport(False, 0, 0, EMPTY_ROOT.hex(), problem=str(exc))
     try:
@@ -237,7 +244,7 @@ def verify_ledger(path: str | Path, *, witness: str | Path | None | bool = True,
                         checker.state.tree.root().hex(), witnessed, anchored)
 
 
-def _walk(db: LedgerDB, checker: _Checker, progress: Callable[[int], None] | None) -> None:
+def _walk(db: LedgerStorage, checker: _Checker, progress: Callable[[int], None] | None) -> None:
     rows = db.rows()
     expected = 0
     chunk: list[tuple] = []
@@ -267,10 +274,17 @@ def _walk(db: LedgerDB, checker: _Checker, progress: Callable[[int], None] | Non
         raise _Failed("the log holds no entries", 0)
 
 
+def _operator_key(state: LedgerState) -> PublicKey:
+    """The key the log-init entry declares (the walk has applied it before any check)."""
+    if state.operator_key is None:
+        raise _Failed("entry 0: the log has no log-init entry declaring its operator key", 0)
+    return state.operator_key
+
+
 def _check_pinned_key(state: LedgerState, log_key: PublicKey | None) -> None:
-    if log_key is not None and public_bytes(log_key) != public_bytes(state.operator_key):
+    if log_key is not None and public_bytes(log_key) != public_bytes(_operator_key(state)):
         raise _Failed(f"entry 0: the log declares operator key "
-                      f"{public_bytes(state.operator_key).hex()}, not the expected "
+                      f"{public_bytes(_operator_key(state)).hex()}, not the expected "
                       f"{public_bytes(log_key).hex()}", 0)
 
 
@@ -316,7 +330,7 @@ def _check_published(published: list[tuple[int, bytes, SignedRecord]], checker: 
     """Each published checkpoint must be in the log, byte for byte."""
     state = checker.state
     for seq, line, record in published:
-        if not signature_valid(state.operator_key, record.sig, signing_message(record.payload)):
+        if not signature_valid(_operator_key(state), record.sig, signing_message(record.payload)):
             raise _Failed(f"witness: published checkpoint for entry {seq} is not a checkpoint "
                           "signed by the log's operator key")
         if seq >= state.size:
@@ -347,7 +361,7 @@ def _check_anchors(anchors: list[Anchor], checker: _Checker) -> int:
     return len(anchors)
 
 
-def _check_index_tables(db: LedgerDB, checker: _Checker) -> None:
+def _check_index_tables(db: LedgerStorage, checker: _Checker) -> None:
     for table, expected in checker.index.items():
         stored = db.index_rows(table)
         if stored != expected:

@@ -323,6 +323,8 @@ def solve_community(problem: CommunityProblem, network: NetworkView | None = Non
             raise InfeasibleError(f"community clearing: the solver ended with '{solution.status}'")
         if forced:
             # MILP solved: fix the modes it chose and solve the LP again for the duals (prices).
+            if model.modes is None:
+                raise RuntimeError("community clearing: a MILP model without mode variables")
             modes = np.round(solution[model.modes]).astype(bool)
             model = _Model(problem, network, sorted(forced), modes, individual=individual)
             solution = model.lp.solve(warm_start=warm_start)
@@ -543,7 +545,8 @@ class _Model:
         session_schedule = np.zeros((n_t, len(problem.windows)))
         session_schedule[self.ses_t, self.ses_session] = solution[self.ses]
         window_kw = np.zeros((n_t, n))
-        np.add.at(window_kw, (slice(None), problem.windows.owner), session_schedule)
+        # Along the participant axis of the transposed view (same sums, same order).
+        np.add.at(window_kw.T, problem.windows.owner, session_schedule.T)
         components = None
         bus_price = None
         if self.network is None:

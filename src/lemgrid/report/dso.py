@@ -45,7 +45,7 @@ def flexibility_by_bus_figure(activations: pd.DataFrame, dt_h: float) -> go.Figu
                            xref="paper", yref="paper")
         return _style(fig, title="Flexibility activated per bus")
     energy = (used.assign(kwh=used["kw"] * dt_h, who=used["buyer"] + " " + used["service"])
-              .groupby(["bus", "who"])["kwh"].sum().unstack(fill_value=0.0))
+              .groupby(["bus", "who"])["kwh"].sum().unstack(fill_value=0))
     for who in energy.columns:
         fig.add_trace(go.Bar(x=energy.index, y=energy[who], name=who))
     return _style(fig, title="Flexibility activated per bus", barmode="stack",

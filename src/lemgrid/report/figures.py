@@ -251,9 +251,9 @@ def voltage_heatmap_figure(time_index: pd.DatetimeIndex, dt_h: float, vm_pu: np.
     """
     b = make_buckets(time_index, dt_h, max_points)
     vm = np.asarray(vm_pu, dtype=float)
-    live = np.flatnonzero(~np.isnan(vm).all(axis=0))
+    energised = np.flatnonzero(~np.isnan(vm).all(axis=0))
     # "Bus 2" before "Bus 10", so that a reader finds a bus by its name.
-    live = sorted(live, key=lambda j: _natural_key(str(bus_names[j])))
+    live = sorted(energised, key=lambda j: _natural_key(str(bus_names[j])))
     worst = _worst_deviation(b.min(vm[:, live]), b.max(vm[:, live]))
     names = [str(bus_names[j]) for j in live]
     fig = go.Figure()

@@ -80,7 +80,7 @@ def _write(path: Path, title: str, facts: list[tuple[str, str]], sections: Itera
         is_figure = isinstance(section.body, go.Figure)
         body = (section.body.to_html(full_html=False, include_plotlyjs=False,
                                      config=_PLOT_CONFIG)
-                if is_figure else section.body)
+                if isinstance(section.body, go.Figure) else section.body)
         rendered.append(dict(anchor=anchor, title=section.title, caption=section.caption,
                              body=Markup(body), is_figure=is_figure,
                              collapsed=section.collapsed))
@@ -288,7 +288,8 @@ def render_comparison(results: Sequence[SimulationResult], comparison: pd.DataFr
     by = dict(zip(labels, results))
     p_kw = {k: r.transformer_p_kw for k, r in by.items()}
     p_kw[figures.BAU_LABEL] = first.bau_transformer_p_kw
-    kpi_columns = {str(d): row.to_dict() for d, row in table.iterrows()}
+    kpi_columns = {str(d): {str(kpi): value for kpi, value in row.items()}
+                   for d, row in table.iterrows()}
     standard = [
         Section("Headline figures by design", headline_html(kpi_columns),
                 "One row per design. " + _CAPTIONS["headline"]),

@@ -244,6 +244,9 @@ def _owners(builder: _ParticipantBuilder, asset: AssetConfig, loc: tuple) -> lis
         if owner is None:
             owner = builder.add(asset.id or f"{asset.type}@{asset.bus}", bus, loc)
         return [owner]
+    if asset.every is None:
+        raise FieldError(loc, "give one of owner (participant id), bus (bus name) "
+                              "or every (n: every n-th participant)")
     return list(range(0, len(builder.ids), asset.every))
 
 
@@ -381,21 +384,21 @@ def build_scenario(config: ScenarioConfig, grid: Grid | None = None) -> Scenario
             loc = ("participants", k)
             owner = builder.add(part.id, _bus(network, part.bus, loc + ("bus",)), loc + ("id",))
             for m, name in enumerate(part.loads):
-                j = load_names.get(name)
-                if j is None:
+                load_j = load_names.get(name)
+                if load_j is None:
                     raise FieldError(loc + ("loads", m), f"unknown load {name!r} in grid {network.name}")
-                if load_owner[j] >= 0:
+                if load_owner[load_j] >= 0:
                     raise FieldError(loc + ("loads", m),
-                                     f"load {name!r} already belongs to {builder.ids[load_owner[j]]!r}")
-                load_owner[j] = owner
+                                     f"load {name!r} already belongs to {builder.ids[load_owner[load_j]]!r}")
+                load_owner[load_j] = owner
             for m, name in enumerate(part.sgens):
-                j = sgen_names.get(name)
-                if j is None:
+                sgen_j = sgen_names.get(name)
+                if sgen_j is None:
                     raise FieldError(loc + ("sgens", m), f"unknown sgen {name!r} in grid {network.name}")
-                if sgen_owners[j]:
+                if sgen_owners[sgen_j]:
                     raise FieldError(loc + ("sgens", m),
-                                     f"sgen {name!r} already belongs to {builder.ids[sgen_owners[j][0]]!r}")
-                sgen_owners[j] = [owner]
+                                     f"sgen {name!r} already belongs to {builder.ids[sgen_owners[sgen_j][0]]!r}")
+                sgen_owners[sgen_j] = [owner]
             if part.load is not None:
                 rel = h.standard(part.load.profile, loc + ("load", "profile"))
                 rel_q = h.standard(part.load.profile, loc + ("load", "profile"), reactive=True)
@@ -413,9 +416,9 @@ def build_scenario(config: ScenarioConfig, grid: Grid | None = None) -> Scenario
                                      "assets listed under a participant take no owner/bus/every")
 
     # Owned grid elements go to their participants, the rest stays in the background.
-    for j in np.flatnonzero(load_owner >= 0):
-        builder.load_p[load_owner[j]] = builder.load_p[load_owner[j]] + load_p[:, j]
-        builder.load_q[load_owner[j]] = builder.load_q[load_owner[j]] + load_q[:, j]
+    for owned in np.flatnonzero(load_owner >= 0):
+        builder.load_p[load_owner[owned]] = builder.load_p[load_owner[owned]] + load_p[:, owned]
+        builder.load_q[load_owner[owned]] = builder.load_q[load_owner[owned]] + load_q[:, owned]
     for j, owners in enumerate(sgen_owners):
         for owner in owners:
             builder.pv[owner] = builder.pv[owner] + sgen_p[:, j] / len(owners)

@@ -79,6 +79,8 @@ class AssetBase(Strict):
     owner: str | None = None
     bus: str | None = None
     every: Count | None = None
+    #: The asset's kind; each concrete config narrows it to ``Literal["<its type>"]``.
+    type: str
 
     @model_validator(mode="after")
     def _one_placement(self):
@@ -179,7 +181,11 @@ def _validate_asset(value: Any) -> AssetBase:
             "Input tag {tag} found using {discriminator} does not match any of the expected "
             "tags: {expected_tags}",
             {"discriminator": "'type'", "tag": repr(tag), "expected_tags": expected})
-    return kinds[tag].Config.model_validate(value)
+    asset = kinds[tag].Config.model_validate(value)
+    if not isinstance(asset, AssetBase):
+        raise TypeError(f"asset kind {tag!r}: its Config {type(asset).__name__} must subclass "
+                        "lemgrid.scenario.config.AssetBase")
+    return asset
 
 
 def _builtin_assets() -> pydantic.TypeAdapter:

@@ -365,8 +365,8 @@ def make_p2p_problem(
 
 def _products(pairs, n_peers: int, pmin: np.ndarray, pmax: np.ndarray):
     """Ordered (seller, buyer) products of the communication set, sorted by seller then buyer."""
-    can_sell = (pmax > 0).any(axis=0)
-    can_buy = (pmin < 0).any(axis=0)
+    can_sell = np.asarray((pmax > 0).any(axis=0))
+    can_buy = np.asarray((pmin < 0).any(axis=0))
     if pairs is None:
         s, b = np.nonzero(can_sell[:, None] & can_buy[None, :])
         keep = s != b
