@@ -112,5 +112,19 @@ class MarketClient:
                                    "nonce": secrets.token_hex(12)})
         return self.request("POST", f"/markets/{market_id}/cancel", body)
 
+    def reading_body(self, market_id: str, *, interval: int, import_wh: int, export_wh: int,
+                     nonce: str | None = None) -> dict:
+        """A signed meter reading of this key's meter [Wh registered over the interval]."""
+        return self.signed_record({
+            "kind": "meter-reading", "log_id": self.log_id, "market_id": market_id,
+            "interval": interval, "participant": self.participant, "meter": self.meter,
+            "import_wh": import_wh, "export_wh": export_wh,
+            "nonce": nonce or secrets.token_hex(12)})
+
+    def submit_reading(self, market_id: str, **reading: Any) -> httpx.Response:
+        """Sign and post a meter reading (``interval``, ``import_wh``, ``export_wh``)."""
+        return self.request("POST", f"/markets/{market_id}/readings",
+                            self.reading_body(market_id, **reading))
+
     def get(self, path: str) -> httpx.Response:
         return self.request("GET", path)

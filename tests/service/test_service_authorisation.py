@@ -35,7 +35,7 @@ def _stored(world) -> tuple:
     with m.engine.connect() as conn:
         rows = tuple(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()
                      for table in (t.orders, t.sessions, t.capabilities, t.trades,
-                                   t.statements, t.idempotency))
+                                   t.statements, t.idempotency, *t.DELIVERY_TABLES))
     return m.ledger.size, rows
 
 
@@ -54,6 +54,10 @@ MATRIX = {
     ("GET", "/identities/me"): set(ROLES),
     ("GET", "/sessions/s1"): set(ROLES),
     ("POST", "/identities/nobody/approve"): {"operator"},
+    ("POST", "/markets/s1/metering"): {"operator"},
+    ("POST", "/markets/s1/readings"): {"participant"},
+    ("GET", "/markets/s1/delivery-statements/alice"): {"operator", "aggregator", "participant"},
+    ("GET", "/markets/s1/delivery-budget"): {"operator", "dso", "tso"},
 }
 
 
@@ -67,6 +71,11 @@ def _body(world, role, method, path):
         c.participant, c.meter = (c.participant or role), (c.meter or "x")
         return c.order_body("s1", order_id=f"new-{role}", side="buy", quantity_wh=10,
                             price_meur_per_kwh=1, interval=0)
+    if path.endswith("/metering"):
+        return {"readings_deadline_ms": world.clock.now_ms + 10**7}
+    if path.endswith("/readings"):
+        c.participant, c.meter = (c.participant or role), (c.meter or "x")
+        return c.reading_body("s1", interval=0, import_wh=10, export_wh=0)
     if path.endswith("/cancel"):
         return c.signed_record({"kind": "cancel", "log_id": c.log_id, "market_id": "s1",
                                 "order_id": "a1", "participant": c.participant or role,

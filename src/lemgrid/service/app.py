@@ -16,12 +16,14 @@ from typing import Annotated, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from lemgrid.errors import InputError
 from lemgrid.ledger.identity import public_key_from_hex, signature_valid
 from lemgrid.ledger.records import SignedRecord
+from lemgrid.service import delivery
 from lemgrid.service import engine as lab
 from lemgrid.service import signing
 from lemgrid.service.operator import ROLES, Market, Refused
@@ -103,8 +105,47 @@ class SignedCancel(Strict):
     sig: Hex128
 
 
-def _record(body: SignedOrder | SignedCancel) -> SignedRecord:
+class ReadingPayload(Strict):
+    """A meter's registers over a session's delivery interval [Wh, never negative]."""
+
+    kind: Literal["meter-reading"]
+    log_id: Hex64
+    market_id: Text
+    interval: Interval
+    participant: Text
+    meter: Text
+    import_wh: Annotated[StrictInt, Field(ge=0, le=10**12)]
+    export_wh: Annotated[StrictInt, Field(ge=0, le=10**12)]
+    nonce: Text
+
+
+class SignedReading(Strict):
+    """A meter reading in the ledger's canonical signed form."""
+
+    payload: ReadingPayload
+    signer: Hex32
+    sig: Hex128
+
+
+class MeteringBody(Strict):
+    readings_deadline_ms: Annotated[StrictInt, Field(ge=0, le=2**62)]
+
+
+def _record(body: SignedOrder | SignedCancel | SignedReading) -> SignedRecord:
     return SignedRecord(body.payload.model_dump(), body.signer, body.sig)
+
+
+def _json_safe_error(error: dict) -> dict:
+    """A pydantic error with its ``input`` and ``ctx`` kept only if they encode as strict JSON."""
+    out = {k: error[k] for k in ("type", "loc", "msg") if k in error}
+    for k in ("input", "ctx"):
+        try:
+            json.dumps(error.get(k), allow_nan=False)
+        except (TypeError, ValueError):
+            continue
+        if k in error:
+            out[k] = error[k]
+    return out
 
 
 def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
@@ -137,6 +178,13 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
     @app.exception_handler(Refused)
     async def _refused(_request: Request, exc: Refused) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes the input, and a NaN or infinity in a body (which
+        # Python's JSON reader accepts) would then make the answer itself unencodable: a 500.
+        return JSONResponse({"detail": [_json_safe_error(e) for e in exc.errors()]},
+                            status_code=422)
 
     @app.exception_handler(InputError)
     async def _input(_request: Request, exc: InputError) -> JSONResponse:
@@ -297,6 +345,28 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
             return market.ledger.consistency_proof(first, second)
         except InputError as exc:
             raise Refused(404, f"first, second: {exc}") from None
+
+    # -- delivery: meter readings, imbalance and statements (lemgrid.service.delivery) ------
+    @app.post("/markets/{market_id}/metering", status_code=201)
+    def open_metering(market_id: str, body: MeteringBody, _: Operator) -> dict:
+        """Accept meter readings for a cleared session until the deadline."""
+        return delivery.open_metering(market, market_id, body.readings_deadline_ms)
+
+    @app.post("/markets/{market_id}/readings", status_code=201)
+    def reading(market_id: str, body: SignedReading, who: Trader) -> dict:
+        """A signed meter reading of one's own meter for the session's interval."""
+        return delivery.submit_reading(market, who, market_id, _record(body))
+
+    @app.get("/markets/{market_id}/delivery-statements/{participant}")
+    def delivery_statement(market_id: str, participant: str, who: Reader) -> dict:
+        """A participant's statement of a delivered session: energies [Wh], imbalance, network
+        charges and the other cost parts [µ€, positive = pays]."""
+        return delivery.statement(market, who, market_id, participant)
+
+    @app.get("/markets/{market_id}/delivery-budget")
+    def delivery_budget(market_id: str, _: Grid) -> dict:
+        """A delivered session's budget balance (the lab's check, in µ€)."""
+        return delivery.budget(market, market_id)
 
     @app.get("/feed")
     async def feed(_: Anyone, max_events: Annotated[int | None, Query(ge=1, le=10**6)] = None

@@ -256,22 +256,28 @@ class Market:
             raise Refused(409, "Idempotency-Key: already used with another body")
         return row.status_code, json.loads(row.response)
 
-    def submit_order(self, identity: dict, market_id: str, record: SignedRecord,
-                     idem_key: str | None, body_sha256: str) -> tuple[int, dict]:
-        """Accept a signed order: ledger record, order row and idempotency row in one
-        transaction."""
+    def check_own(self, identity: dict, market_id: str, record: SignedRecord) -> None:
+        """A participant record (order, meter reading) for this path's market and log, signed by
+        the requesting key and naming its own participant and meter."""
         p = record.payload
         if p["market_id"] != market_id:
             raise Refused(422, f"payload.market_id: {p['market_id']!r} differs from the "
                                f"path's market {market_id!r}")
         if record.signer != identity["key_id"]:
-            raise Refused(403, "signer: the order must be signed by the requesting key")
+            raise Refused(403, f"signer: the {p['kind']} must be signed by the requesting key")
         if p["participant"] != identity["participant"]:
             raise Refused(403, f"payload.participant: {p['participant']!r} is not you")
         if p["meter"] != identity["meter"]:
             raise Refused(403, f"payload.meter: {p['meter']!r} is not your meter")
         if p["log_id"] != self.log_id:
             raise Refused(422, f"payload.log_id: this market's log is {self.log_id}")
+
+    def submit_order(self, identity: dict, market_id: str, record: SignedRecord,
+                     idem_key: str | None, body_sha256: str) -> tuple[int, dict]:
+        """Accept a signed order: ledger record, order row and idempotency row in one
+        transaction."""
+        p = record.payload
+        self.check_own(identity, market_id, record)
         with self.write() as (conn, tx):
             earlier = self._idempotent(conn, identity["key_id"], idem_key, body_sha256)
             if earlier is not None:
@@ -336,7 +342,8 @@ class Market:
 
     # -- gate closure, clearing, settlement -------------------------------------------------
     def tick(self) -> list[str]:
-        """Close, clear and settle every open session whose gate time has passed."""
+        """Close, clear and settle every open session whose gate time has passed, and settle
+        every delivery whose readings deadline has passed."""
         now = self.clock_ms()
         with self.engine.connect() as conn:
             due = [r.market_id for r in conn.execute(sa.select(t.sessions).where(
@@ -344,7 +351,9 @@ class Market:
                 .order_by(t.sessions.c.gate_ms))]
         for market_id in due:
             self.close_and_clear(market_id)
-        return due
+        from lemgrid.service import delivery
+
+        return due + delivery.settle_due(self)
 
     def close_and_clear(self, market_id: str) -> dict:
         """Gate closure, clearing by the lab's mechanism, trades, settlement and a signed
