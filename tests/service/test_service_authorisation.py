@@ -35,7 +35,8 @@ def _stored(world) -> tuple:
     with m.engine.connect() as conn:
         rows = tuple(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()
                      for table in (t.orders, t.sessions, t.capabilities, t.trades,
-                                   t.statements, t.idempotency, *t.DELIVERY_TABLES))
+                                   t.statements, t.idempotency, *t.DELIVERY_TABLES,
+                                   *t.SEALED_TABLES))
     return m.ledger.size, rows
 
 
@@ -58,6 +59,9 @@ MATRIX = {
     ("POST", "/markets/s1/readings"): {"participant"},
     ("GET", "/markets/s1/delivery-statements/alice"): {"operator", "aggregator", "participant"},
     ("GET", "/markets/s1/delivery-budget"): {"operator", "dso", "tso"},
+    ("POST", "/sessions/sealed"): {"operator"},
+    ("POST", "/markets/s1/commits"): {"participant"},
+    ("POST", "/markets/s1/reveals"): {"participant"},
 }
 
 
@@ -65,6 +69,14 @@ def _body(world, role, method, path):
     c = world.clients["alice" if role == "participant" else role]
     if path == "/sessions":
         return {"market_id": f"new-{role}", "interval": 0, "gate_ms": world.clock.now_ms + 1}
+    if path == "/sessions/sealed":
+        return {"market_id": f"sealed-{role}", "interval": 0, "gate_ms": world.clock.now_ms + 1,
+                "reveal_ms": world.clock.now_ms + 2}
+    if path.endswith(("/commits", "/reveals")):
+        c.participant, c.meter = (c.participant or role), (c.meter or "x")
+        commit, opening = c.sealed_bodies("s1", order_id=f"sealed-{role}", side="buy",
+                                          quantity_wh=10, price_meur_per_kwh=1, interval=0)
+        return commit if path.endswith("/commits") else opening
     if path == "/capabilities":
         return {"participant": "alice", "interval": 5, "sellable_wh": 10}
     if path.endswith("/orders"):

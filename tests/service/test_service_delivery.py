@@ -16,14 +16,9 @@ DT_H = 0.25
 
 
 def _stored(world) -> tuple:
-    import sqlalchemy as sa
-
     from lemgrid.service import tables as t
-    m = world.http.app.state.market
-    with m.engine.connect() as conn:
-        return m.ledger.size, tuple(
-            conn.execute(sa.select(sa.func.count()).select_from(x)).scalar()
-            for x in (t.meter_readings, t.delivery_statements, t.deliveries))
+
+    return world.stored(t.meter_readings, t.delivery_statements, t.deliveries)
 
 
 @pytest.fixture

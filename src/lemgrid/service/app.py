@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from lemgrid.errors import InputError
 from lemgrid.ledger.identity import public_key_from_hex, signature_valid
 from lemgrid.ledger.records import SignedRecord
-from lemgrid.service import delivery
+from lemgrid.service import delivery, sealed
 from lemgrid.service import engine as lab
 from lemgrid.service import signing
 from lemgrid.service.operator import ROLES, Market, Refused
@@ -127,11 +127,60 @@ class SignedReading(Strict):
     sig: Hex128
 
 
+class SealedSessionBody(Strict):
+    """A sealed-bid session: commit window until ``gate_ms``, reveal window until
+    ``reveal_ms``."""
+
+    market_id: Text
+    interval: Interval
+    gate_ms: Annotated[StrictInt, Field(ge=0, le=2**62)]
+    reveal_ms: Annotated[StrictInt, Field(ge=0, le=2**62)]
+    mechanism: Literal["uniform", "pay-as-bid"] | None = None
+
+
+class CommitPayload(Strict):
+    kind: Literal["commit"]
+    log_id: Hex64
+    market_id: Text
+    interval: Interval
+    participant: Text
+    commitment: Hex64
+    nonce: Text
+
+
+class SignedCommit(Strict):
+    """A commitment to a hidden order (:func:`lemgrid.ledger.sealed.commitment_digest`)."""
+
+    payload: CommitPayload
+    signer: Hex32
+    sig: Hex128
+
+
+class RevealPayload(Strict):
+    kind: Literal["reveal"]
+    log_id: Hex64
+    market_id: Text
+    interval: Interval
+    participant: Text
+    salt: Hex64
+    order: OrderPayload
+    nonce: Text
+
+
+class SignedReveal(Strict):
+    """The order and salt opening a commitment."""
+
+    payload: RevealPayload
+    signer: Hex32
+    sig: Hex128
+
+
 class MeteringBody(Strict):
     readings_deadline_ms: Annotated[StrictInt, Field(ge=0, le=2**62)]
 
 
-def _record(body: SignedOrder | SignedCancel | SignedReading) -> SignedRecord:
+def _record(body: SignedOrder | SignedCancel | SignedReading | SignedCommit | SignedReveal
+            ) -> SignedRecord:
     return SignedRecord(body.payload.model_dump(), body.signer, body.sig)
 
 
@@ -345,6 +394,23 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
             return market.ledger.consistency_proof(first, second)
         except InputError as exc:
             raise Refused(404, f"first, second: {exc}") from None
+
+    # -- sealed-bid sessions (lemgrid.service.sealed) ---------------------------------------
+    @app.post("/sessions/sealed", status_code=201)
+    def create_sealed_session(body: SealedSessionBody, _: Operator) -> dict:
+        """Open a sealed-bid session (commit window, then reveal window, then clearing)."""
+        return sealed.create(market, body.market_id, body.interval, body.gate_ms,
+                             body.reveal_ms, body.mechanism)
+
+    @app.post("/markets/{market_id}/commits", status_code=201)
+    def commit(market_id: str, body: SignedCommit, who: Trader) -> dict:
+        """A signed commitment to a hidden order, in the commit window."""
+        return sealed.commit(market, who, market_id, _record(body))
+
+    @app.post("/markets/{market_id}/reveals", status_code=201)
+    def reveal(market_id: str, body: SignedReveal, who: Trader) -> dict:
+        """The order and salt opening one's commitment, in the reveal window."""
+        return sealed.reveal(market, who, market_id, _record(body))
 
     # -- delivery: meter readings, imbalance and statements (lemgrid.service.delivery) ------
     @app.post("/markets/{market_id}/metering", status_code=201)

@@ -95,3 +95,19 @@ delivery_statements = sa.Table(
     sa.Column("seq", sa.BigInteger, nullable=False))
 
 DELIVERY_TABLES = (deliveries, meter_readings, delivery_statements)
+
+# -- sealed-bid sessions: commit and reveal windows (revision 0003) -------------------------
+sealed_sessions = sa.Table(
+    "sealed_sessions", METADATA,
+    sa.Column("market_id", sa.String(200), primary_key=True),
+    sa.Column("reveal_ms", sa.BigInteger, nullable=False))  # end of the reveal window
+
+commitments = sa.Table(
+    "commitments", METADATA,
+    sa.Column("market_id", sa.String(200), primary_key=True),
+    sa.Column("commitment", sa.String(64), primary_key=True),
+    sa.Column("participant", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(12), nullable=False),  # open, revealed, rejected
+    sa.Column("seq", sa.BigInteger, nullable=False))
+
+SEALED_TABLES = (sealed_sessions, commitments)
