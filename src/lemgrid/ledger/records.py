@@ -133,6 +133,8 @@ SCHEMAS: dict[str, dict[str, Check]] = {
                    "postings": _postings},
     "checkpoint": {"log_id": _is_hex64, "tree_size": _non_negative, "root_hash": _is_hex64,
                    "timestamp_ms": _non_negative},
+    # The operator vouches that an aggregator's keys may sign orders and cancels for a member.
+    "mandate": {"aggregator": _text, "participant": _text},
     # A meter's registers over one delivery interval, signed by the key bound to the meter.
     "meter-reading": {"log_id": _is_hex64, "market_id": _text, "interval": valid_interval,
                       "participant": _text, "meter": _text, "import_wh": _non_negative,
@@ -161,7 +163,7 @@ OPTIONAL: dict[str, dict[str, Check]] = {
 #: Kinds only the log operator signs; the others are signed by participants.
 OPERATOR_KINDS = frozenset({"log-init", "key-registration", "capability", "gate-closure",
                             "reveal-closure", "rejection", "trade", "clearing", "settlement",
-                            "checkpoint", "delivery-settlement", "statement"})
+                            "checkpoint", "delivery-settlement", "statement", "mandate"})
 #: Kinds a participant signs (a key-revocation may be signed by the operator or the key itself).
 #: Each names the log it is for (``log_id``), so that it cannot be replayed into another log.
 PARTICIPANT_KINDS = frozenset({"order", "cancel", "commit", "reveal", "key-revocation",

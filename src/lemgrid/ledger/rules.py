@@ -101,6 +101,8 @@ class LedgerState:
         self.readings: set[tuple] = set()
         self.delivered: set[tuple] = set()
         self.statements: set[tuple] = set()
+        #: (aggregator, member): the aggregator's keys sign orders and cancels for the member.
+        self.mandates: set[tuple[str, str]] = set()
 
     @property
     def size(self) -> int:
@@ -209,12 +211,16 @@ class LedgerState:
             if p["key_id"] != signer:
                 raise Rejection("a participant key may revoke only itself", "not-owner")
             return
-        if p["participant"] != info.participant:
+        acting_for = kind in ("order", "cancel") and (info.participant,
+                                                      p["participant"]) in self.mandates
+        if p["participant"] != info.participant and not acting_for:
             raise Rejection(f"key {signer} belongs to {info.participant!r}, not to "
                             f"{p['participant']!r}", "not-owner")
-        if kind in ("order", "meter-reading") and p["meter"] != info.meter:
-            raise Rejection(f"{kind} names meter {p['meter']!r} but {info.participant!r} is bound "
-                            f"to meter {info.meter!r}", "wrong-meter")
+        # an order names the meter of its participant; a reading only the signer's own meter
+        meter = self.meters.get(p["participant"]) if kind == "order" else info.meter
+        if kind in ("order", "meter-reading") and p["meter"] != meter:
+            raise Rejection(f"{kind} names meter {p['meter']!r} but {p['participant']!r} is bound "
+                            f"to meter {meter!r}", "wrong-meter")
 
     def _check_interval_form(self, interval: Any) -> None:
         form = "index" if type(interval) is int else "UTC start time"
@@ -274,6 +280,14 @@ class LedgerState:
             spending.close_clearing(p)
         elif kind == "settlement":
             spending.settle(p)
+        elif kind == "mandate":
+            for name in ("aggregator", "participant"):
+                if p[name] not in self.meters:
+                    raise Rejection(f"mandate {name} {p[name]!r} is not registered",
+                                    "unknown-participant")
+            if (p["aggregator"], p["participant"]) in self.mandates:
+                raise Rejection("mandate already recorded", "duplicate")
+            self.journal.add(self.mandates, (p["aggregator"], p["participant"]))
         elif kind in ("meter-reading", "delivery-settlement", "statement"):
             self._metering(kind, p)
 

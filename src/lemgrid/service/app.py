@@ -293,6 +293,8 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
     Anyone = Annotated[dict, Depends(role(*ROLES))]
     Operator = Annotated[dict, Depends(role("operator"))]
     Trader = Annotated[dict, Depends(role("participant"))]
+    #: Orders and cancels: a participant for itself, an aggregator for its members.
+    Agent = Annotated[dict, Depends(role("participant", "aggregator"))]
     Reader = Annotated[dict, Depends(role("operator", "participant", "aggregator"))]
     Grid = Annotated[dict, Depends(role("operator", "dso", "tso"))]
 
@@ -335,7 +337,7 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
                                      body.source)
 
     @app.post("/markets/{market_id}/orders", status_code=201)
-    async def submit(market_id: str, body: SignedOrder, request: Request, who: Trader,
+    async def submit(market_id: str, body: SignedOrder, request: Request, who: Agent,
                      idempotency_key: Annotated[str | None, Header(max_length=200)] = None
                      ) -> JSONResponse:
         """Submit a signed order (``Idempotency-Key`` makes retries safe)."""
@@ -350,7 +352,7 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
         return market.order(who, market_id, order_id)
 
     @app.post("/markets/{market_id}/cancel")
-    def cancel(market_id: str, body: SignedCancel, who: Trader) -> dict:
+    def cancel(market_id: str, body: SignedCancel, who: Agent) -> dict:
         """Cancel an open order before gate closure (a signed cancel record)."""
         return market.cancel(who, market_id, _record(body))
 

@@ -35,6 +35,8 @@ class MarketSpec:
     prices: object | None = field(default=None)
     #: Length of a delivery interval [h].
     dt_h: float = 0.25
+    #: The scenario's aggregators: id -> the participants it represents.
+    aggregators: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 def load_market(path: str) -> MarketSpec:
@@ -46,8 +48,11 @@ def load_market(path: str) -> MarketSpec:
     mechanism = design if design in MECHANISMS else "uniform"
     from lemgrid.settlement.bills import Prices
 
-    return MarketSpec(frozenset(str(i) for i in scenario.participants.ids), mechanism,
-                      Prices.from_scenario(scenario), float(scenario.dt_h))
+    ids = [str(i) for i in scenario.participants.ids]
+    aggregators = {agg.id: frozenset(agg.member_ids(ids))
+                   for agg in scenario.config.aggregators}
+    return MarketSpec(frozenset(ids), mechanism, Prices.from_scenario(scenario),
+                      float(scenario.dt_h), aggregators)
 
 
 def default_prices():

@@ -202,8 +202,37 @@ class Market:
     def members_of(self, identity: dict) -> set[str]:
         """Whose orders and statements an identity may read."""
         if identity["role"] == "aggregator":
-            return {identity["participant"], *filter(None, identity["members"].split(","))}
+            scenario = self.spec.aggregators.get(identity["participant"], ()) if self.spec else ()
+            return {identity["participant"], *filter(None, identity["members"].split(",")),
+                    *scenario}
         return {identity["participant"]}
+
+    def acts_for(self, identity: dict, participant: str) -> bool:
+        """Whether the identity's key may sign orders and cancels of ``participant``: a
+        participant its own, an aggregator its members' (registered with it and approved by
+        the operator, or the scenario's) and nobody else's, not even its own."""
+        if identity["role"] == "aggregator":
+            return participant != identity["participant"] and participant in self.members_of(
+                identity)
+        return participant == identity["participant"]
+
+    def _meter_of(self, participant: str) -> str:
+        with self.engine.connect() as conn:
+            meter = conn.execute(sa.select(t.identities.c.meter).where(
+                (t.identities.c.participant == participant) & t.identities.c.approved)).scalar()
+        if meter is None:
+            raise Refused(403, f"payload.participant: {participant!r} is not an approved "
+                               "identity")
+        return meter
+
+    def mandate_in(self, tx: Any, identity: dict, participant: str) -> None:
+        """Inside a write transaction: the ledger's ``mandate`` for an aggregator acting for a
+        member, the first time it does (so that the log shows who may sign for whom)."""
+        if participant == identity["participant"]:
+            return
+        if (identity["participant"], participant) not in self.ledger.state.mandates:
+            tx.append_operator([{"kind": "mandate", "aggregator": identity["participant"],
+                                 "participant": participant}])
 
     # -- sessions ---------------------------------------------------------------------------
     def create_session(self, market_id: str, interval: int, gate_ms: int,
@@ -264,19 +293,29 @@ class Market:
             raise Refused(409, "Idempotency-Key: already used with another body")
         return row.status_code, json.loads(row.response)
 
-    def check_own(self, identity: dict, market_id: str, record: SignedRecord) -> None:
-        """A participant record (order, meter reading, commit, reveal) for this path's market
-        and log, signed by the requesting key and naming its own participant (and meter)."""
+    def check_own(self, identity: dict, market_id: str, record: SignedRecord, *,
+                  for_members: bool = False) -> None:
+        """A participant record (order, cancel, meter reading, commit, reveal) for this path's
+        market and log, signed by the requesting key and naming its own participant (and
+        meter), or with ``for_members`` one the key :meth:`acts_for` (and that one's meter)."""
         p = record.payload
         if p["market_id"] != market_id:
             raise Refused(422, f"payload.market_id: {p['market_id']!r} differs from the "
                                f"path's market {market_id!r}")
         if record.signer != identity["key_id"]:
             raise Refused(403, f"signer: the {p['kind']} must be signed by the requesting key")
-        if p["participant"] != identity["participant"]:
+        meter = identity["meter"]
+        if for_members and identity["role"] == "aggregator":
+            if not self.acts_for(identity, p["participant"]):
+                raise Refused(403, f"payload.participant: {p['participant']!r} is not a member "
+                                   "you act for")
+            if "meter" in p:
+                meter = self._meter_of(p["participant"])
+        elif p["participant"] != identity["participant"]:
             raise Refused(403, f"payload.participant: {p['participant']!r} is not you")
-        if "meter" in p and p["meter"] != identity["meter"]:
-            raise Refused(403, f"payload.meter: {p['meter']!r} is not your meter")
+        if "meter" in p and p["meter"] != meter:
+            raise Refused(403, f"payload.meter: {p['meter']!r} is not the meter of "
+                               f"{p['participant']!r}")
         if p["log_id"] != self.log_id:
             raise Refused(422, f"payload.log_id: this market's log is {self.log_id}")
 
@@ -285,7 +324,7 @@ class Market:
         """Accept a signed order: ledger record, order row and idempotency row in one
         transaction."""
         p = record.payload
-        self.check_own(identity, market_id, record)
+        self.check_own(identity, market_id, record, for_members=True)
         with self.write() as (conn, tx):
             earlier = self._idempotent(conn, identity["key_id"], idem_key, body_sha256)
             if earlier is not None:
@@ -302,6 +341,7 @@ class Market:
                                    f"commitment to /markets/{market_id}/commits")
             if session.state != "open" or self.clock_ms() >= session.gate_ms:
                 raise Refused(409, f"market_id: the gate of session {market_id!r} is closed")
+            self.mandate_in(tx, identity, p["participant"])
             result = tx.append([record])
             conn.execute(t.orders.insert().values(
                 market_id=market_id, order_id=p["order_id"], participant=p["participant"],
@@ -330,20 +370,19 @@ class Market:
 
     def cancel(self, identity: dict, market_id: str, record: SignedRecord) -> dict:
         p = record.payload
-        if record.signer != identity["key_id"] or p["participant"] != identity["participant"]:
-            raise Refused(403, "signer: a cancel must be signed by the order's participant")
-        if p["market_id"] != market_id:
-            raise Refused(422, "payload.market_id: differs from the path's market")
+        self.check_own(identity, market_id, record, for_members=True)
         with self.write() as (conn, tx):
             row = conn.execute(sa.select(t.orders).where(
                 (t.orders.c.market_id == market_id)
                 & (t.orders.c.order_id == p["order_id"]))).first()
-            if row is None or row.participant != identity["participant"]:
-                raise Refused(404, f"payload.order_id: no order {p['order_id']!r} of yours")
+            if row is None or row.participant != p["participant"]:
+                raise Refused(404, f"payload.order_id: no order {p['order_id']!r} of "
+                                   f"{p['participant']!r}")
             gate_ms = conn.execute(sa.select(t.sessions.c.gate_ms).where(
                 t.sessions.c.market_id == market_id)).scalar()
             if row.status != "open" or gate_ms <= self.clock_ms():
                 raise Refused(409, f"payload.order_id: order {p['order_id']!r} is no longer open")
+            self.mandate_in(tx, identity, p["participant"])
             tx.append([record])
             conn.execute(t.orders.update().where(
                 (t.orders.c.market_id == market_id) & (t.orders.c.order_id == p["order_id"]))
