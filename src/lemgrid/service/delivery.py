@@ -164,5 +164,5 @@ def budget(market: Market, market_id: str) -> dict:
             t.delivery_statements.c.market_id == market_id)).scalar()
     if d is None or d.state != "settled":
         raise Refused(404, f"market_id: the delivery of {market_id!r} is not settled")
-    return {"market_id": market_id, "participants_pay_ueur": int(total),
+    return {"market_id": market_id, "participants_pay_ueur": int(total or 0),
             "budget_gap_ueur": d.budget_gap_ueur, "balanced": d.budget_gap_ueur == 0}

@@ -109,15 +109,17 @@ def tick(market: Market) -> list[str]:
     for s in rows:
         if s.state == "commit" and s.gate_ms <= now:
             _close_commits(market, s.market_id)
-        if s.reveal_ms <= now:
-            cleared.append(_close_reveals_and_clear(market, s.market_id))
+        if s.reveal_ms <= now and _close_reveals_and_clear(market, s.market_id):
+            cleared.append(s.market_id)
     return cleared
 
 
 def _close_commits(market: Market, market_id: str) -> None:
     with market.write() as (conn, tx):
         s = conn.execute(sa.select(t.sessions).where(
-            t.sessions.c.market_id == market_id)).first()
+            t.sessions.c.market_id == market_id)).one()
+        if s.state != "commit":  # closed meanwhile by another tick
+            return
         tx.append_operator([{"kind": "gate-closure", "market_id": market_id,
                              "interval": s.interval}])
         conn.execute(t.sessions.update().where(t.sessions.c.market_id == market_id)
@@ -125,14 +127,16 @@ def _close_commits(market: Market, market_id: str) -> None:
     market.publish({"event": "gate-closure", "market_id": market_id, "phase": "reveal"})
 
 
-def _close_reveals_and_clear(market: Market, market_id: str) -> str:
+def _close_reveals_and_clear(market: Market, market_id: str) -> bool:
     with market.write() as (conn, tx):
         s = conn.execute(sa.select(t.sessions).where(
-            t.sessions.c.market_id == market_id)).first()
+            t.sessions.c.market_id == market_id)).one()
+        if s.state != "reveal":  # cleared meanwhile by another tick
+            return False
         head = market.ledger.reveal_closure_payloads(market_id, s.interval)
         conn.execute(t.commitments.update().where(
             (t.commitments.c.market_id == market_id) & (t.commitments.c.state == "open"))
             .values(state="rejected"))
         result, trades = market.clear_in(conn, tx, s, head)
     market.published_clearing(market_id, result, trades)
-    return market_id
+    return True
