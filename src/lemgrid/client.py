@@ -112,5 +112,31 @@ class MarketClient:
                                    "nonce": secrets.token_hex(12)})
         return self.request("POST", f"/markets/{market_id}/cancel", body)
 
+    def sealed_bodies(self, market_id: str, *, nonce: str | None = None,
+                      **order: Any) -> tuple[dict, dict]:
+        """A signed commit and the signed reveal that opens it, for one order (``order_id``,
+        ``side``, ``quantity_wh``, ``price_meur_per_kwh``, ``interval``); keep the reveal
+        secret until the reveal window."""
+        from lemgrid.ledger.sealed import reveal, seal
+
+        payload = self.order_body(market_id, **order)["payload"]
+        commit, salt = seal(payload, self.key, nonce or secrets.token_hex(12))
+        opening = reveal(payload, salt, self.key, secrets.token_hex(12))
+        return commit.to_json(), opening.to_json()
+
+    def reading_body(self, market_id: str, *, interval: int, import_wh: int, export_wh: int,
+                     nonce: str | None = None) -> dict:
+        """A signed meter reading of this key's meter [Wh registered over the interval]."""
+        return self.signed_record({
+            "kind": "meter-reading", "log_id": self.log_id, "market_id": market_id,
+            "interval": interval, "participant": self.participant, "meter": self.meter,
+            "import_wh": import_wh, "export_wh": export_wh,
+            "nonce": nonce or secrets.token_hex(12)})
+
+    def submit_reading(self, market_id: str, **reading: Any) -> httpx.Response:
+        """Sign and post a meter reading (``interval``, ``import_wh``, ``export_wh``)."""
+        return self.request("POST", f"/markets/{market_id}/readings",
+                            self.reading_body(market_id, **reading))
+
     def get(self, path: str) -> httpx.Response:
         return self.request("GET", path)

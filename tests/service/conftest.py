@@ -55,6 +55,17 @@ class World:
             "gate_ms": self.clock.now_ms + gate_in_ms, "mechanism": mechanism})
         assert r.status_code == 201, r.text
 
+    def stored(self, *tables) -> tuple:
+        """Ledger size and the row counts of ``tables``: what a refused request must not
+        change."""
+        import sqlalchemy as sa
+
+        m = self.http.app.state.market
+        with m.engine.connect() as conn:
+            return m.ledger.size, tuple(
+                conn.execute(sa.select(sa.func.count()).select_from(x)).scalar()
+                for x in tables)
+
     def close(self, market_id: str) -> None:
         self.clock.now_ms = max(self.clock.now_ms, self.operator.get(
             f"/sessions/{market_id}").json()["gate_ms"])

@@ -35,7 +35,8 @@ def _stored(world) -> tuple:
     with m.engine.connect() as conn:
         rows = tuple(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()
                      for table in (t.orders, t.sessions, t.capabilities, t.trades,
-                                   t.statements, t.idempotency))
+                                   t.statements, t.idempotency, *t.DELIVERY_TABLES,
+                                   *t.SEALED_TABLES))
     return m.ledger.size, rows
 
 
@@ -43,9 +44,9 @@ def _stored(world) -> tuple:
 MATRIX = {
     ("POST", "/sessions"): {"operator"},
     ("POST", "/capabilities"): {"operator", "dso"},
-    ("POST", "/markets/s1/orders"): {"participant"},
+    ("POST", "/markets/s1/orders"): {"participant", "aggregator"},
     ("GET", "/markets/s1/orders/a1"): {"operator", "aggregator", "participant"},
-    ("POST", "/markets/s1/cancel"): {"participant"},
+    ("POST", "/markets/s1/cancel"): {"participant", "aggregator"},
     ("POST", "/admin/tick"): {"operator"},
     ("GET", "/markets/s1/trades"): set(ROLES),
     ("GET", "/markets/s1/statements/alice"): {"operator", "aggregator", "participant"},
@@ -54,6 +55,13 @@ MATRIX = {
     ("GET", "/identities/me"): set(ROLES),
     ("GET", "/sessions/s1"): set(ROLES),
     ("POST", "/identities/nobody/approve"): {"operator"},
+    ("POST", "/markets/s1/metering"): {"operator"},
+    ("POST", "/markets/s1/readings"): {"participant"},
+    ("GET", "/markets/s1/delivery-statements/alice"): {"operator", "aggregator", "participant"},
+    ("GET", "/markets/s1/delivery-budget"): {"operator", "dso", "tso"},
+    ("POST", "/sessions/sealed"): {"operator"},
+    ("POST", "/markets/s1/commits"): {"participant"},
+    ("POST", "/markets/s1/reveals"): {"participant"},
 }
 
 
@@ -61,15 +69,33 @@ def _body(world, role, method, path):
     c = world.clients["alice" if role == "participant" else role]
     if path == "/sessions":
         return {"market_id": f"new-{role}", "interval": 0, "gate_ms": world.clock.now_ms + 1}
+    if path == "/sessions/sealed":
+        return {"market_id": f"sealed-{role}", "interval": 0, "gate_ms": world.clock.now_ms + 1,
+                "reveal_ms": world.clock.now_ms + 2}
+    if path.endswith(("/commits", "/reveals")):
+        c.participant, c.meter = (c.participant or role), (c.meter or "x")
+        commit, opening = c.sealed_bodies("s1", order_id=f"sealed-{role}", side="buy",
+                                          quantity_wh=10, price_meur_per_kwh=1, interval=0)
+        return commit if path.endswith("/commits") else opening
     if path == "/capabilities":
         return {"participant": "alice", "interval": 5, "sellable_wh": 10}
     if path.endswith("/orders"):
         c.participant, c.meter = (c.participant or role), (c.meter or "x")
-        return c.order_body("s1", order_id=f"new-{role}", side="buy", quantity_wh=10,
+        body = c.order_body("s1", order_id=f"new-{role}", side="buy", quantity_wh=10,
                             price_meur_per_kwh=1, interval=0)
+        if role == "aggregator":  # it acts for its member alice
+            body = c.signed_record({**body["payload"], "participant": "alice",
+                                    "meter": "meter-alice"})
+        return body
+    if path.endswith("/metering"):
+        return {"readings_deadline_ms": world.clock.now_ms + 10**7}
+    if path.endswith("/readings"):
+        c.participant, c.meter = (c.participant or role), (c.meter or "x")
+        return c.reading_body("s1", interval=0, import_wh=10, export_wh=0)
     if path.endswith("/cancel"):
+        owner = "alice" if role == "aggregator" else c.participant or role
         return c.signed_record({"kind": "cancel", "log_id": c.log_id, "market_id": "s1",
-                                "order_id": "a1", "participant": c.participant or role,
+                                "order_id": "a1", "participant": owner,
                                 "nonce": f"c-{role}"})
     return None
 

@@ -133,6 +133,24 @@ SCHEMAS: dict[str, dict[str, Check]] = {
                    "postings": _postings},
     "checkpoint": {"log_id": _is_hex64, "tree_size": _non_negative, "root_hash": _is_hex64,
                    "timestamp_ms": _non_negative},
+    # The operator vouches that an aggregator's keys may sign orders and cancels for a member.
+    "mandate": {"aggregator": _text, "participant": _text},
+    # A meter's registers over one delivery interval, signed by the key bound to the meter.
+    "meter-reading": {"log_id": _is_hex64, "market_id": _text, "interval": valid_interval,
+                      "participant": _text, "meter": _text, "import_wh": _non_negative,
+                      "export_wh": _non_negative, "nonce": _text},
+    # Closes a session's metering: no reading for it afterwards; its postings (what participants
+    # pay for delivery and what the retailer, DSO and state receive) must balance.
+    "delivery-settlement": {"market_id": _text, "interval": valid_interval,
+                            "postings": _postings},
+    # One participant's statement of a delivered session [Wh, µ€; costs positive = pays].
+    "statement": {"market_id": _text, "interval": valid_interval, "participant": _text,
+                  "bought_wh": _non_negative, "sold_wh": _non_negative,
+                  "metered_import_wh": _non_negative, "metered_export_wh": _non_negative,
+                  "imbalance_short_wh": _non_negative, "imbalance_long_wh": _non_negative,
+                  "market_ueur": _int, "surplus_share_ueur": _int, "retail_energy_ueur": _int,
+                  "network_ueur": _int, "imbalance_ueur": _int, "levies_ueur": _int,
+                  "fixed_ueur": _int, "total_ueur": _int},
 }
 
 OPTIONAL: dict[str, dict[str, Check]] = {
@@ -145,10 +163,11 @@ OPTIONAL: dict[str, dict[str, Check]] = {
 #: Kinds only the log operator signs; the others are signed by participants.
 OPERATOR_KINDS = frozenset({"log-init", "key-registration", "capability", "gate-closure",
                             "reveal-closure", "rejection", "trade", "clearing", "settlement",
-                            "checkpoint"})
+                            "checkpoint", "delivery-settlement", "statement", "mandate"})
 #: Kinds a participant signs (a key-revocation may be signed by the operator or the key itself).
 #: Each names the log it is for (``log_id``), so that it cannot be replayed into another log.
-PARTICIPANT_KINDS = frozenset({"order", "cancel", "commit", "reveal", "key-revocation"})
+PARTICIPANT_KINDS = frozenset({"order", "cancel", "commit", "reveal", "key-revocation",
+                               "meter-reading"})
 
 
 def validate_payload(payload: Any, where: str = "payload") -> str:

@@ -105,6 +105,13 @@ class LedgerState:
         self.forms: dict[str, str] = {}
         self.spending = SpendingBook(self.journal)
         self.sealed = SealedBook(self.journal)
+        #: (market, interval, meter) of every meter reading; (market, interval) metered and
+        #: closed by a delivery-settlement; (market, participant) with a statement.
+        self.readings: set[tuple] = set()
+        self.delivered: set[tuple] = set()
+        self.statements: set[tuple] = set()
+        #: (aggregator, member): the aggregator's keys sign orders and cancels for the member.
+        self.mandates: set[tuple[str, str]] = set()
 
     @property
     def size(self) -> int:
@@ -213,12 +220,16 @@ class LedgerState:
             if p["key_id"] != signer:
                 raise Rejection("a participant key may revoke only itself", "not-owner")
             return
-        if p["participant"] != info.participant:
+        acting_for = kind in ("order", "cancel") and (info.participant,
+                                                      p["participant"]) in self.mandates
+        if p["participant"] != info.participant and not acting_for:
             raise Rejection(f"key {signer} belongs to {info.participant!r}, not to "
                             f"{p['participant']!r}", "not-owner")
-        if kind == "order" and p["meter"] != info.meter:
-            raise Rejection(f"order names meter {p['meter']!r} but {info.participant!r} is bound "
-                            f"to meter {info.meter!r}", "wrong-meter")
+        # an order names the meter of its participant; a reading only the signer's own meter
+        meter = self.meters.get(p["participant"]) if kind == "order" else info.meter
+        if kind in ("order", "meter-reading") and p["meter"] != meter:
+            raise Rejection(f"{kind} names meter {p['meter']!r} but {p['participant']!r} is bound "
+                            f"to meter {meter!r}", "wrong-meter")
 
     def _check_interval_form(self, interval: Any) -> None:
         form = "index" if type(interval) is int else "UTC start time"
@@ -278,6 +289,44 @@ class LedgerState:
             spending.close_clearing(p)
         elif kind == "settlement":
             spending.settle(p)
+        elif kind == "mandate":
+            for name in ("aggregator", "participant"):
+                if p[name] not in self.meters:
+                    raise Rejection(f"mandate {name} {p[name]!r} is not registered",
+                                    "unknown-participant")
+            if (p["aggregator"], p["participant"]) in self.mandates:
+                raise Rejection("mandate already recorded", "duplicate")
+            self.journal.add(self.mandates, (p["aggregator"], p["participant"]))
+        elif kind in ("meter-reading", "delivery-settlement", "statement"):
+            self._metering(kind, p)
+
+    def _metering(self, kind: str, p: dict) -> None:
+        session = (p["market_id"], p["interval"])
+        if kind == "meter-reading":
+            if session in self.delivered:
+                raise Rejection(f"market {session[0]!r} interval {session[1]!r}: metering is "
+                                "closed (delivery settled)", "too-late")
+            if (*session, p["meter"]) in self.readings:
+                raise Rejection(f"meter {p['meter']!r} already has a reading for market "
+                                f"{session[0]!r} interval {session[1]!r}", "duplicate")
+            self.journal.add(self.readings, (*session, p["meter"]))
+        elif kind == "delivery-settlement":
+            if session in self.delivered:
+                raise Rejection(f"market {session[0]!r} interval {session[1]!r}: delivery is "
+                                "already settled", "duplicate")
+            balance = sum(posting["amount_ueur"] for posting in p["postings"])
+            if balance != 0:
+                raise Rejection(f"delivery-settlement of {session[0]!r} does not balance: "
+                                f"postings sum to {balance} µ€", "unbalanced")
+            self.journal.add(self.delivered, session)
+        else:
+            if session not in self.delivered:
+                raise Rejection(f"statement for {session[0]!r} before its delivery-settlement",
+                                "too-early")
+            if (p["market_id"], p["participant"]) in self.statements:
+                raise Rejection(f"{p['participant']!r} already has a statement for "
+                                f"{session[0]!r}", "duplicate")
+            self.journal.add(self.statements, (p["market_id"], p["participant"]))
 
     def _register(self, p: dict, seq: int) -> None:
         public_key = public_key_from_hex(p["public_key"], "public_key")

@@ -411,12 +411,17 @@ class Ledger:
 
     def close_reveals(self, market_id: str, interval: Any) -> AppendResult:
         """Reject every commitment of a market interval still unrevealed, then close reveals."""
+        return self.append_operator(self.reveal_closure_payloads(market_id, interval))
+
+    def reveal_closure_payloads(self, market_id: str, interval: Any) -> list[dict]:
+        """The operator records that close the reveals of a market interval: an ``unrevealed``
+        rejection per commitment still open, then the ``reveal-closure``."""
         payloads = [{"kind": "rejection", "reason": "unrevealed", "market_id": market_id,
                      "interval": interval, "participant": participant, "commitment": digest}
                     for digest, participant in self.state.sealed.open_commitments(market_id,
                                                                                   interval)]
         payloads.append({"kind": "reveal-closure", "market_id": market_id, "interval": interval})
-        return self.append_operator(payloads)
+        return payloads
 
     # -- proofs -----------------------------------------------------------------------------
     def inclusion_proof(self, seq: int, checkpoint_seq: int | None = None) -> dict:

@@ -521,6 +521,14 @@ class AggregatorConfig(Strict):
         default=0, description="with every: start at this participant (0, n, 2n, ... shifted)")
     fee_share: Fraction = 0.2
 
+    def member_ids(self, ids: list[str]) -> list[str]:
+        """The participants it represents: ``participants``, then every ``every``-th of
+        ``ids`` from ``offset``."""
+        chosen = list(self.participants)
+        if self.every is not None:
+            chosen += ids[self.offset::self.every]
+        return chosen
+
     @model_validator(mode="after")
     def _represents_someone(self):
         if self.every is None and not self.participants:

@@ -16,12 +16,14 @@ from typing import Annotated, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from lemgrid.errors import InputError
 from lemgrid.ledger.identity import public_key_from_hex, signature_valid
 from lemgrid.ledger.records import SignedRecord
+from lemgrid.service import delivery, sealed
 from lemgrid.service import engine as lab
 from lemgrid.service import signing
 from lemgrid.service.operator import ROLES, Market, Refused
@@ -103,8 +105,96 @@ class SignedCancel(Strict):
     sig: Hex128
 
 
-def _record(body: SignedOrder | SignedCancel) -> SignedRecord:
+class ReadingPayload(Strict):
+    """A meter's registers over a session's delivery interval [Wh, never negative]."""
+
+    kind: Literal["meter-reading"]
+    log_id: Hex64
+    market_id: Text
+    interval: Interval
+    participant: Text
+    meter: Text
+    import_wh: Annotated[StrictInt, Field(ge=0, le=10**12)]
+    export_wh: Annotated[StrictInt, Field(ge=0, le=10**12)]
+    nonce: Text
+
+
+class SignedReading(Strict):
+    """A meter reading in the ledger's canonical signed form."""
+
+    payload: ReadingPayload
+    signer: Hex32
+    sig: Hex128
+
+
+class SealedSessionBody(Strict):
+    """A sealed-bid session: commit window until ``gate_ms``, reveal window until
+    ``reveal_ms``."""
+
+    market_id: Text
+    interval: Interval
+    gate_ms: Annotated[StrictInt, Field(ge=0, le=2**62)]
+    reveal_ms: Annotated[StrictInt, Field(ge=0, le=2**62)]
+    mechanism: Literal["uniform", "pay-as-bid"] | None = None
+
+
+class CommitPayload(Strict):
+    kind: Literal["commit"]
+    log_id: Hex64
+    market_id: Text
+    interval: Interval
+    participant: Text
+    commitment: Hex64
+    nonce: Text
+
+
+class SignedCommit(Strict):
+    """A commitment to a hidden order (:func:`lemgrid.ledger.sealed.commitment_digest`)."""
+
+    payload: CommitPayload
+    signer: Hex32
+    sig: Hex128
+
+
+class RevealPayload(Strict):
+    kind: Literal["reveal"]
+    log_id: Hex64
+    market_id: Text
+    interval: Interval
+    participant: Text
+    salt: Hex64
+    order: OrderPayload
+    nonce: Text
+
+
+class SignedReveal(Strict):
+    """The order and salt opening a commitment."""
+
+    payload: RevealPayload
+    signer: Hex32
+    sig: Hex128
+
+
+class MeteringBody(Strict):
+    readings_deadline_ms: Annotated[StrictInt, Field(ge=0, le=2**62)]
+
+
+def _record(body: SignedOrder | SignedCancel | SignedReading | SignedCommit | SignedReveal
+            ) -> SignedRecord:
     return SignedRecord(body.payload.model_dump(), body.signer, body.sig)
+
+
+def _json_safe_error(error: dict) -> dict:
+    """A pydantic error with its ``input`` and ``ctx`` kept only if they encode as strict JSON."""
+    out = {k: error[k] for k in ("type", "loc", "msg") if k in error}
+    for k in ("input", "ctx"):
+        try:
+            json.dumps(error.get(k), allow_nan=False)
+        except (TypeError, ValueError):
+            continue
+        if k in error:
+            out[k] = error[k]
+    return out
 
 
 def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
@@ -137,6 +227,13 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
     @app.exception_handler(Refused)
     async def _refused(_request: Request, exc: Refused) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes the input, and a NaN or infinity in a body (which
+        # Python's JSON reader accepts) would then make the answer itself unencodable: a 500.
+        return JSONResponse({"detail": [_json_safe_error(e) for e in exc.errors()]},
+                            status_code=422)
 
     @app.exception_handler(InputError)
     async def _input(_request: Request, exc: InputError) -> JSONResponse:
@@ -196,6 +293,8 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
     Anyone = Annotated[dict, Depends(role(*ROLES))]
     Operator = Annotated[dict, Depends(role("operator"))]
     Trader = Annotated[dict, Depends(role("participant"))]
+    #: Orders and cancels: a participant for itself, an aggregator for its members.
+    Agent = Annotated[dict, Depends(role("participant", "aggregator"))]
     Reader = Annotated[dict, Depends(role("operator", "participant", "aggregator"))]
     Grid = Annotated[dict, Depends(role("operator", "dso", "tso"))]
 
@@ -238,7 +337,7 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
                                      body.source)
 
     @app.post("/markets/{market_id}/orders", status_code=201)
-    async def submit(market_id: str, body: SignedOrder, request: Request, who: Trader,
+    async def submit(market_id: str, body: SignedOrder, request: Request, who: Agent,
                      idempotency_key: Annotated[str | None, Header(max_length=200)] = None
                      ) -> JSONResponse:
         """Submit a signed order (``Idempotency-Key`` makes retries safe)."""
@@ -253,7 +352,7 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
         return market.order(who, market_id, order_id)
 
     @app.post("/markets/{market_id}/cancel")
-    def cancel(market_id: str, body: SignedCancel, who: Trader) -> dict:
+    def cancel(market_id: str, body: SignedCancel, who: Agent) -> dict:
         """Cancel an open order before gate closure (a signed cancel record)."""
         return market.cancel(who, market_id, _record(body))
 
@@ -297,6 +396,45 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
             return market.ledger.consistency_proof(first, second)
         except InputError as exc:
             raise Refused(404, f"first, second: {exc}") from None
+
+    # -- sealed-bid sessions (lemgrid.service.sealed) ---------------------------------------
+    @app.post("/sessions/sealed", status_code=201)
+    def create_sealed_session(body: SealedSessionBody, _: Operator) -> dict:
+        """Open a sealed-bid session (commit window, then reveal window, then clearing)."""
+        return sealed.create(market, body.market_id, body.interval, body.gate_ms,
+                             body.reveal_ms, body.mechanism)
+
+    @app.post("/markets/{market_id}/commits", status_code=201)
+    def commit(market_id: str, body: SignedCommit, who: Trader) -> dict:
+        """A signed commitment to a hidden order, in the commit window."""
+        return sealed.commit(market, who, market_id, _record(body))
+
+    @app.post("/markets/{market_id}/reveals", status_code=201)
+    def reveal(market_id: str, body: SignedReveal, who: Trader) -> dict:
+        """The order and salt opening one's commitment, in the reveal window."""
+        return sealed.reveal(market, who, market_id, _record(body))
+
+    # -- delivery: meter readings, imbalance and statements (lemgrid.service.delivery) ------
+    @app.post("/markets/{market_id}/metering", status_code=201)
+    def open_metering(market_id: str, body: MeteringBody, _: Operator) -> dict:
+        """Accept meter readings for a cleared session until the deadline."""
+        return delivery.open_metering(market, market_id, body.readings_deadline_ms)
+
+    @app.post("/markets/{market_id}/readings", status_code=201)
+    def reading(market_id: str, body: SignedReading, who: Trader) -> dict:
+        """A signed meter reading of one's own meter for the session's interval."""
+        return delivery.submit_reading(market, who, market_id, _record(body))
+
+    @app.get("/markets/{market_id}/delivery-statements/{participant}")
+    def delivery_statement(market_id: str, participant: str, who: Reader) -> dict:
+        """A participant's statement of a delivered session: energies [Wh], imbalance, network
+        charges and the other cost parts [µ€, positive = pays]."""
+        return delivery.statement(market, who, market_id, participant)
+
+    @app.get("/markets/{market_id}/delivery-budget")
+    def delivery_budget(market_id: str, _: Grid) -> dict:
+        """A delivered session's budget balance (the lab's check, in µ€)."""
+        return delivery.budget(market, market_id)
 
     @app.get("/feed")
     async def feed(_: Anyone, max_events: Annotated[int | None, Query(ge=1, le=10**6)] = None

@@ -5,14 +5,19 @@ and settle with the same code and this module alone follows the lab when it is r
   ``lemgrid clear`` and of the order-based designs of ``lemgrid simulate``).
 * Settlement: the clearing's cash flows per participant (the lab's
   :class:`~lemgrid.market.ClearingResult`), as balanced double-entry postings in µ€.
-* Scenario: :func:`lemgrid.scenario.load_scenario` for the participants and the design.
+* Delivery: :func:`lemgrid.settlement.bills.settle` (the settlement of ``lemgrid simulate``) on
+  the session's trades and signed meter readings: imbalance only where a market commitment is
+  broken, network charges, levies, fixed fees.
+* Scenario: :func:`lemgrid.scenario.load_scenario` for the participants, the design, the tariffs
+  and the interval length.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 from lemgrid.ledger.units import eur_per_kwh_to_meur
 
@@ -26,6 +31,12 @@ class MarketSpec:
 
     meters: frozenset[str]
     mechanism: str
+    #: The lab's settlement prices; the scenario defaults' when None.
+    prices: object | None = field(default=None)
+    #: Length of a delivery interval [h].
+    dt_h: float = 0.25
+    #: The scenario's aggregators: id -> the participants it represents.
+    aggregators: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 def load_market(path: str) -> MarketSpec:
@@ -35,7 +46,22 @@ def load_market(path: str) -> MarketSpec:
     scenario = load_scenario(path)
     design = scenario.config.market.design
     mechanism = design if design in MECHANISMS else "uniform"
-    return MarketSpec(frozenset(str(i) for i in scenario.participants.ids), mechanism)
+    from lemgrid.settlement.bills import Prices
+
+    ids = [str(i) for i in scenario.participants.ids]
+    aggregators = {agg.id: frozenset(agg.member_ids(ids))
+                   for agg in scenario.config.aggregators}
+    return MarketSpec(frozenset(ids), mechanism, Prices.from_scenario(scenario),
+                      float(scenario.dt_h), aggregators)
+
+
+def default_prices():
+    """The lab's settlement prices of a scenario that sets none (tariff and settlement defaults)."""
+    from lemgrid.scenario.config import SettlementConfig, TariffConfig
+    from lemgrid.settlement.bills import Prices
+
+    return Prices.from_scenario(SimpleNamespace(tariffs=TariffConfig(), config=SimpleNamespace(
+        settlement=SettlementConfig())))
 
 
 def clear_orders(orders: Sequence[Mapping], mechanism: str,
@@ -119,3 +145,97 @@ def settle(cash_eur: Mapping[str, float]) -> list[dict]:
 
 #: The operator's account receiving what rounding to the µ€ leaves.
 ROUNDING_ACCOUNT = "operator:rounding"
+
+
+#: Statement parts [µ€] from the lab's :class:`~lemgrid.settlement.bills.Bill` components.
+STATEMENT_PARTS = {"market_ueur": "market_eur", "surplus_share_ueur": "surplus_share_eur",
+                   "retail_energy_ueur": "retail_energy_eur", "network_ueur": "network_eur",
+                   "imbalance_ueur": "imbalance_eur", "levies_ueur": "levies_eur",
+                   "fixed_ueur": "fixed_eur"}
+
+#: Accounts receiving what participants pay for delivery.
+RECEIVERS = ("retailer", "dso", "state")
+
+
+def settle_delivery(trades: Sequence[Mapping], market_ueur: Mapping[str, int],
+                    readings: Mapping[str, tuple[int, int]], prices, dt_h: float
+                    ) -> tuple[list[dict], list[dict], float]:
+    """Settle a delivered session with the lab's settlement (:func:`lemgrid.settlement.bills.settle`).
+
+    The market commitments are the session's trades; the rest of what a participant's meter
+    registered is exchanged with the retailer, and only the part that breaks a commitment is
+    imbalance (a seller short of what it sold, a buyer exporting what it bought), exactly as in
+    ``lemgrid simulate``. A participant with trades but no reading is settled as metering zero.
+
+    Parameters
+    ----------
+    trades : sequence of mapping
+        ``buyer``, ``seller``, ``quantity_wh`` [Wh].
+    market_ueur : mapping
+        What each participant received at clearing [µ€] (the clearing statements).
+    readings : mapping
+        participant -> (import_wh, export_wh) [Wh] registered over the interval.
+    prices : lemgrid.settlement.bills.Prices
+    dt_h : float
+        Interval length [h].
+
+    Returns
+    -------
+    statements : list of dict
+        One per participant: energies [Wh] and cost parts [µ€, positive = pays] (``total_ueur``
+        is their sum, the market part included).
+    postings : list of dict
+        Balanced postings of the delivery part (participants pay, retailer, DSO and state
+        receive; what rounding leaves goes to :data:`ROUNDING_ACCOUNT`).
+    budget_gap_eur : float
+        The lab's budget check: participants' costs minus what the counterparties receive.
+    """
+    import numpy as np
+
+    from lemgrid.settlement.bills import Positions, settle
+
+    names = sorted({*readings, *(x["buyer"] for x in trades), *(x["seller"] for x in trades),
+                    *(k for k in market_ueur if k != ROUNDING_ACCOUNT)})
+    if not names:
+        return [], [], 0.0
+    col = {n: i for i, n in enumerate(names)}
+    bought, sold = np.zeros((1, len(names))), np.zeros((1, len(names)))
+    for x in trades:
+        bought[0, col[x["buyer"]]] += x["quantity_wh"] / 1000
+        sold[0, col[x["seller"]]] += x["quantity_wh"] / 1000
+    paid = np.array([[-market_ueur.get(n, 0) / 1e6 for n in names]])
+    zeros = np.zeros_like(bought)
+    positions = Positions(scheduled_kw=(sold - bought) / dt_h, market_bought_kwh=bought,
+                          market_sold_kwh=sold, local_bought_kwh=bought, local_sold_kwh=sold,
+                          market_paid_eur=paid, retail_import_kwh=zeros,
+                          retail_export_kwh=zeros, price_eur_per_kwh=np.full(1, np.nan))
+    metered = np.array([[(readings.get(n, (0, 0))[1] - readings.get(n, (0, 0))[0]) / 1000 / dt_h
+                         for n in names]])
+    bill = settle(positions, metered, prices, dt_h)
+    statements, postings = [], []
+    for n in names:
+        i = col[n]
+        parts = {k: round(float(getattr(bill, v)[0, i]) * 1e6) for k, v in STATEMENT_PARTS.items()}
+        imp, exp = readings.get(n, (0, 0))
+        statements.append({
+            "participant": n, "bought_wh": round(bought[0, i] * 1000),
+            "sold_wh": round(sold[0, i] * 1000), "metered_import_wh": imp,
+            "metered_export_wh": exp,
+            "imbalance_short_wh": round(float(bill.imbalance_short_kwh[0, i]) * 1000),
+            "imbalance_long_wh": round(float(bill.imbalance_long_kwh[0, i]) * 1000),
+            **parts, "total_ueur": sum(parts.values())})
+        delivery = sum(v for k, v in parts.items() if k not in ("market_ueur",
+                                                                 "surplus_share_ueur"))
+        if delivery:
+            postings.append({"account": n, "amount_ueur": -delivery})
+    received = {"retailer": bill.retailer_eur, "dso": bill.dso_eur, "state": bill.state_eur}
+    for account in RECEIVERS:
+        amount = round(float(received[account].sum()) * 1e6)
+        if amount:
+            postings.append({"account": f"operator:{account}", "amount_ueur": amount})
+    residual = sum(p["amount_ueur"] for p in postings)
+    if abs(residual) > len(postings):
+        raise ValueError(f"the delivery does not balance: postings sum to {residual} µ€")
+    if residual:
+        postings.append({"account": ROUNDING_ACCOUNT, "amount_ueur": -residual})
+    return statements, postings, bill.budget_gap_eur

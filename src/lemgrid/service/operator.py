@@ -27,6 +27,8 @@ from lemgrid.service import engine as lab
 from lemgrid.service import tables as t
 
 ROLES = ("operator", "participant", "aggregator", "dso", "tso")
+#: Session states of a sealed-bid session before it is cleared (:mod:`lemgrid.service.sealed`).
+SEALED_STATES = ("commit", "reveal")
 
 
 class Refused(Exception):
@@ -200,8 +202,37 @@ class Market:
     def members_of(self, identity: dict) -> set[str]:
         """Whose orders and statements an identity may read."""
         if identity["role"] == "aggregator":
-            return {identity["participant"], *filter(None, identity["members"].split(","))}
+            scenario = self.spec.aggregators.get(identity["participant"], ()) if self.spec else ()
+            return {identity["participant"], *filter(None, identity["members"].split(",")),
+                    *scenario}
         return {identity["participant"]}
+
+    def acts_for(self, identity: dict, participant: str) -> bool:
+        """Whether the identity's key may sign orders and cancels of ``participant``: a
+        participant its own, an aggregator its members' (registered with it and approved by
+        the operator, or the scenario's) and nobody else's, not even its own."""
+        if identity["role"] == "aggregator":
+            return participant != identity["participant"] and participant in self.members_of(
+                identity)
+        return participant == identity["participant"]
+
+    def _meter_of(self, participant: str) -> str:
+        with self.engine.connect() as conn:
+            meter = conn.execute(sa.select(t.identities.c.meter).where(
+                (t.identities.c.participant == participant) & t.identities.c.approved)).scalar()
+        if meter is None:
+            raise Refused(403, f"payload.participant: {participant!r} is not an approved "
+                               "identity")
+        return meter
+
+    def mandate_in(self, tx: Any, identity: dict, participant: str) -> None:
+        """Inside a write transaction: the ledger's ``mandate`` for an aggregator acting for a
+        member, the first time it does (so that the log shows who may sign for whom)."""
+        if participant == identity["participant"]:
+            return
+        if (identity["participant"], participant) not in self.ledger.state.mandates:
+            tx.append_operator([{"kind": "mandate", "aggregator": identity["participant"],
+                                 "participant": participant}])
 
     # -- sessions ---------------------------------------------------------------------------
     def create_session(self, market_id: str, interval: int, gate_ms: int,
@@ -210,13 +241,19 @@ class Market:
         if mechanism not in lab.MECHANISMS:
             raise Refused(422, f"mechanism: must be one of {', '.join(lab.MECHANISMS)}")
         with self._lock, self.engine.begin() as conn:
-            if conn.execute(sa.select(t.sessions.c.market_id).where(
-                    t.sessions.c.market_id == market_id)).first() is not None:
-                raise Refused(409, f"market_id: session {market_id!r} already exists")
-            conn.execute(t.sessions.insert().values(market_id=market_id, interval=interval,
-                                                    mechanism=mechanism, gate_ms=gate_ms,
-                                                    state="open"))
+            self.insert_session(conn, market_id, interval, gate_ms, mechanism, "open")
         return self.session(market_id)
+
+    @staticmethod
+    def insert_session(conn: sa.engine.Connection, market_id: str, interval: int, gate_ms: int,
+                       mechanism: str, state: str) -> None:
+        """Insert a new session row (409 if the market id is taken)."""
+        if conn.execute(sa.select(t.sessions.c.market_id).where(
+                t.sessions.c.market_id == market_id)).first() is not None:
+            raise Refused(409, f"market_id: session {market_id!r} already exists")
+        conn.execute(t.sessions.insert().values(market_id=market_id, interval=interval,
+                                                mechanism=mechanism, gate_ms=gate_ms,
+                                                state=state))
 
     def session(self, market_id: str) -> dict:
         with self.engine.connect() as conn:
@@ -256,22 +293,38 @@ class Market:
             raise Refused(409, "Idempotency-Key: already used with another body")
         return row.status_code, json.loads(row.response)
 
-    def submit_order(self, identity: dict, market_id: str, record: SignedRecord,
-                     idem_key: str | None, body_sha256: str) -> tuple[int, dict]:
-        """Accept a signed order: ledger record, order row and idempotency row in one
-        transaction."""
+    def check_own(self, identity: dict, market_id: str, record: SignedRecord, *,
+                  for_members: bool = False) -> None:
+        """A participant record (order, cancel, meter reading, commit, reveal) for this path's
+        market and log, signed by the requesting key and naming its own participant (and
+        meter), or with ``for_members`` one the key :meth:`acts_for` (and that one's meter)."""
         p = record.payload
         if p["market_id"] != market_id:
             raise Refused(422, f"payload.market_id: {p['market_id']!r} differs from the "
                                f"path's market {market_id!r}")
         if record.signer != identity["key_id"]:
-            raise Refused(403, "signer: the order must be signed by the requesting key")
-        if p["participant"] != identity["participant"]:
+            raise Refused(403, f"signer: the {p['kind']} must be signed by the requesting key")
+        meter = identity["meter"]
+        if for_members and identity["role"] == "aggregator":
+            if not self.acts_for(identity, p["participant"]):
+                raise Refused(403, f"payload.participant: {p['participant']!r} is not a member "
+                                   "you act for")
+            if "meter" in p:
+                meter = self._meter_of(p["participant"])
+        elif p["participant"] != identity["participant"]:
             raise Refused(403, f"payload.participant: {p['participant']!r} is not you")
-        if p["meter"] != identity["meter"]:
-            raise Refused(403, f"payload.meter: {p['meter']!r} is not your meter")
+        if "meter" in p and p["meter"] != meter:
+            raise Refused(403, f"payload.meter: {p['meter']!r} is not the meter of "
+                               f"{p['participant']!r}")
         if p["log_id"] != self.log_id:
             raise Refused(422, f"payload.log_id: this market's log is {self.log_id}")
+
+    def submit_order(self, identity: dict, market_id: str, record: SignedRecord,
+                     idem_key: str | None, body_sha256: str) -> tuple[int, dict]:
+        """Accept a signed order: ledger record, order row and idempotency row in one
+        transaction."""
+        p = record.payload
+        self.check_own(identity, market_id, record, for_members=True)
         with self.write() as (conn, tx):
             earlier = self._idempotent(conn, identity["key_id"], idem_key, body_sha256)
             if earlier is not None:
@@ -283,8 +336,12 @@ class Market:
             if p["interval"] != session.interval:
                 raise Refused(422, f"payload.interval: session {market_id!r} trades interval "
                                    f"{session.interval}")
+            if session.state in SEALED_STATES:
+                raise Refused(409, f"market_id: session {market_id!r} is sealed-bid: post a "
+                                   f"commitment to /markets/{market_id}/commits")
             if session.state != "open" or self.clock_ms() >= session.gate_ms:
                 raise Refused(409, f"market_id: the gate of session {market_id!r} is closed")
+            self.mandate_in(tx, identity, p["participant"])
             result = tx.append([record])
             conn.execute(t.orders.insert().values(
                 market_id=market_id, order_id=p["order_id"], participant=p["participant"],
@@ -313,20 +370,19 @@ class Market:
 
     def cancel(self, identity: dict, market_id: str, record: SignedRecord) -> dict:
         p = record.payload
-        if record.signer != identity["key_id"] or p["participant"] != identity["participant"]:
-            raise Refused(403, "signer: a cancel must be signed by the order's participant")
-        if p["market_id"] != market_id:
-            raise Refused(422, "payload.market_id: differs from the path's market")
+        self.check_own(identity, market_id, record, for_members=True)
         with self.write() as (conn, tx):
             row = conn.execute(sa.select(t.orders).where(
                 (t.orders.c.market_id == market_id)
                 & (t.orders.c.order_id == p["order_id"]))).first()
-            if row is None or row.participant != identity["participant"]:
-                raise Refused(404, f"payload.order_id: no order {p['order_id']!r} of yours")
+            if row is None or row.participant != p["participant"]:
+                raise Refused(404, f"payload.order_id: no order {p['order_id']!r} of "
+                                   f"{p['participant']!r}")
             gate_ms = conn.execute(sa.select(t.sessions.c.gate_ms).where(
                 t.sessions.c.market_id == market_id)).scalar()
             if row.status != "open" or gate_ms is None or gate_ms <= self.clock_ms():
                 raise Refused(409, f"payload.order_id: order {p['order_id']!r} is no longer open")
+            self.mandate_in(tx, identity, p["participant"])
             tx.append([record])
             conn.execute(t.orders.update().where(
                 (t.orders.c.market_id == market_id) & (t.orders.c.order_id == p["order_id"]))
@@ -336,7 +392,8 @@ class Market:
 
     # -- gate closure, clearing, settlement -------------------------------------------------
     def tick(self) -> list[str]:
-        """Close, clear and settle every open session whose gate time has passed."""
+        """Close, clear and settle every open session whose gate time has passed, and settle
+        every delivery whose readings deadline has passed."""
         now = self.clock_ms()
         with self.engine.connect() as conn:
             due = [r.market_id for r in conn.execute(sa.select(t.sessions).where(
@@ -344,7 +401,9 @@ class Market:
                 .order_by(t.sessions.c.gate_ms))]
         for market_id in due:
             self.close_and_clear(market_id)
-        return due
+        from lemgrid.service import delivery, sealed
+
+        return due + sealed.tick(self) + delivery.settle_due(self)
 
     def close_and_clear(self, market_id: str) -> dict:
         """Gate closure, clearing by the lab's mechanism, trades, settlement and a signed
@@ -354,45 +413,58 @@ class Market:
                 t.sessions.c.market_id == market_id)).first()
             if s is None or s.state != "open":
                 raise Refused(409, f"market_id: session {market_id!r} is not open")
-            rows = [dict(r._mapping, interval=s.interval) for r in conn.execute(
-                sa.select(t.orders).where((t.orders.c.market_id == market_id)
-                                          & (t.orders.c.status == "open"))
-                .order_by(t.orders.c.arrival))]
-            trades, cash_eur = lab.clear_orders(rows, s.mechanism, market_id)
-            postings = lab.settle(cash_eur)  # sums to zero: the session's budget balance
-            records = [{"kind": "gate-closure", "market_id": market_id, "interval": s.interval},
-                       *trades,
-                       {"kind": "clearing", "market_id": market_id, "interval": s.interval,
-                        "n_trades": len(trades),
-                        "volume_wh": sum(x["quantity_wh"] for x in trades)}]
-            if trades and postings:
-                records.append({"kind": "settlement", "settlement_id": f"{market_id}-s",
-                                "market_id": market_id,
-                                "trade_ids": [x["trade_id"] for x in trades],
-                                "postings": postings})
-            result = tx.append_operator(records, checkpoint=True, label=f"session {market_id}")
-            if trades:
-                conn.execute(t.trades.insert(), [
-                    {k: x[k] for k in ("market_id", "trade_id", "buyer", "seller",
-                                       "buy_order_id", "sell_order_id", "quantity_wh",
-                                       "price_meur_per_kwh")} for x in trades])
-            if postings:
-                conn.execute(t.statements.insert(), [
-                    {"market_id": market_id, "participant": p["account"],
-                     "amount_ueur": p["amount_ueur"]} for p in postings])
-            filled: dict[str, int] = {}
-            for x in trades:
-                for side in ("buy_order_id", "sell_order_id"):
-                    filled[x[side]] = filled.get(x[side], 0) + x["quantity_wh"]
-            for order_id, wh in filled.items():
-                conn.execute(t.orders.update().where(
-                    (t.orders.c.market_id == market_id) & (t.orders.c.order_id == order_id))
-                    .values(filled_wh=wh))
+            result, trades = self.clear_in(conn, tx, s, [
+                {"kind": "gate-closure", "market_id": market_id, "interval": s.interval}])
+        return self.published_clearing(market_id, result, trades)
+
+    def clear_in(self, conn: sa.engine.Connection, tx: Any, s: Any,
+                 head: list[dict]) -> tuple[Any, list[dict]]:
+        """Inside a write transaction: the ``head`` records, clearing of the session's open
+        orders by the lab's mechanism, trades, settlement, rows and a signed checkpoint."""
+        market_id = s.market_id
+        rows = [dict(r._mapping, interval=s.interval) for r in conn.execute(
+            sa.select(t.orders).where((t.orders.c.market_id == market_id)
+                                      & (t.orders.c.status == "open"))
+            .order_by(t.orders.c.arrival))]
+        trades, cash_eur = lab.clear_orders(rows, s.mechanism, market_id)
+        postings = lab.settle(cash_eur)  # sums to zero: the session's budget balance
+        records = [*head,
+                   *trades,
+                   {"kind": "clearing", "market_id": market_id, "interval": s.interval,
+                    "n_trades": len(trades),
+                    "volume_wh": sum(x["quantity_wh"] for x in trades)}]
+        if trades and postings:
+            records.append({"kind": "settlement", "settlement_id": f"{market_id}-s",
+                            "market_id": market_id,
+                            "trade_ids": [x["trade_id"] for x in trades],
+                            "postings": postings})
+        result = tx.append_operator(records, checkpoint=True, label=f"session {market_id}")
+        if trades:
+            conn.execute(t.trades.insert(), [
+                {k: x[k] for k in ("market_id", "trade_id", "buyer", "seller",
+                                   "buy_order_id", "sell_order_id", "quantity_wh",
+                                   "price_meur_per_kwh")} for x in trades])
+        if postings:
+            conn.execute(t.statements.insert(), [
+                {"market_id": market_id, "participant": p["account"],
+                 "amount_ueur": p["amount_ueur"]} for p in postings])
+        filled: dict[str, int] = {}
+        for x in trades:
+            for side in ("buy_order_id", "sell_order_id"):
+                filled[x[side]] = filled.get(x[side], 0) + x["quantity_wh"]
+        for order_id, wh in filled.items():
             conn.execute(t.orders.update().where(
-                (t.orders.c.market_id == market_id) & (t.orders.c.status == "open"))
-                .values(status="cleared"))
-            conn.execute(t.sessions.update().where(t.sessions.c.market_id == market_id)
-                         .values(state="settled"))
+                (t.orders.c.market_id == market_id) & (t.orders.c.order_id == order_id))
+                .values(filled_wh=wh))
+        conn.execute(t.orders.update().where(
+            (t.orders.c.market_id == market_id) & (t.orders.c.status == "open"))
+            .values(status="cleared"))
+        conn.execute(t.sessions.update().where(t.sessions.c.market_id == market_id)
+                     .values(state="settled"))
+        return result, trades
+
+    def published_clearing(self, market_id: str, result: Any, trades: list[dict]) -> dict:
+        """Announce a committed clearing on the feed; its summary."""
         summary = {"market_id": market_id, "n_trades": len(trades),
                    "volume_wh": sum(x["quantity_wh"] for x in trades),
                    "checkpoint_seq": result.checkpoint["seq"]}

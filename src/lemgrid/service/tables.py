@@ -68,3 +68,46 @@ statements = sa.Table(
     sa.Column("market_id", sa.String(200), primary_key=True),
     sa.Column("participant", sa.String(200), primary_key=True),
     sa.Column("amount_ueur", sa.BigInteger, nullable=False))
+
+# -- delivery: metering and settlement of delivered sessions (revision 0002) ----------------
+deliveries = sa.Table(
+    "deliveries", METADATA,
+    sa.Column("market_id", sa.String(200), primary_key=True),
+    sa.Column("readings_deadline_ms", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),  # metering -> settled
+    sa.Column("budget_gap_ueur", sa.BigInteger, nullable=True))
+
+meter_readings = sa.Table(
+    "meter_readings", METADATA,
+    sa.Column("market_id", sa.String(200), primary_key=True),
+    sa.Column("meter", sa.String(200), primary_key=True),
+    sa.Column("participant", sa.String(200), nullable=False),
+    sa.Column("import_wh", sa.BigInteger, nullable=False),
+    sa.Column("export_wh", sa.BigInteger, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False))
+
+delivery_statements = sa.Table(
+    "delivery_statements", METADATA,
+    sa.Column("market_id", sa.String(200), primary_key=True),
+    sa.Column("participant", sa.String(200), primary_key=True),
+    sa.Column("total_ueur", sa.BigInteger, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),  # the ledger statement payload, JSON
+    sa.Column("seq", sa.BigInteger, nullable=False))
+
+DELIVERY_TABLES = (deliveries, meter_readings, delivery_statements)
+
+# -- sealed-bid sessions: commit and reveal windows (revision 0003) -------------------------
+sealed_sessions = sa.Table(
+    "sealed_sessions", METADATA,
+    sa.Column("market_id", sa.String(200), primary_key=True),
+    sa.Column("reveal_ms", sa.BigInteger, nullable=False))  # end of the reveal window
+
+commitments = sa.Table(
+    "commitments", METADATA,
+    sa.Column("market_id", sa.String(200), primary_key=True),
+    sa.Column("commitment", sa.String(64), primary_key=True),
+    sa.Column("participant", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(12), nullable=False),  # open, revealed, rejected
+    sa.Column("seq", sa.BigInteger, nullable=False))
+
+SEALED_TABLES = (sealed_sessions, commitments)
