@@ -298,10 +298,15 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
         except InputError as exc:
             raise Refused(404, f"first, second: {exc}") from None
 
+    from lemgrid.service.grid_api import add_routes
+
+    add_routes(app, market, role)
+
     @app.get("/feed")
     async def feed(_: Anyone, max_events: Annotated[int | None, Query(ge=1, le=10**6)] = None
                    ) -> StreamingResponse:
-        """Server-Sent Events: orders, cancels, gate closures, trades, checkpoints."""
+        """Server-Sent Events: orders, cancels, gate closures, trades, checkpoints, traffic
+        lights, flexibility requests, offers and activations."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[dict] = asyncio.Queue()
 

@@ -26,6 +26,8 @@ class MarketSpec:
 
     meters: frozenset[str]
     mechanism: str
+    #: The scenario file, when it has a ``dso:`` block (the server then validates the grid).
+    dso_scenario: str | None = None
 
 
 def load_market(path: str) -> MarketSpec:
@@ -35,7 +37,8 @@ def load_market(path: str) -> MarketSpec:
     scenario = load_scenario(path)
     design = scenario.config.market.design
     mechanism = design if design in MECHANISMS else "uniform"
-    return MarketSpec(frozenset(str(i) for i in scenario.participants.ids), mechanism)
+    return MarketSpec(frozenset(str(i) for i in scenario.participants.ids), mechanism,
+                      str(path) if scenario.config.dso is not None else None)
 
 
 def clear_orders(orders: Sequence[Mapping], mechanism: str,
@@ -118,3 +121,178 @@ def settle(cash_eur: Mapping[str, float]) -> list[dict]:
 
 #: The operator's account receiving what rounding to the µ€ leaves.
 ROUNDING_ACCOUNT = "operator:rounding"
+
+
+# --- the DSO: AC validation, traffic light, flexibility -------------------------------------
+
+@dataclass
+class GridDay:
+    """The DSO's view of one day-ahead session of a scenario, built as ``lemgrid simulate``
+    builds it (same forecasts, same owners' schedules, same DSO configuration).
+
+    Attributes
+    ----------
+    scenario : Scenario
+    session : DayAheadSession
+    plan : AssetPlan
+        The owners' schedules the order market clears against (the lab's order designs).
+    start, stop : int
+        Horizon intervals of the day.
+    """
+
+    scenario: object
+    session: object
+    plan: object
+    start: int
+    stop: int
+
+    def operator(self):
+        """A fresh :class:`~lemgrid.dso.operator.DsoOperator` with the lab's random stream."""
+        import numpy as np
+
+        from lemgrid.dso.operator import DsoOperator
+
+        rng = np.random.default_rng(self.scenario.config.seed)
+        return DsoOperator(self.scenario, self.scenario.config.dso, rng)
+
+
+def grid_day(scenario_path: str, interval: int) -> GridDay:
+    """The DSO's day containing a horizon interval.
+
+    Raises
+    ------
+    InputError
+        If the scenario has no ``dso:`` block, the interval is outside the horizon, or it is not
+        in the first day (later days carry state from earlier ones: not built in the server).
+    """
+    import numpy as np
+
+    from lemgrid.errors import InputError
+    from lemgrid.scenario import load_scenario
+    from lemgrid.settlement.bills import Prices
+    from lemgrid.sim.designs import DayAheadSession, own_schedules
+    from lemgrid.sim.runner import agent_types, day_bounds, forecasts, split_windows, window_kinds
+
+    scenario = load_scenario(scenario_path)
+    if scenario.config.dso is None:
+        raise InputError("scenario: has no dso block (no grid validation in this market)")
+    days = day_bounds(scenario)
+    if not days or not 0 <= interval < days[-1][1]:
+        raise InputError(f"interval: {interval} is outside the scenario's horizon")
+    start, stop = days[0]
+    if interval >= stop:
+        raise InputError(f"interval: {interval} is after the scenario's first day; the server's "
+                         "DSO validates the first day only (later days are not built)")
+    parts = scenario.participants
+    rng = np.random.default_rng(scenario.config.seed)
+    load_f, pv_f = forecasts(scenario, rng)
+    _, q_all = scenario.bus_injections(parts.net_p_kw)
+    prices = Prices.from_scenario(scenario)
+    session = DayAheadSession(
+        scenario=scenario, start=start, stop=stop, load_kw=load_f[start:stop],
+        pv_kw=pv_f[start:stop], batteries=parts.batteries,
+        windows=split_windows(parts.windows, start, stop), prices=prices,
+        agents=agent_types(scenario), rng=rng, zip_traders=None,
+        price_forecast=np.full(stop - start, np.nan),
+        background_p_kw=scenario.background_p_kw[start:stop], q_kvar=q_all[start:stop],
+        kinds=window_kinds(parts.kinds, start, stop))
+    return GridDay(scenario, session, own_schedules(session), start, stop)
+
+
+def traffic_light(day: GridDay) -> list[dict]:
+    """The forecast traffic light of every interval of the day: AC power flow of the schedules
+    on the DSO's view (the first step of the lab's :meth:`DsoOperator.process`).
+
+    Returns
+    -------
+    list of dict
+        ``interval`` (horizon), ``state`` ('green' or 'amber'), ``reason``, ``service``.
+    """
+    from lemgrid.dso.operator import AMBER, GREEN, describe_violations
+
+    dso = day.operator()
+    flex = dso.config.flexibility
+    parts = day.scenario.participants
+    if flex.lead_time == "intraday":
+        load, pv = parts.load_p_kw[day.start:day.stop], parts.pv_p_kw[day.start:day.stop]
+    else:
+        load, pv = day.session.load_kw, day.session.pv_kw
+    _, flow = dso._flow(day.session, day.plan, load, pv)
+    bad, reasons, services = describe_violations(dso.network, flow, dso.limits)
+    return [{"interval": day.start + t, "state": AMBER if bad[t] else GREEN,
+             "reason": reasons[t], "service": str(services[t])} for t in range(len(bad))]
+
+
+def offer_room(day: GridDay) -> dict[tuple[str, int, int, int], tuple[float, float, str]]:
+    """What each resource can offer: (kind, asset, interval, direction) -> (most kW, baseline kW,
+    owner participant id), from the owners' schedules (the lab's ``offers_from_plan``)."""
+    dso = day.operator()
+    offers = dso._offers(day.session, day.plan, day.session.pv_kw, None)
+    ids = day.scenario.participants.ids
+    return {(str(offers.kind[k]), int(offers.asset[k]), day.start + int(offers.interval[k]),
+             int(offers.direction[k])): (float(offers.kw[k]), float(offers.baseline_kw[k]),
+                                         str(ids[offers.participant[k]]))
+            for k in range(len(offers))}
+
+
+def clear_flexibility(day: GridDay, offers: Sequence[Mapping]) -> dict:
+    """The DSO's day with the offers providers made: flexibility market, AC re-checks, delivery
+    and red, by the lab's :meth:`DsoOperator.process`.
+
+    Parameters
+    ----------
+    offers : sequence of mapping
+        ``offer_id``, ``provider``, ``kind``, ``asset``, ``interval`` (horizon),
+        ``direction`` ('up'/'down'), ``power_w`` [W], ``price_meur_per_kwh`` [m€/kWh],
+        ``baseline_w`` [W], ``participant`` (owner id).
+
+    Returns
+    -------
+    dict
+        ``lights``: per interval ``interval``, ``state``, ``reason``; ``activations``: the lab's
+        records with ``offer_id``, ``power_w`` and the money in µ€.
+    """
+    import numpy as np
+
+    from lemgrid.dso.flexibility import DOWN, UP, FlexOffers
+
+    dso = day.operator()
+    parts = day.scenario.participants
+    position = {str(p): i for i, p in enumerate(parts.ids)}
+    n = len(offers)
+    participant = np.array([position[o["participant"]] for o in offers], dtype=int)
+    book = FlexOffers(
+        provider=np.array([o["provider"] for o in offers], dtype=object).astype(str),
+        participant=participant,
+        kind=np.array([o["kind"] for o in offers], dtype=object).astype(str),
+        asset=np.array([o["asset"] for o in offers], dtype=int),
+        bus=np.asarray(parts.bus)[participant] if n else np.array([], int),
+        interval=np.array([o["interval"] - day.start for o in offers], dtype=int),
+        direction=np.array([UP if o["direction"] == "up" else DOWN for o in offers], dtype=int),
+        kw=np.array([o["power_w"] / 1000 for o in offers], dtype=float),
+        price_eur_per_kwh=np.array([o["price_meur_per_kwh"] / 1000 for o in offers],
+                                   dtype=float),
+        availability_eur_per_kw_h=np.zeros(n),
+        window_start=np.zeros(n, int), window_stop=np.full(n, day.stop - day.start),
+        baseline_kw=np.array([o["baseline_w"] / 1000 for o in offers], dtype=float))
+    book.validate(dso.network.n_bus, "offers")
+    dso.offer_book = book
+    result = dso.process(day.session, day.plan)
+    by_key = {(o["kind"], int(o["asset"]), int(o["interval"]), o["direction"]): o["offer_id"]
+              for o in offers}
+    activations = []
+    for r in result.records:
+        if r["kind"] == "reservation":
+            continue
+        key = (r["kind"], int(r["resource"].split(":")[1]), day.start + r["t"], r["direction"])
+        activations.append({
+            "offer_id": by_key.get(key), "provider": r["provider"],
+            "participant": str(parts.ids[r["participant"]]), "interval": day.start + r["t"],
+            "direction": r["direction"], "power_w": round(r["kw"] * 1000),
+            "price_meur_per_kwh": eur_per_kwh_to_meur(r["price_eur_per_kwh"]),
+            "buyer": r["buyer"], "service": r["service"], "delivered": r["delivered"],
+            "utilisation_ueur": round(r["utilisation_eur"] * 1e6),
+            "penalty_ueur": round(r["penalty_eur"] * 1e6)})
+    lights = [{"interval": day.start + t, "state": str(result.state[t]),
+               "reason": result.reason[t]} for t in range(len(result.state))]
+    return {"lights": lights, "activations": activations}

@@ -84,6 +84,10 @@ class Market:
         self._approved: dict[str, dict] = {}
         self.subscribers: list[Callable[[dict], None]] = []
         self._ensure_operator()
+        from lemgrid.service.grid import Grid
+
+        #: The DSO's side (traffic light, flexibility), when the scenario has a ``dso:`` block.
+        self.grid = Grid(self, spec.dso_scenario) if spec and spec.dso_scenario else None
 
     @property
     def log_id(self) -> str:
@@ -344,6 +348,8 @@ class Market:
                 .order_by(t.sessions.c.gate_ms))]
         for market_id in due:
             self.close_and_clear(market_id)
+        if self.grid is not None:
+            self.grid.catch_up()
         return due
 
     def close_and_clear(self, market_id: str) -> dict:
@@ -403,6 +409,10 @@ class Market:
         self.publish({"event": "checkpoint", "seq": result.checkpoint["seq"],
                       "tree_size": result.checkpoint["payload"]["tree_size"],
                       "root_hash": result.checkpoint["payload"]["root_hash"]})
+        if self.grid is not None:
+            light = self.grid.after_clearing(market_id, s.interval)
+            if light is not None:
+                summary["traffic_light"] = light["state"]
         return summary
 
     # -- reading ----------------------------------------------------------------------------
