@@ -276,6 +276,8 @@ def heavy_scenario(tmp_path) -> Path:
 def test_a_non_converged_interval_is_red(db_url, heavy_scenario):
     world = make_world(db_url, engine.load_market(str(heavy_scenario)))
     world.join("dso", role="dso", meter="-")
+    feed: list[dict] = []  # what GET /feed streams
+    world.http.app.state.market.subscribers.append(feed.append)
     world.session("d-1", interval=1)
     world.close("d-1")
     light = world.clients["dso"].get("/grid/lights").json()
@@ -285,6 +287,12 @@ def test_a_non_converged_interval_is_red(db_url, heavy_scenario):
     light = world.clients["dso"].get("/grid/lights").json()
     assert [(x["interval"], x["state"]) for x in light] == [(1, "red")]
     assert NONCONVERGED_REASON in light[0]["reason"]
+    lights = [(e["interval"], e["state"], e["stage"]) for e in feed
+              if e["event"] == "traffic-light"]
+    assert lights == [(1, "amber", "forecast"), (1, "red", "cleared")]
+    assert [e["interval"] for e in feed if e["event"] == "flex-request"] == [1]
+    kinds = [e["payload"]["kind"] for e in world.http.app.state.market.ledger.entries()]
+    assert kinds.count("traffic-light") == 2
     world.http.close()
     world.http.app.state.market.engine.dispose()
 

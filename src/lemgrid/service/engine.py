@@ -6,6 +6,10 @@ and settle with the same code and this module alone follows the lab when it is r
 * Settlement: the clearing's cash flows per participant (the lab's
   :class:`~lemgrid.market.ClearingResult`), as balanced double-entry postings in µ€.
 * Scenario: :func:`lemgrid.scenario.load_scenario` for the participants and the design.
+* The DSO: the day-ahead session and owners' schedules as ``lemgrid simulate`` builds them
+  (:func:`grid_day`), the traffic light (:func:`traffic_light`), what each resource can offer
+  (:func:`offer_room`) and the DSO's day on the offers providers made
+  (:func:`clear_flexibility`, :class:`lemgrid.dso.operator.DsoOperator`).
 """
 
 from __future__ import annotations
