@@ -17,8 +17,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lemgrid.ledger.units import eur_per_kwh_to_meur
+
+if TYPE_CHECKING:
+    from lemgrid.scenario import Scenario
+    from lemgrid.sim.designs import AssetPlan, DayAheadSession
 
 #: Order-based designs the server clears at gate closure (the lab's mechanisms).
 MECHANISMS = ("uniform", "pay-as-bid", "continuous")
@@ -145,9 +150,9 @@ class GridDay:
         Horizon intervals of the day.
     """
 
-    scenario: object
-    session: object
-    plan: object
+    scenario: Scenario
+    session: DayAheadSession
+    plan: AssetPlan
     start: int
     stop: int
 
