@@ -221,7 +221,8 @@ def test_activations_over_the_api_equal_lemgrid_simulate(grid_world, lab):
     assert [x["state"] for x in lights] == lab_day.state.tolist()
     assert [x["reason"] for x in lights] == lab_day.reason
     acts = world.clients["dso"].get("/grid/activations").json()
-    lab_acts = [x for x in lab_day.records if x["kind"] != "reservation"]
+    rec = lab_day.records
+    lab_acts = np.flatnonzero(rec.kind != "reservation")
     assert len(acts) == len(lab_acts) > 0
 
     def key(interval, resource, direction, buyer):
@@ -234,15 +235,16 @@ def test_activations_over_the_api_equal_lemgrid_simulate(grid_world, lab):
         server[key(a["interval"], f"{o['resource']}:{o['asset']}", a["direction"],
                    a["buyer"])] += a["power_w"] / 1000
     simulated = Counter()
-    for x in lab_acts:
-        simulated[key(day.start + x["t"], x["resource"], x["direction"], x["buyer"])] += x["kw"]
+    for j in lab_acts:
+        simulated[key(day.start + rec.t[j], str(rec.resource[j]), str(rec.direction[j]),
+                      str(rec.buyer[j]))] += float(rec.kw[j])
     assert server.keys() == simulated.keys()
     worst = max(abs(server[k] - simulated[k]) for k in simulated)
     # W and m€/kWh units move the LP's choice by at most a few tens of W on a resource
     assert worst < 0.1, worst
     total = sum(simulated.values())
     assert abs(sum(server.values()) - total) < 1e-3 * total
-    lab_price = np.mean([x["price_eur_per_kwh"] for x in lab_acts])
+    lab_price = float(np.mean(rec.price_eur_per_kwh[lab_acts]))
     assert abs(np.mean([a["price_meur_per_kwh"] for a in acts]) / 1000 - lab_price) < 2e-3
     # a participant sees only its own; the ledger holds every activation, then verifies
     provider = acts[0]["provider"]

@@ -290,19 +290,21 @@ def clear_flexibility(day: GridDay, offers: Sequence[Mapping]) -> dict:
     result = dso.process(day.session, day.plan)
     by_key = {(o["kind"], int(o["asset"]), int(o["interval"]), o["direction"]): o["offer_id"]
               for o in offers}
+    rec = result.records
     activations = []
-    for r in result.records:
-        if r["kind"] == "reservation":
-            continue
-        key = (r["kind"], int(r["resource"].split(":")[1]), day.start + r["t"], r["direction"])
+    for j in np.flatnonzero(rec.kind != "reservation"):
+        key = (str(rec.kind[j]), int(str(rec.resource[j]).split(":")[1]),
+               day.start + int(rec.t[j]), str(rec.direction[j]))
         activations.append({
-            "offer_id": by_key.get(key), "provider": r["provider"],
-            "participant": str(parts.ids[r["participant"]]), "interval": day.start + r["t"],
-            "direction": r["direction"], "power_w": round(r["kw"] * 1000),
-            "price_meur_per_kwh": eur_per_kwh_to_meur(r["price_eur_per_kwh"]),
-            "buyer": r["buyer"], "service": r["service"], "delivered": r["delivered"],
-            "utilisation_ueur": round(r["utilisation_eur"] * 1e6),
-            "penalty_ueur": round(r["penalty_eur"] * 1e6)})
+            "offer_id": by_key.get(key), "provider": str(rec.provider[j]),
+            "participant": str(parts.ids[rec.participant[j]]),
+            "interval": day.start + int(rec.t[j]), "direction": str(rec.direction[j]),
+            "power_w": round(float(rec.kw[j]) * 1000),
+            "price_meur_per_kwh": eur_per_kwh_to_meur(float(rec.price_eur_per_kwh[j])),
+            "buyer": str(rec.buyer[j]), "service": str(rec.service[j]),
+            "delivered": bool(rec.delivered[j]),
+            "utilisation_ueur": round(float(rec.utilisation_eur[j]) * 1e6),
+            "penalty_ueur": round(float(rec.penalty_eur[j]) * 1e6)})
     lights = [{"interval": day.start + t, "state": str(result.state[t]),
                "reason": result.reason[t]} for t in range(len(result.state))]
     return {"lights": lights, "activations": activations}
