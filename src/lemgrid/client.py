@@ -137,6 +137,21 @@ class MarketClient:
         """Sign and post a meter reading (``interval``, ``import_wh``, ``export_wh``)."""
         return self.request("POST", f"/markets/{market_id}/readings",
                             self.reading_body(market_id, **reading))
+    def flex_offer_body(self, *, offer_id: str, interval: int, resource: str, asset: int,
+                        direction: str, power_w: int, price_meur_per_kwh: int,
+                        meter: str | None = None) -> dict:
+        """A signed flexibility offer for a resource behind ``meter`` (default: one's own;
+        an aggregator names a member's)."""
+        return self.signed_record({
+            "kind": "flex-offer", "log_id": self.log_id, "offer_id": offer_id,
+            "participant": self.participant, "meter": meter or self.meter,
+            "interval": interval, "resource": resource, "asset": asset,
+            "direction": direction, "power_w": power_w,
+            "price_meur_per_kwh": price_meur_per_kwh, "nonce": secrets.token_hex(12)})
+
+    def submit_flex_offer(self, **offer: Any) -> httpx.Response:
+        """Sign and post a flexibility offer (see :meth:`flex_offer_body`)."""
+        return self.request("POST", "/grid/offers", self.flex_offer_body(**offer))
 
     def get(self, path: str) -> httpx.Response:
         return self.request("GET", path)

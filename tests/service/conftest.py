@@ -73,10 +73,10 @@ class World:
         assert r.status_code == 200 and market_id in r.json()["settled"], r.text
 
 
-def make_world(url: str) -> World:
+def make_world(url: str, spec=None) -> World:
     clock = Clock()
     operator_key = generate_key()
-    app = create_app(url, operator_key, clock_ms=clock)
+    app = create_app(url, operator_key, clock_ms=clock, spec=spec)
     http = TestClient(app)
     operator = MarketClient("", operator_key, transport=http, clock_ms=clock)
     operator.participant = "operator"

@@ -31,12 +31,14 @@ def _stored(world) -> tuple:
     m = world.http.app.state.market
     import sqlalchemy as sa
 
+    from lemgrid.service import grid
     from lemgrid.service import tables as t
     with m.engine.connect() as conn:
         rows = tuple(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()
                      for table in (t.orders, t.sessions, t.capabilities, t.trades,
                                    t.statements, t.idempotency, *t.DELIVERY_TABLES,
-                                   *t.SEALED_TABLES))
+                                   *t.SEALED_TABLES, grid.lights, grid.offers,
+                                   grid.activations, grid.days))
     return m.ledger.size, rows
 
 
@@ -62,6 +64,14 @@ MATRIX = {
     ("POST", "/sessions/sealed"): {"operator"},
     ("POST", "/markets/s1/commits"): {"participant"},
     ("POST", "/markets/s1/reveals"): {"participant"},
+    # The DSO's grid endpoints (404 here: this market's scenario has no DSO; the grid's own
+    # market is in test_service_grid.py).
+    ("GET", "/grid/lights"): {"operator", "dso", "tso"},
+    ("GET", "/grid/requests"): set(ROLES),
+    ("POST", "/grid/offers"): {"participant", "aggregator"},
+    ("GET", "/grid/offers"): {"operator", "dso", "participant", "aggregator"},
+    ("GET", "/grid/activations"): {"operator", "dso", "participant", "aggregator"},
+    ("POST", "/grid/days/0/clear"): {"operator", "dso"},
 }
 
 
@@ -92,6 +102,10 @@ def _body(world, role, method, path):
     if path.endswith("/readings"):
         c.participant, c.meter = (c.participant or role), (c.meter or "x")
         return c.reading_body("s1", interval=0, import_wh=10, export_wh=0)
+    if path == "/grid/offers":
+        return c.flex_offer_body(offer_id=f"f-{role}", interval=0, resource="battery", asset=0,
+                                 direction="up", power_w=1000, price_meur_per_kwh=50,
+                                 meter=c.meter or "x")
     if path.endswith("/cancel"):
         owner = "alice" if role == "aggregator" else c.participant or role
         return c.signed_record({"kind": "cancel", "log_id": c.log_id, "market_id": "s1",

@@ -240,6 +240,9 @@ class DsoOperator:
         self.prices = OfferPrices(p.battery, p.pv, p.ev, p.flexible_load,
                                   p.availability_eur_per_kw_h, by_kind=p.by_kind)
         self.registry = ActivationRegistry()
+        #: Offers made by the providers (e.g. over the market server's API) used instead of
+        #: offers derived from their schedules; None: derived (``lemgrid simulate``).
+        self.offer_book: FlexOffers | None = None
         self.bus_names = self.network.bus_names
         self.monitored = np.flatnonzero(studied_buses(self.network))
 
@@ -285,6 +288,14 @@ class DsoOperator:
     def _offers(self, session: DayAheadSession, plan: AssetPlan, pv_kw: np.ndarray,
                 intervals: np.ndarray, *, window=None, prices=None
                 ) -> FlexOffers:
+        if self.offer_book is not None and prices is None:
+            # Offers the providers made themselves (the market server's book): the same rows
+            # every round, what earlier rounds took is left out by the registry.
+            book = self.offer_book
+            keep = np.isin(book.interval, intervals)
+            if window is not None:
+                keep &= (book.interval >= window[0]) & (book.interval < window[1])
+            return book.take(keep)
         parts = self.scenario.participants
         offers = offers_from_plan(plan, session.batteries, session.windows, pv_kw, parts.bus,
                                   self.providers.astype(str), session.dt_h, prices or self.prices,

@@ -37,6 +37,10 @@ def _int(value: Any) -> bool:
     return type(value) is int
 
 
+def _str(value: Any) -> bool:
+    return type(value) is str and len(value) <= 2000
+
+
 def _positive(value: Any) -> bool:
     return type(value) is int and value > 0
 
@@ -151,6 +155,17 @@ SCHEMAS: dict[str, dict[str, Check]] = {
                   "market_ueur": _int, "surplus_share_ueur": _int, "retail_energy_ueur": _int,
                   "network_ueur": _int, "imbalance_ueur": _int, "levies_ueur": _int,
                   "fixed_ueur": _int, "total_ueur": _int},
+    # The DSO's grid validation and flexibility (lemgrid.service.grid).
+    "traffic-light": {"market_id": _text, "interval": valid_interval,
+                      "state": _one_of("green", "amber", "red"), "reason": _str},
+    "flex-offer": {"log_id": _is_hex64, "offer_id": _text, "participant": _text,
+                   "meter": _text, "interval": valid_interval, "resource": _text,
+                   "asset": _non_negative, "direction": _one_of("up", "down"),
+                   "power_w": _positive, "price_meur_per_kwh": _int, "nonce": _text},
+    "flex-activation": {"activation_id": _text, "offer_id": _text, "provider": _text,
+                        "interval": valid_interval, "direction": _one_of("up", "down"),
+                        "power_w": _positive, "price_meur_per_kwh": _int, "buyer": _text,
+                        "utilisation_ueur": _int},
 }
 
 OPTIONAL: dict[str, dict[str, Check]] = {
@@ -163,11 +178,12 @@ OPTIONAL: dict[str, dict[str, Check]] = {
 #: Kinds only the log operator signs; the others are signed by participants.
 OPERATOR_KINDS = frozenset({"log-init", "key-registration", "capability", "gate-closure",
                             "reveal-closure", "rejection", "trade", "clearing", "settlement",
-                            "checkpoint", "delivery-settlement", "statement", "mandate"})
+                            "checkpoint", "delivery-settlement", "statement", "mandate",
+                            "traffic-light", "flex-activation"})
 #: Kinds a participant signs (a key-revocation may be signed by the operator or the key itself).
 #: Each names the log it is for (``log_id``), so that it cannot be replayed into another log.
 PARTICIPANT_KINDS = frozenset({"order", "cancel", "commit", "reveal", "key-revocation",
-                               "meter-reading"})
+                               "meter-reading", "flex-offer"})
 
 
 def validate_payload(payload: Any, where: str = "payload") -> str:

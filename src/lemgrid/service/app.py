@@ -435,11 +435,15 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
     def delivery_budget(market_id: str, _: Grid) -> dict:
         """A delivered session's budget balance (the lab's check, in µ€)."""
         return delivery.budget(market, market_id)
+    from lemgrid.service.grid_api import add_routes
+
+    add_routes(app, market, role)
 
     @app.get("/feed")
     async def feed(_: Anyone, max_events: Annotated[int | None, Query(ge=1, le=10**6)] = None
                    ) -> StreamingResponse:
-        """Server-Sent Events: orders, cancels, gate closures, trades, checkpoints."""
+        """Server-Sent Events: orders, cancels, gate closures, trades, checkpoints, traffic
+        lights, flexibility requests, offers and activations."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[dict] = asyncio.Queue()
 

@@ -10,6 +10,10 @@ and settle with the same code and this module alone follows the lab when it is r
   broken, network charges, levies, fixed fees.
 * Scenario: :func:`lemgrid.scenario.load_scenario` for the participants, the design, the tariffs
   and the interval length.
+* The DSO: the day-ahead session and owners' schedules as ``lemgrid simulate`` builds them
+  (:func:`grid_day`), the traffic light (:func:`traffic_light`), what each resource can offer
+  (:func:`offer_room`) and the DSO's day on the offers providers made
+  (:func:`clear_flexibility`, :class:`lemgrid.dso.operator.DsoOperator`).
 """
 
 from __future__ import annotations
@@ -18,8 +22,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from lemgrid.ledger.units import eur_per_kwh_to_meur
+
+if TYPE_CHECKING:
+    from lemgrid.scenario import Scenario
+    from lemgrid.sim.designs import AssetPlan, DayAheadSession
 
 #: Order-based designs the server clears at gate closure (the lab's mechanisms).
 MECHANISMS = ("uniform", "pay-as-bid", "continuous")
@@ -37,6 +46,8 @@ class MarketSpec:
     dt_h: float = 0.25
     #: The scenario's aggregators: id -> the participants it represents.
     aggregators: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    #: The scenario file, when it has a ``dso:`` block (the server then validates the grid).
+    dso_scenario: str | None = None
 
 
 def load_market(path: str) -> MarketSpec:
@@ -52,7 +63,8 @@ def load_market(path: str) -> MarketSpec:
     aggregators = {agg.id: frozenset(agg.member_ids(ids))
                    for agg in scenario.config.aggregators}
     return MarketSpec(frozenset(ids), mechanism, Prices.from_scenario(scenario),
-                      float(scenario.dt_h), aggregators)
+                      float(scenario.dt_h), aggregators,
+                      str(path) if scenario.config.dso is not None else None)
 
 
 def default_prices():
@@ -239,3 +251,178 @@ def settle_delivery(trades: Sequence[Mapping], market_ueur: Mapping[str, int],
     if residual:
         postings.append({"account": ROUNDING_ACCOUNT, "amount_ueur": -residual})
     return statements, postings, bill.budget_gap_eur
+# --- the DSO: AC validation, traffic light, flexibility -------------------------------------
+
+@dataclass
+class GridDay:
+    """The DSO's view of one day-ahead session of a scenario, built as ``lemgrid simulate``
+    builds it (same forecasts, same owners' schedules, same DSO configuration).
+
+    Attributes
+    ----------
+    scenario : Scenario
+    session : DayAheadSession
+    plan : AssetPlan
+        The owners' schedules the order market clears against (the lab's order designs).
+    start, stop : int
+        Horizon intervals of the day.
+    """
+
+    scenario: Scenario
+    session: DayAheadSession
+    plan: AssetPlan
+    start: int
+    stop: int
+
+    def operator(self):
+        """A fresh :class:`~lemgrid.dso.operator.DsoOperator` with the lab's random stream."""
+        import numpy as np
+
+        from lemgrid.dso.operator import DsoOperator
+
+        rng = np.random.default_rng(self.scenario.config.seed)
+        return DsoOperator(self.scenario, self.scenario.config.dso, rng)
+
+
+def grid_day(scenario_path: str, interval: int) -> GridDay:
+    """The DSO's day containing a horizon interval.
+
+    Raises
+    ------
+    InputError
+        If the scenario has no ``dso:`` block, the interval is outside the horizon, or it is not
+        in the first day (later days carry state from earlier ones: not built in the server).
+    """
+    import numpy as np
+
+    from lemgrid.errors import InputError
+    from lemgrid.scenario import load_scenario
+    from lemgrid.settlement.bills import Prices
+    from lemgrid.sim.designs import DayAheadSession, own_schedules
+    from lemgrid.sim.runner import agent_types, day_bounds, forecasts, split_windows, window_kinds
+
+    scenario = load_scenario(scenario_path)
+    if scenario.config.dso is None:
+        raise InputError("scenario: has no dso block (no grid validation in this market)")
+    days = day_bounds(scenario)
+    if not days or not 0 <= interval < days[-1][1]:
+        raise InputError(f"interval: {interval} is outside the scenario's horizon")
+    start, stop = days[0]
+    if interval >= stop:
+        raise InputError(f"interval: {interval} is after the scenario's first day; the server's "
+                         "DSO validates the first day only (later days are not built)")
+    parts = scenario.participants
+    rng = np.random.default_rng(scenario.config.seed)
+    load_f, pv_f = forecasts(scenario, rng)
+    _, q_all = scenario.bus_injections(parts.net_p_kw)
+    prices = Prices.from_scenario(scenario)
+    session = DayAheadSession(
+        scenario=scenario, start=start, stop=stop, load_kw=load_f[start:stop],
+        pv_kw=pv_f[start:stop], batteries=parts.batteries,
+        windows=split_windows(parts.windows, start, stop), prices=prices,
+        agents=agent_types(scenario), rng=rng, zip_traders=None,
+        price_forecast=np.full(stop - start, np.nan),
+        background_p_kw=scenario.background_p_kw[start:stop], q_kvar=q_all[start:stop],
+        kinds=window_kinds(parts.kinds, start, stop))
+    return GridDay(scenario, session, own_schedules(session), start, stop)
+
+
+def traffic_light(day: GridDay) -> list[dict]:
+    """The forecast traffic light of every interval of the day: AC power flow of the schedules
+    on the DSO's view (the first step of the lab's :meth:`DsoOperator.process`).
+
+    Returns
+    -------
+    list of dict
+        ``interval`` (horizon), ``state`` ('green' or 'amber'), ``reason``, ``service``.
+    """
+    from lemgrid.dso.operator import AMBER, GREEN, describe_violations
+
+    dso = day.operator()
+    flex = dso.config.flexibility
+    parts = day.scenario.participants
+    if flex.lead_time == "intraday":
+        load, pv = parts.load_p_kw[day.start:day.stop], parts.pv_p_kw[day.start:day.stop]
+    else:
+        load, pv = day.session.load_kw, day.session.pv_kw
+    _, flow = dso._flow(day.session, day.plan, load, pv)
+    bad, reasons, services = describe_violations(dso.network, flow, dso.limits)
+    return [{"interval": day.start + t, "state": AMBER if bad[t] else GREEN,
+             "reason": reasons[t], "service": str(services[t])} for t in range(len(bad))]
+
+
+def offer_room(day: GridDay) -> dict[tuple[str, int, int, int], tuple[float, float, str]]:
+    """What each resource can offer: (kind, asset, interval, direction) -> (most kW, baseline kW,
+    owner participant id), from the owners' schedules (the lab's ``offers_from_plan``)."""
+    dso = day.operator()
+    offers = dso._offers(day.session, day.plan, day.session.pv_kw, None)
+    ids = day.scenario.participants.ids
+    return {(str(offers.kind[k]), int(offers.asset[k]), day.start + int(offers.interval[k]),
+             int(offers.direction[k])): (float(offers.kw[k]), float(offers.baseline_kw[k]),
+                                         str(ids[offers.participant[k]]))
+            for k in range(len(offers))}
+
+
+def clear_flexibility(day: GridDay, offers: Sequence[Mapping]) -> dict:
+    """The DSO's day with the offers providers made: flexibility market, AC re-checks, delivery
+    and red, by the lab's :meth:`DsoOperator.process`.
+
+    Parameters
+    ----------
+    offers : sequence of mapping
+        ``offer_id``, ``provider``, ``kind``, ``asset``, ``interval`` (horizon),
+        ``direction`` ('up'/'down'), ``power_w`` [W], ``price_meur_per_kwh`` [m€/kWh],
+        ``baseline_w`` [W], ``participant`` (owner id).
+
+    Returns
+    -------
+    dict
+        ``lights``: per interval ``interval``, ``state``, ``reason``; ``activations``: the lab's
+        records with ``offer_id``, ``power_w`` and the money in µ€.
+    """
+    import numpy as np
+
+    from lemgrid.dso.flexibility import DOWN, UP, FlexOffers
+
+    dso = day.operator()
+    parts = day.scenario.participants
+    position = {str(p): i for i, p in enumerate(parts.ids)}
+    n = len(offers)
+    participant = np.array([position[o["participant"]] for o in offers], dtype=int)
+    book = FlexOffers(
+        provider=np.array([o["provider"] for o in offers], dtype=object).astype(str),
+        participant=participant,
+        kind=np.array([o["kind"] for o in offers], dtype=object).astype(str),
+        asset=np.array([o["asset"] for o in offers], dtype=int),
+        bus=np.asarray(parts.bus)[participant] if n else np.array([], int),
+        interval=np.array([o["interval"] - day.start for o in offers], dtype=int),
+        direction=np.array([UP if o["direction"] == "up" else DOWN for o in offers], dtype=int),
+        kw=np.array([o["power_w"] / 1000 for o in offers], dtype=float),
+        price_eur_per_kwh=np.array([o["price_meur_per_kwh"] / 1000 for o in offers],
+                                   dtype=float),
+        availability_eur_per_kw_h=np.zeros(n),
+        window_start=np.zeros(n, int), window_stop=np.full(n, day.stop - day.start),
+        baseline_kw=np.array([o["baseline_w"] / 1000 for o in offers], dtype=float))
+    book.validate(dso.network.n_bus, "offers")
+    dso.offer_book = book
+    result = dso.process(day.session, day.plan)
+    by_key = {(o["kind"], int(o["asset"]), int(o["interval"]), o["direction"]): o["offer_id"]
+              for o in offers}
+    rec = result.records
+    activations = []
+    for j in np.flatnonzero(rec.kind != "reservation"):
+        key = (str(rec.kind[j]), int(str(rec.resource[j]).split(":")[1]),
+               day.start + int(rec.t[j]), str(rec.direction[j]))
+        activations.append({
+            "offer_id": by_key.get(key), "provider": str(rec.provider[j]),
+            "participant": str(parts.ids[rec.participant[j]]),
+            "interval": day.start + int(rec.t[j]), "direction": str(rec.direction[j]),
+            "power_w": round(float(rec.kw[j]) * 1000),
+            "price_meur_per_kwh": eur_per_kwh_to_meur(float(rec.price_eur_per_kwh[j])),
+            "buyer": str(rec.buyer[j]), "service": str(rec.service[j]),
+            "delivered": bool(rec.delivered[j]),
+            "utilisation_ueur": round(float(rec.utilisation_eur[j]) * 1e6),
+            "penalty_ueur": round(float(rec.penalty_eur[j]) * 1e6)})
+    lights = [{"interval": day.start + t, "state": str(result.state[t]),
+               "reason": result.reason[t]} for t in range(len(result.state))]
+    return {"lights": lights, "activations": activations}

@@ -86,6 +86,10 @@ class Market:
         self._approved: dict[str, dict] = {}
         self.subscribers: list[Callable[[dict], None]] = []
         self._ensure_operator()
+        from lemgrid.service.grid import Grid
+
+        #: The DSO's side (traffic light, flexibility), when the scenario has a ``dso:`` block.
+        self.grid = Grid(self, spec.dso_scenario) if spec and spec.dso_scenario else None
 
     @property
     def log_id(self) -> str:
@@ -403,6 +407,8 @@ class Market:
             self.close_and_clear(market_id)
         from lemgrid.service import delivery, sealed
 
+        if self.grid is not None:
+            self.grid.catch_up()
         return due + sealed.tick(self) + delivery.settle_due(self)
 
     def close_and_clear(self, market_id: str) -> dict:
@@ -475,6 +481,10 @@ class Market:
         self.publish({"event": "checkpoint", "seq": result.checkpoint["seq"],
                       "tree_size": result.checkpoint["payload"]["tree_size"],
                       "root_hash": result.checkpoint["payload"]["root_hash"]})
+        if self.grid is not None:
+            light = self.grid.after_clearing(market_id, s.interval)
+            if light is not None:
+                summary["traffic_light"] = light["state"]
         return summary
 
     # -- reading ----------------------------------------------------------------------------

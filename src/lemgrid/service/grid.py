@@ -1,0 +1,304 @@
+"""The DSO in the market server: AC validation of each cleared session, the traffic light,
+flexibility requests, signed offers and the DSO's activations, by the lab's code
+(:mod:`lemgrid.service.engine` -> :mod:`lemgrid.dso`).
+
+A session's life on the grid side (``docs/service.md``):
+
+1. After a session clears, the day's schedules are checked with AC power flow on the scenario's
+   grid (the DSO's forecast view, as ``lemgrid simulate``); the session's interval gets a
+   traffic light, stored with its ``traffic-light`` ledger record and published (SSE
+   ``traffic-light``). An amber interval is a flexibility request (SSE ``flex-request``).
+2. Participants and aggregators post signed ``flex-offer`` records for amber intervals, for a
+   resource behind their own (or a member's) meter, within what the resource can do.
+3. The DSO (or the operator) clears the day: the lab's flexibility market on the posted offers,
+   AC re-checks, delivery and red; each activation is stored in the same transaction as its
+   ``flex-activation`` record, the final lights with theirs, and a checkpoint signed.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from lemgrid.errors import InputError
+from lemgrid.ledger.records import SignedRecord
+from lemgrid.service import engine as lab
+from lemgrid.service import tables as t
+
+if TYPE_CHECKING:
+    from lemgrid.service.operator import Market
+
+#: The grid tables (their own metadata: created by migration 0002 beside the first schema).
+METADATA = sa.MetaData()
+
+lights = sa.Table(
+    "grid_lights", METADATA,
+    sa.Column("interval", sa.Integer, primary_key=True),
+    sa.Column("market_id", sa.String(200), nullable=False),
+    sa.Column("day_start", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(8), nullable=False),  # green, amber, red
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("service", sa.String(20), nullable=False),  # what an amber interval needs
+    sa.Column("stage", sa.String(12), nullable=False),  # forecast -> cleared
+    sa.Column("seq", sa.BigInteger, nullable=False))
+
+days = sa.Table(
+    "grid_days", METADATA,
+    sa.Column("day_start", sa.Integer, primary_key=True),
+    sa.Column("checkpoint_seq", sa.BigInteger, nullable=False))
+
+offers = sa.Table(
+    "flex_offers", METADATA,
+    sa.Column("offer_id", sa.String(200), primary_key=True),
+    sa.Column("provider", sa.String(200), nullable=False),
+    sa.Column("participant", sa.String(200), nullable=False),  # owner of the resource (meter)
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("asset", sa.Integer, nullable=False),
+    sa.Column("interval", sa.Integer, nullable=False),
+    sa.Column("day_start", sa.Integer, nullable=False),
+    sa.Column("direction", sa.String(4), nullable=False),
+    sa.Column("power_w", sa.BigInteger, nullable=False),
+    sa.Column("price_meur_per_kwh", sa.BigInteger, nullable=False),
+    sa.Column("baseline_w", sa.BigInteger, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False))
+
+activations = sa.Table(
+    "flex_activations", METADATA,
+    sa.Column("activation_id", sa.String(200), primary_key=True),
+    sa.Column("offer_id", sa.String(200), nullable=True),  # None: direct control (red)
+    sa.Column("provider", sa.String(200), nullable=False),
+    sa.Column("participant", sa.String(200), nullable=False),
+    sa.Column("interval", sa.Integer, nullable=False),
+    sa.Column("direction", sa.String(4), nullable=False),
+    sa.Column("power_w", sa.BigInteger, nullable=False),
+    sa.Column("price_meur_per_kwh", sa.BigInteger, nullable=False),
+    sa.Column("buyer", sa.String(20), nullable=False),
+    sa.Column("service", sa.String(20), nullable=False),
+    sa.Column("delivered", sa.Boolean, nullable=False),
+    sa.Column("utilisation_ueur", sa.BigInteger, nullable=False),
+    sa.Column("penalty_ueur", sa.BigInteger, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False))
+
+
+class Grid:
+    """The DSO's side of one market (attached to a :class:`~lemgrid.service.operator.Market`
+    whose scenario has a ``dso:`` block)."""
+
+    def __init__(self, market: Market, scenario_path: str) -> None:
+        self.market = market
+        self.scenario_path = scenario_path
+        self._days: dict[int, lab.GridDay] = {}
+        self._forecast: dict[int, list[dict]] = {}
+        self._room: dict[int, dict] = {}
+        self._compute = threading.Lock()
+
+    # -- the lab's day, computed once (deterministic from the scenario) ----------------------
+    def day(self, interval: int) -> lab.GridDay:
+        from lemgrid.service.operator import Refused
+
+        with self._compute:
+            for start, day in self._days.items():
+                if start <= interval < day.stop:
+                    return day
+            try:
+                day = lab.grid_day(self.scenario_path, interval)
+            except InputError as exc:
+                raise Refused(422, str(exc)) from None
+            self._days[day.start] = day
+            self._forecast[day.start] = lab.traffic_light(day)
+            self._room[day.start] = lab.offer_room(day)
+            return day
+
+    # -- 1. after a session's clearing -------------------------------------------------------
+    def after_clearing(self, market_id: str, interval: int) -> dict | None:
+        """Traffic light of a cleared session's interval: stored with its ledger record and
+        published; None if the interval is outside what the DSO validates."""
+        from lemgrid.service.operator import Refused
+
+        try:
+            day = self.day(interval)
+        except Refused:
+            return None
+        light = self._forecast[day.start][interval - day.start]
+        with self.market.write() as (conn, tx):
+            if conn.execute(sa.select(lights.c.interval).where(
+                    lights.c.interval == interval)).first() is not None:
+                return None  # another session of the same interval was checked already
+            result = tx.append_operator([{"kind": "traffic-light", "market_id": market_id,
+                                          "interval": interval, "state": light["state"],
+                                          "reason": light["reason"]}])
+            conn.execute(lights.insert().values(
+                interval=interval, market_id=market_id, day_start=day.start,
+                state=light["state"], reason=light["reason"], service=light["service"],
+                stage="forecast", seq=result.first_seq))
+        event = {"event": "traffic-light", "market_id": market_id, "interval": interval,
+                 "state": light["state"], "reason": light["reason"], "stage": "forecast"}
+        self.market.publish(event)
+        if light["state"] != "green":
+            self.market.publish({"event": "flex-request", "interval": interval,
+                                 "service": light["service"], "reason": light["reason"]})
+        return event
+
+    # -- 2. offers ---------------------------------------------------------------------------
+    def submit_offer(self, identity: dict, record: SignedRecord) -> dict:
+        """Accept a signed flexibility offer for an amber interval (see module doc)."""
+        from lemgrid.service.operator import Refused
+
+        p = record.payload
+        if record.signer != identity["key_id"]:
+            raise Refused(403, "signer: the offer must be signed by the requesting key")
+        if p["participant"] != identity["participant"]:
+            raise Refused(403, f"payload.participant: {p['participant']!r} is not you")
+        if identity["role"] == "aggregator":
+            members = self.market.members_of(identity) - {identity["participant"]}
+            with self.market.engine.connect() as conn:
+                meters = set(conn.execute(sa.select(t.identities.c.meter).where(
+                    t.identities.c.participant.in_(members))).scalars())
+            if p["meter"] not in meters:
+                raise Refused(403, f"payload.meter: {p['meter']!r} is not a member's meter")
+        elif p["meter"] != identity["meter"]:
+            raise Refused(403, f"payload.meter: {p['meter']!r} is not your meter")
+        if p["log_id"] != self.market.log_id:
+            raise Refused(422, f"payload.log_id: this market's log is {self.market.log_id}")
+        with self.market.engine.connect() as conn:
+            light = conn.execute(sa.select(lights).where(
+                lights.c.interval == p["interval"])).first()
+        if light is None or light.state == "green":
+            raise Refused(422, f"payload.interval: no flexibility request for interval "
+                               f"{p['interval']} (not amber)")
+        if light.stage != "forecast":
+            raise Refused(409, f"payload.interval: the DSO has cleared interval "
+                               f"{p['interval']}'s day")
+        room = self._room[light.day_start]
+        direction = 1 if p["direction"] == "up" else -1
+        found = room.get((p["resource"], p["asset"], p["interval"], direction))
+        if found is None or found[2] != p["meter"]:
+            raise Refused(422, f"payload.asset: {p['meter']!r} has no {p['kind']} {p['asset']} "
+                               f"that can move {p['direction']} at interval {p['interval']}")
+        most_kw, baseline_kw, _owner = found
+        if p["power_w"] > most_kw * 1000 + 1e-6:
+            raise Refused(422, f"payload.power_w: {p['power_w']} W is more than "
+                               f"{p['kind']} {p['asset']} can move {p['direction']} "
+                               f"({most_kw * 1000:.0f} W)")
+        with self.market.write() as (conn, tx):
+            if conn.execute(sa.select(offers.c.offer_id).where(
+                    offers.c.offer_id == p["offer_id"])).first() is not None:
+                raise Refused(409, f"payload.offer_id: {p['offer_id']!r} exists already")
+            again = conn.execute(sa.select(lights.c.stage).where(
+                lights.c.interval == p["interval"])).scalar()
+            if again != "forecast":
+                raise Refused(409, "payload.interval: the DSO has cleared this day")
+            result = tx.append([record])
+            conn.execute(offers.insert().values(
+                offer_id=p["offer_id"], provider=p["participant"], participant=p["meter"],
+                kind=p["resource"], asset=p["asset"], interval=p["interval"],
+                day_start=light.day_start, direction=p["direction"], power_w=p["power_w"],
+                price_meur_per_kwh=p["price_meur_per_kwh"],
+                baseline_w=round(baseline_kw * 1000), seq=result.first_seq))
+        self.market.publish({"event": "flex-offer", "offer_id": p["offer_id"],
+                             "interval": p["interval"], "direction": p["direction"]})
+        return {"offer_id": p["offer_id"], "status": "open", "seq": result.first_seq}
+
+    # -- 3. the DSO's clearing ---------------------------------------------------------------
+    def clear_day(self, interval: int) -> dict:
+        """Clear the flexibility of the day containing ``interval`` (every posted offer), by the
+        lab's DSO; activations and final lights stored with their ledger records and a
+        checkpoint, in one transaction."""
+        from lemgrid.service.operator import Refused
+
+        day = self.day(interval)
+        with self.market.engine.connect() as conn:
+            if conn.execute(sa.select(days.c.day_start).where(
+                    days.c.day_start == day.start)).first() is not None:
+                raise Refused(409, f"interval: the day starting at {day.start} is cleared")
+            book = [dict(r._mapping) for r in conn.execute(
+                sa.select(offers).where(offers.c.day_start == day.start)
+                .order_by(offers.c.seq))]
+        outcome = lab.clear_flexibility(day, [{**o, "provider": o["provider"]} for o in book])
+        acts = [dict(a, activation_id=f"a{day.start}-{k}")
+                for k, a in enumerate(outcome["activations"]) if a["power_w"] > 0]
+        with self.market.write() as (conn, tx):
+            if conn.execute(sa.select(days.c.day_start).where(
+                    days.c.day_start == day.start)).first() is not None:
+                raise Refused(409, f"interval: the day starting at {day.start} is cleared")
+            stored = {r.interval: r for r in conn.execute(sa.select(lights).where(
+                lights.c.day_start == day.start))}
+            records = [{"kind": "flex-activation", "activation_id": a["activation_id"],
+                        "offer_id": a["offer_id"] or "direct-control",
+                        "provider": a["provider"], "interval": a["interval"],
+                        "direction": a["direction"], "power_w": a["power_w"],
+                        "price_meur_per_kwh": a["price_meur_per_kwh"], "buyer": a["buyer"],
+                        "utilisation_ueur": a["utilisation_ueur"]} for a in acts]
+            changed = [x for x in outcome["lights"] if x["interval"] in stored]
+            records += [{"kind": "traffic-light", "market_id": stored[x["interval"]].market_id,
+                         "interval": x["interval"], "state": x["state"],
+                         "reason": x["reason"]} for x in changed]
+            result = tx.append_operator(records, checkpoint=True,
+                                        label=f"flexibility day {day.start}")
+            for k, a in enumerate(acts):
+                conn.execute(activations.insert().values(
+                    seq=result.first_seq + k, **{c: a[c] for c in (
+                        "activation_id", "offer_id", "provider", "participant", "interval",
+                        "direction", "power_w", "price_meur_per_kwh", "buyer", "service",
+                        "delivered", "utilisation_ueur", "penalty_ueur")}))
+            for k, x in enumerate(changed):
+                conn.execute(lights.update().where(lights.c.interval == x["interval"]).values(
+                    state=x["state"], reason=x["reason"], stage="cleared",
+                    seq=result.first_seq + len(acts) + k))
+            conn.execute(days.insert().values(day_start=day.start,
+                                              checkpoint_seq=result.checkpoint["seq"]))
+        for a in acts:
+            self.market.publish({"event": "flex-activation", **{k: a[k] for k in (
+                "activation_id", "offer_id", "interval", "direction", "power_w",
+                "price_meur_per_kwh", "buyer")}})
+        for x in changed:
+            self.market.publish({"event": "traffic-light", "interval": x["interval"],
+                                 "state": x["state"], "reason": x["reason"],
+                                 "stage": "cleared"})
+        return {"day_start": day.start, "n_activations": len(acts),
+                "checkpoint_seq": result.checkpoint["seq"]}
+
+    # -- reading -----------------------------------------------------------------------------
+    def lights(self) -> list[dict]:
+        with self.market.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                sa.select(lights).order_by(lights.c.interval))]
+
+    def requests(self) -> list[dict]:
+        """Open flexibility requests: amber intervals whose day is not cleared yet."""
+        with self.market.engine.connect() as conn:
+            return [{"interval": r.interval, "service": r.service, "reason": r.reason}
+                    for r in conn.execute(sa.select(lights).where(
+                        (lights.c.state != "green") & (lights.c.stage == "forecast"))
+                        .order_by(lights.c.interval))]
+
+    def _visible(self, table: sa.Table, identity: dict) -> list[dict]:
+        query = sa.select(table).order_by(table.c.seq)
+        if identity["role"] not in ("operator", "dso"):
+            mine = self.market.members_of(identity)
+            query = query.where(table.c.provider.in_(mine))
+        with self.market.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def offers(self, identity: dict) -> list[dict]:
+        """All offers for the DSO and the operator; a participant's or aggregator's own."""
+        return self._visible(offers, identity)
+
+    def activations(self, identity: dict) -> list[dict]:
+        """All activations for the DSO and the operator; a participant's or aggregator's own."""
+        return self._visible(activations, identity)
+
+    def catch_up(self) -> list[int]:
+        """Traffic lights of settled sessions that have none (a crash between clearing and the
+        grid check); returns their intervals."""
+        with self.market.engine.connect() as conn:
+            missing = list(conn.execute(
+                sa.select(t.sessions.c.market_id, t.sessions.c.interval)
+                .where((t.sessions.c.state == "settled")
+                       & ~t.sessions.c.interval.in_(sa.select(lights.c.interval)))
+                .order_by(t.sessions.c.gate_ms)))
+        return [r.interval for r in missing if self.after_clearing(r.market_id, r.interval)]
+
+

@@ -1,0 +1,91 @@
+"""The grid endpoints of the market app (``/grid/...``): the DSO's traffic light, flexibility
+requests, signed offers and activations (:mod:`lemgrid.service.grid`)."""
+
+from collections.abc import Callable
+from typing import Annotated, Literal
+
+from fastapi import Depends
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from lemgrid.ledger.records import SignedRecord
+from lemgrid.service.grid import Grid
+from lemgrid.service.operator import Market, Refused
+
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class FlexOfferPayload(BaseModel):
+    """A flexibility offer: move one resource's power up (more net injection) or down at
+    one interval, for a utilisation price."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "kind": "flex-offer", "log_id": "ab" * 32, "offer_id": "alice-f1",
+        "participant": "alice", "meter": "alice", "interval": 52, "resource": "battery",
+        "asset": 0, "direction": "up", "power_w": 2000, "price_meur_per_kwh": 80,
+        "nonce": "n-1"}]})
+    kind: Literal["flex-offer"]
+    log_id: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    offer_id: Text
+    participant: Text
+    meter: Text
+    interval: Annotated[StrictInt, Field(ge=0, le=10**9)]
+    resource: Annotated[str, Field(pattern=r"^[a-z_]{1,40}$")]
+    asset: Annotated[StrictInt, Field(ge=0, le=10**9)]
+    direction: Literal["up", "down"]
+    power_w: Annotated[StrictInt, Field(gt=0, le=10**9)]
+    price_meur_per_kwh: Annotated[StrictInt, Field(ge=-10**7, le=10**7)]
+    nonce: Text
+
+class SignedFlexOffer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    payload: FlexOfferPayload
+    signer: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    sig: Annotated[str, Field(pattern=r"^[0-9a-f]{128}$")]
+
+
+def add_routes(app, market: Market, role: Callable) -> None:
+    """Add the grid endpoints; ``role(*allowed)`` is the app's authorisation dependency."""
+    grid = market.grid
+
+    def need_grid() -> Grid:
+        if grid is None:
+            raise Refused(404, "scenario: this market has no DSO (no dso block in its scenario)")
+        return grid
+
+    Grid_ = Annotated[dict, Depends(role("operator", "dso", "tso"))]
+    Dso = Annotated[dict, Depends(role("operator", "dso"))]
+    Provider = Annotated[dict, Depends(role("participant", "aggregator"))]
+    Reader = Annotated[dict, Depends(role("operator", "dso", "participant", "aggregator"))]
+    Anyone = Annotated[dict, Depends(role("operator", "dso", "tso", "participant",
+                                          "aggregator"))]
+
+    @app.get("/grid/lights", tags=["grid"])
+    def grid_lights(_: Grid_) -> list[dict]:
+        """The traffic light of every checked interval (state, reason, stage)."""
+        return need_grid().lights()
+
+    @app.get("/grid/requests", tags=["grid"])
+    def grid_requests(_: Anyone) -> list[dict]:
+        """Open flexibility requests: amber intervals whose day the DSO has not cleared."""
+        return need_grid().requests()
+
+    @app.post("/grid/offers", status_code=201, tags=["grid"])
+    def grid_offer(body: SignedFlexOffer, who: Provider) -> dict:
+        """Post a signed flexibility offer for a resource behind your (or a member's) meter."""
+        return need_grid().submit_offer(who, SignedRecord(
+            body.payload.model_dump(), body.signer, body.sig))
+
+    @app.get("/grid/offers", tags=["grid"])
+    def grid_offers(who: Reader) -> list[dict]:
+        """Offers: all for the DSO and the operator, your own otherwise."""
+        return need_grid().offers(who)
+
+    @app.post("/grid/days/{interval}/clear", tags=["grid"])
+    def grid_clear(interval: int, _: Dso) -> dict:
+        """The DSO clears the flexibility of the day containing ``interval``."""
+        return need_grid().clear_day(interval)
+
+    @app.get("/grid/activations", tags=["grid"])
+    def grid_activations(who: Reader) -> list[dict]:
+        """Activations: all for the DSO and the operator, your own otherwise."""
+        return need_grid().activations(who)
