@@ -482,7 +482,10 @@ class Market:
                       "tree_size": result.checkpoint["payload"]["tree_size"],
                       "root_hash": result.checkpoint["payload"]["root_hash"]})
         if self.grid is not None:
-            light = self.grid.after_clearing(market_id, s.interval)
+            with self.engine.connect() as conn:
+                interval = conn.execute(sa.select(t.sessions.c.interval).where(
+                    t.sessions.c.market_id == market_id)).scalar_one()
+            light = self.grid.after_clearing(market_id, interval)
             if light is not None:
                 summary["traffic_light"] = light["state"]
         return summary
