@@ -46,7 +46,11 @@ SIGNED = {("tariffs", "import_eur_per_kwh"), ("tariffs", "export_eur_per_kwh"),
           ("settlement", "imbalance_short_eur_per_kwh"),
           ("settlement", "imbalance_long_eur_per_kwh"), ("market", "curtailment_eur_per_kwh"),
           ("prices", "battery"), ("prices", "pv"), ("prices", "ev"), ("prices", "flexible_load"),
-          ("*", "max_price_eur_per_kwh")}
+          ("*", "max_price_eur_per_kwh"),
+          # Temperatures in degrees Celsius (a heat pump's COP).
+          ("cop", "outdoor_c"), ("cop", "supply_c")}
+#: Sections that a plain number may replace (a heat pump's COP: constant or from temperatures).
+NUMBER_OR_SECTION = {"cop"}
 #: Integer keys whose huge values still mean something (every n-th participant, n >= 1).
 HUGE_INT_OK = {"every"}
 
@@ -121,14 +125,17 @@ def _is_number(value) -> bool:
 
 
 def _signed(path) -> bool:
-    key = path[-1]
-    return (_parent_key(path), key) in SIGNED or ("*", key) in SIGNED
+    names = [p for p in path if isinstance(p, str)]  # list positions take their list's name
+    key, parent = names[-1] if names else "", names[-2] if len(names) > 1 else ""
+    return (parent, key) in SIGNED or ("*", key) in SIGNED
 
 
 def _refuse_set(path, old, new) -> bool:
     """Whether writing ``new`` where the file had ``old`` is nonsense the loader must refuse."""
     if _is_number(new) and not math.isfinite(new):
         return True
+    if isinstance(old, dict) and path[-1] in NUMBER_OR_SECTION and _is_number(new):
+        return new < 0
     if not _is_number(old):
         if isinstance(old, dict | list) and new is not None and not isinstance(new, dict | list):
             return True  # a section or list replaced by a scalar

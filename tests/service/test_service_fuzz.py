@@ -19,7 +19,9 @@ from lemgrid.service import signing
 
 from ._live import LiveServer
 
-pytestmark = pytest.mark.slow
+# One worker runs the whole module (make test uses --dist loadgroup): the request count below
+# adds up the requests of the tests above it.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("service-fuzz")]
 
 COUNT = {"requests": 0}
 EXAMPLES = 100
