@@ -142,6 +142,10 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
     async def _input(_request: Request, exc: InputError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
+    @app.on_event("shutdown")
+    def _close() -> None:
+        market.close()
+
     if tick_s is not None:
         @app.on_event("startup")
         async def _scheduler() -> None:
@@ -243,8 +247,8 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
                      ) -> JSONResponse:
         """Submit a signed order (``Idempotency-Key`` makes retries safe)."""
         digest = hashlib.sha256(await request.body()).hexdigest()
-        status, answer = await asyncio.to_thread(market.submit_order, who, market_id,
-                                                 _record(body), idempotency_key, digest)
+        status, answer = await asyncio.wrap_future(market.queue_order(
+            who, market_id, _record(body), idempotency_key, digest))
         return JSONResponse(answer, status_code=status)
 
     @app.get("/markets/{market_id}/orders/{order_id}")

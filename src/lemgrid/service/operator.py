@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import queue
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,6 +31,8 @@ from lemgrid.service import engine as lab
 from lemgrid.service import tables as t
 
 ROLES = ("operator", "participant", "aggregator", "dso", "tso")
+#: At most this many orders are committed in one transaction by the order writer.
+MAX_GROUP = 512
 
 
 class Refused(Exception):
@@ -48,6 +54,18 @@ def refused_by_ledger(exc: Rejection) -> Refused:
     """The HTTP answer to a record the ledger's rules refuse."""
     return Refused(_STATUS.get(exc.code, 422), f"ledger refused the record ({exc.code}): "
                                                f"{exc.reason}")
+
+
+@dataclass
+class _Intake:
+    """An order waiting for the order writer; ``answer`` is set after its batch commits."""
+
+    identity: dict
+    market_id: str
+    record: SignedRecord
+    idem_key: str | None
+    body_sha256: str
+    answer: Future = field(default_factory=Future)
 
 
 class Market:
@@ -84,6 +102,20 @@ class Market:
         self._approved: dict[str, dict] = {}
         self.subscribers: list[Callable[[dict], None]] = []
         self._ensure_operator()
+        with self.engine.connect() as conn:  # never a database read on a request's path
+            for row in conn.execute(sa.select(t.identities).where(t.identities.c.approved)):
+                self._approved[row.key_id] = dict(row._mapping)
+        self._intake: queue.SimpleQueue[_Intake | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_orders, daemon=True,
+                                        name="lemgrid-order-writer")
+        self._writer.start()
+
+    def close(self) -> None:
+        """Stop the order writer (after the orders queued so far) and close the database."""
+        if self._writer.is_alive():
+            self._intake.put(None)
+            self._writer.join()
+        self.engine.dispose()
 
     @property
     def log_id(self) -> str:
@@ -125,7 +157,8 @@ class Market:
 
     # -- identities -------------------------------------------------------------------------
     def identity_by_key(self, kid: str) -> dict | None:
-        """The identity of a key id (approved identities are cached: they never change)."""
+        """The identity of a key id (approved identities are held in memory: they never
+        change; only a pending or unknown key costs a database read)."""
         cached = self._approved.get(kid)
         if cached is not None:
             return cached
@@ -195,6 +228,7 @@ class Market:
                 "public_key": row.public_key, "pop_sig": row.pop_sig}])
             conn.execute(t.identities.update().where(t.identities.c.participant == participant)
                          .values(approved=True))
+        self._approved[row.key_id] = {**row._mapping, "approved": True}
         return {"participant": participant, "approved": True, "seq": result.first_seq}
 
     def members_of(self, identity: dict) -> set[str]:
@@ -244,22 +278,22 @@ class Market:
                 "seq": result.first_seq}
 
     # -- orders -----------------------------------------------------------------------------
-    def _idempotent(self, conn: sa.engine.Connection, kid: str, idem_key: str | None,
-                    body_sha256: str) -> tuple[int, dict] | None:
-        if idem_key is None:
-            return None
-        row = conn.execute(sa.select(t.idempotency).where(
-            (t.idempotency.c.key_id == kid) & (t.idempotency.c.idem_key == idem_key))).first()
-        if row is None:
-            return None
-        if row.body_sha256 != body_sha256:
-            raise Refused(409, "Idempotency-Key: already used with another body")
-        return row.status_code, json.loads(row.response)
-
     def submit_order(self, identity: dict, market_id: str, record: SignedRecord,
                      idem_key: str | None, body_sha256: str) -> tuple[int, dict]:
         """Accept a signed order: ledger record, order row and idempotency row in one
-        transaction."""
+        transaction (shared with the other orders of its group); returns once committed."""
+        return self.queue_order(identity, market_id, record, idem_key, body_sha256).result()
+
+    def queue_order(self, identity: dict, market_id: str, record: SignedRecord,
+                    idem_key: str | None, body_sha256: str) -> Future:
+        """Check what needs no database and queue the order for the order writer.
+
+        Returns
+        -------
+        Future
+            Resolves to ``(status, answer)`` once the order's transaction has committed, or to
+            the :class:`Refused` error (raised here directly when no database is needed).
+        """
         p = record.payload
         if p["market_id"] != market_id:
             raise Refused(422, f"payload.market_id: {p['market_id']!r} differs from the "
@@ -272,35 +306,133 @@ class Market:
             raise Refused(403, f"payload.meter: {p['meter']!r} is not your meter")
         if p["log_id"] != self.log_id:
             raise Refused(422, f"payload.log_id: this market's log is {self.log_id}")
-        with self.write() as (conn, tx):
-            earlier = self._idempotent(conn, identity["key_id"], idem_key, body_sha256)
-            if earlier is not None:
-                return earlier
-            session = conn.execute(sa.select(t.sessions).where(
-                t.sessions.c.market_id == market_id)).first()
-            if session is None:
-                raise Refused(404, f"market_id: no session {market_id!r}")
-            if p["interval"] != session.interval:
-                raise Refused(422, f"payload.interval: session {market_id!r} trades interval "
-                                   f"{session.interval}")
-            if session.state != "open" or self.clock_ms() >= session.gate_ms:
-                raise Refused(409, f"market_id: the gate of session {market_id!r} is closed")
-            result = tx.append([record])
-            conn.execute(t.orders.insert().values(
-                market_id=market_id, order_id=p["order_id"], participant=p["participant"],
-                side=p["side"], quantity_wh=p["quantity_wh"],
-                price_meur_per_kwh=p["price_meur_per_kwh"], arrival=result.first_seq,
-                status="open", filled_wh=0))
-            answer = {"market_id": market_id, "order_id": p["order_id"], "status": "open",
-                      "seq": result.first_seq}
-            if idem_key is not None:
-                conn.execute(t.idempotency.insert().values(
-                    key_id=identity["key_id"], idem_key=idem_key, body_sha256=body_sha256,
-                    status_code=201, response=json.dumps(answer)))
-        self.publish({"event": "order", "market_id": market_id, "order_id": p["order_id"],
-                      "side": p["side"], "quantity_wh": p["quantity_wh"],
-                      "price_meur_per_kwh": p["price_meur_per_kwh"]})
-        return 201, answer
+        item = _Intake(identity, market_id, record, idem_key, body_sha256)
+        self._intake.put(item)
+        return item.answer
+
+    def _write_orders(self) -> None:
+        """The order writer: commits the queued orders in groups (one transaction, one sync
+        for as many orders as arrived while the previous group was being committed)."""
+        while True:
+            first = self._intake.get()
+            if first is None:
+                return
+            group, stop = [first], False
+            while len(group) < MAX_GROUP:
+                try:
+                    item = self._intake.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                group.append(item)
+            try:
+                outcomes = self._commit_group(group)
+            except Exception as exc:  # noqa: BLE001  (then each order on its own)
+                logging.getLogger("lemgrid.service").warning(
+                    "group of %d orders failed (%s): committing them one by one", len(group), exc)
+                outcomes = []
+                for item in group:
+                    try:
+                        outcomes.append(self._commit_group([item]))
+                    except Exception as one:  # noqa: BLE001  (answered as an error)
+                        outcomes.append([one])
+                outcomes = [o[0] for o in outcomes]
+            for item, outcome in zip(group, outcomes):
+                if isinstance(outcome, BaseException):
+                    item.answer.set_exception(outcome)
+                    continue
+                status, answer, fresh = outcome
+                item.answer.set_result((status, answer))
+                if fresh:
+                    p = item.record.payload
+                    self.publish({"event": "order", "market_id": item.market_id,
+                                  "order_id": p["order_id"], "side": p["side"],
+                                  "quantity_wh": p["quantity_wh"],
+                                  "price_meur_per_kwh": p["price_meur_per_kwh"]})
+            if stop:
+                return
+
+    def _commit_group(self, group: list[_Intake]) -> list[tuple[int, dict, bool] | Refused]:
+        """One transaction for a group of orders; per order ``(status, answer, new)`` or the
+        :class:`Refused` answer. Raises if the transaction as a whole fails (nothing kept)."""
+        outcomes: list[tuple[int, dict, bool] | Refused] = []
+        with self._lock:
+            try:
+                with self.engine.begin() as conn, self.ledger.group(conn) as ledger:
+                    stored = self._stored_answers(conn, group)
+                    sessions = {m: conn.execute(sa.select(t.sessions).where(
+                        t.sessions.c.market_id == m)).first()
+                        for m in {item.market_id for item in group}}
+                    order_rows: list[dict] = []
+                    idem_rows: list[dict] = []
+                    for item in group:
+                        try:
+                            outcomes.append(self._accept(item, stored, sessions, ledger,
+                                                         order_rows, idem_rows))
+                        except Refused as exc:
+                            outcomes.append(exc)
+                    if order_rows:
+                        conn.execute(t.orders.insert(), order_rows)
+                    if idem_rows:
+                        conn.execute(t.idempotency.insert(), idem_rows)
+            except Exception:
+                self.ledger.resync()  # the state may hold entries that were not committed
+                raise
+        return outcomes
+
+    @staticmethod
+    def _stored_answers(conn: sa.engine.Connection, group: list[_Intake]) -> dict:
+        """Stored idempotency rows of the group's keys: ``(key_id, idem_key) -> (sha, status,
+        answer)``."""
+        keys = list({(item.identity["key_id"], item.idem_key) for item in group
+                     if item.idem_key is not None})
+        stored: dict[tuple[str, str], tuple[str, int, dict]] = {}
+        for i in range(0, len(keys), 200):
+            for row in conn.execute(sa.select(t.idempotency).where(
+                    sa.tuple_(t.idempotency.c.key_id, t.idempotency.c.idem_key)
+                    .in_(keys[i:i + 200]))):
+                stored[(row.key_id, row.idem_key)] = (row.body_sha256, row.status_code,
+                                                      json.loads(row.response))
+        return stored
+
+    def _accept(self, item: _Intake, stored: dict, sessions: dict, ledger: Any,
+                order_rows: list[dict], idem_rows: list[dict]) -> tuple[int, dict, bool]:
+        """One order of a group: the earlier answer for its idempotency key, or its ledger
+        entry and rows (added to ``order_rows`` and ``idem_rows``)."""
+        p, market_id = item.record.payload, item.market_id
+        idem = (item.identity["key_id"], item.idem_key)
+        if item.idem_key is not None and idem in stored:
+            sha, status, answer = stored[idem]
+            if sha != item.body_sha256:
+                raise Refused(409, "Idempotency-Key: already used with another body")
+            return status, answer, False
+        session = sessions[market_id]
+        if session is None:
+            raise Refused(404, f"market_id: no session {market_id!r}")
+        if p["interval"] != session.interval:
+            raise Refused(422, f"payload.interval: session {market_id!r} trades interval "
+                               f"{session.interval}")
+        if session.state != "open" or self.clock_ms() >= session.gate_ms:
+            raise Refused(409, f"market_id: the gate of session {market_id!r} is closed")
+        try:
+            result = ledger.append([item.record])
+        except Rejection as exc:
+            raise refused_by_ledger(exc) from None
+        order_rows.append(dict(
+            market_id=market_id, order_id=p["order_id"], participant=p["participant"],
+            side=p["side"], quantity_wh=p["quantity_wh"],
+            price_meur_per_kwh=p["price_meur_per_kwh"], arrival=result.first_seq,
+            status="open", filled_wh=0))
+        answer = {"market_id": market_id, "order_id": p["order_id"], "status": "open",
+                  "seq": result.first_seq}
+        if item.idem_key is not None:
+            idem_rows.append(dict(key_id=idem[0], idem_key=item.idem_key,
+                                  body_sha256=item.body_sha256, status_code=201,
+                                  response=json.dumps(answer)))
+            stored[idem] = (item.body_sha256, 201, answer)  # a retry within the same group
+        return 201, answer, True
 
     def order(self, identity: dict, market_id: str, order_id: str) -> dict:
         with self.engine.connect() as conn:
