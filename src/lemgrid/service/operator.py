@@ -284,15 +284,17 @@ class Market:
         transaction (shared with the other orders of its group); returns once committed."""
         return self.queue_order(identity, market_id, record, idem_key, body_sha256).result()
 
-    def queue_order(self, identity: dict, market_id: str, record: SignedRecord,
-                    idem_key: str | None, body_sha256: str) -> Future:
-        """Check what needs no database and queue the order for the order writer.
+    def check_order(self, identity: dict, market_id: str, record: SignedRecord,
+                    idem_key: str | None, body_sha256: str, answer: Any = None) -> _Intake:
+        """Check what needs no database; the order, ready for :meth:`commit_orders`.
 
-        Returns
-        -------
-        Future
-            Resolves to ``(status, answer)`` once the order's transaction has committed, or to
-            the :class:`Refused` error (raised here directly when no database is needed).
+        ``answer`` is the future to resolve (a new ``concurrent.futures.Future`` by default; the
+        app passes an asyncio one).
+
+        Raises
+        ------
+        Refused
+            If the order is not the signing participant's or not for this market and log.
         """
         p = record.payload
         if p["market_id"] != market_id:
@@ -306,13 +308,27 @@ class Market:
             raise Refused(403, f"payload.meter: {p['meter']!r} is not your meter")
         if p["log_id"] != self.log_id:
             raise Refused(422, f"payload.log_id: this market's log is {self.log_id}")
-        item = _Intake(identity, market_id, record, idem_key, body_sha256)
+        if answer is None:
+            return _Intake(identity, market_id, record, idem_key, body_sha256)
+        return _Intake(identity, market_id, record, idem_key, body_sha256, answer)
+
+    def queue_order(self, identity: dict, market_id: str, record: SignedRecord,
+                    idem_key: str | None, body_sha256: str) -> Future:
+        """Check the order (:meth:`check_order`) and queue it for the order writer thread.
+
+        Returns
+        -------
+        Future
+            Resolves to ``(status, answer)`` once the order's transaction has committed, or to
+            the :class:`Refused` error.
+        """
+        item = self.check_order(identity, market_id, record, idem_key, body_sha256)
         self._intake.put(item)
         return item.answer
 
     def _write_orders(self) -> None:
-        """The order writer: commits the queued orders in groups (one transaction, one sync
-        for as many orders as arrived while the previous group was being committed)."""
+        """The order writer thread: commits the queued orders in groups (those that arrived
+        while the previous group was being committed)."""
         while True:
             first = self._intake.get()
             if first is None:
@@ -327,32 +343,39 @@ class Market:
                     stop = True
                     break
                 group.append(item)
-            try:
-                outcomes = self._commit_group(group)
-            except Exception as exc:  # noqa: BLE001  (then each order on its own)
-                logging.getLogger("lemgrid.service").warning(
-                    "group of %d orders failed (%s): committing them one by one", len(group), exc)
-                outcomes = []
-                for item in group:
-                    try:
-                        outcomes.append(self._commit_group([item]))
-                    except Exception as one:  # noqa: BLE001  (answered as an error)
-                        outcomes.append([one])
-                outcomes = [o[0] for o in outcomes]
-            for item, outcome in zip(group, outcomes):
-                if isinstance(outcome, BaseException):
-                    item.answer.set_exception(outcome)
-                    continue
-                status, answer, fresh = outcome
-                item.answer.set_result((status, answer))
-                if fresh:
-                    p = item.record.payload
-                    self.publish({"event": "order", "market_id": item.market_id,
-                                  "order_id": p["order_id"], "side": p["side"],
-                                  "quantity_wh": p["quantity_wh"],
-                                  "price_meur_per_kwh": p["price_meur_per_kwh"]})
+            self.commit_orders(group)
             if stop:
                 return
+
+    def commit_orders(self, group: list[_Intake]) -> None:
+        """Commit a group of checked orders in one transaction (one sync) and resolve each
+        order's future after the commit: ``(status, answer)`` or its :class:`Refused` error.
+
+        If the transaction as a whole fails, each order is tried in a transaction of its own.
+        """
+        try:
+            outcomes = self._commit_group(group)
+        except Exception as exc:  # noqa: BLE001  (then each order on its own)
+            logging.getLogger("lemgrid.service").warning(
+                "group of %d orders failed (%s): committing them one by one", len(group), exc)
+            outcomes = []
+            for item in group:
+                try:
+                    outcomes.extend(self._commit_group([item]))
+                except Exception as one:  # noqa: BLE001  (answered as an error)
+                    outcomes.append(one)
+        for item, outcome in zip(group, outcomes):
+            if isinstance(outcome, BaseException):
+                item.answer.set_exception(outcome)
+                continue
+            status, answer, fresh = outcome
+            item.answer.set_result((status, answer))
+            if fresh:
+                p = item.record.payload
+                self.publish({"event": "order", "market_id": item.market_id,
+                              "order_id": p["order_id"], "side": p["side"],
+                              "quantity_wh": p["quantity_wh"],
+                              "price_meur_per_kwh": p["price_meur_per_kwh"]})
 
     def _commit_group(self, group: list[_Intake]) -> list[tuple[int, dict, bool] | Refused]:
         """One transaction for a group of orders; per order ``(status, answer, new)`` or the
