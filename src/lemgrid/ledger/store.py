@@ -365,8 +365,9 @@ class Ledger:
 
         Notes
         -----
-        If the block raises, or the caller's commit fails afterwards, the in-memory state is
-        ahead of the database: call :meth:`resync` (done here when the block raises).
+        If the block raises, the in-memory state is rebuilt here as it was before the group; if
+        the caller's commit fails afterwards, call :meth:`resync` (the state is then ahead of the
+        database).
         """
         from lemgrid.ledger.sqldb import SqlLedgerDB
 
@@ -375,13 +376,20 @@ class Ledger:
                              "tables need the ledger in a SQL database (Ledger.open_sql)")
         SqlLedgerDB.lock(conn)
         db = self._db.bound(conn)
+        _replay(self.state, db.rows(self.state.size), self.path)  # other processes'
+        start = self.state.size
         try:
-            _replay(self.state, db.rows(self.state.size), self.path)  # other processes'
             group = _Group(self)
             yield group
             db.insert(group.entries, group.index)
         except BaseException:
-            self.resync()
+            # Rebuilt through the caller's connection: a second one would wait for the write
+            # lock this transaction holds. If the connection is broken, the caller's resync()
+            # after its transaction does it.
+            with contextlib.suppress(Exception):
+                state = LedgerState()
+                _replay(state, (row for row in db.rows() if row[0] < start), self.path)
+                self.state = state
             raise
 
     def resync(self) -> None:
