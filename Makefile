@@ -23,6 +23,7 @@ demo: $(VENV)/.installed-base
 	$(BIN)/lemgrid simulate --out out/demo
 
 test: $(VENV)/.installed-test
+	$(BIN)/python -m mypy
 	./scripts/ensure-test-services.sh
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 

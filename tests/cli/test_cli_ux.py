@@ -141,8 +141,9 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(tmp_path):
 
 @pytest.mark.slow
 def test_compare_of_every_design_is_readable_at_80_columns(scenario_file, tmp_path):
-    from lemgrid.scenario.config import DESIGNS
+    from lemgrid.designs import design_names
 
+    DESIGNS = design_names()
     env = {**os.environ, "COLUMNS": "80"}
     result = subprocess.run([sys.executable, "-m", "lemgrid.cli", "compare", str(scenario_file),
                              "--designs", ",".join(DESIGNS), "--days", "1", "--no-report",

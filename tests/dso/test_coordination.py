@@ -21,7 +21,7 @@ from lemgrid.dso.flexibility import (
     offers_from_plan,
 )
 from lemgrid.errors import InputError
-from lemgrid.sim.designs import AssetPlan
+from lemgrid.session import AssetPlan
 
 DT_H = 0.25
 

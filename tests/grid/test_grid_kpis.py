@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from lemgrid.dso.operator import describe_violations
-from lemgrid.grid.kpis import validate_ac
 from lemgrid.grid.kpis import (
     NONCONVERGED_REASON,
+    VOLTAGE_TOLERANCE_PU,
     GridLimits,
     grid_kpis,
     studied_buses,
+    validate_ac,
     violated_intervals,
 )
 from lemgrid.grid.powerflow import run_powerflow
@@ -146,3 +147,17 @@ def test_one_definition_of_a_violation_for_kpis_the_dso_and_the_ac_validation():
         assert bool(violated_intervals(network, flow, limits).all()) is expected
         assert bool(bad.all()) is expected and bool(bad.any()) is expected
         assert check.within() is (not expected)
+
+
+def test_one_definition_of_a_violation_for_the_kpis_the_dso_and_the_ac_check():
+    """Baran & Wu's base case reaches 0.9131 p.u.: with the lower limit just above it (less than
+    the tolerance) no check calls it a violation; a little more and all three do."""
+    network, p, q = _ieee33([1.0])
+    result = run_powerflow(network, p, q)
+    lowest = float(np.nanmin(np.where(studied_buses(network), result.vm_pu, np.nan)))
+    for excess, expected in ((0.5 * VOLTAGE_TOLERANCE_PU, False),
+                             (2 * VOLTAGE_TOLERANCE_PU, True)):
+        limits = GridLimits(vm_min_pu=lowest + excess)
+        assert violated_intervals(network, result, limits)[0] == expected
+        assert describe_violations(network, result, limits)[0][0] == expected
+        assert validate_ac(network, p, q, limits).violated[0] == expected

@@ -12,7 +12,7 @@ import pytest
 from lemgrid.errors import InputError
 from lemgrid.scenario import load_scenario, parse_scenario
 from lemgrid.scenario.config import CommunityOptions, OrderOptions, P2POptions
-from lemgrid.sim.optimize import design_options
+from lemgrid.designs import design_options
 
 RURAL = "simbench:1-LV-rural1--0-sw"
 HEAD = f"# a scenario\ngrid: {RURAL}\nstart: 2016-06-01\n"
@@ -90,7 +90,7 @@ def test_exponents_are_numbers(tmp_path):
     ("{design: community, network: sometimes}", "line 4: market.network: Input should be"),
     ("{design: community-constrained, network: ignore}",
      "market: design community-constrained clears within the grid's limits"),
-    ("{design: magic}", "line 4: market.design: Input tag 'magic'"),
+    ("{design: magic}", "line 4: market.design: Input should be 'none', 'uniform'"),
 ])
 def test_market_options_are_checked_when_the_file_is_read(tmp_path, market, message):
     # On main the market section was an untyped dict: typos were ignored, and a design's options
@@ -119,9 +119,9 @@ def test_options_of_the_scenarios_design_stay_out_of_another_design(tmp_path):
 
     scenario = load_scenario(scenario_file(tmp_path, "days: 1\nmarket: {design: uniform, "
                                                      "intraday: true}\n"))
-    community = design_options(scenario, CommunityOptions, design="community")
+    community = design_options(scenario, "community")
     assert community == CommunityOptions()
-    assert design_options(scenario, OrderOptions, design="continuous").intraday is True
+    assert design_options(scenario, "continuous").intraday is True
     # On main: "market.intraday: intraday trading of deviations is built for the order-based
     # designs", so `compare` failed on this file for every design but the auctions.
     result = simulate(scenario, "none")
@@ -129,7 +129,7 @@ def test_options_of_the_scenarios_design_stay_out_of_another_design(tmp_path):
     # An option that both designs have carries over, as before.
     scenario = load_scenario(scenario_file(tmp_path, "days: 1\nmarket: {design: community, "
                                                      "network: constrained}\n"))
-    assert design_options(scenario, P2POptions, design="p2p").network == "constrained"
+    assert design_options(scenario, "p2p").network == "constrained"
 
 
 # --- participants named outside the participant list -----------------------------------------
@@ -163,13 +163,18 @@ def test_references_and_ranges_are_scenario_errors(tmp_path, body, message):
 
 
 def test_every_design_has_one_options_model():
-    from typing import get_args
+    from lemgrid.designs import all_designs
+    from lemgrid.scenario.config import DesignOptions
 
-    from lemgrid.scenario.config import DESIGNS, MarketConfig
+    for design in all_designs():
+        assert issubclass(design.Options, DesignOptions), design.name
+        parsed = parse_scenario(f"grid: {RURAL}\nmarket: {{design: {design.name}}}\n").market
+        assert isinstance(parsed, design.Options) and parsed.design == design.name
 
-    models = get_args(get_args(MarketConfig)[0])
-    tags = [tag for model in models for tag in get_args(model.model_fields["design"].annotation)]
-    assert sorted(tags) == sorted(DESIGNS)
+
+def test_an_unknown_design_names_the_designs_there_are(tmp_path):
+    message = refused(tmp_path, "market:\n  design: unifrom\n")
+    assert "line 5: market.design: Input should be 'none', 'uniform', 'pay-as-bid'" in message
 
 
 def test_aggregators_that_make_sense_load(tmp_path):

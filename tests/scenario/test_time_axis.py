@@ -103,7 +103,7 @@ def test_dso_request_windows_are_local_clock_times():
     """A TSO request from 11:00 to 15:00 is 16 intervals whose local clock reads 11:00-14:45,
     in summer as in winter."""
     from lemgrid.dso.operator import DsoOperator
-    from lemgrid.sim.designs import DayAheadSession
+    from lemgrid.session import DayAheadSession
 
     text = ("start: {start}\ndays: 1\nmarket: {{design: uniform}}\ndso:\n  coordination:\n"
             "    scheme: local-first\n    tso_requests:\n"

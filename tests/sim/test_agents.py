@@ -82,7 +82,8 @@ def test_optimizer_stores_cheap_energy_for_expensive_hours():
     evening prices charges at midday and discharges in the evening (and a rule-based one cannot
     know to)."""
     from lemgrid.scenario import build_scenario, parse_scenario
-    from lemgrid.sim.designs import DayAheadSession, own_schedules
+    from lemgrid.session import DayAheadSession
+    from lemgrid.sim.designs import own_schedules
     from lemgrid.settlement.bills import Prices
 
     scenario = build_scenario(parse_scenario("""

@@ -11,7 +11,7 @@ import numpy as np
 import pulp
 import pytest
 
-from lemgrid.agents.dispatch import to_owners
+from lemgrid.session import to_owners
 from lemgrid.market.community import CommunityProblem, solve_community
 from lemgrid.scenario import build_scenario, parse_scenario
 from lemgrid.sim.designs import rule_schedules

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lemgrid.agents.dispatch import charge_on_arrival, to_owners
+from lemgrid.agents.dispatch import charge_on_arrival
+from lemgrid.session import to_owners
 from lemgrid.scenario import build_scenario, parse_scenario
 from lemgrid.settlement.bills import Positions, Prices, settle
 from lemgrid.sim.runner import simulate
@@ -81,7 +82,9 @@ def test_rule_based_market_delivers_business_as_usual(sunny):
 
 
 def test_community_ends_every_day_with_the_rules_stored_energy(sunny):
-    from lemgrid.sim.designs import DayAheadSession, community, rule_schedules
+    from lemgrid.designs import design_options, get_design
+    from lemgrid.session import DayAheadSession
+    from lemgrid.sim.designs import rule_schedules
     from lemgrid.sim.runner import split_windows
 
     parts = sunny.participants
@@ -93,7 +96,7 @@ def test_community_ends_every_day_with_the_rules_stored_energy(sunny):
         agents=np.full(len(parts), "price-taker", dtype=object), rng=np.random.default_rng(0),
         zip_traders=None, price_forecast=np.full(96, np.nan),
         background_p_kw=sunny.background_p_kw[day], q_kvar=np.zeros((96, sunny.network.n_bus)))
-    outcome = community(session, constrained=False)
+    outcome = get_design("community").clear_session(session, design_options(sunny, "community"))
     rules = rule_schedules(session.load_kw, session.pv_kw, parts.batteries, session.windows, 0.25)
     np.testing.assert_allclose(outcome.plan.soc_kwh[-1], rules.soc_kwh[-1], atol=1e-6)
     assert np.abs(outcome.plan.battery_kw - rules.battery_kw).max() > 0.1  # scheduled otherwise

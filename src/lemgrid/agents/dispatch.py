@@ -76,8 +76,3 @@ def charge_on_arrival(windows: EnergyWindows, n_intervals: int, dt_h: float) -> 
     return out
 
 
-def to_owners(values: np.ndarray, owner: np.ndarray, n_participants: int) -> np.ndarray:
-    """Sum per-asset columns (T, A) into their owners' columns (T, N)."""
-    out = np.zeros((values.shape[0], n_participants))
-    np.add.at(out, (slice(None), owner), values)
-    return out

@@ -28,10 +28,10 @@ capacity).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from lemgrid.assets.kinds import KindOffers, KindPlan, LPBlock, register_asset_kind
 from lemgrid.assets.tables import _empty
@@ -218,9 +218,9 @@ def check_heat_reachable(table: HeatPumps, dt_h: float) -> None:
 class HeatPumpKind:
     """The heat-pump asset kind (registered as ``heat_pump``)."""
 
-    name = "heat_pump"
-    Config = HeatPumpConfig
-    flex_price_eur_per_kwh = 0.04
+    name: ClassVar[str] = "heat_pump"
+    Config: ClassVar[type[BaseModel]] = HeatPumpConfig
+    flex_price_eur_per_kwh: ClassVar[float] = 0.04
 
     # -- scenario ------------------------------------------------------------------------------
     def build(self, config: HeatPumpConfig, owner: int, name: str, horizon, loc: tuple) -> dict:

@@ -28,11 +28,14 @@ code paths (``Batteries``/``EnergyWindows`` tables) and are not in this registry
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
 from lemgrid.errors import InputError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 #: Asset types served by the original code paths (scenario/build.py, agents/dispatch.py, ...).
 BUILTIN_TYPES = ("battery", "ev", "flexible_load", "pv")
@@ -106,7 +109,7 @@ class AssetKind(Protocol):
     """What an asset kind declares (see the module docstring)."""
 
     name: ClassVar[str]
-    Config: ClassVar[type]
+    Config: ClassVar[type[BaseModel]]
     #: Default utilisation price of its flexibility [EUR/kWh] (scenario: ``dso.flexibility.prices``).
     flex_price_eur_per_kwh: ClassVar[float]
 
@@ -235,5 +238,5 @@ def kinds_to_owners(kinds: dict[str, KindPlan], n_participants: int, n_intervals
     """Net output of all kinds' assets per owner (Td, N) [kW]."""
     out = np.zeros((n_intervals, n_participants))
     for plan in kinds.values():
-        np.add.at(out, (slice(None), plan.owner), plan.output_kw)
+        np.add.at(out.T, plan.owner, plan.output_kw.T)  # asset k's column into its owner's
     return out

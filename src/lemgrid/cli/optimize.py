@@ -30,10 +30,10 @@ def optimize(
     """
     from lemgrid.errors import InputError
     from lemgrid.scenario import load_scenario
-    from lemgrid.sim.optimize import OPTIMIZE_DESIGNS, optimize_scenario, write_optimize_outputs
+    from lemgrid.sim.optimize import optimize_scenario, write_optimize_outputs
 
-    if design is not None and design not in OPTIMIZE_DESIGNS:
-        raise InputError(f"--design must be one of {', '.join(OPTIMIZE_DESIGNS)}, got {design!r}")
+    if design is not None and design not in ("community", "p2p"):
+        raise InputError(f"--design must be one of community, p2p, got {design!r}")
     if network is not None and network not in ("ignore", "constrained"):
         raise InputError(f"--network must be 'ignore' or 'constrained', got {network!r}")
     loaded = load_scenario(scenario, days=days)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from lemgrid.cli._app import app, check_horizon, console, progress_bar, quiet_option, user_errors
+from lemgrid.designs import BUILTIN
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[1] / "scenario" / "default.yaml"
 
@@ -72,8 +73,8 @@ def simulate(
         help="Scenario YAML (default: the built-in one: a SimBench LV feeder with PV and "
              "batteries, one week, community market)")] = None,
     design: Annotated[str | None, typer.Option(
-        help="none, uniform, pay-as-bid, continuous, community, community-constrained or p2p "
-             "(default: the scenario's market.design)")] = None,
+        help=f"{', '.join(BUILTIN)} or a registered design (lemgrid.designs; default: the "
+             "scenario's market.design)")] = None,
     days: Annotated[float | None, typer.Option(help="Override the scenario's days")] = None,
     start: Annotated[str | None, typer.Option(help=START_HELP)] = None,
     seed: Annotated[int | None, typer.Option(min=0, max=2**63 - 1, help=SEED_HELP)] = None,
@@ -111,8 +112,8 @@ def simulate(
 def compare(
     scenario: Annotated[Path | None, typer.Argument(help="Scenario YAML (default: built-in)")
                         ] = None,
-    designs: Annotated[str, typer.Option(help="Comma-separated designs")] = (
-        "none,uniform,pay-as-bid,continuous,community,community-constrained,p2p"),
+    designs: Annotated[str | None, typer.Option(
+        help="Comma-separated designs (default: every design of lemgrid.designs)")] = None,
     days: Annotated[float | None, typer.Option(help="Override the scenario's days")] = None,
     start: Annotated[str | None, typer.Option(help=START_HELP)] = None,
     seed: Annotated[int | None, typer.Option(min=0, max=2**63 - 1, help=SEED_HELP)] = None,
@@ -128,15 +129,16 @@ def compare(
     from rich.markup import escape
     from rich.table import Table
 
+    from lemgrid.designs import design_names
     from lemgrid.errors import InputError
-    from lemgrid.scenario.config import DESIGNS
     from lemgrid.sim.outputs import write_comparison
 
-    names = [d.strip() for d in designs.split(",") if d.strip()]
-    unknown = [d for d in names if d not in DESIGNS]
+    names = (list(design_names()) if designs is None
+             else [d.strip() for d in designs.split(",") if d.strip()])
+    unknown = [d for d in names if d not in design_names()]
     if unknown or not names:
         raise InputError(f"--designs: unknown design {unknown[0] if unknown else '(none)'!r}; "
-                         f"choose from {', '.join(DESIGNS)}")
+                         f"choose from {', '.join(design_names())}")
     loaded = _load(scenario, days, start, seed)
     results = [_run(loaded, name, quiet) for name in names]
     paths = write_comparison(results, out, report=report)

@@ -38,6 +38,23 @@ class GridCheck:
     result: PowerFlowResult
     kpis: GridKpis
 
+    def _index(self) -> pd.Index:
+        """The intervals, or ``snapshot`` 0 for a grid without time series."""
+        if self.time_index is None:
+            return pd.RangeIndex(len(self.result.vm_pu), name="snapshot")
+        return pd.Index(self.time_index, name="interval")
+
+    def voltages(self) -> pd.DataFrame:
+        """Bus voltages [p.u.]: intervals as index (tz-aware), bus names as columns."""
+        return pd.DataFrame(self.result.vm_pu, index=self._index(),
+                            columns=pd.Index(self.network.bus_names.astype(str), name="bus"))
+
+    def loadings(self) -> pd.DataFrame:
+        """Branch loadings [%]: intervals as index, branch names as columns."""
+        return pd.DataFrame(self.result.loading_percent, index=self._index(),
+                            columns=pd.Index(self.network.branch_names.astype(str),
+                                             name="branch"))
+
 
 def check_injections(spec: str, network: Network, p_kw: np.ndarray, q_kvar: np.ndarray,
                      time_index: pd.DatetimeIndex | None, dt_h: float | None, limits: GridLimits,
@@ -103,21 +120,19 @@ def write_powerflow_outputs(check: GridCheck, out: Path) -> dict:
     """
     out.mkdir(parents=True, exist_ok=True)
     network, result = check.network, check.result
-    if check.time_index is not None:
-        index = pd.Index(check.time_index, name="interval")
-    else:
-        index = pd.RangeIndex(len(result.vm_pu), name="snapshot")
+    index = check._index()
     pd.DataFrame(result.vm_pu, index=index, columns=list(network.bus_names)).to_parquet(
         out / "vm_pu.parquet")
     pd.DataFrame(result.loading_percent, index=index, columns=list(network.branch_names)).to_parquet(
         out / "loading_percent.parquet")
-    summary = {"grid": check.spec}
+    summary: dict[str, object] = {"grid": check.spec}
     kpis = check.kpis.to_dict()
     if check.time_index is None:
         summary.update(intervals=1, resolution="snapshot", losses_kw=kpis.pop("losses_kw_max"))
         for key in ("losses_kwh", "import_kwh", "export_kwh"):
             kpis.pop(key)
     else:
+        assert check.dt_h is not None, "a horizon has an interval length"
         summary.update(
             intervals=len(check.time_index), resolution=f"{int(check.dt_h * 60)}min",
             start=str(check.time_index[0]),

@@ -55,6 +55,7 @@ from lemgrid.grid.kpis import (
     GridLimits,
     overloads,
     studied_buses,
+    violated_intervals,
     voltage_violations,
 )
 from lemgrid.grid.network import Network
@@ -62,6 +63,7 @@ from lemgrid.grid.powerflow import PowerFlowResult, run_powerflow
 from lemgrid.grid.profiles import clock_h, in_daily_window
 from lemgrid.grid.sensitivity import linearize
 from lemgrid.scenario.config import DsoConfig, RequestConfig, clock_hours
+from lemgrid.session import AssetPlan, DayAheadSession
 
 GREEN, AMBER, RED = "green", "amber", "red"
 
@@ -77,7 +79,7 @@ def describe_violations(network: Network, result: PowerFlowResult, limits: GridL
     volt = voltage_violations(network, result, limits)
     over = overloads(result, limits)
     failed = ~result.converged
-    bad = volt.any(axis=1) | over.any(axis=1) | failed
+    bad = violated_intervals(network, result, limits)
     reasons, services = [], []
     vm = result.vm_pu
     bus_names, branch_names = network.bus_names, network.branch_names
@@ -102,15 +104,99 @@ def describe_violations(network: Network, result: PowerFlowResult, limits: GridL
     return bad, reasons, np.array(services, dtype=object)
 
 
+@dataclass(frozen=True, eq=False)
+class FlexRecords:
+    """The DSO's activations and reservations, one row each, as typed columns.
+
+    Attributes
+    ----------
+    interval : ndarray of int
+        Interval of the horizon (index of the scenario's ``time_index``).
+    t : ndarray of int
+        The same interval within its session.
+    provider, bus, kind, resource, buyer, service : ndarray of str
+    direction : ndarray of str
+        ``up``, ``down`` or ``reserved`` (a long-term reservation).
+    participant : ndarray of int
+        The participant paid (position in the scenario's participants).
+    kw, baseline_kw : ndarray of float
+        Activated (or reserved, mean over the window) power and the resource's scheduled power
+        before it [kW] (NaN for reservations).
+    price_eur_per_kwh, availability_eur, utilisation_eur, penalty_eur : ndarray of float
+    delivered : ndarray of bool
+    shares : tuple of (dict of int to float, or None)
+        Reservations: availability money by participant [EUR]; None for activations.
+    """
+
+    interval: np.ndarray
+    t: np.ndarray
+    provider: np.ndarray
+    participant: np.ndarray
+    bus: np.ndarray
+    kind: np.ndarray
+    resource: np.ndarray
+    direction: np.ndarray
+    kw: np.ndarray
+    baseline_kw: np.ndarray
+    price_eur_per_kwh: np.ndarray
+    buyer: np.ndarray
+    service: np.ndarray
+    availability_eur: np.ndarray
+    utilisation_eur: np.ndarray
+    penalty_eur: np.ndarray
+    delivered: np.ndarray
+    shares: tuple = ()
+
+    _DTYPES = {"interval": int, "t": int, "participant": int, "kw": float, "baseline_kw": float,
+               "price_eur_per_kwh": float, "availability_eur": float, "utilisation_eur": float,
+               "penalty_eur": float, "delivered": bool}
+
+    @classmethod
+    def build(cls, n: int, shares: tuple | None = None, **columns) -> FlexRecords:
+        """``n`` rows; a scalar column is repeated."""
+        out: dict[str, np.ndarray] = {}
+        for name in cls.__dataclass_fields__:
+            if name == "shares":
+                continue
+            value = np.asarray(columns[name])
+            dtype = cls._DTYPES.get(name, object)
+            out[name] = (np.full(n, value.item(), dtype=dtype) if value.ndim == 0
+                         else value.astype(dtype))
+        return cls(**out, shares=tuple(shares) if shares is not None else (None,) * n)
+
+    @classmethod
+    def empty(cls) -> FlexRecords:
+        return cls.build(0, (), **{name: np.zeros(0) for name in cls.__dataclass_fields__
+                                   if name != "shares"})
+
+    @classmethod
+    def concat(cls, parts: list[FlexRecords]) -> FlexRecords:
+        if not parts:
+            return cls.empty()
+        return cls(**{name: np.concatenate([getattr(p, name) for p in parts])
+                      for name in cls.__dataclass_fields__ if name != "shares"},
+                   shares=tuple(x for p in parts for x in p.shares))
+
+    def __len__(self) -> int:
+        return len(self.kw)
+
+    def to_frame(self, time_index: pd.DatetimeIndex) -> pd.DataFrame:
+        """The rows as a table, ``interval`` as the interval's start time."""
+        columns = {name: getattr(self, name) for name in self.__dataclass_fields__
+                   if name not in ("shares", "t")}
+        columns["interval"] = time_index[self.interval]
+        return pd.DataFrame(columns)
+
+
 @dataclass
 class DsoDay:
     """What the DSO did in one session (interval indices relative to the session)."""
 
-    plan: object  # the delivered AssetPlan
+    plan: AssetPlan  # the delivered plan
     schedule_delta_kw: np.ndarray  # planned change of each participant's net injection (Td, N)
     state: np.ndarray  # (Td,) green / amber / red
     reason: list[str]
-    records: list[dict] = field(default_factory=list)  # activations and reservations
+    records: FlexRecords = field(default_factory=FlexRecords.empty)  # activations, reservations
     flex_income_eur: np.ndarray | None = None  # participants, after fees and penalties (Td, N)
     buyer_paid_eur: dict = field(default_factory=dict)  # buyer -> (Td,) net payments
     aggregator_fee_eur: np.ndarray | None = None  # (Td,)
@@ -158,11 +244,10 @@ class DsoOperator:
         self.monitored = np.flatnonzero(studied_buses(self.network))
 
     # -- helpers -----------------------------------------------------------------------------
-    def _flow(self, session, plan, load_kw, pv_kw) -> tuple[np.ndarray, PowerFlowResult]:
+    def _flow(self, session: DayAheadSession, plan: AssetPlan, load_kw: np.ndarray,
+              pv_kw: np.ndarray) -> tuple[np.ndarray, PowerFlowResult]:
         """Bus injections (T, n_bus) of a plan on given profiles, and their AC power flow."""
-        n = load_kw.shape[1]
-        net = pv_kw - plan.curtailment_kw - load_kw + plan.asset_kw(session.batteries,
-                                                                    session.windows, n)
+        net = plan.net_injection_kw(load_kw, pv_kw, session.batteries, session.windows)
         p = self.scenario.participants_to_buses(net) + session.background_p_kw
         return p, run_powerflow(self.network, p, session.q_kvar)
 
@@ -197,7 +282,8 @@ class DsoOperator:
         requests.validate(where)
         return requests
 
-    def _offers(self, session, plan, pv_kw, intervals, *, window=None, prices=None
+    def _offers(self, session: DayAheadSession, plan: AssetPlan, pv_kw: np.ndarray,
+                intervals: np.ndarray, *, window=None, prices=None
                 ) -> FlexOffers:
         parts = self.scenario.participants
         offers = offers_from_plan(plan, session.batteries, session.windows, pv_kw, parts.bus,
@@ -223,33 +309,30 @@ class DsoOperator:
                         loading_margin_percent=l_margin[intervals], monitored=self.monitored,
                         service=services[intervals])
 
-    def _records(self, session, offers: FlexOffers, activations: Activations, delivered,
-                 availability_paid: bool) -> list[dict]:
+    def _records(self, session: DayAheadSession, offers: FlexOffers, activations: Activations, delivered,
+                 availability_paid: bool) -> FlexRecords:
         dt = session.dt_h
-        out = []
-        index = session.scenario.time_index
-        for j, k in enumerate(activations.offer):
-            kw = float(activations.kw[j])
-            out.append(dict(
-                interval=index[session.start + int(offers.interval[k])],
-                provider=str(offers.provider[k]), participant=int(offers.participant[k]),
-                bus=str(self.bus_names[offers.bus[k]]), kind=str(offers.kind[k]),
-                resource=str(offers.resource[k]),
-                direction="up" if offers.direction[k] == UP else "down", kw=kw,
-                baseline_kw=float(offers.baseline_kw[k]),
-                price_eur_per_kwh=float(activations.price_eur_per_kwh[j]),
-                buyer=str(activations.buyer[j]), service=str(activations.service[j]),
-                availability_eur=float(offers.availability_eur_per_kw_h[k] * kw * dt)
-                if availability_paid else 0.0,
-                utilisation_eur=float(activations.price_eur_per_kwh[j] * kw * dt)
-                if delivered[j] else 0.0,
-                penalty_eur=0.0 if delivered[j] else float(
-                    self.config.flexibility.non_delivery_penalty_eur_per_kwh * kw * dt),
-                delivered=bool(delivered[j]), t=int(offers.interval[k])))
-        return out
+        k = np.asarray(activations.offer, dtype=int)
+        kw = np.asarray(activations.kw, dtype=float)
+        price = np.asarray(activations.price_eur_per_kwh, dtype=float)
+        delivered = np.asarray(delivered, dtype=bool)
+        t = offers.interval[k].astype(int)
+        penalty = self.config.flexibility.non_delivery_penalty_eur_per_kwh
+        return FlexRecords.build(
+            len(k), interval=session.start + t, t=t, provider=offers.provider[k].astype(str),
+            participant=offers.participant[k], bus=self.bus_names[offers.bus[k]].astype(str),
+            kind=offers.kind[k].astype(str), resource=offers.resource[k].astype(str),
+            direction=np.where(offers.direction[k] == UP, "up", "down"), kw=kw,
+            baseline_kw=offers.baseline_kw[k], price_eur_per_kwh=price,
+            buyer=np.asarray(activations.buyer).astype(str),
+            service=np.asarray(activations.service).astype(str),
+            availability_eur=offers.availability_eur_per_kw_h[k] * kw * dt
+            if availability_paid else np.zeros(len(k)),
+            utilisation_eur=np.where(delivered, price * kw * dt, 0.0),
+            penalty_eur=np.where(delivered, 0.0, penalty * kw * dt), delivered=delivered)
 
     # -- one session -----------------------------------------------------------------------
-    def process(self, session, plan) -> DsoDay:
+    def process(self, session: DayAheadSession, plan: AssetPlan) -> DsoDay:
         """Run the DSO's day for a session whose market produced ``plan`` (see module doc)."""
         config, flex = self.config, self.config.flexibility
         parts = self.scenario.participants
@@ -268,11 +351,11 @@ class DsoOperator:
         state = np.where(bad, AMBER, GREEN).astype(object)
         reason = list(reasons)
         planned: list[tuple[FlexOffers, Activations]] = []
-        records: list[dict] = []
+        records: list[FlexRecords] = []
         window = None
         availability_on_activation = True
         if flex.lead_time == "long-term":
-            records += self._reserve(session, plan, view_pv)
+            records.append(self._reserve(session, plan, view_pv))
             window = self._reservation_window(session)
             availability_on_activation = False
 
@@ -363,7 +446,8 @@ class DsoOperator:
         planned_plan, delivered_plan = current, plan
         for offers, acts in planned:
             delivered = self.rng.random(len(acts)) < flex.delivery_rate
-            records += self._records(session, offers, acts, delivered, availability_on_activation)
+            records.append(self._records(session, offers, acts, delivered,
+                                         availability_on_activation))
             keep = np.flatnonzero(delivered)
             delivered_plan = apply_activations(
                 delivered_plan, offers, Activations(acts.offer[keep], acts.kw[keep],
@@ -377,7 +461,7 @@ class DsoOperator:
         if config.traffic_light:
             final_plan, red_records, red_bad, red_reasons = self._red(
                 session, delivered_plan, control=config.red.enabled)
-            records += red_records
+            records.append(red_records)
             for t in np.flatnonzero(red_bad):
                 state[t] = RED
                 reason[t] = red_reasons[t] or reason[t]
@@ -390,11 +474,12 @@ class DsoOperator:
         schedule_delta = (flexible(planned_plan) - flexible(plan)
                           + flexible(final_plan) - flexible(delivered_plan))
         day = DsoDay(plan=final_plan, schedule_delta_kw=schedule_delta, state=state,
-                     reason=reason, records=records, violations_before=violations_before)
+                     reason=reason, records=FlexRecords.concat(records),
+                     violations_before=violations_before)
         self._money(day, n_t, n)
         return day
 
-    def _red(self, session, plan, control: bool):
+    def _red(self, session: DayAheadSession, plan: AssetPlan, control: bool):
         """AC power flow of what is delivered: the violated intervals (red) and, with
         ``control``, the direct control that removes the violations (registered like any
         activation, so it never takes capacity another buyer already has)."""
@@ -402,7 +487,7 @@ class DsoOperator:
         start, stop = session.start, session.stop
         load, pv = parts.load_p_kw[start:stop], parts.pv_p_kw[start:stop]
         dt = session.dt_h
-        records: list[dict] = []
+        records: list[FlexRecords] = []
         p, flow = self._flow(session, plan, load, pv)
         bad, reasons, services = describe_violations(self.network, flow, self.limits)
         red_bad = bad.copy()
@@ -428,7 +513,7 @@ class DsoOperator:
             acts = Activations(acts.offer, acts.kw, acts.price_eur_per_kwh, acts.buyer,
                                np.full(len(acts), "red"))
             self.registry.record(offers, acts)
-            records += self._records(session, offers, acts, np.ones(len(acts), bool), False)
+            records.append(self._records(session, offers, acts, np.ones(len(acts), bool), False))
             plan = apply_activations(plan, offers, acts, session.batteries, session.windows, dt,
                                      session.kinds)
             p, flow = self._flow(session, plan, load, pv)
@@ -438,9 +523,9 @@ class DsoOperator:
                 self.limits.vm_min_pu - vm, 0) + 1e-4 * bad[:, None]
             margin_l += np.maximum(np.nan_to_num(flow.loading_percent)
                                    - self.limits.max_loading_percent, 0) + 0.05 * bad[:, None]
-        return plan, records, red_bad, reasons
+        return plan, FlexRecords.concat(records), red_bad, reasons
 
-    def _reservation_window(self, session) -> tuple[int, int]:
+    def _reservation_window(self, session: DayAheadSession) -> tuple[int, int]:
         window = self.config.flexibility.reservation
         if window is None:
             raise InputError("dso.flexibility.reservation: long-term lead time needs a daily "
@@ -450,16 +535,16 @@ class DsoOperator:
         inside = np.flatnonzero((clock >= start) & (clock < end))  # a window within the day
         return (int(inside[0]), int(inside[-1]) + 1) if len(inside) else (0, 0)
 
-    def _reserve(self, session, plan, pv) -> list[dict]:
+    def _reserve(self, session: DayAheadSession, plan: AssetPlan, pv: np.ndarray
+                 ) -> FlexRecords:
         """Long-term products: the DSO reserves the whole window's flexibility of every eligible
         provider and pays availability for it, used or not."""
         start, stop = self._reservation_window(session)
         if stop <= start:
-            return []
+            return FlexRecords.empty()
         offers = self._offers(session, plan, pv, np.arange(start, stop), window=(start, stop))
         dt = session.dt_h
         records = []
-        index = session.scenario.time_index
         for provider in np.unique(offers.provider):
             mine = offers.provider == provider
             # Capacity reserved: the larger of up and down per resource and interval.
@@ -470,33 +555,32 @@ class DsoOperator:
             top = frame.groupby(["r", "t"]).agg(kw=("kw", "max"), price=("price", "first"),
                                                 participant=("participant", "first"))
             top["eur"] = top.kw * top.price * dt
-            records.append(dict(
-                interval=index[session.start + start], provider=str(provider),
+            records.append(FlexRecords.build(
+                1, interval=session.start + start, t=start, provider=str(provider),
                 participant=int(top.participant.iloc[0]), bus="", kind="reservation",
-                resource="",
-                direction="reserved", kw=float(top.kw.groupby("t").sum().mean()),
-                baseline_kw=float("nan"),
-                price_eur_per_kwh=0.0, buyer="DSO", service="CM",
-                availability_eur=float(top.eur.sum()), utilisation_eur=0.0,
-                penalty_eur=0.0, delivered=True, t=start,
-                shares=top.groupby("participant").eur.sum().to_dict()))
-        return records
+                resource="", direction="reserved", kw=float(top.kw.groupby("t").sum().mean()),
+                baseline_kw=float("nan"), price_eur_per_kwh=0.0, buyer="DSO", service="CM",
+                availability_eur=float(top.eur.sum()), utilisation_eur=0.0, penalty_eur=0.0,
+                delivered=True, shares=(top.groupby("participant").eur.sum().to_dict(),)))
+        return FlexRecords.concat(records)
 
     def _money(self, day: DsoDay, n_t: int, n: int) -> None:
         """Who pays whom for the day's flexibility."""
         income = np.zeros((n_t, n))
         fees = np.zeros(n_t)
         paid: dict[str, np.ndarray] = {}
-        for r in day.records:
-            gross = r["availability_eur"] + r["utilisation_eur"]
-            buyer = paid.setdefault(r["buyer"], np.zeros(n_t))
-            buyer[r["t"]] += gross - r["penalty_eur"]
-            shares = r.get("shares") or {r["participant"]: gross}
+        rec = day.records
+        for r in range(len(rec)):
+            t, owner, penalty = int(rec.t[r]), int(rec.participant[r]), float(rec.penalty_eur[r])
+            gross = float(rec.availability_eur[r]) + float(rec.utilisation_eur[r])
+            buyer = paid.setdefault(str(rec.buyer[r]), np.zeros(n_t))
+            buyer[t] += gross - penalty
+            shares = rec.shares[r] or {owner: gross}
             for participant, amount in shares.items():
                 fee = self.fee_share[participant] * amount
-                income[r["t"], participant] += amount - fee
-                fees[r["t"]] += fee
-            income[r["t"], r["participant"]] -= r["penalty_eur"]
+                income[t, participant] += amount - fee
+                fees[t] += fee
+            income[t, owner] -= penalty
         day.flex_income_eur, day.buyer_paid_eur, day.aggregator_fee_eur = income, paid, fees
 
 

@@ -192,10 +192,12 @@ class ACValidation:
 
     @property
     def violated(self) -> np.ndarray:
-        """Boolean (T,): a voltage or loading excess, or no converged power flow."""
+        """Boolean (T,): the one definition of :func:`violated_intervals`, a voltage or loading
+        excess beyond the tolerances, or no converged power flow."""
         with np.errstate(invalid="ignore"):
-            return ((self.voltage_excess_pu > 0).any(axis=1)
-                    | (self.loading_excess_percent > 0).any(axis=1) | ~self.converged)
+            return ((self.voltage_excess_pu > VOLTAGE_TOLERANCE_PU).any(axis=1)
+                    | (self.loading_excess_percent > LOADING_TOLERANCE_PERCENT).any(axis=1)
+                    | ~self.converged)
 
     @property
     def max_voltage_excess_pu(self) -> float:

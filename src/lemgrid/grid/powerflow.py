@@ -83,7 +83,7 @@ class _Solver:
         self.i_slack = -(y_ps @ self.v_slack)  # constant current injected by the slack
         if len(self.pq) <= DENSE_MAX_NODES:
             # Row-major intervals x nodes: V_new = I @ Z^T.
-            self.zt = np.ascontiguousarray(np.linalg.inv(y_pp.toarray()).T)
+            self.zt: np.ndarray | None = np.ascontiguousarray(np.linalg.inv(y_pp.toarray()).T)
             self.lu = None
         else:
             import scipy.sparse.linalg as spla

@@ -167,7 +167,7 @@ def _save(grid: Grid, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Write then rename, so that concurrent processes never read a half-written file.
     with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp.npz", delete=False) as tmp:
-        np.savez(tmp, **arrays)
+        np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub: **kwds as allow_pickle
     os.replace(tmp.name, path)
 
 
@@ -180,7 +180,9 @@ def _load(path: Path) -> Grid:
             index = pd.DatetimeIndex(data["profiles.time_ns"])
             if tz:
                 index = index.tz_localize("UTC").tz_convert(tz)
-            index.freq = pd.infer_freq(index[:3]) if len(index) >= 3 else None
+            # freq is settable on a DatetimeIndex (pandas-stubs say it is read-only).
+            freq = pd.infer_freq(index[:3]) if len(index) >= 3 else None
+            index.freq = freq  # type: ignore[misc,assignment]
             profiles = GridProfiles(
                 time_index=index,
                 load_p_kw=data["profiles.load_p_kw"],

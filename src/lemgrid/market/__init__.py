@@ -12,7 +12,7 @@ Order-based designs share one input (:class:`OrderBatch`) and one output (:class
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from lemgrid.errors import InputError
 from lemgrid.market.auction import clear_pay_as_bid, clear_uniform
@@ -28,8 +28,9 @@ from lemgrid.market.orders import (
 )
 from lemgrid.market.results import ClearingResult
 
+#: The order-book clearing mechanisms of :func:`clear` (the designs that use them are in
+#: :mod:`lemgrid.designs`).
 Mechanism = Literal["uniform", "pay-as-bid", "continuous"]
-MECHANISMS: tuple[str, ...] = ("uniform", "pay-as-bid", "continuous")
 
 
 def clear(orders: OrderBatch, mechanism: Mechanism = "uniform", *,
@@ -54,11 +55,12 @@ def clear(orders: OrderBatch, mechanism: Mechanism = "uniform", *,
             raise InputError("k has no meaning for continuous trading (trades are at the "
                              "resting order's price)")
         return clear_continuous_double_auction(orders)
-    raise InputError(f"mechanism must be one of {', '.join(MECHANISMS)}, got {mechanism!r}")
+    raise InputError(f"mechanism must be one of {', '.join(get_args(Mechanism))}, "
+                     f"got {mechanism!r}")
 
 
 __all__ = [
-    "BUY", "SELL", "PRODUCTS", "DEFAULT_PRICE_BAND_EUR_PER_KWH", "MECHANISMS", "Mechanism",
+    "BUY", "SELL", "PRODUCTS", "DEFAULT_PRICE_BAND_EUR_PER_KWH", "Mechanism",
     "Order", "OrderBatch", "read_orders_csv", "ClearingResult",
     "clear", "clear_uniform", "clear_pay_as_bid", "clear_continuous_double_auction", "OrderBook",
     "Fill",

@@ -108,7 +108,7 @@ def clear_community_constrained(
 
     def bus_injections(schedule_kw: np.ndarray) -> np.ndarray:
         p = background_p_kw.copy()
-        np.add.at(p, (slice(None), problem.bus), schedule_kw)
+        np.add.at(p.T, problem.bus, schedule_kw.T)  # member k's column into its bus's column
         return p
 
     unconstrained = solve_community(problem)

@@ -16,6 +16,8 @@ import os
 import time
 from dataclasses import dataclass
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -131,7 +133,7 @@ class LinearProgram:
         )
 
     def solve(self, time_limit_s: float | None = None, mip_rel_gap: float | None = None,
-              warm_start: object | None = None) -> LPSolution:
+              warm_start: Any = None) -> LPSolution:
         """Solve with HiGHS (simplex for LPs, branch-and-bound if integer variables exist).
 
         A MILP stopped by ``time_limit_s`` with a feasible solution reports status 'Feasible'.

@@ -44,9 +44,6 @@ Lax = pydantic.Strict(False)
 
 _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
-#: Market designs that a scenario may name (each has its options model, see MarketConfig).
-DESIGNS = ("none", "uniform", "pay-as-bid", "continuous", "community", "community-constrained",
-           "p2p")
 #: Bidding strategies (``lemgrid.agents``).
 AGENT_TYPES = ("price-taker", "zi-c", "zip", "optimizer")
 
@@ -271,13 +268,20 @@ class DefaultProfilesConfig(Strict):
     pv: str = "PV3"
 
 
-class NoMarketOptions(Strict):
+class DesignOptions(Strict):
+    """Base of every market design's options (the ``market`` section): ``design`` names the
+    design in :mod:`lemgrid.designs`; a design adds its own fields."""
+
+    design: str
+
+
+class NoMarketOptions(DesignOptions):
     """``design: none``: business-as-usual, every kWh with the retailer; no options."""
 
     design: Literal["none"] = "none"
 
 
-class OrderOptions(Strict):
+class OrderOptions(DesignOptions):
     """Options of the order-based designs (``uniform``, ``pay-as-bid``, ``continuous``)."""
 
     design: Literal["uniform", "pay-as-bid", "continuous"] = "uniform"
@@ -285,7 +289,7 @@ class OrderOptions(Strict):
                                               "schedule in an intraday uniform auction")
 
 
-class CommunityOptions(Strict):
+class CommunityOptions(DesignOptions):
     """Options of the ``community`` design (``community-constrained``: ``network: constrained``)."""
 
     design: Literal["community", "community-constrained"] = "community"
@@ -306,7 +310,7 @@ class CommunityOptions(Strict):
         return self
 
 
-class P2POptions(Strict):
+class P2POptions(DesignOptions):
     """Options of the ``p2p`` design."""
 
     design: Literal["p2p"] = "p2p"
@@ -322,9 +326,14 @@ class P2POptions(Strict):
     reference: bool = Field(True, description="also solve centrally and report the gap")
 
 
-#: The ``market`` section: one options model per design, chosen by ``design``.
-MarketConfig = Annotated[NoMarketOptions | OrderOptions | CommunityOptions | P2POptions,
-                         Field(discriminator="design")]
+def _market_options(value: Any) -> DesignOptions:
+    from lemgrid.designs import parse_options
+
+    return parse_options(value)  # type: ignore[return-value]
+
+
+#: The ``market`` section: the options model of the design it names (:mod:`lemgrid.designs`).
+MarketConfig = Annotated[SerializeAsAny[DesignOptions], PlainValidator(_market_options)]
 
 
 class ZipConfig(Strict):

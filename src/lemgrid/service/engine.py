@@ -106,9 +106,10 @@ def settle(cash_eur: Mapping[str, float]) -> list[dict]:
     ValueError
         If the cash flows themselves do not balance (more than the rounding could explain).
     """
-    postings = [{"account": who, "amount_ueur": round(amount * 1e6)}
-                for who, amount in sorted(cash_eur.items()) if round(amount * 1e6) != 0]
-    residual = sum(p["amount_ueur"] for p in postings)
+    amounts_ueur = {who: round(amount * 1e6) for who, amount in sorted(cash_eur.items())}
+    postings: list[dict[str, str | int]] = [
+        {"account": who, "amount_ueur": ueur} for who, ueur in amounts_ueur.items() if ueur]
+    residual = sum(amounts_ueur.values())
     if abs(residual) > len(postings):
         raise ValueError(f"the session does not balance: cash flows sum to {residual} µ€")
     if residual:

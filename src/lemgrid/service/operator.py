@@ -480,7 +480,7 @@ class Market:
                 raise Refused(404, f"payload.order_id: no order {p['order_id']!r} of yours")
             gate_ms = conn.execute(sa.select(t.sessions.c.gate_ms).where(
                 t.sessions.c.market_id == market_id)).scalar()
-            if row.status != "open" or gate_ms <= self.clock_ms():
+            if row.status != "open" or gate_ms is None or gate_ms <= self.clock_ms():
                 raise Refused(409, f"payload.order_id: order {p['order_id']!r} is no longer open")
             tx.append([record])
             conn.execute(t.orders.update().where(
@@ -590,7 +590,8 @@ class Market:
             total = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(
                 t.statements.c.amount_ueur), 0)).where(
                 t.statements.c.market_id == market_id)).scalar()
-        return {"market_id": market_id, "sum_amount_ueur": int(total), "balanced": total == 0}
+        return {"market_id": market_id, "sum_amount_ueur": int(total or 0),
+                "balanced": not total}
 
     def checkpoints(self) -> list[dict]:
         return [self.ledger.entry(c.seq) for c in self.ledger.state.checkpoints]

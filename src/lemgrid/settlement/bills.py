@@ -26,6 +26,7 @@ and TSO's receipts are net of what they pay for flexibility).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -64,6 +65,37 @@ class Prices:
             imbalance_long_eur_per_kwh=t.export_eur_per_kwh if s.imbalance_long_eur_per_kwh is None
             else s.imbalance_long_eur_per_kwh,
         )
+
+
+class LocalFills(NamedTuple):
+    """Local fills summed per interval and participant (T, N)."""
+
+    bought_kwh: np.ndarray
+    sold_kwh: np.ndarray
+    paid_eur: np.ndarray  # paid for local energy (negative: received) [EUR]
+
+
+def local_fills(shape: tuple[int, int], interval: np.ndarray, participant: np.ndarray,
+                bought_kwh: np.ndarray, sold_kwh: np.ndarray, paid_eur: np.ndarray
+                ) -> LocalFills:
+    """Sum fill rows (orders' fills, the two sides of bilateral trades) into (T, N) tables.
+
+    Parameters
+    ----------
+    shape : (T, N)
+    interval, participant : ndarray of int, shape (F,)
+        Interval and participant of each fill row.
+    bought_kwh, sold_kwh : ndarray, shape (F,)
+        Energy the row's participant bought / sold in it [kWh] (0 for the other side).
+    paid_eur : ndarray, shape (F,)
+        What it paid for it (negative: was paid) [EUR].
+    """
+    out = LocalFills(np.zeros(shape), np.zeros(shape), np.zeros(shape))
+    at = (interval, participant)
+    np.add.at(out.bought_kwh, at, bought_kwh)
+    np.add.at(out.sold_kwh, at, sold_kwh)
+    np.add.at(out.paid_eur, at, paid_eur)
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,6 +144,19 @@ class Positions:
             retail_import_kwh=np.maximum(-net_kw, 0) * dt_h,
             retail_export_kwh=np.maximum(net_kw, 0) * dt_h,
             price_eur_per_kwh=np.full(len(net_kw), np.nan))
+
+    @classmethod
+    def from_local_fills(cls, scheduled_kw: np.ndarray, fills: LocalFills, dt_h: float,
+                         price_eur_per_kwh: np.ndarray) -> Positions:
+        """A schedule whose local fills are market commitments; the rest of each participant's
+        schedule is exchanged with the retailer."""
+        retail = scheduled_kw * dt_h - (fills.sold_kwh - fills.bought_kwh)
+        return cls(
+            scheduled_kw=scheduled_kw, market_bought_kwh=fills.bought_kwh,
+            market_sold_kwh=fills.sold_kwh, local_bought_kwh=fills.bought_kwh,
+            local_sold_kwh=fills.sold_kwh, market_paid_eur=fills.paid_eur,
+            retail_import_kwh=np.maximum(-retail, 0), retail_export_kwh=np.maximum(retail, 0),
+            price_eur_per_kwh=price_eur_per_kwh)
 
     @property
     def local_volume_kwh(self) -> np.ndarray:

@@ -7,131 +7,22 @@ settlement treat all designs alike.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lemgrid.agents.dispatch import charge_on_arrival, self_consumption_battery, to_owners
-from lemgrid.agents.strategies import ZipTraders, random_limits
-from lemgrid.assets.kinds import KindPlan, asset_kind, kinds_to_owners
+from lemgrid.agents.dispatch import charge_on_arrival, self_consumption_battery
+from lemgrid.agents.strategies import random_limits
+from lemgrid.assets.kinds import asset_kind, kinds_to_owners
 from lemgrid.assets.tables import Batteries, EnergyWindows, take_rows
-from lemgrid.errors import InputError
-from lemgrid.settlement.bills import Positions, Prices, settle
+from lemgrid.scenario.config import CommunityOptions, P2POptions
+from lemgrid.session import AssetPlan, DayAheadSession, SessionOutcome, net_kw, to_owners
+from lemgrid.settlement.bills import LocalFills, Positions, local_fills, settle
 from lemgrid.settlement.sharing import share_savings
 
-
-@dataclass(eq=False)
-class DayAheadSession:
-    """One day-ahead market session.
-
-    Attributes
-    ----------
-    scenario : Scenario
-    start, stop : int
-        Intervals of the horizon covered.
-    load_kw, pv_kw : ndarray (Td, N)
-        Forecasts of the participants' inflexible load and PV [kW].
-    batteries : Batteries
-        With ``soc_initial`` carried over from the previous session.
-    windows : EnergyWindows
-        Windows of EVs and shiftable loads inside this session (indices relative to ``start``).
-    prices : Prices
-    agents : ndarray of str (N,)
-        Bidding strategy of each participant.
-    rng : numpy.random.Generator
-    zip_traders : ZipTraders or None
-    price_forecast : ndarray (Td,)
-        What optimising agents expect the local price to be [EUR/kWh].
-    background_p_kw, q_kvar : ndarray (Td, n_bus)
-        Forecast injections of non-participants and reactive injections (network-constrained).
-    kinds : dict[str, column table]
-        Assets of registered kinds, cut to the session, with the state carried over.
-    """
-
-    scenario: object
-    start: int
-    stop: int
-    load_kw: np.ndarray
-    pv_kw: np.ndarray
-    batteries: Batteries
-    windows: EnergyWindows
-    prices: Prices
-    agents: np.ndarray
-    rng: np.random.Generator
-    zip_traders: ZipTraders | None
-    price_forecast: np.ndarray
-    background_p_kw: np.ndarray
-    q_kvar: np.ndarray
-    kinds: dict = field(default_factory=dict)
-
-    @property
-    def dt_h(self) -> float:
-        return self.scenario.dt_h
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.load_kw.shape
-
-    @property
-    def buyer_value(self) -> float:
-        """Most a buyer pays locally: the grid alternative minus the local network charge."""
-        return self.prices.retail_eur_per_kwh - self.prices.local_network_eur_per_kwh
-
-    @property
-    def seller_cost(self) -> float:
-        """Least a seller accepts locally: the feed-in tariff."""
-        return self.prices.export_eur_per_kwh
-
-
-@dataclass(eq=False)
-class AssetPlan:
-    """How every flexible asset runs in a session.
-
-    Attributes
-    ----------
-    battery_kw : ndarray (Td, B)
-        Net output of each battery (discharge positive) [kW].
-    soc_kwh : ndarray (Td, B)
-        Energy in each battery at the end of each interval [kWh].
-    window_kw : ndarray (Td, S)
-        Power drawn by each EV / shiftable-load session of the day [kW].
-    curtailment_kw : ndarray (Td, N)
-        Curtailed PV [kW].
-    kinds : dict[str, KindPlan]
-        How the assets of registered kinds run, by kind name.
-    """
-
-    battery_kw: np.ndarray
-    soc_kwh: np.ndarray
-    window_kw: np.ndarray
-    curtailment_kw: np.ndarray
-    kinds: dict[str, KindPlan] = field(default_factory=dict)
-
-    def asset_kw(self, batteries: Batteries, windows: EnergyWindows, n: int) -> np.ndarray:
-        """Batteries' and other kinds' output minus windows' consumption per participant
-        (Td, N) [kW]."""
-        out = (to_owners(self.battery_kw, batteries.owner, n)
-               - to_owners(self.window_kw, windows.owner, n))
-        if self.kinds:
-            out = out + kinds_to_owners(self.kinds, n, out.shape[0])
-        return out
-
-
-@dataclass(eq=False)
-class SessionOutcome:
-    """Positions of the session and how the assets are to run.
-
-    Attributes
-    ----------
-    positions : Positions
-    plan : AssetPlan
-    extra : dict[str, ndarray (Td,)]
-        Design-specific per-interval series for intervals.parquet.
-    """
-
-    positions: Positions
-    plan: AssetPlan
-    extra: dict = field(default_factory=dict)
+if TYPE_CHECKING:
+    from lemgrid.market import Mechanism
 
 
 # --- participants running their own assets --------------------------------------------------
@@ -218,12 +109,6 @@ def own_schedules(session: DayAheadSession) -> AssetPlan:
     return plan
 
 
-def net_kw(session: DayAheadSession, plan: AssetPlan) -> np.ndarray:
-    """Scheduled net injection (Td, N) of a plan on the session's forecasts [kW]."""
-    return (session.pv_kw - plan.curtailment_kw - session.load_kw
-            + plan.asset_kw(session.batteries, session.windows, session.shape[1]))
-
-
 # --- order-based designs (auctions, continuous trading) ---------------------------------------
 
 def limit_prices(session: DayAheadSession, buying: np.ndarray) -> np.ndarray:
@@ -238,12 +123,13 @@ def limit_prices(session: DayAheadSession, buying: np.ndarray) -> np.ndarray:
     zip_agents = session.agents == "zip"
     if zip_agents.any():
         z = session.zip_traders
+        assert z is not None, "ZIP agents need the session's ZipTraders"
         limits[:, zip_agents] = np.where(buying[:, zip_agents], z.bid()[zip_agents],
                                          z.ask()[zip_agents])
     return limits
 
 
-def order_market(session: DayAheadSession, mechanism: str) -> SessionOutcome:
+def order_market(session: DayAheadSession, mechanism: Mechanism) -> SessionOutcome:
     """Participants schedule their assets, then bid their net position in a double auction or
     continuous market; what does not match goes to the retailer."""
     from lemgrid.market import OrderBatch, clear
@@ -257,8 +143,7 @@ def order_market(session: DayAheadSession, mechanism: str) -> SessionOutcome:
     t_idx, n_idx = np.nonzero(active)
     buying = energy < 0
     limits = limit_prices(session, buying)
-    zeros = np.zeros((n_t, n))
-    bought, sold, paid = zeros.copy(), zeros.copy(), zeros.copy()
+    fills = LocalFills(*np.zeros((3, n_t, n)))  # nothing to trade
     price = np.full(n_t, np.nan)
     if len(t_idx):
         ids = session.scenario.participants.ids
@@ -271,9 +156,8 @@ def order_market(session: DayAheadSession, mechanism: str) -> SessionOutcome:
         result = clear(batch, mechanism)
         filled = result.filled_kwh
         is_buy = buying[t_idx, n_idx]
-        np.add.at(bought, (t_idx[is_buy], n_idx[is_buy]), filled[is_buy])
-        np.add.at(sold, (t_idx[~is_buy], n_idx[~is_buy]), filled[~is_buy])
-        np.add.at(paid, (t_idx, n_idx), -result.cash_flow_eur)
+        fills = local_fills((n_t, n), t_idx, n_idx, np.where(is_buy, filled, 0.0),
+                            np.where(is_buy, 0.0, filled), -result.cash_flow_eur)
         traded = result.volume_kwh > 0
         price[result.market_interval[traded]] = result.price_eur_per_kwh[traded]
         if session.zip_traders is not None:
@@ -282,17 +166,13 @@ def order_market(session: DayAheadSession, mechanism: str) -> SessionOutcome:
             for t in range(n_t):
                 session.zip_traders.learn(active[t] & buying[t], active[t] & ~buying[t], full[t],
                                           price[t])
-    positions = Positions(
-        scheduled_kw=net, market_bought_kwh=bought, market_sold_kwh=sold,
-        local_bought_kwh=bought, local_sold_kwh=sold, market_paid_eur=paid,
-        retail_import_kwh=np.maximum(-energy, 0) - bought,
-        retail_export_kwh=np.maximum(energy, 0) - sold, price_eur_per_kwh=price)
-    return SessionOutcome(positions, plan)
+    return SessionOutcome(Positions.from_local_fills(net, fills, dt, price), plan)
 
 
 # --- community (central optimisation) -----------------------------------------------------------
 
-def community(session: DayAheadSession, constrained: bool) -> SessionOutcome:
+def community(session: DayAheadSession, options: CommunityOptions, constrained: bool
+              ) -> SessionOutcome:
     """The community manager schedules all assets; members trade what the community matches
     locally at its (locational) price and the rest with the retailer, and a benefit-sharing
     transfer leaves none of them paying more than alone (``docs/community.md``).
@@ -302,12 +182,9 @@ def community(session: DayAheadSession, constrained: bool) -> SessionOutcome:
     would leave them and may not cost the members more in total than the reference; the saving
     is then shared by :func:`lemgrid.settlement.sharing.share_savings`."""
     from lemgrid.market.community_constrained import clear_community_constrained
-    from lemgrid.market.community import CommunityOptions, CommunityProblem, solve_community
-    from lemgrid.sim.optimize import design_options
+    from lemgrid.market.community import CommunityProblem, solve_community
 
     scenario = session.scenario
-    options = design_options(scenario, CommunityOptions, design="community",
-                             network="constrained" if constrained else "ignore")
     prices = session.prices
     n_t, n = session.shape
     dt = session.dt_h
@@ -369,16 +246,14 @@ def community(session: DayAheadSession, constrained: bool) -> SessionOutcome:
 
 # --- peer to peer ---------------------------------------------------------------------------
 
-def p2p(session: DayAheadSession) -> SessionOutcome:
+def p2p(session: DayAheadSession, options: P2POptions) -> SessionOutcome:
     """Participants schedule their assets, then trade their net positions bilaterally (consensus
     ADMM with product differentiation); trades with the retailer peers are retail trades."""
     from lemgrid.grid.distance import electrical_distance_ohm
     from lemgrid.market.p2p import clear_p2p
-    from lemgrid.market.p2p.community import GRID_BUYER, GRID_SELLER, P2POptions, p2p_problem
-    from lemgrid.sim.optimize import design_options
+    from lemgrid.market.p2p.community import GRID_BUYER, GRID_SELLER, p2p_problem
 
     scenario = session.scenario
-    options = design_options(scenario, P2POptions, design="p2p")
     n_t, n = session.shape
     dt = session.dt_h
     plan = own_schedules(session)
@@ -413,22 +288,14 @@ def p2p(session: DayAheadSession) -> SessionOutcome:
         q = q * scale[t, side]
     price = np.clip(trades["price_eur_per_kwh"].to_numpy(), session.seller_cost,
                     session.buyer_value)
-    zeros = np.zeros((n_t, n))
-    bought, sold, paid = zeros.copy(), zeros.copy(), zeros.copy()
-    np.add.at(bought, (t, buyer), q)
-    np.add.at(sold, (t, seller), q)
-    np.add.at(paid, (t, buyer), q * price)
-    np.add.at(paid, (t, seller), -q * price)
-    # The schedule is the owners' plan; the retailer takes whatever the local trades leave of it.
-    retail = net * dt - (sold - bought)
-    volume = bought.sum(axis=1)
+    none = np.zeros_like(q)
+    fills = local_fills((n_t, n), np.r_[t, t], np.r_[buyer, seller], np.r_[q, none],
+                        np.r_[none, q], np.r_[q * price, -q * price])
+    volume = fills.bought_kwh.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        price = np.where(volume > 1e-9, (paid.clip(min=0)).sum(axis=1) / volume, np.nan)
-    positions = Positions(
-        scheduled_kw=net, market_bought_kwh=bought, market_sold_kwh=sold,
-        local_bought_kwh=bought, local_sold_kwh=sold, market_paid_eur=paid,
-        retail_import_kwh=np.maximum(-retail, 0), retail_export_kwh=np.maximum(retail, 0),
-        price_eur_per_kwh=price)
+        price = np.where(volume > 1e-9, fills.paid_eur.clip(min=0).sum(axis=1) / volume, np.nan)
+    # The schedule is the owners' plan; the retailer takes whatever the local trades leave of it.
+    positions = Positions.from_local_fills(net, fills, dt, price)
     return SessionOutcome(positions, plan,
                           {"p2p_iterations": np.full(n_t, float(np.max(result.iterations)))})
 
@@ -437,18 +304,3 @@ def retail_only_session(session: DayAheadSession) -> SessionOutcome:
     """No local market: the schedule is the owners' own plan, all of it with the retailer."""
     plan = own_schedules(session)
     return SessionOutcome(Positions.retail_only(net_kw(session, plan), session.dt_h), plan)
-
-
-def run_session(design: str, session: DayAheadSession) -> SessionOutcome:
-    """Dispatch a session to its design."""
-    if design in ("uniform", "pay-as-bid", "continuous"):
-        return order_market(session, design)
-    if design == "community":
-        return community(session, constrained=False)
-    if design == "community-constrained":
-        return community(session, constrained=True)
-    if design == "p2p":
-        return p2p(session)
-    if design == "none":
-        return retail_only_session(session)
-    raise InputError(f"unknown market design {design!r}")

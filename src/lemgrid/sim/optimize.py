@@ -9,35 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ValidationError
 
+from lemgrid.designs import options_from_scenario
 from lemgrid.errors import InfeasibleError, InputError, NotBuiltError
 from lemgrid.scenario import Scenario
-
-OPTIMIZE_DESIGNS = ("community", "p2p")
-
-
-def design_options(scenario: Scenario, model: type[BaseModel], **overrides) -> BaseModel:
-    """The options of a design for a scenario, with ``overrides`` (``None`` = not overridden).
-
-    The scenario's ``market`` section was validated against its own design's options model when
-    it was read. When another design runs (``simulate --design``, ``compare --designs``), the
-    options written for the scenario's design that ``model`` also has (e.g. ``network``) carry
-    over, the others are left out.
-    """
-    market = scenario.market
-    data = market.model_dump(exclude_unset=True)
-    if not isinstance(market, model):
-        data = {k: v for k, v in data.items() if k in model.model_fields and k != "design"}
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"market.{'.'.join(map(str, e['loc']))}: {e['msg']}"
-            + (f" (got {e['input']!r})" if not isinstance(e.get("input"), dict) else "")
-            for e in exc.errors())
-        raise InputError(f"scenario {scenario.name}: {problems}") from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,7 +23,7 @@ class OptimizeOutcome:
     design: str
     network: str
     schedule_kw: np.ndarray
-    bus_price_eur_per_kwh: np.ndarray
+    bus_price_eur_per_kwh: np.ndarray | None
     dlmp_components: dict | None
     trades: pd.DataFrame | None
     summary: dict = field(default_factory=dict)
@@ -68,12 +43,11 @@ def optimize_scenario(scenario: Scenario, design: str | None = None,
         Default: the scenario's ``market.network`` (or 'ignore').
     """
     design = design or scenario.market.design
-    if design not in OPTIMIZE_DESIGNS:
-        raise InputError(f"design must be one of {', '.join(OPTIMIZE_DESIGNS)} for optimize, "
+    studies = {"community": _community, "p2p": _p2p}
+    if design not in studies:
+        raise InputError(f"design must be one of {', '.join(studies)} for optimize, "
                          f"got {design!r}")
-    if design == "community":
-        return _community(scenario, network)
-    return _p2p(scenario, network)
+    return studies[design](scenario, network)
 
 
 def _community(scenario: Scenario, network: str | None) -> OptimizeOutcome:
@@ -81,7 +55,7 @@ def _community(scenario: Scenario, network: str | None) -> OptimizeOutcome:
     from lemgrid.market.community_constrained import clear_community_constrained
     from lemgrid.market.community import CommunityOptions, CommunityProblem, solve_community
 
-    options = design_options(scenario, CommunityOptions, design="community", network=network)
+    options = options_from_scenario(scenario, CommunityOptions, design="community", network=network)
     problem = CommunityProblem.from_scenario(scenario, options)
     t0 = time.perf_counter()
     _, q_inj = scenario.bus_injections(scenario.participants.net_p_kw)
@@ -128,7 +102,7 @@ def _p2p(scenario: Scenario, network: str | None) -> OptimizeOutcome:
     from lemgrid.market.p2p import clear_p2p, welfare_gap
     from lemgrid.market.p2p.community import P2POptions, p2p_problem
 
-    options = design_options(scenario, P2POptions, design="p2p", network=network)
+    options = options_from_scenario(scenario, P2POptions, design="p2p", network=network)
     if options.network != "ignore":
         raise NotBuiltError("the p2p design clears without grid limits; use --network ignore "
                             "(the community design clears within them)")
@@ -209,7 +183,7 @@ def _bus_purchase_prices(scenario: Scenario, trades: pd.DataFrame) -> np.ndarray
     money = np.zeros((n_t, n_bus))
     energy = np.zeros((n_t, n_bus))
     buys = trades[trades.buyer.isin(bus_of)]
-    t = scenario.time_index.get_indexer(buys["interval"])
+    t = scenario.time_index.get_indexer(pd.Index(buys["interval"]))
     b = buys["buyer"].map(bus_of).to_numpy(int)
     np.add.at(money, (t, b), (buys.quantity_kwh * buys.price_eur_per_kwh).to_numpy())
     np.add.at(energy, (t, b), buys.quantity_kwh.to_numpy())

@@ -144,6 +144,40 @@ class SimulationResult:
         }, index=pd.Index(self.time_index, name="interval"))
         return frame
 
+    def participant_frame(self, name: str) -> pd.DataFrame:
+        """One per-interval, per-participant series as a table: the intervals (tz-aware) as
+        index, the participant ids as columns.
+
+        Parameters
+        ----------
+        name : str
+            ``scheduled_kw``, ``metered_kw``, ``cost_eur``, ``bau_cost_eur``, ``local_bought_kwh``,
+            ``local_sold_kwh``, ``grid_import_kwh``, ``grid_export_kwh`` or any column of
+            :meth:`participant_intervals` (``battery_kw``, ``retail_import_kwh``, ...).
+        """
+        values = getattr(self, name, None) if name in self.__dataclass_fields__ else None
+        if values is None or np.ndim(values) != 2:
+            values = self.participant_series.get(name)
+        if values is None:
+            from lemgrid.errors import InputError
+
+            raise InputError(f"unknown participant series {name!r}; choose one of "
+                             f"{', '.join(sorted(self.participant_series))}")
+        return pd.DataFrame(np.asarray(values), index=pd.Index(self.time_index, name="interval"),
+                            columns=pd.Index(self.participant_ids.astype(str),
+                                             name="participant"))
+
+    def bus_frame(self) -> pd.DataFrame:
+        """Delivered bus voltages [p.u.]: intervals as index, bus names as columns."""
+        return pd.DataFrame(self.vm_pu, index=pd.Index(self.time_index, name="interval"),
+                            columns=pd.Index(self.bus_names.astype(str), name="bus"))
+
+    def branch_frame(self) -> pd.DataFrame:
+        """Delivered branch loadings [%]: intervals as index, branch names as columns."""
+        return pd.DataFrame(self.loading_percent,
+                            index=pd.Index(self.time_index, name="interval"),
+                            columns=pd.Index(self.branch_names.astype(str), name="branch"))
+
     def participant_intervals(self) -> pd.DataFrame:
         """One row per interval and participant (participant_intervals.parquet): the columns of
         ``participant_series``, enough to recompute every bill by hand."""

@@ -13,38 +13,41 @@ batched AC power flow.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import replace
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from lemgrid.agents.dispatch import to_owners
 from lemgrid.agents.strategies import ZipTraders
 from lemgrid.assets.kinds import asset_kind, kinds_to_owners
 from lemgrid.assets.tables import EnergyWindows
+from lemgrid.designs import design_options, get_design, is_local_market
+from lemgrid.dso.operator import DsoOperator, FlexRecords
 from lemgrid.errors import InputError
 from lemgrid.grid.powerflow import run_powerflow
 from lemgrid.grid.profiles import clock_h
 from lemgrid.scenario import Scenario
-from lemgrid.scenario.config import DESIGNS, OrderOptions
-from lemgrid.dso.operator import DsoOperator
-from lemgrid.settlement.bills import BILL_COMPONENTS, FlexMoney, Positions, Prices, settle
+from lemgrid.session import DayAheadSession, SessionOutcome, net_injection_kw, to_owners
+from lemgrid.settlement.bills import (BILL_COMPONENTS, FlexMoney, Positions, Prices,
+                                     local_fills, settle)
 from lemgrid.settlement.kpis import market_kpis
-from lemgrid.sim.designs import DayAheadSession, SessionOutcome, run_session
-from lemgrid.sim.optimize import design_options
 from lemgrid.sim.results import SimulationResult
 
-ORDER_DESIGNS = ("uniform", "pay-as-bid", "continuous")
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from lemgrid.designs import MarketDesign
+    from lemgrid.dso.operator import DsoDay
+    from lemgrid.grid.powerflow import PowerFlowResult
 
 
 def resolve_design(scenario: Scenario, design: str | None) -> str:
     """The design to run: the argument, else the scenario's (``community`` with
     ``network: constrained`` is ``community-constrained``)."""
     name = design or scenario.market.design
-    if name not in DESIGNS:
-        raise InputError(f"unknown market design {name!r}; choose one of {', '.join(DESIGNS)}")
+    get_design(name)  # an unknown name is an InputError listing the designs
     if (name == "community" and design is None
             and getattr(scenario.market, "network", None) == "constrained"):
         return "community-constrained"
@@ -135,21 +138,23 @@ def deliver_without_market(scenario: Scenario) -> Delivery:
     n = len(parts)
     batteries = parts.batteries
     kinds = parts.kinds
-    battery, stored, flexible = [], [], []
+    battery_days: list[np.ndarray] = []
+    stored: list[np.ndarray] = []
+    flexible_days: list[np.ndarray] = []
     for start, stop in day_bounds(scenario):
         windows = split_windows(parts.windows, start, stop)
         plan = rule_schedules(parts.load_p_kw[start:stop], parts.pv_p_kw[start:stop], batteries,
                               windows, scenario.dt_h, window_kinds(kinds, start, stop))
-        battery.append(to_owners(plan.battery_kw, batteries.owner, n))
+        battery_days.append(to_owners(plan.battery_kw, batteries.owner, n))
         stored.append(to_owners(plan.soc_kwh, batteries.owner, n))
         # Registered kinds (heat pumps, ...) count with the shiftable loads: net consumption.
-        flexible.append(to_owners(plan.window_kw, windows.owner, n)
-                        - kinds_to_owners(plan.kinds, n, stop - start))
+        flexible_days.append(to_owners(plan.window_kw, windows.owner, n)
+                             - kinds_to_owners(plan.kinds, n, stop - start))
         if len(batteries) and stop > start:
             batteries = replace(batteries, soc_initial=plan.soc_kwh[-1] / batteries.capacity_kwh)
         kinds = carry_kinds(kinds, plan.kinds)
-    battery, flexible = np.concatenate(battery), np.concatenate(flexible)
-    metered = parts.pv_p_kw - parts.load_p_kw - flexible + battery
+    battery, flexible = np.concatenate(battery_days), np.concatenate(flexible_days)
+    metered = net_injection_kw(parts.pv_p_kw, 0.0, parts.load_p_kw, battery - flexible)
     return Delivery(metered, parts.load_p_kw + flexible + np.maximum(-battery, 0),
                     parts.pv_p_kw + np.maximum(battery, 0), battery, np.concatenate(stored))
 
@@ -167,11 +172,11 @@ def collect_dso(days: list, scenario: Scenario) -> tuple[FlexMoney, dict]:
     before = np.concatenate([d.violations_before for d in days])
     grid_state = pd.DataFrame({"interval": scenario.time_index, "state": state,
                                "reason": reason})
-    records = [r for d in days for r in d.records]
+    records = FlexRecords.concat([d.records for d in days])
     columns = ["interval", "provider", "bus", "direction", "kw", "price_eur_per_kwh", "buyer",
                "availability_eur", "utilisation_eur", "service", "kind", "resource", "baseline_kw",
                "delivered", "penalty_eur"]
-    activations = pd.DataFrame([{c: r[c] for c in columns} for r in records], columns=columns)
+    activations = records.to_frame(scenario.time_index)[columns]
     activations = activations.astype({"kw": float, "utilisation_eur": float,
                                       "availability_eur": float, "delivered": bool})
     dt = scenario.dt_h
@@ -222,12 +227,9 @@ def intraday(positions: Positions, metered_kw: np.ndarray, prices: Prices, dt_h:
                                    prices.imbalance_long_eur_per_kwh),
         interval=t_idx, price_band_eur_per_kwh=(-1e3, 1e3), source="intraday orders")
     result = clear_uniform(batch)
-    bought = np.zeros_like(deviation)
-    sold = np.zeros_like(deviation)
-    paid = np.zeros_like(deviation)
-    np.add.at(bought, (t_idx[short], n_idx[short]), result.filled_kwh[short])
-    np.add.at(sold, (t_idx[~short], n_idx[~short]), result.filled_kwh[~short])
-    np.add.at(paid, (t_idx, n_idx), -result.cash_flow_eur)
+    filled = result.filled_kwh
+    bought, sold, paid = local_fills(deviation.shape, t_idx, n_idx, np.where(short, filled, 0.0),
+                                     np.where(short, 0.0, filled), -result.cash_flow_eur)
     return replace(
         positions,
         scheduled_kw=positions.scheduled_kw + (sold - bought) / dt_h,
@@ -259,121 +261,217 @@ def participant_series(positions: Positions, bill, metered_kw: np.ndarray,
 
 def simulate(scenario: Scenario, design: str | None = None, *,
              progress: Callable[[int, int], None] | None = None) -> SimulationResult:
-    """Run a market design over the scenario's horizon.
+    """Run a market design over the scenario's horizon, one day-ahead session per day.
 
     Parameters
     ----------
     scenario : Scenario
     design : str, optional
-        One of ``none, uniform, pay-as-bid, continuous, community, community-constrained, p2p``;
-        default: the scenario's ``market.design``.
+        A design of :mod:`lemgrid.designs` (``lemgrid.designs.design_names()``); default: the
+        scenario's ``market.design``.
     progress : callable, optional
         ``progress(done_days, total_days)``.
     """
+    return _run(scenario, design, day_bounds(scenario), progress)
+
+
+def optimize(scenario: Scenario, design: str | None = None) -> SimulationResult:
+    """Run a market design as one session over the whole horizon (perfect foresight of the
+    forecasts for every day at once); the same stages and result type as :func:`simulate`.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    design : str, optional
+        A design of :mod:`lemgrid.designs`; default: the scenario's ``market.design``.
+    """
+    return _run(scenario, design, [(0, len(scenario.time_index))], None)
+
+
+@dataclass(frozen=True, eq=False)
+class SessionsRun:
+    """What the sessions (and the DSO in each) decided over the horizon, per interval (T, N).
+
+    Attributes
+    ----------
+    positions : Positions
+        Market positions, the DSO's activations included.
+    asset_kw : ndarray
+        Scheduled net output of each participant's batteries minus its EVs' and shiftable loads'
+        consumption [kW].
+    curtailment_kw : ndarray
+        Scheduled PV curtailment [kW].
+    battery_kw, battery_e_kwh : ndarray
+        Scheduled battery output [kW] and stored energy at each interval's end [kWh].
+    extra : dict of str to ndarray (T,)
+        The design's per-interval series.
+    dso_days : list of DsoDay
+        The DSO's result of each session (empty without a DSO).
+    """
+
+    positions: Positions
+    asset_kw: np.ndarray
+    curtailment_kw: np.ndarray
+    battery_kw: np.ndarray
+    battery_e_kwh: np.ndarray
+    extra: dict[str, np.ndarray]
+    dso_days: list[DsoDay]
+
+
+def run_sessions(scenario: Scenario, design: MarketDesign, options: BaseModel,
+                 days: list[tuple[int, int]], prices: Prices, rng: np.random.Generator,
+                 load_f: np.ndarray, pv_f: np.ndarray,
+                 progress: Callable[[int, int], None] | None = None) -> SessionsRun:
+    """Stage 1: clear every session with the design on the forecasts, the DSO checking and
+    adjusting each; stored energy and price expectations carried from session to session."""
+    parts = scenario.participants
+    n_t, n = parts.load_p_kw.shape
+    dt = scenario.dt_h
+    agents = agent_types(scenario)
+    _, q_all = scenario.bus_injections(parts.net_p_kw)
+    zip_config = scenario.config.agents.zip
+    zip_traders = (ZipTraders(n, prices.retail_eur_per_kwh - prices.local_network_eur_per_kwh,
+                              prices.export_eur_per_kwh, zip_config.learning_rate,
+                              zip_config.momentum, zip_config.initial_margin, rng)
+                   if (agents == "zip").any() else None)
+    batteries = parts.batteries
+    kinds = parts.kinds
+    price_forecast = np.full(n_t, np.nan)
+    outcomes: list[SessionOutcome] = []
+    assets: list[np.ndarray] = []
+    curtailments: list[np.ndarray] = []
+    battery_days: list[np.ndarray] = []
+    stored_days: list[np.ndarray] = []
+    dso = DsoOperator(scenario, scenario.config.dso, rng) if scenario.config.dso else None
+    dso_days: list[DsoDay] = []
+    for k, (start, stop) in enumerate(days):
+        session = DayAheadSession(
+            scenario=scenario, start=start, stop=stop, load_kw=load_f[start:stop],
+            pv_kw=pv_f[start:stop], batteries=batteries,
+            windows=split_windows(parts.windows, start, stop), prices=prices,
+            agents=agents, rng=rng, zip_traders=zip_traders,
+            price_forecast=price_forecast[start:stop],
+            background_p_kw=scenario.background_p_kw[start:stop],
+            q_kvar=q_all[start:stop], kinds=window_kinds(kinds, start, stop))
+        outcome = design.clear_session(session, options)
+        plan = outcome.plan
+        if dso is not None:
+            dso_day = dso.process(session, plan)
+            dso_days.append(dso_day)
+            plan = dso_day.plan
+            outcome.positions = outcome.positions.shifted(dso_day.schedule_delta_kw, dt)
+        outcomes.append(outcome)
+        assets.append(plan.asset_kw(batteries, session.windows, n))
+        battery_days.append(to_owners(plan.battery_kw, batteries.owner, n))
+        stored_days.append(to_owners(plan.soc_kwh, batteries.owner, n))
+        curtailments.append(plan.curtailment_kw)
+        if len(batteries) and stop > start:
+            soc = np.clip(plan.soc_kwh[-1] / batteries.capacity_kwh,
+                          batteries.soc_min, batteries.soc_max)
+            batteries = replace(batteries, soc_initial=soc)
+        kinds = carry_kinds(kinds, plan.kinds)
+        # Tomorrow's optimisers expect today's prices at the same local clock time (a
+        # daylight-saving day has 23 or 25 hours).
+        if k + 1 < len(days):
+            price_forecast[slice(*days[k + 1])] = same_clock_time(
+                scenario.time_index, (start, stop), days[k + 1],
+                outcome.positions.price_eur_per_kwh)
+        if progress is not None:
+            progress(k + 1, len(days))
+    extra = {key: np.concatenate([o.extra[key] for o in outcomes])
+             for key in outcomes[0].extra} if outcomes else {}
+    return SessionsRun(_concat(outcomes), np.concatenate(assets), np.concatenate(curtailments),
+                       np.concatenate(battery_days), np.concatenate(stored_days), extra, dso_days)
+
+
+def deliver(scenario: Scenario, run: SessionsRun) -> Delivery:
+    """Stage 2: delivery with the realised load and PV, the assets as scheduled (curtailment at
+    most the PV there is)."""
+    parts = scenario.participants
+    asset = run.asset_kw
+    curtailment = np.minimum(run.curtailment_kw, parts.pv_p_kw)
+    metered = net_injection_kw(parts.pv_p_kw, curtailment, parts.load_p_kw, asset)
+    return Delivery(metered, parts.load_p_kw + np.maximum(-asset, 0),
+                    parts.pv_p_kw - curtailment + np.maximum(asset, 0), run.battery_kw,
+                    run.battery_e_kwh)
+
+
+class GridViews(NamedTuple):
+    """Stage 4: AC power flows of the delivered, business-as-usual and scheduled injections and
+    their KPIs (:func:`lemgrid.grid.kpis.grid_kpis` as dicts)."""
+
+    delivered: PowerFlowResult
+    bau: PowerFlowResult
+    grid: dict
+    bau_grid: dict
+    scheduled_grid: dict
+
+
+def grid_views(scenario: Scenario, scheduled_kw: np.ndarray, metered_kw: np.ndarray,
+               bau_metered_kw: np.ndarray, bau_is_delivered: bool) -> GridViews:
+    """Stage 4: the DSO's view of the schedule (forecast), of what was delivered and of
+    business-as-usual, in AC (``bau_is_delivered``: the same injections, one power flow)."""
+    from lemgrid.grid.kpis import grid_kpis
+
+    network, dt = scenario.network, scenario.dt_h
+    scheduled_flow = run_powerflow(network, *scenario.bus_injections(scheduled_kw))
+    delivered = run_powerflow(network, *scenario.bus_injections(metered_kw))
+    bau_flow = delivered if bau_is_delivered else run_powerflow(
+        network, *scenario.bus_injections(bau_metered_kw))
+    return GridViews(delivered, bau_flow,
+                     grid_kpis(network, delivered, scenario.limits, dt).to_dict(),
+                     grid_kpis(network, bau_flow, scenario.limits, dt).to_dict(),
+                     grid_kpis(network, scheduled_flow, scenario.limits, dt).to_dict())
+
+
+def _run(scenario: Scenario, design: str | None, days: list[tuple[int, int]],
+         progress: Callable[[int, int], None] | None) -> SimulationResult:
+    """The stages of a run: sessions, delivery, settlement, grid KPIs (``days``: the sessions'
+    [start, stop) intervals)."""
     t_start = time.perf_counter()
     design = resolve_design(scenario, design)
-    # The scenario's own options were checked when it was read (intraday only for order designs).
-    intraday_session = design in ORDER_DESIGNS and design_options(
-        scenario, OrderOptions, design=design).intraday
+    market_design = get_design(design)
+    options = design_options(scenario, design)
+    # Only designs whose options have ``intraday`` (the order markets) trade deviations.
+    intraday_session = bool(getattr(options, "intraday", False))
+    local_market = is_local_market(market_design)
     parts = scenario.participants
     n_t, n = parts.load_p_kw.shape
     dt = scenario.dt_h
     prices = Prices.from_scenario(scenario)
     rng = np.random.default_rng(scenario.config.seed)
-    agents = agent_types(scenario)
     load_f, pv_f = forecasts(scenario, rng)
     bau = deliver_without_market(scenario)
     bau_metered = bau.metered_kw
-    _, q_all = scenario.bus_injections(parts.net_p_kw)
 
-    dso_days: list = []
-    if design == "none" and scenario.config.dso is None:
+    dso_days: list[DsoDay] = []
+    extra: dict[str, np.ndarray] = {}
+    if not local_market and scenario.config.dso is None:
         positions = Positions.retail_only(bau_metered, dt)
-        metered, consumption, generation = bau.metered_kw, bau.consumption_kw, bau.generation_kw
-        battery_kw, battery_e_kwh = bau.battery_kw, bau.battery_e_kwh
-        extra: dict = {}
+        delivery = bau
     else:
-        zip_config = scenario.config.agents.zip
-        zip_traders = (ZipTraders(n, prices.retail_eur_per_kwh - prices.local_network_eur_per_kwh,
-                                  prices.export_eur_per_kwh, zip_config.learning_rate,
-                                  zip_config.momentum, zip_config.initial_margin, rng)
-                       if (agents == "zip").any() else None)
-        batteries = parts.batteries
-        kinds = parts.kinds
-        price_forecast = np.full(n_t, np.nan)
-        outcomes: list[SessionOutcome] = []
-        assets: list[np.ndarray] = []
-        curtailments: list[np.ndarray] = []
-        battery_days: list[np.ndarray] = []
-        stored_days: list[np.ndarray] = []
-        dso = DsoOperator(scenario, scenario.config.dso, rng) if scenario.config.dso else None
-        dso_days = []
-        days = day_bounds(scenario)
-        for k, (start, stop) in enumerate(days):
-            session = DayAheadSession(
-                scenario=scenario, start=start, stop=stop, load_kw=load_f[start:stop],
-                pv_kw=pv_f[start:stop], batteries=batteries,
-                windows=split_windows(parts.windows, start, stop), prices=prices,
-                agents=agents, rng=rng, zip_traders=zip_traders,
-                price_forecast=price_forecast[start:stop],
-                background_p_kw=scenario.background_p_kw[start:stop],
-                q_kvar=q_all[start:stop], kinds=window_kinds(kinds, start, stop))
-            outcome = run_session(design, session)
-            plan = outcome.plan
-            if dso is not None:
-                dso_day = dso.process(session, plan)
-                dso_days.append(dso_day)
-                plan = dso_day.plan
-                outcome.positions = outcome.positions.shifted(dso_day.schedule_delta_kw, dt)
-            outcomes.append(outcome)
-            assets.append(plan.asset_kw(batteries, session.windows, n))
-            battery_days.append(to_owners(plan.battery_kw, batteries.owner, n))
-            stored_days.append(to_owners(plan.soc_kwh, batteries.owner, n))
-            curtailments.append(plan.curtailment_kw)
-            if len(batteries) and stop > start:
-                soc = np.clip(plan.soc_kwh[-1] / batteries.capacity_kwh,
-                              batteries.soc_min, batteries.soc_max)
-                batteries = replace(batteries, soc_initial=soc)
-            kinds = carry_kinds(kinds, plan.kinds)
-            # Tomorrow's optimisers expect today's prices at the same local clock time (a
-            # daylight-saving day has 23 or 25 hours).
-            if k + 1 < len(days):
-                price_forecast[slice(*days[k + 1])] = same_clock_time(
-                    scenario.time_index, (start, stop), days[k + 1],
-                    outcome.positions.price_eur_per_kwh)
-            if progress is not None:
-                progress(k + 1, len(days))
-        positions = _concat(outcomes)
-        asset = np.concatenate(assets)
-        curtailment = np.minimum(np.concatenate(curtailments), parts.pv_p_kw)
-        battery_kw, battery_e_kwh = np.concatenate(battery_days), np.concatenate(stored_days)
-        # Delivery: realised load and PV, assets as scheduled.
-        metered = parts.pv_p_kw - curtailment - parts.load_p_kw + asset
-        consumption = parts.load_p_kw + np.maximum(-asset, 0)
-        generation = parts.pv_p_kw - curtailment + np.maximum(asset, 0)
-        extra = {key: np.concatenate([o.extra[key] for o in outcomes])
-                 for key in outcomes[0].extra} if outcomes else {}
+        run = run_sessions(scenario, market_design, options, days, prices, rng, load_f, pv_f,
+                           progress)
+        delivery = deliver(scenario, run)
+        positions, extra, dso_days = run.positions, run.extra, run.dso_days
         if intraday_session:
-            positions = intraday(positions, metered, prices, dt, parts.ids)
+            positions = intraday(positions, delivery.metered_kw, prices, dt, parts.ids)
+    metered = delivery.metered_kw
 
+    # Stage 3: settlement.
     flex_money, dso_outputs = collect_dso(dso_days, scenario) if dso_days else (None, None)
     # Without a market nobody commits to a schedule (it is only the DSO's forecast view): what is
     # metered is settled with the retailer, as in business-as-usual, plus flexibility money.
-    settled = Positions.retail_only(metered, dt) if design == "none" else positions
+    settled = positions if local_market else Positions.retail_only(metered, dt)
     bill = settle(settled, metered, prices, dt, flex_money)
     bau_bill = settle(Positions.retail_only(bau_metered, dt), bau_metered, prices, dt)
 
-    # The DSO's view: the schedule (forecast) and what was delivered, in AC.
-    scheduled_flow = run_powerflow(scenario.network, *scenario.bus_injections(
-        positions.scheduled_kw))
-    delivered = run_powerflow(scenario.network, *scenario.bus_injections(metered))
-    bau_flow = delivered if design == "none" and not dso_days else run_powerflow(
-        scenario.network, *scenario.bus_injections(bau_metered))
-    from lemgrid.grid.kpis import grid_kpis
-
-    grid = grid_kpis(scenario.network, delivered, scenario.limits, dt).to_dict()
-    bau_grid = grid_kpis(scenario.network, bau_flow, scenario.limits, dt).to_dict()
-    scheduled_grid = grid_kpis(scenario.network, scheduled_flow, scenario.limits, dt).to_dict()
+    views = grid_views(scenario, positions.scheduled_kw, metered, bau_metered,
+                       bau_is_delivered=not local_market and not dso_days)
+    grid, bau_grid, scheduled_grid = views.grid, views.bau_grid, views.scheduled_grid
+    delivered, bau_flow = views.delivered, views.bau
+    consumption, generation = delivery.consumption_kw, delivery.generation_kw
+    battery_kw, battery_e_kwh = delivery.battery_kw, delivery.battery_e_kwh
     kpis = {
         "design": design,
         "intervals": n_t,
@@ -425,3 +523,34 @@ def simulate(scenario: Scenario, design: str | None = None, *,
     seconds = time.perf_counter() - t_start
     kpis["seconds"] = round(seconds, 3)
     return replace(result, seconds=seconds)
+
+
+def compare(scenario: Scenario, designs: Sequence[str] | None = None, *,
+            progress: Callable[[str, int, int], None] | None = None) -> list[SimulationResult]:
+    """Simulate several designs on the same scenario (``lemgrid compare``).
+
+    Parameters
+    ----------
+    scenario : Scenario
+    designs : list of str, optional
+        Designs of :mod:`lemgrid.designs`; default: every registered design.
+    progress : callable, optional
+        ``progress(design, done_days, total_days)``.
+
+    Returns
+    -------
+    list of SimulationResult
+        One per design, in the order given.
+    """
+    from lemgrid.designs import design_names
+
+    names = list(design_names() if designs is None else designs)
+    for name in names:
+        get_design(name)
+    def reporter(name: str) -> Callable[[int, int], None] | None:
+        if progress is None:
+            return None
+        return lambda done, total: progress(name, done, total)
+
+    return [simulate(scenario, name, progress=reporter(name)) for name in names]
+

@@ -16,6 +16,8 @@ References
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from lemgrid.errors import InputError
 from lemgrid.market.p2p.admm import solve_p2p_admm
 from lemgrid.market.p2p.central import solve_p2p_central
@@ -39,7 +41,8 @@ __all__ = [
     "welfare_eur",
 ]
 
-_METHODS = {"admm": solve_p2p_admm, "central": solve_p2p_central}
+_METHODS: dict[str, Callable[..., P2PResult]] = {"admm": solve_p2p_admm,
+                                                 "central": solve_p2p_central}
 
 
 def clear_p2p(problem: P2PProblem, method: str = "admm", **options) -> P2PResult:

@@ -1,0 +1,16 @@
+"""``continuous``: participants schedule their own assets and bid their net positions in
+the order market; what does not match goes to the retailer."""
+
+from __future__ import annotations
+
+from lemgrid.scenario.config import OrderOptions as Options
+
+name = "continuous"
+summary = "continuous double auction (order book, price-time priority)"
+
+
+def clear_session(session, options: Options):
+    """Agents' orders cleared by the continuous mechanism; the rest with the retailer."""
+    from lemgrid.sim.designs import order_market
+
+    return order_market(session, "continuous")

@@ -1,0 +1,16 @@
+"""``pay-as-bid``: participants schedule their own assets and bid their net positions in
+the order market; what does not match goes to the retailer."""
+
+from __future__ import annotations
+
+from lemgrid.scenario.config import OrderOptions as Options
+
+name = "pay-as-bid"
+summary = "discriminatory double auction: each matched pair at its own price"
+
+
+def clear_session(session, options: Options):
+    """Agents' orders cleared by the pay-as-bid mechanism; the rest with the retailer."""
+    from lemgrid.sim.designs import order_market
+
+    return order_market(session, "pay-as-bid")
