@@ -385,15 +385,15 @@ def _document_headers(app: FastAPI) -> None:
     plain = app.openapi
 
     def openapi() -> dict:
-        if app.openapi_schema is None:
-            schema = plain()
-            for path, operations in schema["paths"].items():
-                for operation in operations.values():
-                    extra = [] if path in ("/register", "/health") else signed
-                    if path.endswith("/orders") and "requestBody" in operation:
-                        extra = [*extra, text(signing.IDEMPOTENCY_HEADER,
-                                              "makes retries safe")]
-                    operation["parameters"] = [*operation.get("parameters", []), *extra]
-        return app.openapi_schema
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = plain()  # cached by FastAPI as app.openapi_schema: the additions stay
+        for path, operations in schema["paths"].items():
+            for operation in operations.values():
+                extra = [] if path in ("/register", "/health") else signed
+                if path.endswith("/orders") and "requestBody" in operation:
+                    extra = [*extra, text(signing.IDEMPOTENCY_HEADER, "makes retries safe")]
+                operation["parameters"] = [*operation.get("parameters", []), *extra]
+        return schema
 
-    app.openapi = openapi
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -65,7 +65,7 @@ class _Intake:
     record: SignedRecord
     idem_key: str | None
     body_sha256: str
-    answer: Future = field(default_factory=Future)
+    answer: Any = field(default_factory=Future)  # or an asyncio future (the app's)
 
 
 class Market:
@@ -353,8 +353,9 @@ class Market:
 
         If the transaction as a whole fails, each order is tried in a transaction of its own.
         """
+        outcomes: list[tuple[int, dict, bool] | BaseException]
         try:
-            outcomes = self._commit_group(group)
+            outcomes = list(self._commit_group(group))
         except Exception as exc:  # noqa: BLE001  (then each order on its own)
             logging.getLogger("lemgrid.service").warning(
                 "group of %d orders failed (%s): committing them one by one", len(group), exc)
