@@ -74,3 +74,24 @@ def test_verify_on_a_database_url_detects_an_altered_entry(tmp_path):
     assert not report.ok and report.bad_entry == 2
     result = CliRunner().invoke(app, ["ledger", "verify", url])
     assert result.exit_code == 1
+
+
+def test_a_group_keeps_the_appends_the_rules_accept_and_commits_them_together(tmp_path):
+    url, engine, ledger, alice = _world(tmp_path)
+    with engine.begin() as conn, ledger.group(conn) as group:
+        assert group.append([_order(ledger, alice, "o1", "n1")]).first_seq == 2
+        with pytest.raises(Rejection, match="replayed nonce"):
+            group.append([_order(ledger, alice, "o2", "n1")])
+        assert group.append([_order(ledger, alice, "o3", "n3")]).first_seq == 3
+    assert ledger.size == 4
+    size = ledger.size
+    with pytest.raises(RuntimeError):
+        with engine.begin() as conn, ledger.group(conn) as group:
+            group.append([_order(ledger, alice, "o4", "n4")])
+            raise RuntimeError("crash before commit")
+    assert ledger.size == size  # state rebuilt from the database: o4 is not there
+    reopened = Ledger.open_sql(engine)
+    assert (reopened.size, reopened.root()) == (ledger.size, ledger.root())
+    assert [e["payload"]["order_id"] for e in reopened.entries("order")] == ["o1", "o3"]
+    report = verify_ledger(url)
+    assert report.ok and report.entries == 4

@@ -108,4 +108,4 @@ def world(db_url) -> World:
     w = make_world(db_url)
     yield w
     w.http.close()
-    w.http.app.state.market.engine.dispose()
+    w.http.app.state.market.close()

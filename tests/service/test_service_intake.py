@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from typer.testing import CliRunner
 
 from lemgrid.cli import app as cli
@@ -107,3 +109,37 @@ def test_checkpoints_proofs_and_ledger_verify_on_the_server_database(world):
     assert report.ok and report.checkpoints == 2, report.problem
     result = CliRunner().invoke(cli, ["ledger", "verify", world.url])
     assert result.exit_code == 0, result.output
+
+
+def test_one_group_commit_answers_each_order_on_its_own(world):
+    """Orders committed in one transaction: a refused one is answered with its error, the others
+    are kept; a retry in the same group gets the first answer, another body 409."""
+    from lemgrid.ledger.records import SignedRecord
+    from lemgrid.service.operator import Refused
+
+    alice, bob = world.join("alice"), world.join("bob")
+    world.session("s1")
+    market = world.http.app.state.market
+
+    def item(c, order_id, idem, nonce):
+        body = c.order_body("s1", order_id=order_id, side="buy", quantity_wh=1000,
+                            price_meur_per_kwh=250, interval=0, nonce=nonce)
+        return market.check_order(market.identity_by_key(c.key_id), "s1",
+                                  SignedRecord(body["payload"], body["signer"], body["sig"]),
+                                  idem, order_id + nonce)
+
+    group = [item(alice, "a1", "k1", "n1"), item(alice, "a2", "k2", "n1"),  # replayed nonce
+             item(bob, "b1", "k1", "n1"), item(alice, "a1", "k1", "n1"),  # a retry
+             item(alice, "a3", "k1", "n3")]  # the key again, another body
+    market.commit_orders(group)
+    assert group[0].answer.result()[0] == 201
+    with pytest.raises(Refused) as replay:
+        group[1].answer.result()
+    assert replay.value.status == 409 and "replay" in replay.value.detail
+    assert group[2].answer.result()[0] == 201  # another key's k1
+    assert group[3].answer.result() == group[0].answer.result()
+    with pytest.raises(Refused, match="Idempotency-Key"):
+        group[4].answer.result()
+    assert {k[1] for k in market.ledger.state.spending.orders} == {"a1", "b1"}
+    assert world.operator.get("/markets/s1/orders/a2").status_code == 404
+    assert world.operator.get("/markets/s1/orders/b1").status_code == 200

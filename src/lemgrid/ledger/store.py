@@ -362,6 +362,48 @@ class Ledger:
             raise
         self.state.commit()
 
+    @contextlib.contextmanager
+    def group(self, conn: Any) -> Iterator[_Group]:
+        """Many independent appends committed together with the caller's transaction.
+
+        Unlike :meth:`transaction`, a rejected append undoes only itself: the others of the group
+        stay (a group commit of orders from many participants). The entries are inserted through
+        ``conn`` when the block ends, in one statement per table.
+
+        Parameters
+        ----------
+        conn : sqlalchemy.engine.Connection
+            As for :meth:`transaction`.
+
+        Notes
+        -----
+        If the block raises, the in-memory state is rebuilt here as it was before the group; if
+        the caller's commit fails afterwards, call :meth:`resync` (the state is then ahead of the
+        database).
+        """
+        from lemgrid.ledger.sqldb import SqlLedgerDB
+
+        if not isinstance(self._db, SqlLedgerDB):
+            raise InputError(f"ledger {self.path} is a file ledger; transactions with other "
+                             "tables need the ledger in a SQL database (Ledger.open_sql)")
+        SqlLedgerDB.lock(conn)
+        db = self._db.bound(conn)
+        _replay(self.state, db.rows(self.state.size), self.path)  # other processes'
+        start = self.state.size
+        try:
+            group = _Group(self)
+            yield group
+            db.insert(group.entries, group.index)
+        except BaseException:
+            # Rebuilt through the caller's connection: a second one would wait for the write
+            # lock this transaction holds. If the connection is broken, the caller's resync()
+            # after its transaction does it.
+            with contextlib.suppress(Exception):
+                state = LedgerState()
+                _replay(state, (row for row in db.rows() if row[0] < start), self.path)
+                self.state = state
+            raise
+
     def resync(self) -> None:
         """Rebuild the in-memory state from the stored entries (after a failed commit)."""
         state = LedgerState()
@@ -497,6 +539,43 @@ class _Transaction:
     def append_operator(self, payloads: Sequence[dict], **kwargs: Any) -> AppendResult:
         """Sign payloads with the operator key and append them."""
         return self.append([self.ledger._sign(p) for p in payloads], **kwargs)
+
+
+class _Group:
+    """Independent appends of one group (see :meth:`Ledger.group`)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.entries: list[tuple] = []
+        self.index: dict[str, list[tuple]] = {name: [] for name in INDEX_TABLES}
+
+    def append(self, records: Sequence[SignedRecord]) -> AppendResult:
+        """Check records as one all-or-nothing append; a :class:`Rejection` undoes only them.
+
+        Raises
+        ------
+        Rejection, RecordError
+            As :meth:`Ledger.append`; the group's other appends are kept.
+        """
+        state = self.ledger.state
+        token = state.begin()
+        now_ms = _now_ms()
+        first = state.size
+        batch = _Batch(self.ledger, now_ms)
+        try:
+            check_batch(state, records, batch.on_entry, batch.on_soft, clock_ms=now_ms)
+        except BaseException:
+            state.rollback(token)
+            raise
+        state.commit()
+        self.entries.extend(batch.entries)
+        for name, rows in batch.index.items():
+            self.index[name].extend(rows)
+        return AppendResult(first, state.size, state.tree.root().hex(), tuple(batch.rejected))
+
+    def append_operator(self, payloads: Sequence[dict]) -> AppendResult:
+        """Sign payloads with the operator key and append them (one append of the group)."""
+        return self.append([self.ledger._sign(p) for p in payloads])
 
 
 class _Batch:

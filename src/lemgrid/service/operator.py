@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import queue
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +33,8 @@ from lemgrid.service import tables as t
 ROLES = ("operator", "participant", "aggregator", "dso", "tso")
 #: Session states of a sealed-bid session before it is cleared (:mod:`lemgrid.service.sealed`).
 SEALED_STATES = ("commit", "reveal")
+#: At most this many orders are committed in one transaction by the order writer.
+MAX_GROUP = 512
 
 
 class Refused(Exception):
@@ -50,6 +56,18 @@ def refused_by_ledger(exc: Rejection) -> Refused:
     """The HTTP answer to a record the ledger's rules refuse."""
     return Refused(_STATUS.get(exc.code, 422), f"ledger refused the record ({exc.code}): "
                                                f"{exc.reason}")
+
+
+@dataclass
+class _Intake:
+    """An order waiting for the order writer; ``answer`` is set after its batch commits."""
+
+    identity: dict
+    market_id: str
+    record: SignedRecord
+    idem_key: str | None
+    body_sha256: str
+    answer: Any = field(default_factory=Future)  # or an asyncio future (the app's)
 
 
 class Market:
@@ -90,6 +108,20 @@ class Market:
 
         #: The DSO's side (traffic light, flexibility), when the scenario has a ``dso:`` block.
         self.grid = Grid(self, spec.dso_scenario) if spec and spec.dso_scenario else None
+        with self.engine.connect() as conn:  # never a database read on a request's path
+            for row in conn.execute(sa.select(t.identities).where(t.identities.c.approved)):
+                self._approved[row.key_id] = dict(row._mapping)
+        self._intake: queue.SimpleQueue[_Intake | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_orders, daemon=True,
+                                        name="lemgrid-order-writer")
+        self._writer.start()
+
+    def close(self) -> None:
+        """Stop the order writer (after the orders queued so far) and close the database."""
+        if self._writer.is_alive():
+            self._intake.put(None)
+            self._writer.join()
+        self.engine.dispose()
 
     @property
     def log_id(self) -> str:
@@ -131,7 +163,8 @@ class Market:
 
     # -- identities -------------------------------------------------------------------------
     def identity_by_key(self, kid: str) -> dict | None:
-        """The identity of a key id (approved identities are cached: they never change)."""
+        """The identity of a key id (approved identities are held in memory: they never
+        change; only a pending or unknown key costs a database read)."""
         cached = self._approved.get(kid)
         if cached is not None:
             return cached
@@ -201,6 +234,7 @@ class Market:
                 "public_key": row.public_key, "pop_sig": row.pop_sig}])
             conn.execute(t.identities.update().where(t.identities.c.participant == participant)
                          .values(approved=True))
+        self._approved[row.key_id] = {**row._mapping, "approved": True}
         return {"participant": participant, "approved": True, "seq": result.first_seq}
 
     def members_of(self, identity: dict) -> set[str]:
@@ -285,18 +319,6 @@ class Market:
                 "seq": result.first_seq}
 
     # -- orders -----------------------------------------------------------------------------
-    def _idempotent(self, conn: sa.engine.Connection, kid: str, idem_key: str | None,
-                    body_sha256: str) -> tuple[int, dict] | None:
-        if idem_key is None:
-            return None
-        row = conn.execute(sa.select(t.idempotency).where(
-            (t.idempotency.c.key_id == kid) & (t.idempotency.c.idem_key == idem_key))).first()
-        if row is None:
-            return None
-        if row.body_sha256 != body_sha256:
-            raise Refused(409, "Idempotency-Key: already used with another body")
-        return row.status_code, json.loads(row.response)
-
     def check_own(self, identity: dict, market_id: str, record: SignedRecord, *,
                   for_members: bool = False) -> None:
         """A participant record (order, cancel, meter reading, commit, reveal) for this path's
@@ -326,42 +348,175 @@ class Market:
     def submit_order(self, identity: dict, market_id: str, record: SignedRecord,
                      idem_key: str | None, body_sha256: str) -> tuple[int, dict]:
         """Accept a signed order: ledger record, order row and idempotency row in one
-        transaction."""
-        p = record.payload
+        transaction (shared with the other orders of its group); returns once committed."""
+        return self.queue_order(identity, market_id, record, idem_key, body_sha256).result()
+
+    def check_order(self, identity: dict, market_id: str, record: SignedRecord,
+                    idem_key: str | None, body_sha256: str, answer: Any = None) -> _Intake:
+        """Check what needs no database; the order, ready for :meth:`commit_orders`.
+
+        ``answer`` is the future to resolve (a new ``concurrent.futures.Future`` by default; the
+        app passes an asyncio one).
+
+        Raises
+        ------
+        Refused
+            If the order is not the signing participant's or not for this market and log.
+        """
         self.check_own(identity, market_id, record, for_members=True)
-        with self.write() as (conn, tx):
-            earlier = self._idempotent(conn, identity["key_id"], idem_key, body_sha256)
-            if earlier is not None:
-                return earlier
-            session = conn.execute(sa.select(t.sessions).where(
-                t.sessions.c.market_id == market_id)).first()
-            if session is None:
-                raise Refused(404, f"market_id: no session {market_id!r}")
-            if p["interval"] != session.interval:
-                raise Refused(422, f"payload.interval: session {market_id!r} trades interval "
-                                   f"{session.interval}")
-            if session.state in SEALED_STATES:
-                raise Refused(409, f"market_id: session {market_id!r} is sealed-bid: post a "
-                                   f"commitment to /markets/{market_id}/commits")
-            if session.state != "open" or self.clock_ms() >= session.gate_ms:
-                raise Refused(409, f"market_id: the gate of session {market_id!r} is closed")
-            self.mandate_in(tx, identity, p["participant"])
-            result = tx.append([record])
-            conn.execute(t.orders.insert().values(
-                market_id=market_id, order_id=p["order_id"], participant=p["participant"],
-                side=p["side"], quantity_wh=p["quantity_wh"],
-                price_meur_per_kwh=p["price_meur_per_kwh"], arrival=result.first_seq,
-                status="open", filled_wh=0))
-            answer = {"market_id": market_id, "order_id": p["order_id"], "status": "open",
-                      "seq": result.first_seq}
-            if idem_key is not None:
-                conn.execute(t.idempotency.insert().values(
-                    key_id=identity["key_id"], idem_key=idem_key, body_sha256=body_sha256,
-                    status_code=201, response=json.dumps(answer)))
-        self.publish({"event": "order", "market_id": market_id, "order_id": p["order_id"],
-                      "side": p["side"], "quantity_wh": p["quantity_wh"],
-                      "price_meur_per_kwh": p["price_meur_per_kwh"]})
-        return 201, answer
+        if answer is None:
+            return _Intake(identity, market_id, record, idem_key, body_sha256)
+        return _Intake(identity, market_id, record, idem_key, body_sha256, answer)
+
+    def queue_order(self, identity: dict, market_id: str, record: SignedRecord,
+                    idem_key: str | None, body_sha256: str) -> Future:
+        """Check the order (:meth:`check_order`) and queue it for the order writer thread.
+
+        Returns
+        -------
+        Future
+            Resolves to ``(status, answer)`` once the order's transaction has committed, or to
+            the :class:`Refused` error.
+        """
+        item = self.check_order(identity, market_id, record, idem_key, body_sha256)
+        self._intake.put(item)
+        return item.answer
+
+    def _write_orders(self) -> None:
+        """The order writer thread: commits the queued orders in groups (those that arrived
+        while the previous group was being committed)."""
+        while True:
+            first = self._intake.get()
+            if first is None:
+                return
+            group, stop = [first], False
+            while len(group) < MAX_GROUP:
+                try:
+                    item = self._intake.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                group.append(item)
+            self.commit_orders(group)
+            if stop:
+                return
+
+    def commit_orders(self, group: list[_Intake]) -> None:
+        """Commit a group of checked orders in one transaction (one sync) and resolve each
+        order's future after the commit: ``(status, answer)`` or its :class:`Refused` error.
+
+        If the transaction as a whole fails, each order is tried in a transaction of its own.
+        """
+        outcomes: list[tuple[int, dict, bool] | BaseException]
+        try:
+            outcomes = list(self._commit_group(group))
+        except Exception as exc:  # noqa: BLE001  (then each order on its own)
+            logging.getLogger("lemgrid.service").warning(
+                "group of %d orders failed (%s): committing them one by one", len(group), exc)
+            outcomes = []
+            for item in group:
+                try:
+                    outcomes.extend(self._commit_group([item]))
+                except Exception as one:  # noqa: BLE001  (answered as an error)
+                    outcomes.append(one)
+        for item, outcome in zip(group, outcomes):
+            if isinstance(outcome, BaseException):
+                item.answer.set_exception(outcome)
+                continue
+            status, answer, fresh = outcome
+            item.answer.set_result((status, answer))
+            if fresh:
+                p = item.record.payload
+                self.publish({"event": "order", "market_id": item.market_id,
+                              "order_id": p["order_id"], "side": p["side"],
+                              "quantity_wh": p["quantity_wh"],
+                              "price_meur_per_kwh": p["price_meur_per_kwh"]})
+
+    def _commit_group(self, group: list[_Intake]) -> list[tuple[int, dict, bool] | Refused]:
+        """One transaction for a group of orders; per order ``(status, answer, new)`` or the
+        :class:`Refused` answer. Raises if the transaction as a whole fails (nothing kept)."""
+        outcomes: list[tuple[int, dict, bool] | Refused] = []
+        with self._lock:
+            try:
+                with self.engine.begin() as conn, self.ledger.group(conn) as ledger:
+                    stored = self._stored_answers(conn, group)
+                    sessions = {m: conn.execute(sa.select(t.sessions).where(
+                        t.sessions.c.market_id == m)).first()
+                        for m in {item.market_id for item in group}}
+                    order_rows: list[dict] = []
+                    idem_rows: list[dict] = []
+                    for item in group:
+                        try:
+                            outcomes.append(self._accept(item, stored, sessions, ledger,
+                                                         order_rows, idem_rows))
+                        except Refused as exc:
+                            outcomes.append(exc)
+                    if order_rows:
+                        conn.execute(t.orders.insert(), order_rows)
+                    if idem_rows:
+                        conn.execute(t.idempotency.insert(), idem_rows)
+            except Exception:
+                self.ledger.resync()  # the state may hold entries that were not committed
+                raise
+        return outcomes
+
+    @staticmethod
+    def _stored_answers(conn: sa.engine.Connection, group: list[_Intake]) -> dict:
+        """Stored idempotency rows of the group's keys: ``(key_id, idem_key) -> (sha, status,
+        answer)``."""
+        keys = list({(item.identity["key_id"], item.idem_key) for item in group
+                     if item.idem_key is not None})
+        stored: dict[tuple[str, str], tuple[str, int, dict]] = {}
+        for i in range(0, len(keys), 200):
+            for row in conn.execute(sa.select(t.idempotency).where(
+                    sa.tuple_(t.idempotency.c.key_id, t.idempotency.c.idem_key)
+                    .in_(keys[i:i + 200]))):
+                stored[(row.key_id, row.idem_key)] = (row.body_sha256, row.status_code,
+                                                      json.loads(row.response))
+        return stored
+
+    def _accept(self, item: _Intake, stored: dict, sessions: dict, ledger: Any,
+                order_rows: list[dict], idem_rows: list[dict]) -> tuple[int, dict, bool]:
+        """One order of a group: the earlier answer for its idempotency key, or its ledger
+        entry and rows (added to ``order_rows`` and ``idem_rows``)."""
+        p, market_id = item.record.payload, item.market_id
+        idem = (item.identity["key_id"], item.idem_key)
+        if item.idem_key is not None and idem in stored:
+            sha, status, answer = stored[idem]
+            if sha != item.body_sha256:
+                raise Refused(409, "Idempotency-Key: already used with another body")
+            return status, answer, False
+        session = sessions[market_id]
+        if session is None:
+            raise Refused(404, f"market_id: no session {market_id!r}")
+        if p["interval"] != session.interval:
+            raise Refused(422, f"payload.interval: session {market_id!r} trades interval "
+                               f"{session.interval}")
+        if session.state in SEALED_STATES:
+            raise Refused(409, f"market_id: session {market_id!r} is sealed-bid: post a "
+                               f"commitment to /markets/{market_id}/commits")
+        if session.state != "open" or self.clock_ms() >= session.gate_ms:
+            raise Refused(409, f"market_id: the gate of session {market_id!r} is closed")
+        try:
+            self.mandate_in(ledger, item.identity, p["participant"])
+            result = ledger.append([item.record])
+        except Rejection as exc:
+            raise refused_by_ledger(exc) from None
+        order_rows.append(dict(
+            market_id=market_id, order_id=p["order_id"], participant=p["participant"],
+            side=p["side"], quantity_wh=p["quantity_wh"],
+            price_meur_per_kwh=p["price_meur_per_kwh"], arrival=result.first_seq,
+            status="open", filled_wh=0))
+        answer = {"market_id": market_id, "order_id": p["order_id"], "status": "open",
+                  "seq": result.first_seq}
+        if item.idem_key is not None:
+            idem_rows.append(dict(key_id=idem[0], idem_key=item.idem_key,
+                                  body_sha256=item.body_sha256, status_code=201,
+                                  response=json.dumps(answer)))
+            stored[idem] = (item.body_sha256, 201, answer)  # a retry within the same group
+        return 201, answer, True
 
     def order(self, identity: dict, market_id: str, order_id: str) -> dict:
         with self.engine.connect() as conn:
