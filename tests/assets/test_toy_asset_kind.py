@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -10,6 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+import lemgrid.designs
 from lemgrid.assets.kinds import (
     KindPlan,
     LPBlock,
@@ -17,7 +19,7 @@ from lemgrid.assets.kinds import (
     register_asset_kind,
     unregister_asset_kind,
 )
-from lemgrid.scenario.config import AssetBase, Power
+from lemgrid.scenario.config import AssetBase, DesignOptions, Power
 
 
 class AquariumConfig(AssetBase):
@@ -140,3 +142,42 @@ def test_registering_twice_or_an_incomplete_kind_is_refused(aquarium):
         register_asset_kind(AquariumKind())
     with pytest.raises(InputError, match="lacks"):
         register_asset_kind(object())
+
+
+class SharedCommunityOptions(DesignOptions):
+    design: Literal["toy-community"] = "toy-community"
+
+
+def _clear_as_the_community(session, options):
+    """A design from outside the package: the built-in community LP under another name."""
+    community = lemgrid.designs.get_design("community")
+    return community.clear_session(session, community.Options())
+
+
+toy_design = types.SimpleNamespace(name="toy-community", summary="the community LP (a test)",
+                                   Options=SharedCommunityOptions,
+                                   clear_session=_clear_as_the_community)
+
+
+def test_a_toy_design_and_a_toy_kind_registered_from_outside_run_together(aquarium, tmp_path):
+    """Both extension points at once: a design and an asset kind that the package does not know
+    run in a simulation and a comparison, to the cent like the built-in design they wrap."""
+    from lemgrid.scenario import load_scenario
+    from lemgrid.sim.runner import compare, simulate
+
+    lemgrid.designs.register(toy_design)
+    try:
+        path = scenario_file(tmp_path, [{"type": "aquarium", "every": 2, "p_kw": 0.5}])
+        scenario = load_scenario(path, market={"design": "toy-community"})
+        assert isinstance(scenario.market, SharedCommunityOptions)
+        toy = simulate(scenario)
+        assert toy.design == "toy-community"
+        builtin, again = compare(scenario, ["community", "toy-community"])
+        np.testing.assert_allclose(toy.cost_eur, builtin.cost_eur, atol=0.005)
+        np.testing.assert_allclose(again.cost_eur, builtin.cost_eur, atol=0.005)
+        n_toys = len(scenario.participants.kinds["aquarium"])
+        plain = simulate(load_scenario(scenario_file(tmp_path, [], "plain.yaml")), "community")
+        extra_kwh = (plain.metered_kw - toy.metered_kw).sum() * scenario.dt_h
+        assert extra_kwh == pytest.approx(n_toys * 0.5 * 24, rel=1e-9)
+    finally:
+        lemgrid.designs.unregister(toy_design.name)
