@@ -147,10 +147,7 @@ class Ledger:
         db = LedgerDB.create(path, busy_timeout_s)
         ledger = cls(db, LedgerState(), None, witness)
         ledger._operator_key = operator_key
-        payload = {"kind": "log-init", "log_id": log_id or secrets.token_hex(32),
-                   "operator_key": public_bytes(operator_key).hex(),
-                   "created_ms": _now_ms() if created_ms is None else created_ms,
-                   "version": LOG_VERSION}
+        payload = _log_init(operator_key, log_id, created_ms)
         try:
             ledger.append([ledger._sign(payload)])
         except BaseException:
@@ -191,10 +188,7 @@ class Ledger:
         db = SqlLedgerDB.create(engine)
         ledger = cls(db, LedgerState(), None, None)
         ledger._operator_key = operator_key
-        payload = {"kind": "log-init", "log_id": log_id or secrets.token_hex(32),
-                   "operator_key": public_bytes(operator_key).hex(),
-                   "created_ms": _now_ms() if created_ms is None else created_ms,
-                   "version": LOG_VERSION}
+        payload = _log_init(operator_key, log_id, created_ms)
         ledger.append([ledger._sign(payload)])
         return ledger
 
@@ -623,6 +617,15 @@ class _Batch:
         except RecordError as exc:  # e.g. a label too long
             raise Rejection(f"checkpoint: {exc}", "bad-record") from None
         return json.loads(data)
+
+
+def _log_init(operator_key: Ed25519PrivateKey, log_id: str | None,
+              created_ms: int | None) -> dict:
+    """The first record of a new log: its id (random unless given), the operator's key."""
+    return {"kind": "log-init", "log_id": log_id or secrets.token_hex(32),
+            "operator_key": public_bytes(operator_key).hex(),
+            "created_ms": _now_ms() if created_ms is None else created_ms,
+            "version": LOG_VERSION}
 
 
 def _replay(state: LedgerState, rows: Iterable[Row], path: Path | str) -> None:
