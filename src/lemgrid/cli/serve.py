@@ -40,7 +40,12 @@ def serve(
         console.print(f"created operator key {operator_key}")
     key = load_private_key(operator_key)
     spec = load_market(str(scenario)) if scenario is not None else None
-    application = create_app(db, key, spec=spec, tick_s=tick_s)
+    application = create_app(db, key, spec=spec, tick_s=tick_s, verify_process=True)
     console.print(f"lemgrid market operator on http://{host}:{port} (database {db}, log "
                   f"{application.state.market.log_id})")
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    # uvloop and httptools (dependencies of the service extra); no per-request extras: no access
+    # log, no proxy-header rewriting (the server is not behind a proxy it trusts), no Date or
+    # Server header.
+    uvicorn.run(application, host=host, port=port, log_level="warning", loop="uvloop",
+                http="httptools", access_log=False, proxy_headers=False, server_header=False,
+                date_header=False)

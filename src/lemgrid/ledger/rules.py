@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -454,16 +454,19 @@ def _pool() -> Executor:
     return _POOL
 
 
-def _verify_chunk(items: Sequence[Prepared]) -> list[bool]:
-    return [item.public_key is not None and signature_valid(item.public_key, item.record.sig,
-                                                            item.message)
+def _verify_chunk(items: Sequence[Prepared],
+                  verified: Container[tuple[bytes, str, bytes]] = ()) -> list[bool]:
+    return [item.public_key is not None
+            and ((bytes(item.public_key), item.record.sig, item.message) in verified
+                 or signature_valid(item.public_key, item.record.sig, item.message))
             for item in items]
 
 
 def check_batch(state: LedgerState, records: Sequence[SignedRecord],
                 on_entry: Callable[[int, Prepared, bytes, bytes], None],
                 on_soft_rejection: Callable[[int, Prepared, Rejection], None] | None = None,
-                clock_ms: int | None = None) -> None:
+                clock_ms: int | None = None,
+                verified: Container[tuple[bytes, str, bytes]] = ()) -> None:
     """Prepare, verify and apply records in order; ``on_entry(i, prepared, data, leaf_hash)``.
 
     Parameters
@@ -478,6 +481,11 @@ def check_batch(state: LedgerState, records: Sequence[SignedRecord],
         Called for a soft rejection (a mismatching reveal); without it soft rejections raise.
     clock_ms : int, optional
         The appending process's clock [ms since the Unix epoch] (see :meth:`LedgerState.apply`).
+    verified : container of (bytes, str, bytes), optional
+        ``(raw public key, signature hex, signed message)`` triples that
+        :func:`~lemgrid.ledger.identity.signature_valid` has already accepted (the market
+        server verifies a request's signatures off its event loop); a record whose key,
+        signature and message are all in it is not verified again.
 
     Raises
     ------
@@ -486,13 +494,13 @@ def check_batch(state: LedgerState, records: Sequence[SignedRecord],
         ``records`` and the message starting with ``record i``.
     """
     with gc_paused():
-        _check_batch(state, records, on_entry, on_soft_rejection, clock_ms)
+        _check_batch(state, records, on_entry, on_soft_rejection, clock_ms, verified)
 
 
 def _check_batch(state: LedgerState, records: Sequence[SignedRecord],
                  on_entry: Callable[[int, Prepared, bytes, bytes], None],
                  on_soft_rejection: Callable[[int, Prepared, Rejection], None] | None,
-                 clock_ms: int | None) -> None:
+                 clock_ms: int | None, verified: Container[tuple[bytes, str, bytes]]) -> None:
     pending: dict[str, PublicKey] = {}
     use_pool = len(records) > _CHUNK
     batches: list[tuple[list[Prepared], Any]] = []
@@ -506,11 +514,11 @@ def _check_batch(state: LedgerState, records: Sequence[SignedRecord],
             raise Rejection(str(exc), "bad-record").at(i) from None
         if len(chunk) == _CHUNK or i == len(records) - 1:
             # Submit as soon as a chunk is ready so that verification overlaps preparation.
-            batches.append((chunk, _pool().submit(_verify_chunk, chunk) if use_pool else None))
+            batches.append((chunk, _pool().submit(_verify_chunk, chunk, verified) if use_pool else None))
             chunk = []
     i = 0
     for chunk, future in batches:
-        oks = future.result() if future is not None else _verify_chunk(chunk)
+        oks = future.result() if future is not None else _verify_chunk(chunk, verified)
         for item, ok in zip(chunk, oks):
             try:
                 data, digest = state.apply(item, ok, clock_ms)

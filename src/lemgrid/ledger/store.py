@@ -20,7 +20,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -543,8 +543,12 @@ class _Group:
         self.entries: list[tuple] = []
         self.index: dict[str, list[tuple]] = {name: [] for name in INDEX_TABLES}
 
-    def append(self, records: Sequence[SignedRecord]) -> AppendResult:
+    def append(self, records: Sequence[SignedRecord], *,
+               verified: Container[tuple[bytes, str, bytes]] = ()) -> AppendResult:
         """Check records as one all-or-nothing append; a :class:`Rejection` undoes only them.
+
+        ``verified`` holds signatures already checked by the caller (see
+        :func:`~lemgrid.ledger.rules.check_batch`).
 
         Raises
         ------
@@ -557,7 +561,8 @@ class _Group:
         first = state.size
         batch = _Batch(self.ledger, now_ms)
         try:
-            check_batch(state, records, batch.on_entry, batch.on_soft, clock_ms=now_ms)
+            check_batch(state, records, batch.on_entry, batch.on_soft, clock_ms=now_ms,
+                        verified=verified)
         except BaseException:
             state.rollback(token)
             raise

@@ -8,26 +8,31 @@ Bodies are validated by pydantic: a bad body is a 422 whose ``detail`` names the
 
 import asyncio
 import collections
+import contextlib
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from starlette.datastructures import URL, Headers
 
 from lemgrid.errors import InputError
-from lemgrid.ledger.identity import public_key_from_hex, signature_valid
+from lemgrid.ledger.identity import signing_message
 from lemgrid.ledger.records import SignedRecord
 from lemgrid.service import delivery, sealed
 from lemgrid.service import engine as lab
 from lemgrid.service import signing
 from lemgrid.service.operator import MAX_GROUP, ROLES, Market, Refused
+from lemgrid.service.verifier import Verifier
 
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 Hex32 = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
@@ -185,6 +190,22 @@ def _record(body: SignedOrder | SignedCancel | SignedReading | SignedCommit | Si
     return SignedRecord(body.payload.model_dump(), body.signer, body.sig)
 
 
+def _signed_path(path: str, query: str) -> str:
+    """The path a request signature covers: the path, and ``?query`` if there is one."""
+    return path + (f"?{query}" if query else "")
+
+
+def _order_message(record: SignedRecord) -> bytes:
+    """The bytes the order record's signature covers (the ledger's signing message)."""
+    return signing_message(record.payload)
+
+
+def _check_role(who: dict, allowed: tuple[str, ...]) -> None:
+    if who["role"] not in allowed:
+        raise Refused(403, f"role {who['role']!r} may not do this (allowed: "
+                           f"{', '.join(allowed)})")
+
+
 def _json_safe_error(error: dict) -> dict:
     """A pydantic error with its ``input`` and ``ctx`` kept only if they encode as strict JSON."""
     out = {k: error[k] for k in ("type", "loc", "msg") if k in error}
@@ -197,17 +218,21 @@ def _json_safe_error(error: dict) -> dict:
             out[k] = error[k]
     return out
 class _OrderWriter:
-    """Commits orders in groups on the event loop's thread (:meth:`Market.commit_orders`).
+    """Commits orders in groups (:meth:`Market.stage_orders`), pipelined with request reading.
 
     A group is what arrived while the previous group was being committed: one transaction and
-    one sync for all of them, each answered after the commit. Running on the loop's thread
-    spares a second Python thread that would compete for the GIL with request handling.
+    one sync for all of them, each answered after the commit. The group is written on the event
+    loop's thread (a second Python thread would compete with request handling for the
+    interpreter lock); only the commit, where the database syncs and Python's lock is released,
+    runs on a thread of its own, so that the loop goes on reading the next group's requests
+    meanwhile.
     """
 
     def __init__(self, market: Market) -> None:
         self.market = market
         self.pending: collections.deque = collections.deque()
         self.task: asyncio.Task | None = None
+        self.committer = ThreadPoolExecutor(1, thread_name_prefix="lemgrid-commit")
 
     def submit(self, item: Any) -> None:
         """Queue a checked order; its ``answer`` future resolves after its group commits."""
@@ -216,6 +241,7 @@ class _OrderWriter:
             self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             n = -1
             while n != len(self.pending):  # let the requests already read reach the queue
@@ -224,12 +250,83 @@ class _OrderWriter:
             if not self.pending:
                 return
             group = [self.pending.popleft() for _ in range(min(n, MAX_GROUP))]
-            self.market.commit_orders(group)
+            try:
+                staged = self.market.stage_orders(group)
+                await loop.run_in_executor(self.committer, staged.commit)
+            except Exception as exc:  # noqa: BLE001  (then each order on its own)
+                self.market.commit_one_by_one(group, exc)
+                continue
+            self.market.finish_orders(group, staged.outcomes)
+
+
+#: The path of order submission (FastAPI's ``{market_id}`` matches one path segment).
+_ORDERS_PATH = re.compile(r"/markets/([^/]+)/orders")
+
+
+class _OrderFastPath:
+    """ASGI middleware: a well-formed signed order skips FastAPI's routing and dependency
+    solving, which cost about as much CPU as the rest of the order's handling.
+
+    Only a ``POST /markets/{market_id}/orders`` with ``Content-Type: application/json`` whose
+    body is a valid :class:`SignedOrder` is handled here, by the same checks as the route
+    (``authenticate``, the role check, ``Market.check_order``); every other request, and any
+    such request whose body does not validate, goes to FastAPI with its body unchanged, so that
+    errors are answered exactly as the route answers them.
+    """
+
+    def __init__(self, app: Any, handle: Callable) -> None:
+        self.app, self.handle = app, handle
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or _ORDERS_PATH.fullmatch(
+                scope["path"]) is None or scope.get("root_path"):
+            await self.app(scope, receive, send)
+            return
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                await self.app(scope, _replay(b"", message), send)
+                return
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        if not await self.handle(scope, body, send):
+            await self.app(scope, _replay(body, None), send)
+
+
+def _replay(body: bytes, last: dict | None) -> Callable:
+    """An ASGI ``receive`` that gives ``body`` again (then ``last``, or waits forever as a
+    real connection does until the client leaves)."""
+    sent = False
+
+    async def receive() -> dict:
+        nonlocal sent
+        if not sent:
+            sent = True
+            if last is not None:
+                return last
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # pragma: no cover  (cancelled with the request)
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def _send_json(send: Callable, status: int, content: Any) -> None:
+    """Send a JSON answer as ``JSONResponse`` would."""
+    data = json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None,
+                      separators=(",", ":")).encode("utf-8")
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-length", str(len(data)).encode()),
+                            (b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": data})
 
 
 def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
                clock_ms: Callable[[], int] | None = None,
-               spec: lab.MarketSpec | None = None, tick_s: float | None = None) -> FastAPI:
+               spec: lab.MarketSpec | None = None, tick_s: float | None = None,
+               verify_process: bool = False) -> FastAPI:
     """The market operator's app.
 
     Parameters
@@ -246,6 +343,10 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
     tick_s : float, optional
         Run the session scheduler in the background every ``tick_s`` seconds (``lemgrid
         serve``); None leaves it to ``POST /admin/tick``.
+    verify_process : bool
+        Verify request and order signatures in a helper process
+        (:mod:`lemgrid.service.verifier`; ``lemgrid serve`` does) rather than on the event
+        loop's thread.
     """
     clock = clock_ms or (lambda: time.time_ns() // 1_000_000)
     market = Market(db_url, operator_key, clock, spec)
@@ -273,6 +374,8 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
 
     @app.on_event("shutdown")
     def _close() -> None:
+        writer.committer.shutdown(wait=True)
+        verifier.close()
         market.close()
 
     if tick_s is not None:
@@ -287,11 +390,16 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
                         logging.getLogger("lemgrid.service").error("scheduler: %s", exc)
             app.state.scheduler = asyncio.create_task(loop())
 
-    async def identity(request: Request) -> dict:
-        """The approved identity whose key signed this request (401 otherwise)."""
-        # Read here rather than declared as Header parameters, which cost FastAPI more per
-        # request than the signature check; they are documented by _document_headers.
-        headers = request.headers
+    verifier = Verifier(helper=verify_process)
+    app.state.verifier = verifier
+
+    async def authenticate(method: str, path: str, headers: Headers, body: bytes,
+                           also: list | None = None) -> dict:
+        """The approved identity whose key signed this request (401 otherwise).
+
+        ``also``: more ``(raw public key, signature hex, message)`` items to verify in the same
+        exchange with the signature helper; their results replace the list's items (booleans).
+        """
         x_lemgrid_key = headers.get(signing.KEY_HEADER)
         x_lemgrid_timestamp = headers.get(signing.TIME_HEADER)
         x_lemgrid_nonce = headers.get(signing.NONCE_HEADER)
@@ -311,21 +419,28 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
         who = market.identity_by_key(x_lemgrid_key)
         if who is None or not who["approved"]:
             raise Refused(401, "X-Lemgrid-Key: not the key of an approved identity")
-        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        message = signing.request_message(request.method, path, await request.body(), ts,
-                                          x_lemgrid_nonce)
-        if not signature_valid(public_key_from_hex(who["public_key"]), x_lemgrid_signature,
-                               message):
+        message = signing.request_message(method, path, body, ts, x_lemgrid_nonce)
+        extra = also or []
+        oks = await verifier.verify([(bytes.fromhex(who["public_key"]), x_lemgrid_signature,
+                                      message), *extra])
+        if not oks[0]:
             raise Refused(401, "X-Lemgrid-Signature: does not verify for this request")
         if not market.use_request_nonce(x_lemgrid_key, x_lemgrid_nonce, ts):
             raise Refused(401, "X-Lemgrid-Nonce: already used (replayed request)")
+        extra[:] = oks[1:]
         return who
+
+    async def identity(request: Request) -> dict:
+        """The approved identity whose key signed this request (401 otherwise)."""
+        # Read here rather than declared as Header parameters, which cost FastAPI more per
+        # request than the signature check; they are documented by _document_headers.
+        return await authenticate(request.method, _signed_path(request.url.path,
+                                                               request.url.query),
+                                  request.headers, await request.body())
 
     def role(*allowed: str) -> Callable:
         async def check(who: Annotated[dict, Depends(identity)]) -> dict:
-            if who["role"] not in allowed:
-                raise Refused(403, f"role {who['role']!r} may not do this (allowed: "
-                                   f"{', '.join(allowed)})")
+            _check_role(who, allowed)
             return who
         return check
 
@@ -375,19 +490,62 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
         return market.set_capability(body.participant, body.interval, body.sellable_wh,
                                      body.source)
 
+    async def intake(who: dict, market_id: str, body: SignedOrder, headers: Headers,
+                     raw: bytes, order_ok: bool) -> tuple[int, dict]:
+        """An authenticated order request: its checks, then its group commit's answer."""
+        idempotency_key = headers.get(signing.IDEMPOTENCY_HEADER)
+        if idempotency_key is not None and len(idempotency_key) > 200:
+            raise Refused(422, "Idempotency-Key: at most 200 characters")
+        record = _record(body)
+        item = market.check_order(who, market_id, record, idempotency_key,
+                                  hashlib.sha256(raw).hexdigest(),
+                                  asyncio.get_running_loop().create_future(),
+                                  _order_message(record) if order_ok else None)
+        writer.submit(item)
+        result: tuple[int, dict] = await item.answer
+        return result
+
     @app.post("/markets/{market_id}/orders", status_code=201)
     async def submit(market_id: str, body: SignedOrder, request: Request, who: Agent
                      ) -> JSONResponse:
         """Submit a signed order (``Idempotency-Key`` makes retries safe)."""
-        idempotency_key = request.headers.get(signing.IDEMPOTENCY_HEADER)
-        if idempotency_key is not None and len(idempotency_key) > 200:
-            raise Refused(422, "Idempotency-Key: at most 200 characters")
-        digest = hashlib.sha256(await request.body()).hexdigest()
-        item = market.check_order(who, market_id, _record(body), idempotency_key, digest,
-                                  asyncio.get_running_loop().create_future())
-        writer.submit(item)
-        status, answer = await item.answer
+        status, answer = await intake(who, market_id, body, request.headers,
+                                      await request.body(), False)
         return JSONResponse(answer, status_code=status)
+
+    async def fast_order(scope: dict, raw: bytes, send: Callable) -> bool:
+        """The order route without FastAPI (see :class:`_OrderFastPath`); False: not handled."""
+        headers = Headers(scope=scope)
+        if headers.get("content-type") != "application/json":
+            return False
+        try:
+            body = SignedOrder.model_validate(json.loads(raw))
+        except (ValueError, ValidationError):  # FastAPI answers it, naming the field
+            return False
+        market_id = _ORDERS_PATH.fullmatch(scope["path"]).group(1)  # type: ignore[union-attr]
+        url = URL(scope=scope)  # as Request.url: the same path and query as the route signs
+        try:
+            record = _record(body)
+            key = headers.get(signing.KEY_HEADER)
+            signer = market.identity_by_key(key) if key == record.signer else None
+            also: list = []  # the order's signature, by the request's key: checked together
+            if signer is not None:
+                with contextlib.suppress(InputError):  # the ledger refuses it, naming it
+                    also = [(bytes.fromhex(signer["public_key"]), record.sig,
+                             _order_message(record))]
+            who = await authenticate("POST", _signed_path(url.path, url.query), headers, raw,
+                                     also)
+            _check_role(who, ("participant", "aggregator"))
+            status, answer = await intake(who, market_id, body, headers, raw,
+                                          bool(also) and also[0] is True)
+        except Refused as exc:
+            status, answer = exc.status, {"detail": exc.detail}
+        except InputError as exc:
+            status, answer = 422, {"detail": str(exc)}
+        await _send_json(send, status, answer)
+        return True
+
+    app.add_middleware(_OrderFastPath, handle=fast_order)
 
     @app.get("/markets/{market_id}/orders/{order_id}")
     def order(market_id: str, order_id: str, who: Reader) -> dict:

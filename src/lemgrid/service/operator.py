@@ -12,7 +12,7 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +68,35 @@ class _Intake:
     idem_key: str | None
     body_sha256: str
     answer: Any = field(default_factory=Future)  # or an asyncio future (the app's)
+    #: The message of the order's signature, if the app has verified it already (then the
+    #: ledger does not verify it again; see :mod:`lemgrid.service.verifier`).
+    order_message: bytes | None = None
+
+
+class _Staged:
+    """A group's transaction, written but not committed (:meth:`Market.stage_orders`)."""
+
+    def __init__(self, market: Market, conn: sa.engine.Connection, trans: Any,
+                 outcomes: list[tuple[int, dict, bool] | BaseException]) -> None:
+        self.market, self.conn, self.trans, self.outcomes = market, conn, trans, outcomes
+
+    def commit(self) -> None:
+        """Commit (the database's sync happens here) and release the write lock; on failure
+        the ledger's state is rebuilt from the database and the error raised."""
+        try:
+            self.trans.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.conn.close()  # rolls back, and frees SQLite's write lock for the resync
+            try:
+                self.market.ledger.resync()
+            finally:
+                self.market._lock.release()
+            raise
+        try:
+            self.conn.close()
+        finally:
+            self.market._lock.release()
 
 
 class Market:
@@ -352,11 +381,13 @@ class Market:
         return self.queue_order(identity, market_id, record, idem_key, body_sha256).result()
 
     def check_order(self, identity: dict, market_id: str, record: SignedRecord,
-                    idem_key: str | None, body_sha256: str, answer: Any = None) -> _Intake:
+                    idem_key: str | None, body_sha256: str, answer: Any = None,
+                    order_message: bytes | None = None) -> _Intake:
         """Check what needs no database; the order, ready for :meth:`commit_orders`.
 
         ``answer`` is the future to resolve (a new ``concurrent.futures.Future`` by default; the
-        app passes an asyncio one).
+        app passes an asyncio one). ``order_message`` is the message of the order's signature
+        if the caller has verified that signature (it is then not verified again).
 
         Raises
         ------
@@ -366,7 +397,8 @@ class Market:
         self.check_own(identity, market_id, record, for_members=True)
         if answer is None:
             return _Intake(identity, market_id, record, idem_key, body_sha256)
-        return _Intake(identity, market_id, record, idem_key, body_sha256, answer)
+        return _Intake(identity, market_id, record, idem_key, body_sha256, answer,
+                       order_message)
 
     def queue_order(self, identity: dict, market_id: str, record: SignedRecord,
                     idem_key: str | None, body_sha256: str) -> Future:
@@ -409,18 +441,31 @@ class Market:
 
         If the transaction as a whole fails, each order is tried in a transaction of its own.
         """
-        outcomes: list[tuple[int, dict, bool] | BaseException]
         try:
-            outcomes = list(self._commit_group(group))
+            staged = self.stage_orders(group)
+            staged.commit()
         except Exception as exc:  # noqa: BLE001  (then each order on its own)
-            logging.getLogger("lemgrid.service").warning(
-                "group of %d orders failed (%s): committing them one by one", len(group), exc)
-            outcomes = []
-            for item in group:
-                try:
-                    outcomes.extend(self._commit_group([item]))
-                except Exception as one:  # noqa: BLE001  (answered as an error)
-                    outcomes.append(one)
+            self.commit_one_by_one(group, exc)
+            return
+        self.finish_orders(group, staged.outcomes)
+
+    def commit_one_by_one(self, group: list[_Intake], exc: BaseException) -> None:
+        """After a group's transaction failed: each order in a transaction of its own."""
+        logging.getLogger("lemgrid.service").warning(
+            "group of %d orders failed (%s): committing them one by one", len(group), exc)
+        outcomes: list[tuple[int, dict, bool] | BaseException] = []
+        for item in group:
+            try:
+                staged = self.stage_orders([item])
+                staged.commit()
+                outcomes.extend(staged.outcomes)
+            except Exception as one:  # noqa: BLE001  (answered as an error)
+                outcomes.append(one)
+        self.finish_orders(group, outcomes)
+
+    def finish_orders(self, group: list[_Intake],
+                      outcomes: Sequence[tuple[int, dict, bool] | BaseException]) -> None:
+        """Answer each order of a committed group and announce the new ones on the feed."""
         for item, outcome in zip(group, outcomes):
             if isinstance(outcome, BaseException):
                 item.answer.set_exception(outcome)
@@ -434,33 +479,51 @@ class Market:
                               "quantity_wh": p["quantity_wh"],
                               "price_meur_per_kwh": p["price_meur_per_kwh"]})
 
-    def _commit_group(self, group: list[_Intake]) -> list[tuple[int, dict, bool] | Refused]:
-        """One transaction for a group of orders; per order ``(status, answer, new)`` or the
-        :class:`Refused` answer. Raises if the transaction as a whole fails (nothing kept)."""
-        outcomes: list[tuple[int, dict, bool] | Refused] = []
-        with self._lock:
+    def stage_orders(self, group: list[_Intake]) -> _Staged:
+        """Everything of a group's transaction but its commit: the write lock is taken, the
+        ledger entries, order rows and idempotency rows are written. The caller must call
+        :meth:`_Staged.commit` (the app does so on another thread, so that the event loop goes
+        on reading requests while the database syncs).
+
+        Raises
+        ------
+        Exception
+            If the transaction as a whole fails (nothing kept, the lock released).
+        """
+        outcomes: list[tuple[int, dict, bool] | BaseException] = []
+        self._lock.acquire()
+        conn = None
+        try:
+            conn = self.engine.connect()
+            trans = conn.begin()
+            verified = {(bytes.fromhex(item.identity["public_key"]), item.record.sig,
+                         item.order_message) for item in group if item.order_message}
+            with self.ledger.group(conn) as ledger:
+                stored = self._stored_answers(conn, group)
+                sessions = {m: conn.execute(sa.select(t.sessions).where(
+                    t.sessions.c.market_id == m)).first()
+                    for m in {item.market_id for item in group}}
+                order_rows: list[dict] = []
+                idem_rows: list[dict] = []
+                for item in group:
+                    try:
+                        outcomes.append(self._accept(item, stored, sessions, ledger,
+                                                     order_rows, idem_rows, verified))
+                    except Refused as exc:
+                        outcomes.append(exc)
+                if order_rows:
+                    conn.execute(t.orders.insert(), order_rows)
+                if idem_rows:
+                    conn.execute(t.idempotency.insert(), idem_rows)
+        except BaseException:
             try:
-                with self.engine.begin() as conn, self.ledger.group(conn) as ledger:
-                    stored = self._stored_answers(conn, group)
-                    sessions = {m: conn.execute(sa.select(t.sessions).where(
-                        t.sessions.c.market_id == m)).first()
-                        for m in {item.market_id for item in group}}
-                    order_rows: list[dict] = []
-                    idem_rows: list[dict] = []
-                    for item in group:
-                        try:
-                            outcomes.append(self._accept(item, stored, sessions, ledger,
-                                                         order_rows, idem_rows))
-                        except Refused as exc:
-                            outcomes.append(exc)
-                    if order_rows:
-                        conn.execute(t.orders.insert(), order_rows)
-                    if idem_rows:
-                        conn.execute(t.idempotency.insert(), idem_rows)
-            except Exception:
+                if conn is not None:
+                    conn.close()  # rolls the transaction back
+            finally:
                 self.ledger.resync()  # the state may hold entries that were not committed
-                raise
-        return outcomes
+                self._lock.release()
+            raise
+        return _Staged(self, conn, trans, outcomes)
 
     @staticmethod
     def _stored_answers(conn: sa.engine.Connection, group: list[_Intake]) -> dict:
@@ -478,7 +541,8 @@ class Market:
         return stored
 
     def _accept(self, item: _Intake, stored: dict, sessions: dict, ledger: Any,
-                order_rows: list[dict], idem_rows: list[dict]) -> tuple[int, dict, bool]:
+                order_rows: list[dict], idem_rows: list[dict],
+                verified: set[tuple[bytes, str, bytes]]) -> tuple[int, dict, bool]:
         """One order of a group: the earlier answer for its idempotency key, or its ledger
         entry and rows (added to ``order_rows`` and ``idem_rows``)."""
         p, market_id = item.record.payload, item.market_id
@@ -501,7 +565,7 @@ class Market:
             raise Refused(409, f"market_id: the gate of session {market_id!r} is closed")
         try:
             self.mandate_in(ledger, item.identity, p["participant"])
-            result = ledger.append([item.record])
+            result = ledger.append([item.record], verified=verified)
         except Rejection as exc:
             raise refused_by_ledger(exc) from None
         order_rows.append(dict(
