@@ -18,7 +18,8 @@ out.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+import operator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -26,7 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 from lemgrid.errors import InputError
 from lemgrid.ledger.db import BUSY_TIMEOUT_S, FORMAT, INDEX_TABLES, LedgerDamaged
 
-__all__ = ["METADATA", "SqlLedgerDB", "is_database_url", "make_engine"]
+__all__ = ["METADATA", "SqlLedgerDB", "insert_rows", "is_database_url", "make_engine"]
 
 METADATA = sa.MetaData()
 
@@ -83,6 +84,30 @@ def make_engine(url: str, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Engine:
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError) as exc:
         raise InputError(f"database URL {url!r}: {exc}") from None
     return engine
+
+
+_INSERTS: dict[tuple[str, str], tuple[str, Callable[[Mapping], tuple] | None]] = {}
+
+
+def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping]) -> None:
+    """Insert rows (one mapping per row, keyed by column name) with one ``executemany``.
+
+    The INSERT is compiled once per dialect and table and handed to the driver as it is, which
+    costs about half of what SQLAlchemy's per-row parameter processing does; only for columns
+    whose values the driver takes as they are (strings, integers, bytes).
+    """
+    key = (conn.dialect.name, table.name)
+    if key not in _INSERTS:
+        compiled = table.insert().compile(dialect=conn.dialect)
+        positional = compiled.positiontup
+        _INSERTS[key] = (str(compiled), None if positional is None else (
+            operator.itemgetter(*positional) if len(positional) > 1
+            else lambda row: (row[positional[0]],)))
+    sql, values = _INSERTS[key]
+    if values is None:
+        conn.exec_driver_sql(sql, [dict(row) for row in rows])
+    else:
+        conn.exec_driver_sql(sql, [values(row) for row in rows])
 
 
 class SqlLedgerDB:
@@ -252,12 +277,12 @@ class SqlLedgerDB:
             raise InputError("ledger insert outside a write transaction")
         try:
             if entries:
-                conn.execute(ENTRIES.insert(), [dict(seq=s, kind=k, body=b, leaf_hash=h)
-                                                for s, k, b, h in entries])
+                insert_rows(conn, ENTRIES, [dict(seq=s, kind=k, body=b, leaf_hash=h)
+                                            for s, k, b, h in entries])
             for name, rows in index.items():
                 if rows:
                     cols = INDEX_TABLES[name][0]
-                    conn.execute(INDEX[name].insert(), [dict(zip(cols, r)) for r in rows])
+                    insert_rows(conn, INDEX[name], [dict(zip(cols, r)) for r in rows])
         except sa.exc.IntegrityError as exc:
             raise InputError(f"ledger {self.path}: the database refused the batch ({exc.orig}): "
                              "its index tables disagree with its entries; run `lemgrid ledger "

@@ -8,6 +8,7 @@ tests drive sessions on a simulated clock through :meth:`Market.tick`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import queue
@@ -25,7 +26,8 @@ from lemgrid.ledger.identity import key_id
 from lemgrid.ledger.journal import Rejection
 from lemgrid.ledger.records import SignedRecord
 from lemgrid.ledger.sqldb import METADATA as LEDGER_METADATA
-from lemgrid.ledger.sqldb import make_engine
+from lemgrid.ledger.rules import gc_paused
+from lemgrid.ledger.sqldb import insert_rows, make_engine
 from lemgrid.ledger.store import Ledger
 from lemgrid.service import engine as lab
 from lemgrid.service import tables as t
@@ -35,6 +37,19 @@ ROLES = ("operator", "participant", "aggregator", "dso", "tso")
 SEALED_STATES = ("commit", "reveal")
 #: At most this many orders are committed in one transaction by the order writer.
 MAX_GROUP = 512
+
+
+_KEYS_PER_QUERY = 256
+
+
+@functools.lru_cache(maxsize=16)
+def _idempotency_query(size: int) -> sa.Select:
+    """The stored idempotency rows of ``size`` (key id, key) pairs, bound as ``k0, i0, ...``:
+    one statement per size, so that SQLAlchemy compiles it once (an expanding ``IN`` is
+    rendered anew on every call, which cost more than the rest of a group's reads)."""
+    pairs = [sa.tuple_(sa.bindparam(f"k{j}"), sa.bindparam(f"i{j}")) for j in range(size)]
+    return sa.select(t.idempotency).where(
+        sa.tuple_(t.idempotency.c.key_id, t.idempotency.c.idem_key).in_(pairs))
 
 
 class Refused(Exception):
@@ -498,7 +513,7 @@ class Market:
             trans = conn.begin()
             verified = {(bytes.fromhex(item.identity["public_key"]), item.record.sig,
                          item.order_message) for item in group if item.order_message}
-            with self.ledger.group(conn) as ledger:
+            with gc_paused(), self.ledger.group(conn) as ledger:
                 stored = self._stored_answers(conn, group)
                 sessions = {m: conn.execute(sa.select(t.sessions).where(
                     t.sessions.c.market_id == m)).first()
@@ -512,9 +527,9 @@ class Market:
                     except Refused as exc:
                         outcomes.append(exc)
                 if order_rows:
-                    conn.execute(t.orders.insert(), order_rows)
+                    insert_rows(conn, t.orders, order_rows)
                 if idem_rows:
-                    conn.execute(t.idempotency.insert(), idem_rows)
+                    insert_rows(conn, t.idempotency, idem_rows)
         except BaseException:
             try:
                 if conn is not None:
@@ -532,10 +547,14 @@ class Market:
         keys = list({(item.identity["key_id"], item.idem_key) for item in group
                      if item.idem_key is not None})
         stored: dict[tuple[str, str], tuple[str, int, dict]] = {}
-        for i in range(0, len(keys), 200):
-            for row in conn.execute(sa.select(t.idempotency).where(
-                    sa.tuple_(t.idempotency.c.key_id, t.idempotency.c.idem_key)
-                    .in_(keys[i:i + 200]))):
+        for i in range(0, len(keys), _KEYS_PER_QUERY):
+            chunk = keys[i:i + _KEYS_PER_QUERY]
+            size = max(8, 1 << (len(chunk) - 1).bit_length())  # few statement shapes
+            chunk += [chunk[-1]] * (size - len(chunk))
+            params = {}
+            for j, (kid, idem) in enumerate(chunk):
+                params[f"k{j}"], params[f"i{j}"] = kid, idem
+            for row in conn.execute(_idempotency_query(size), params):
                 stored[(row.key_id, row.idem_key)] = (row.body_sha256, row.status_code,
                                                       json.loads(row.response))
         return stored
