@@ -146,3 +146,17 @@ def test_verifier_batches_and_falls_back_when_its_helper_dies():
     assert together == [[True, True], [True, False, False, False]]
     assert after == [True, False]
     assert verifier.helper_pid is None  # verified on the caller's thread since
+
+
+def test_bodies_the_fast_path_cannot_read_are_answered_by_the_route(helper_world):
+    """JSON nested deeper than Python's parser goes, or not JSON at all: FastAPI's answer (a
+    4xx), never a server error."""
+    w = helper_world
+    alice = w.join("alice")
+    w.session("s1")
+    for data in [b"[" * 100_000 + b"]" * 100_000, b"{not json", b""]:
+        headers = {"content-type": "application/json",
+                   **alice.headers("POST", "/markets/s1/orders", data)}
+        r = w.http.post("/markets/s1/orders", content=data, headers=headers)
+        assert 400 <= r.status_code < 500, (data[:10], r.status_code, r.text)
+    assert _rows(w, t.orders) == 0
