@@ -42,6 +42,7 @@ from lemgrid.ledger.integration import default_keystore_path
 from lemgrid.ledger.records import SignedRecord, order_payload
 from lemgrid.ledger.spending import settlement_postings
 from lemgrid.ledger.store import Ledger, default_witness_path
+from lemgrid.ledger.verify import Anchor
 
 if TYPE_CHECKING:
     from lemgrid.sim.results import SimulationResult
@@ -107,6 +108,9 @@ class SimulationLedger:
     chain: str
     contract: str
     counts: dict[str, int]
+    #: The checkpoint roots read back from the chain after anchoring (for
+    #: :func:`lemgrid.ledger.verify.verify_ledger`'s ``anchors``).
+    anchors: tuple[Anchor, ...] = ()
 
 
 def _pair(buyers: list[tuple[str, int]], sellers: list[tuple[str, int]]) -> list[tuple]:
@@ -316,6 +320,7 @@ def record_simulation(result: SimulationResult, path: str | Path, *, seed: int =
                 counts[record.payload["kind"]] += 1
             ledger.append(records, checkpoint=True, label=market_id_of(result, start))
         chain_name, address, anchored = "none", "", 0
+        anchors: tuple[Anchor, ...] = ()
         if anchor:
             from lemgrid.ledger import chain
 
@@ -323,11 +328,12 @@ def record_simulation(result: SimulationResult, path: str | Path, *, seed: int =
             contract = chain.deploy(w3, "anchor")
             anchored = len(chain.anchor_ledger(ledger, contract))
             address = contract.address
+            anchors = tuple(chain.read_anchors(contract, ledger.log_id))
             chain_name = rpc_url or "in-process EVM"
             if rpc_url is not None:
                 chain.save_anchor_record(path, int(w3.eth.chain_id), address)
         return SimulationLedger(path, ledger.size, len(sessions), len(ledger.state.checkpoints),
-                                anchored, chain_name, address, dict(counts))
+                                anchored, chain_name, address, dict(counts), anchors)
     finally:
         ledger.close()
 
