@@ -205,3 +205,20 @@ def test_cli_refuses_an_existing_ledger_and_rpc_without_ledger(run, tmp_path):
     out = CliRunner().invoke(app, ["simulate", str(folder / "s.yaml"), "--chain-rpc",
                                    "http://127.0.0.1:1"])
     assert out.exit_code == 2 and "--chain-rpc needs --ledger" in out.output
+
+
+def test_the_dsos_simulated_activations_reach_their_devices(run):
+    from lemgrid.ledger.activation import ActivationRefused, DeviceGuard, activation_proof
+    from lemgrid.ledger.identity import public_key_from_hex
+
+    _, ledger = run
+    with Ledger.open(ledger) as log:
+        activations = [e["payload"] for e in log.entries("flex-activation")]
+        log_id, log_key = log.log_id, public_key_from_hex(log.operator_public_key_hex)
+    assert activations
+    first = activations[0]
+    guard = DeviceGuard(first["device"], log_id, log_key)
+    accepted = guard.accept(activation_proof(ledger, first["activation_id"]))
+    assert (accepted.direction, accepted.power_w) == (first["direction"], first["power_w"])
+    with pytest.raises(ActivationRefused):
+        guard.accept(activation_proof(ledger, first["activation_id"]))

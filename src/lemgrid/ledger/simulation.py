@@ -212,9 +212,9 @@ def session_records(result: SimulationResult, keys: Keystore, log_id: str, start
                 "kind": "meter-reading", "log_id": log_id, "market_id": market, "interval": t,
                 "participant": p, "meter": meter_of(p), "import_wh": int(import_wh[k, i]),
                 "export_wh": int(export_wh[k, i]), "nonce": f"{market}/{t}/reading"}))
-        postings = [{"account": p, "amount_ueur": -_ueur(cost[k, i])} for i, p in enumerate(ids)]
-        postings.append({"account": COUNTERPARTY_ACCOUNT,
-                         "amount_ueur": -sum(x["amount_ueur"] for x in postings)})
+        paid = [-_ueur(cost[k, i]) for i in range(len(ids))]
+        postings: list[dict] = [{"account": p, "amount_ueur": a} for p, a in zip(ids, paid)]
+        postings.append({"account": COUNTERPARTY_ACCOUNT, "amount_ueur": -sum(paid)})
         deliveries.append({"kind": "delivery-settlement", "market_id": market, "interval": t,
                            "postings": postings})
     statements = [statement_payload(result, market, start, stop, i, p) for i, p in enumerate(ids)]
