@@ -26,7 +26,7 @@ from lemgrid.market import OrderBatch, clear_uniform  # noqa: E402
 
 #: Largest reference book (``evm_market.reference_book(n)``) whose on-chain sort and clearing
 #: fits one transaction under EIP-7825's cap, as found by ``benchmarks/chain_cost.py``.
-LARGEST_BOOK_PER_TX = 0
+LARGEST_BOOK_PER_TX = 2070
 TX_GAS_CAP = 2**24
 #: Bound of the contract the random books run on.
 RANDOM_BOUND = 40
