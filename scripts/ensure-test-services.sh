@@ -22,7 +22,7 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
 fi
 # Hardhat's EVM node (npm) for the chain tests against a real JSON-RPC node on loopback
 # (src/lemgrid/ledger/evmnode.py starts and stops it; nothing is started here).
-HARDHAT_VERSION=2.26.3
+HARDHAT_VERSION=2.29.1
 EVM_NODE_DIR="${LEMGRID_EVM_NODE_DIR:-$HOME/.cache/lemgrid/evm-node}"
 if [ ! -x "$EVM_NODE_DIR/node_modules/.bin/hardhat" ] \
         || ! grep -q "\"version\": \"$HARDHAT_VERSION\"" "$EVM_NODE_DIR/node_modules/hardhat/package.json" 2>/dev/null; then
