@@ -73,3 +73,22 @@ def test_on_chain_clearing_on_the_node_equals_the_in_process_evm(node):
             on_node.fills_wh) == (in_process.volume_wh, in_process.lower_meur_per_kwh,
                                   in_process.upper_meur_per_kwh, in_process.fills_wh)
     assert on_node.volume_wh > 0
+
+
+def test_simulate_with_ledger_anchors_every_session_on_the_node(node, tmp_path):
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("grid: simbench:1-LV-rural1--0-sw\nstart: 2016-06-06T18:00\ndays: 0.5\n"
+                        "market: {design: uniform}\n")
+    ledger = tmp_path / "run.db"
+    runner = CliRunner()
+    out = runner.invoke(app, ["simulate", str(scenario), "--out", str(tmp_path / "out"),
+                              "--no-report", "--quiet", "--ledger", str(ledger),
+                              "--chain-rpc", node])
+    assert out.exit_code == 0, out.output
+    assert f"2 checkpoints anchored on {node}" in " ".join(out.output.split())
+    record = chain.load_anchor_record(ledger)
+    anchors = chain.read_anchors(chain.at(chain.connect(node), "anchor", record["contract"]),
+                                 log_id_of(ledger))
+    assert len(anchors) == 2
+    out = runner.invoke(app, ["ledger", "verify", str(ledger), "--rpc", node])
+    assert out.exit_code == 0, out.output

@@ -59,7 +59,7 @@ def run(tmp_path_factory):
                                    str(folder / "out"), "--no-report", "--quiet",
                                    "--ledger", str(ledger)])
     assert out.exit_code == 0, out.output
-    assert "checkpoints anchored on in-process EVM" in out.output
+    assert "2 checkpoints anchored on in-process EVM" in " ".join(out.output.split())
     return folder, ledger
 
 
