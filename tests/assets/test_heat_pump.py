@@ -13,7 +13,6 @@ import pytest
 
 from lemgrid.assets.heat_pump import HEAT_PUMP, HeatPumpKind, HeatPumps, carnot_cop, thermostat
 from lemgrid.assets.kinds import KindPlan
-from lemgrid.assets.tables import Batteries, EnergyWindows
 from lemgrid.errors import InfeasibleError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -88,8 +87,7 @@ def community_problem(table, pv_kw, final_e, import_price=0.30, export_price=0.0
     n_t = len(pv_kw)
     return CommunityProblem(
         ids=np.array(["house"]), bus=np.array([0]), dt_h=1.0, load_p_kw=np.zeros((n_t, 1)),
-        pv_p_kw=np.asarray(pv_kw, float)[:, None], batteries=Batteries.empty(),
-        windows=EnergyWindows.empty(), import_eur_per_kwh=np.full(n_t, import_price),
+        pv_p_kw=np.asarray(pv_kw, float)[:, None], import_eur_per_kwh=np.full(n_t, import_price),
         export_eur_per_kwh=np.full(n_t, export_price), curtailment_eur_per_kwh=export_price,
         kinds={"heat_pump": table}, kinds_final_state={"heat_pump": np.array([final_e])})
 
