@@ -113,9 +113,10 @@ class LPBlock:
 
     Attributes
     ----------
-    draw : list of (ndarray of int (T, A), float)
+    draw : list of (ndarray of int (T, A), float) or (ndarray of int (K,), float, (t, a))
         Variable blocks and coefficients whose sum is each asset's consumption [kW]
-        (generation negative); the LP adds it to the owner's energy balance.
+        (generation negative); the LP adds it to the owner's energy balance. A block of any
+        shape names the interval ``t`` and asset ``a`` of each variable (arrays (K,)).
     read : callable
         ``read(solution) -> KindPlan`` (the owner column filled in by the LP).
     constrain : callable, optional
@@ -133,7 +134,7 @@ class LPBlock:
         The integer mode variables (one per ``LPContext.forced`` pair) when there are some.
     """
 
-    draw: list[tuple[np.ndarray, float]]
+    draw: list[tuple[np.ndarray, float] | tuple[np.ndarray, float, tuple[np.ndarray, np.ndarray]]]
     read: Any
     constrain: Any = None
     cost: Any = None
@@ -174,8 +175,10 @@ class AssetKind(Protocol):
     #: Default utilisation price of its flexibility [EUR/kWh] (scenario: ``dso.flexibility.prices``).
     flex_price_eur_per_kwh: ClassVar[float]
 
-    def build(self, config: Any, owner: int, name: str, horizon: Any, loc: tuple) -> dict:
-        """One row of the kind's table (column -> value; time series of shape (T,))."""
+    def build(self, config: Any, owner: int, name: str, horizon: Any, loc: tuple
+              ) -> dict | list[dict]:
+        """The row (or rows, e.g. one per daily window) of the kind's table from one asset
+        config (column -> value; time series of shape (T,))."""
 
     def table(self, rows: list[dict]) -> Any:
         """The column table of the rows (``rows`` may be empty)."""
