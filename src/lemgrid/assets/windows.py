@@ -64,7 +64,8 @@ def _drawn(output_kw: np.ndarray, dt_h: float) -> np.ndarray:
 
 
 class EnergyWindowKind:
-    """EVs and shiftable loads (registered as ``energy_window``, types ``ev``, ``flexible_load``)."""
+    """EVs and shiftable loads (registered as ``energy_window``; types ``ev`` and
+    ``flexible_load``)."""
 
     name: ClassVar[str] = "energy_window"
     types: ClassVar[tuple[str, ...]] = ("ev", "flexible_load")

@@ -416,6 +416,7 @@ def apply_activations(plan, offers: FlexOffers, activations: Activations, dt_h: 
     unknown = ~pv & ~np.isin(offers.kind[activations.offer],
                              [t for name in (kinds or {}) for t in kind_types(asset_kind(name))])
     if unknown.any():
-        raise InputError(f"flexibility: an activation of {offers.kind[activations.offer][unknown][0]!s}"
-                         " offers, whose kind has no assets in this session")
+        label = offers.kind[activations.offer][unknown][0]
+        raise InputError(f"flexibility: an activation of {label!s} offers, whose kind has no "
+                         "assets in this session")
     return replace(plan, curtailment_kw=curtailment, kinds=kind_plans)

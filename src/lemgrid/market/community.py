@@ -2,9 +2,10 @@
 
 The manager knows every member's inflexible load and PV and its flexible assets (batteries, EV
 charging windows, shiftable loads, heat pumps: every asset kind of :mod:`lemgrid.assets.kinds`
-adds its own variables and constraints), and trades the community's net position with the upstream retailer (import price
-plus network charge; feed-in tariff for exports). With inflexible demand, maximising welfare is
-minimising the community's energy cost plus the value of curtailed PV. The internal price of each
+adds its own variables and constraints), and trades the community's net position with the
+upstream retailer (import price plus network charge; feed-in tariff for exports). With
+inflexible demand, maximising welfare is minimising the community's energy cost plus the value of
+curtailed PV. The internal price of each
 interval is the dual of the community's energy balance (Parag & Sovacool, "Electricity market
 design for the prosumer era", Nature Energy 1, 2016; Moret & Pinson, "Energy collectives: a
 community and fairness based approach to future electricity markets", IEEE Trans. Power Syst.
