@@ -30,8 +30,14 @@ if TYPE_CHECKING:
     from lemgrid.scenario import Scenario
     from lemgrid.sim.designs import AssetPlan, DayAheadSession
 
-#: Order-based designs the server clears at gate closure (the lab's mechanisms).
+#: Order-based designs the server runs (the lab's mechanisms): the auctions clear at gate
+#: closure, ``continuous`` on arrival (:mod:`lemgrid.service.intraday`).
 MECHANISMS = ("uniform", "pay-as-bid", "continuous")
+#: A session of a market without a local market (design ``none``): it takes no orders, and its
+#: delivery is settled with the retailer alone, as ``lemgrid simulate`` settles design ``none``.
+NO_MARKET = "none"
+#: What a session may be run with.
+SESSION_MECHANISMS = (*MECHANISMS, NO_MARKET)
 
 
 @dataclass(frozen=True)
@@ -51,12 +57,31 @@ class MarketSpec:
 
 
 def load_market(path: str) -> MarketSpec:
-    """Read a scenario file: participant ids are the meters keys may be bound to."""
+    """Read a scenario file: participant ids are the meters keys may be bound to, and its design
+    runs the sessions.
+
+    Raises
+    ------
+    NotBuiltError
+        If the scenario's design is neither order-based (``uniform``, ``pay-as-bid``,
+        ``continuous``) nor without a local market (``none``): the server does not run the
+        designs that clear by optimising the members' assets (``community``, ``p2p``, ...).
+    """
+    from lemgrid.designs import get_design, is_local_market
+    from lemgrid.errors import NotBuiltError
     from lemgrid.scenario import load_scenario
 
     scenario = load_scenario(path)
     design = scenario.config.market.design
-    mechanism = design if design in MECHANISMS else "uniform"
+    if design in MECHANISMS:
+        mechanism = design
+    elif not is_local_market(get_design(design)):
+        mechanism = NO_MARKET
+    else:
+        raise NotBuiltError(
+            f"market.design: {design!r} (scenario {path}) is not served by the market server: it "
+            "clears from the members' assets and forecasts, not from participants' orders; the "
+            f"server runs {', '.join(MECHANISMS)} (orders) and {NO_MARKET!r} (no local market)")
     from lemgrid.settlement.bills import Prices
 
     ids = [str(i) for i in scenario.participants.ids]
@@ -102,6 +127,8 @@ def clear_orders(orders: Sequence[Mapping], mechanism: str,
 
     if not orders:
         return [], {}
+    if mechanism not in MECHANISMS:
+        raise ValueError(f"mechanism {mechanism!r} clears no orders")
     batch = OrderBatch.from_arrays(
         order_id=np.array([o["order_id"] for o in orders], dtype=object),
         participant=np.array([o["participant"] for o in orders], dtype=object),

@@ -276,12 +276,23 @@ class Market:
     # -- sessions ---------------------------------------------------------------------------
     def create_session(self, market_id: str, interval: int, gate_ms: int,
                        mechanism: str | None) -> dict:
-        mechanism = mechanism or (self.spec.mechanism if self.spec else "uniform")
-        if mechanism not in lab.MECHANISMS:
-            raise Refused(422, f"mechanism: must be one of {', '.join(lab.MECHANISMS)}")
+        mechanism = self.check_mechanism(mechanism, lab.SESSION_MECHANISMS)
         with self._lock, self.engine.begin() as conn:
             self.insert_session(conn, market_id, interval, gate_ms, mechanism, "open")
         return self.session(market_id)
+
+    def check_mechanism(self, mechanism: str | None, allowed: tuple[str, ...]) -> str:
+        """A new session's mechanism: the one asked for (the scenario's design by default),
+        if ``allowed``; in a market without a local market (design ``none``) only ``none``."""
+        default = self.spec.mechanism if self.spec else "uniform"
+        mechanism = mechanism or default
+        if mechanism not in allowed:
+            raise Refused(422, f"mechanism: must be one of {', '.join(allowed)}, got "
+                               f"{mechanism!r}")
+        if default == lab.NO_MARKET and mechanism != lab.NO_MARKET:
+            raise Refused(422, f"mechanism: this market's scenario has no local market (design "
+                               f"{lab.NO_MARKET!r}); its sessions take no orders")
+        return mechanism
 
     @staticmethod
     def insert_session(conn: sa.engine.Connection, market_id: str, interval: int, gate_ms: int,
@@ -470,6 +481,9 @@ class Market:
         if p["interval"] != session.interval:
             raise Refused(422, f"payload.interval: session {market_id!r} trades interval "
                                f"{session.interval}")
+        if session.mechanism == lab.NO_MARKET:
+            raise Refused(409, f"market_id: session {market_id!r} has no local market (design "
+                               f"{lab.NO_MARKET!r}): it takes no orders")
         if session.state in SEALED_STATES:
             raise Refused(409, f"market_id: session {market_id!r} is sealed-bid: post a "
                                f"commitment to /markets/{market_id}/commits")
