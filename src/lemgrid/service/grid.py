@@ -268,12 +268,13 @@ class Grid:
         direction = 1 if p["direction"] == "up" else -1
         found = room.get((p["resource"], p["asset"], p["interval"], direction))
         if found is None or found[2] != p["meter"]:
-            raise Refused(422, f"payload.asset: {p['meter']!r} has no {p['kind']} {p['asset']} "
+            raise Refused(422, f"payload.asset: {p['meter']!r} has no {p['resource']} "
+                               f"{p['asset']} "
                                f"that can move {p['direction']} at interval {p['interval']}")
         most_kw, baseline_kw, _owner = found
         if p["power_w"] > most_kw * 1000 + 1e-6:
             raise Refused(422, f"payload.power_w: {p['power_w']} W is more than "
-                               f"{p['kind']} {p['asset']} can move {p['direction']} "
+                               f"{p['resource']} {p['asset']} can move {p['direction']} "
                                f"({most_kw * 1000:.0f} W)")
         with self.market.write() as (conn, tx):
             if conn.execute(sa.select(offers.c.offer_id).where(

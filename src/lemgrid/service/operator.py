@@ -607,8 +607,8 @@ class Market:
             conn.execute(t.trades.insert(), [
                 {**{k: x[k] for k in ("market_id", "trade_id", "buyer", "seller",
                                       "buy_order_id", "sell_order_id", "quantity_wh",
-                                      "price_meur_per_kwh")}, "seq": result.first_seq + len(head) + i}
-                for i, x in enumerate(new_trades)])
+                                      "price_meur_per_kwh")},
+                 "seq": result.first_seq + len(head) + i} for i, x in enumerate(new_trades)])
         if postings:
             conn.execute(t.statements.insert(), [
                 {"market_id": market_id, "participant": p["account"],
