@@ -10,10 +10,11 @@ and settle with the same code and this module alone follows the lab when it is r
   broken, network charges, levies, fixed fees.
 * Scenario: :func:`lemgrid.scenario.load_scenario` for the participants, the design, the tariffs
   and the interval length.
-* The DSO: the day-ahead session and owners' schedules as ``lemgrid simulate`` builds them
-  (:func:`grid_day`), the traffic light (:func:`traffic_light`), what each resource can offer
-  (:func:`offer_room`) and the DSO's day on the offers providers made
-  (:func:`clear_flexibility`, :class:`lemgrid.dso.operator.DsoOperator`).
+* The DSO: the scenario's days, sessions and owners' schedules as ``lemgrid simulate`` steps
+  them (:class:`GridCalendar`), the traffic light (:func:`traffic_light`), what each resource
+  can offer (:func:`offer_room`) and the DSO's day on the offers providers made and the TSO's
+  requests (:func:`clear_flexibility`, :class:`lemgrid.dso.operator.DsoOperator`).
+* Continuous sessions use the lab's order book directly (:mod:`lemgrid.service.intraday`).
 """
 
 from __future__ import annotations
