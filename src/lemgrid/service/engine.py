@@ -380,7 +380,6 @@ class GridCalendar:
         self.prices = Prices.from_scenario(scenario)
         self.agents = agent_types(scenario)
         self.dso = DsoOperator(scenario, config, self.rng)
-        self._batteries = scenario.participants.batteries
         self._kinds = scenario.participants.kinds
         self.days: list[GridDay] = []
         #: The DSO's result of each cleared day, in calendar order.
@@ -417,9 +416,9 @@ class GridCalendar:
         """
         import numpy as np
 
-        from lemgrid.sim.designs import own_schedules
-        from lemgrid.sim.runner import split_windows, window_kinds
         from lemgrid.session import DayAheadSession
+        from lemgrid.sim.designs import own_schedules
+        from lemgrid.sim.runner import window_kinds
 
         if k < len(self.days):
             return self.days[k]
@@ -429,11 +428,9 @@ class GridCalendar:
                               f"starts where the one before left the batteries); the day "
                               f"starting at interval {start} is not cleared yet")
         start, stop = self.bounds[k]
-        parts = self.scenario.participants
         session = DayAheadSession(
             scenario=self.scenario, start=start, stop=stop, load_kw=self.load_f[start:stop],
-            pv_kw=self.pv_f[start:stop], batteries=self._batteries,
-            windows=split_windows(parts.windows, start, stop), prices=self.prices,
+            pv_kw=self.pv_f[start:stop], prices=self.prices,
             agents=self.agents, rng=self.rng, zip_traders=None,
             price_forecast=np.full(stop - start, np.nan) if price_forecast is None
             else np.asarray(price_forecast, dtype=float),
@@ -447,22 +444,14 @@ class GridCalendar:
               tso_requests: Sequence[Mapping] = ()) -> dict:
         """The DSO's day on the offers providers made and the TSO's requests
         (:func:`clear_flexibility`); the next day then starts from its final plan."""
-        from dataclasses import replace
-
-        import numpy as np
-
         from lemgrid.sim.runner import carry_kinds
 
         if day.index != len(self.cleared):
             raise DayNotReady(f"interval: day {day.index} of the calendar is cleared already "
                               "or comes after one that is not")
         outcome, dso_day = clear_flexibility(day, offers, tso_requests)
-        plan, batteries = dso_day.plan, self._batteries
-        if len(batteries) and day.stop > day.start:
-            soc = np.clip(plan.soc_kwh[-1] / batteries.capacity_kwh, batteries.soc_min,
-                          batteries.soc_max)
-            self._batteries = replace(batteries, soc_initial=soc)
-        self._kinds = carry_kinds(self._kinds, plan.kinds)
+        # Batteries, EVs, heat-pump stores: every kind starts where the day's final plan ends.
+        self._kinds = carry_kinds(self._kinds, dso_day.plan.kinds)
         self.cleared.append(dso_day)
         return outcome
 
