@@ -38,7 +38,7 @@ def _stored(world) -> tuple:
                      for table in (t.orders, t.sessions, t.capabilities, t.trades,
                                    t.statements, t.idempotency, *t.DELIVERY_TABLES,
                                    *t.SEALED_TABLES, grid.lights, grid.offers,
-                                   grid.activations, grid.days))
+                                   grid.activations, grid.days, grid.tso_requests))
     return m.ledger.size, rows
 
 
@@ -72,6 +72,8 @@ MATRIX = {
     ("GET", "/grid/offers"): {"operator", "dso", "participant", "aggregator"},
     ("GET", "/grid/activations"): {"operator", "dso", "participant", "aggregator"},
     ("POST", "/grid/days/0/clear"): {"operator", "dso"},
+    ("POST", "/grid/tso-requests"): {"tso"},
+    ("GET", "/grid/tso-requests"): {"operator", "dso", "tso"},
 }
 
 
@@ -106,6 +108,9 @@ def _body(world, role, method, path):
         return c.flex_offer_body(offer_id=f"f-{role}", interval=0, resource="battery", asset=0,
                                  direction="up", power_w=1000, price_meur_per_kwh=50,
                                  meter=c.meter or "x")
+    if path == "/grid/tso-requests" and method == "POST":
+        return {"request_id": f"r-{role}", "interval": 0, "direction": "up", "power_w": 1000,
+                "max_price_meur_per_kwh": 100}
     if path.endswith("/cancel"):
         owner = "alice" if role == "aggregator" else c.participant or role
         return c.signed_record({"kind": "cancel", "log_id": c.log_id, "market_id": "s1",

@@ -280,7 +280,7 @@ def test_a_non_converged_interval_is_red(db_url, heavy_scenario):
     world.join("dso", role="dso", meter="-")
     feed: list[dict] = []  # what GET /feed streams
     world.http.app.state.market.subscribers.append(feed.append)
-    world.session("d-1", interval=1)
+    world.session("d-1", interval=1, mechanism="none")  # the scenario's design: no market
     world.close("d-1")
     light = world.clients["dso"].get("/grid/lights").json()
     assert [(x["interval"], x["state"], x["reason"]) for x in light] == [

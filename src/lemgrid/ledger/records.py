@@ -162,6 +162,10 @@ SCHEMAS: dict[str, dict[str, Check]] = {
                    "meter": _text, "interval": valid_interval, "resource": _text,
                    "asset": _non_negative, "direction": _one_of("up", "down"),
                    "power_w": _positive, "price_meur_per_kwh": _int, "nonce": _text},
+    # A request for flexibility the TSO made over the server's API (cleared with the DSO's day).
+    "flex-request": {"request_id": _text, "buyer": _text, "requested_by": _text,
+                     "interval": valid_interval, "direction": _one_of("up", "down"),
+                     "power_w": _positive, "max_price_meur_per_kwh": _int, "service": _text},
     "flex-activation": {"activation_id": _text, "offer_id": _text, "provider": _text,
                         "interval": valid_interval, "direction": _one_of("up", "down"),
                         "power_w": _positive, "price_meur_per_kwh": _int, "buyer": _text,
@@ -181,7 +185,7 @@ OPTIONAL: dict[str, dict[str, Check]] = {
 OPERATOR_KINDS = frozenset({"log-init", "key-registration", "capability", "gate-closure",
                             "reveal-closure", "rejection", "trade", "clearing", "settlement",
                             "checkpoint", "delivery-settlement", "statement", "mandate",
-                            "traffic-light", "flex-activation"})
+                            "traffic-light", "flex-activation", "flex-request"})
 #: Kinds a participant signs (a key-revocation may be signed by the operator or the key itself).
 #: Each names the log it is for (``log_id``), so that it cannot be replayed into another log.
 PARTICIPANT_KINDS = frozenset({"order", "cancel", "commit", "reveal", "key-revocation",

@@ -64,7 +64,7 @@ class SessionBody(Strict):
     market_id: Text
     interval: Interval
     gate_ms: Annotated[StrictInt, Field(ge=0, le=2**62)]
-    mechanism: Literal["uniform", "pay-as-bid", "continuous"] | None = None
+    mechanism: Literal["uniform", "pay-as-bid", "continuous", "none"] | None = None
 
 
 class CapabilityBody(Strict):

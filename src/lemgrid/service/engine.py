@@ -10,10 +10,11 @@ and settle with the same code and this module alone follows the lab when it is r
   broken, network charges, levies, fixed fees.
 * Scenario: :func:`lemgrid.scenario.load_scenario` for the participants, the design, the tariffs
   and the interval length.
-* The DSO: the day-ahead session and owners' schedules as ``lemgrid simulate`` builds them
-  (:func:`grid_day`), the traffic light (:func:`traffic_light`), what each resource can offer
-  (:func:`offer_room`) and the DSO's day on the offers providers made
-  (:func:`clear_flexibility`, :class:`lemgrid.dso.operator.DsoOperator`).
+* The DSO: the scenario's days, sessions and owners' schedules as ``lemgrid simulate`` steps
+  them (:class:`GridCalendar`), the traffic light (:func:`traffic_light`), what each resource
+  can offer (:func:`offer_room`) and the DSO's day on the offers providers made and the TSO's
+  requests (:func:`clear_flexibility`, :class:`lemgrid.dso.operator.DsoOperator`).
+* Continuous sessions use the lab's order book directly (:mod:`lemgrid.service.intraday`).
 """
 
 from __future__ import annotations
@@ -22,16 +23,25 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lemgrid.ledger.units import eur_per_kwh_to_meur
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from lemgrid.dso.operator import DsoDay, DsoOperator
     from lemgrid.scenario import Scenario
     from lemgrid.sim.designs import AssetPlan, DayAheadSession
 
-#: Order-based designs the server clears at gate closure (the lab's mechanisms).
+#: Order-based designs the server runs (the lab's mechanisms): the auctions clear at gate
+#: closure, ``continuous`` on arrival (:mod:`lemgrid.service.intraday`).
 MECHANISMS = ("uniform", "pay-as-bid", "continuous")
+#: A session of a market without a local market (design ``none``): it takes no orders, and its
+#: delivery is settled with the retailer alone, as ``lemgrid simulate`` settles design ``none``.
+NO_MARKET = "none"
+#: What a session may be run with.
+SESSION_MECHANISMS = (*MECHANISMS, NO_MARKET)
 
 
 @dataclass(frozen=True)
@@ -51,12 +61,35 @@ class MarketSpec:
 
 
 def load_market(path: str) -> MarketSpec:
-    """Read a scenario file: participant ids are the meters keys may be bound to."""
+    """Read a scenario file: participant ids are the meters keys may be bound to, and its design
+    runs the sessions.
+
+    Raises
+    ------
+    NotBuiltError
+        If the scenario's design is neither order-based (``uniform``, ``pay-as-bid``,
+        ``continuous``) nor without a local market (``none``): the server does not run the
+        designs that clear by optimising the members' assets (``community``, ``p2p``, ...).
+    """
+    from lemgrid.designs import get_design, is_local_market
+    from lemgrid.errors import NotBuiltError
     from lemgrid.scenario import load_scenario
 
     scenario = load_scenario(path)
     design = scenario.config.market.design
-    mechanism = design if design in MECHANISMS else "uniform"
+    if design in MECHANISMS:
+        mechanism = design
+    elif not is_local_market(get_design(design)):
+        mechanism = NO_MARKET
+    else:
+        raise NotBuiltError(
+            f"market.design: {design!r} (scenario {path}) is not served by the market server: it "
+            "clears from the members' assets and forecasts, not from participants' orders; the "
+            f"server runs {', '.join(MECHANISMS)} (orders) and {NO_MARKET!r} (no local market)")
+    if scenario.config.dso is not None and \
+            scenario.config.dso.flexibility.lead_time == "long-term":
+        raise NotBuiltError("dso.flexibility.lead_time: long-term reservations are not built in "
+                            f"the market server (scenario {path}); use day-ahead or intraday")
     from lemgrid.settlement.bills import Prices
 
     ids = [str(i) for i in scenario.participants.ids]
@@ -102,6 +135,8 @@ def clear_orders(orders: Sequence[Mapping], mechanism: str,
 
     if not orders:
         return [], {}
+    if mechanism not in MECHANISMS:
+        raise ValueError(f"mechanism {mechanism!r} clears no orders")
     batch = OrderBatch.from_arrays(
         order_id=np.array([o["order_id"] for o in orders], dtype=object),
         participant=np.array([o["participant"] for o in orders], dtype=object),
@@ -266,6 +301,8 @@ class GridDay:
         The owners' schedules the order market clears against (the lab's order designs).
     start, stop : int
         Horizon intervals of the day.
+    index : int
+        Position of the day in the scenario's calendar.
     """
 
     scenario: Scenario
@@ -273,56 +310,173 @@ class GridDay:
     plan: AssetPlan
     start: int
     stop: int
+    index: int = 0
+    #: The calendar's DSO (one over the horizon, as in ``lemgrid simulate``).
+    dso: DsoOperator | None = None
 
-    def operator(self):
-        """A fresh :class:`~lemgrid.dso.operator.DsoOperator` with the lab's random stream."""
+    def operator(self) -> DsoOperator:
+        """The DSO of the day's calendar (a fresh one with the scenario's random stream for a
+        day built on its own)."""
+        if self.dso is not None:
+            return self.dso
         import numpy as np
 
         from lemgrid.dso.operator import DsoOperator
 
-        rng = np.random.default_rng(self.scenario.config.seed)
-        return DsoOperator(self.scenario, self.scenario.config.dso, rng)
+        from lemgrid.errors import InputError
+
+        config = self.scenario.config.dso
+        if config is None:
+            raise InputError("scenario: has no dso block (no grid validation in this market)")
+        return DsoOperator(self.scenario, config, np.random.default_rng(self.scenario.config.seed))
 
 
-def grid_day(scenario_path: str, interval: int) -> GridDay:
-    """The DSO's day containing a horizon interval.
+class DayNotReady(Exception):
+    """A day of the calendar that needs an earlier day the DSO has not cleared yet."""
+
+
+class GridCalendar:
+    """The DSO's days of a scenario, stepped as ``lemgrid simulate`` steps its sessions (the
+    lab's ``run_sessions``): one random stream and one :class:`~lemgrid.dso.operator.DsoOperator`
+    (with its activation registry) over the horizon; each day's batteries and registered kinds
+    start where the previous day's final plan (after the DSO's activations) left them.
+
+    A day is built once the days before it are cleared (:meth:`clear`), in calendar order.
+
+    Parameters
+    ----------
+    scenario_path : str
 
     Raises
     ------
     InputError
-        If the scenario has no ``dso:`` block, the interval is outside the horizon, or it is not
-        in the first day (later days carry state from earlier ones: not built in the server).
+        If the scenario has no ``dso:`` block.
+    NotBuiltError
+        If the DSO works with long-term reservations (not built in the server).
     """
-    import numpy as np
 
-    from lemgrid.errors import InputError
-    from lemgrid.scenario import load_scenario
-    from lemgrid.settlement.bills import Prices
-    from lemgrid.sim.designs import DayAheadSession, own_schedules
-    from lemgrid.sim.runner import agent_types, day_bounds, forecasts, window_kinds
+    def __init__(self, scenario_path: str) -> None:
+        import numpy as np
 
-    scenario = load_scenario(scenario_path)
-    if scenario.config.dso is None:
-        raise InputError("scenario: has no dso block (no grid validation in this market)")
-    days = day_bounds(scenario)
-    if not days or not 0 <= interval < days[-1][1]:
+        from lemgrid.dso.operator import DsoOperator
+        from lemgrid.errors import InputError, NotBuiltError
+        from lemgrid.scenario import load_scenario
+        from lemgrid.settlement.bills import Prices
+        from lemgrid.sim.runner import agent_types, day_bounds, forecasts
+
+        scenario = load_scenario(scenario_path)
+        config = scenario.config.dso
+        if config is None:
+            raise InputError("scenario: has no dso block (no grid validation in this market)")
+        if config.flexibility.lead_time == "long-term":
+            raise NotBuiltError("dso.flexibility.lead_time: long-term reservations are not built "
+                                "in the market server (the DSO's availability payments are lab "
+                                "only); use day-ahead or intraday")
+        self.scenario = scenario
+        self.bounds = day_bounds(scenario)
+        self.rng = np.random.default_rng(scenario.config.seed)
+        self.load_f, self.pv_f = forecasts(scenario, self.rng)
+        _, self.q_kvar = scenario.bus_injections(scenario.participants.net_p_kw)
+        self.prices = Prices.from_scenario(scenario)
+        self.agents = agent_types(scenario)
+        self.dso = DsoOperator(scenario, config, self.rng)
+        self._kinds = scenario.participants.kinds
+        self.days: list[GridDay] = []
+        #: The DSO's result of each cleared day, in calendar order.
+        self.cleared: list = []
+
+    def index(self, interval: int) -> int:
+        """Position in the calendar of the day containing a horizon interval.
+
+        Raises
+        ------
+        InputError
+            If the interval is outside the horizon.
+        """
+        from lemgrid.errors import InputError
+
+        for k, (start, stop) in enumerate(self.bounds):
+            if start <= interval < stop:
+                return k
         raise InputError(f"interval: {interval} is outside the scenario's horizon")
-    start, stop = days[0]
-    if interval >= stop:
-        raise InputError(f"interval: {interval} is after the scenario's first day; the server's "
-                         "DSO validates the first day only (later days are not built)")
-    parts = scenario.participants
-    rng = np.random.default_rng(scenario.config.seed)
-    load_f, pv_f = forecasts(scenario, rng)
-    _, q_all = scenario.bus_injections(parts.net_p_kw)
-    prices = Prices.from_scenario(scenario)
-    session = DayAheadSession(
-        scenario=scenario, start=start, stop=stop, load_kw=load_f[start:stop],
-        pv_kw=pv_f[start:stop], prices=prices, agents=agent_types(scenario), rng=rng, zip_traders=None,
-        price_forecast=np.full(stop - start, np.nan),
-        background_p_kw=scenario.background_p_kw[start:stop], q_kvar=q_all[start:stop],
-        kinds=window_kinds(parts.kinds, start, stop))
-    return GridDay(scenario, session, own_schedules(session), start, stop)
+
+    def day(self, k: int, price_forecast=None) -> GridDay:
+        """Day ``k``, built (once) from where day ``k - 1`` ended.
+
+        Parameters
+        ----------
+        price_forecast : ndarray (Td,), optional
+            What optimising agents expect to pay [EUR/kWh] (the lab: the previous day's market
+            prices at the same clock time); NaN (no expectation) by default.
+
+        Raises
+        ------
+        DayNotReady
+            If an earlier day is not cleared yet.
+        """
+        import numpy as np
+
+        from lemgrid.session import DayAheadSession
+        from lemgrid.sim.designs import own_schedules
+        from lemgrid.sim.runner import window_kinds
+
+        if k < len(self.days):
+            return self.days[k]
+        if k > len(self.cleared):
+            start = self.bounds[len(self.cleared)][0]
+            raise DayNotReady(f"interval: the DSO validates the days in calendar order (each "
+                              f"starts where the one before left the batteries); the day "
+                              f"starting at interval {start} is not cleared yet")
+        start, stop = self.bounds[k]
+        session = DayAheadSession(
+            scenario=self.scenario, start=start, stop=stop, load_kw=self.load_f[start:stop],
+            pv_kw=self.pv_f[start:stop], prices=self.prices,
+            agents=self.agents, rng=self.rng, zip_traders=None,
+            price_forecast=np.full(stop - start, np.nan) if price_forecast is None
+            else np.asarray(price_forecast, dtype=float),
+            background_p_kw=self.scenario.background_p_kw[start:stop],
+            q_kvar=self.q_kvar[start:stop], kinds=window_kinds(self._kinds, start, stop))
+        day = GridDay(self.scenario, session, own_schedules(session), start, stop, k, self.dso)
+        self.days.append(day)
+        return day
+
+    def clear(self, day: GridDay, offers: Sequence[Mapping],
+              tso_requests: Sequence[Mapping] = ()) -> dict:
+        """The DSO's day on the offers providers made and the TSO's requests
+        (:func:`clear_flexibility`); the next day then starts from its final plan."""
+        from lemgrid.sim.runner import carry_kinds
+
+        if day.index != len(self.cleared):
+            raise DayNotReady(f"interval: day {day.index} of the calendar is cleared already "
+                              "or comes after one that is not")
+        outcome, dso_day = clear_flexibility(day, offers, tso_requests)
+        # Batteries, EVs, heat-pump stores: every kind starts where the day's final plan ends.
+        self._kinds = carry_kinds(self._kinds, dso_day.plan.kinds)
+        self.cleared.append(dso_day)
+        return outcome
+
+    def carried_prices(self, k: int, prices_eur_per_kwh) -> np.ndarray:
+        """The previous day's market prices [EUR/kWh] carried to day ``k`` by clock time (the
+        lab's price expectation of optimising agents)."""
+        from lemgrid.sim.runner import same_clock_time
+
+        return same_clock_time(self.scenario.time_index, self.bounds[k - 1], self.bounds[k],
+                               prices_eur_per_kwh)
+
+
+def grid_day(scenario_path: str, interval: int) -> GridDay:
+    """The DSO's day containing a horizon interval, of a fresh :class:`GridCalendar`.
+
+    Raises
+    ------
+    InputError
+        If the scenario has no ``dso:`` block or the interval is outside the horizon.
+    DayNotReady
+        If the interval is after the first day (build those through a calendar that clears
+        the days before).
+    """
+    calendar = GridCalendar(scenario_path)
+    return calendar.day(calendar.index(interval))
 
 
 def traffic_light(day: GridDay) -> list[dict]:
@@ -353,7 +507,9 @@ def offer_room(day: GridDay) -> dict[tuple[str, int, int, int], tuple[float, flo
     """What each resource can offer: (kind, asset, interval, direction) -> (most kW, baseline kW,
     owner participant id), from the owners' schedules (the lab's ``offers_from_plan``)."""
     dso = day.operator()
-    offers = dso._offers(day.session, day.plan, day.session.pv_kw, None)
+    dso.offer_book = None  # what the schedules allow, not what was offered
+    every: Any = None  # every interval of the day
+    offers = dso._offers(day.session, day.plan, day.session.pv_kw, every)
     ids = day.scenario.participants.ids
     return {(str(offers.kind[k]), int(offers.asset[k]), day.start + int(offers.interval[k]),
              int(offers.direction[k])): (float(offers.kw[k]), float(offers.baseline_kw[k]),
@@ -361,9 +517,11 @@ def offer_room(day: GridDay) -> dict[tuple[str, int, int, int], tuple[float, flo
             for k in range(len(offers))}
 
 
-def clear_flexibility(day: GridDay, offers: Sequence[Mapping]) -> dict:
-    """The DSO's day with the offers providers made: flexibility market, AC re-checks, delivery
-    and red, by the lab's :meth:`DsoOperator.process`.
+def clear_flexibility(day: GridDay, offers: Sequence[Mapping],
+                      tso_requests: Sequence[Mapping] = ()) -> tuple[dict, DsoDay]:
+    """The DSO's day with the offers providers made and the requests the TSO made: flexibility
+    market, TSO coordination, AC re-checks, delivery and red, by the lab's
+    :meth:`DsoOperator.process`.
 
     Parameters
     ----------
@@ -371,16 +529,22 @@ def clear_flexibility(day: GridDay, offers: Sequence[Mapping]) -> dict:
         ``offer_id``, ``provider``, ``kind``, ``asset``, ``interval`` (horizon),
         ``direction`` ('up'/'down'), ``power_w`` [W], ``price_meur_per_kwh`` [m€/kWh],
         ``baseline_w`` [W], ``participant`` (owner id).
+    tso_requests : sequence of mapping
+        ``interval`` (horizon), ``direction``, ``power_w`` [W], ``max_price_meur_per_kwh``
+        [m€/kWh], ``service``; from every bus (cleared with the scenario's
+        ``dso.coordination.tso_requests``, by its ``scheme``).
 
     Returns
     -------
-    dict
+    outcome : dict
         ``lights``: per interval ``interval``, ``state``, ``reason``; ``activations``: the lab's
         records with ``offer_id``, ``power_w`` and the money in µ€.
+    dso_day : DsoDay
+        The lab's result (its final plan is where the next day starts).
     """
     import numpy as np
 
-    from lemgrid.dso.flexibility import DOWN, UP, FlexOffers
+    from lemgrid.dso.flexibility import DOWN, UP, FlexOffers, FlexRequests
 
     dso = day.operator()
     parts = day.scenario.participants
@@ -402,8 +566,23 @@ def clear_flexibility(day: GridDay, offers: Sequence[Mapping]) -> dict:
         window_start=np.zeros(n, int), window_stop=np.full(n, day.stop - day.start),
         baseline_kw=np.array([o["baseline_w"] / 1000 for o in offers], dtype=float))
     book.validate(dso.network.n_bus, "offers")
-    dso.offer_book = book
-    result = dso.process(day.session, day.plan)
+    m = len(tso_requests)
+    requests = FlexRequests(
+        buyer=np.full(m, "TSO").astype(str),
+        service=np.array([r["service"] for r in tso_requests], dtype=object).astype(str),
+        interval=np.array([r["interval"] - day.start for r in tso_requests], dtype=int),
+        area=np.ones((m, dso.network.n_bus), bool),
+        direction=np.array([UP if r["direction"] == "up" else DOWN for r in tso_requests],
+                           dtype=int),
+        kw=np.array([r["power_w"] / 1000 for r in tso_requests], dtype=float),
+        max_price_eur_per_kwh=np.array([r["max_price_meur_per_kwh"] / 1000
+                                        for r in tso_requests], dtype=float))
+    requests.validate("tso requests")
+    dso.offer_book, dso.tso_request_book = book, requests
+    try:
+        result = dso.process(day.session, day.plan)
+    finally:
+        dso.offer_book, dso.tso_request_book = None, None
     by_key = {(o["kind"], int(o["asset"]), int(o["interval"]), o["direction"]): o["offer_id"]
               for o in offers}
     rec = result.records
@@ -423,4 +602,4 @@ def clear_flexibility(day: GridDay, offers: Sequence[Mapping]) -> dict:
             "penalty_ueur": round(float(rec.penalty_eur[j]) * 1e6)})
     lights = [{"interval": day.start + t, "state": str(result.state[t]),
                "reason": result.reason[t]} for t in range(len(result.state))]
-    return {"lights": lights, "activations": activations}
+    return {"lights": lights, "activations": activations}, result

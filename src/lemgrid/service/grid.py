@@ -20,6 +20,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 import sqlalchemy as sa
 
 from lemgrid.errors import InputError
@@ -82,34 +84,122 @@ activations = sa.Table(
     sa.Column("seq", sa.BigInteger, nullable=False))
 
 
+tso_requests = sa.Table(
+    "tso_requests", METADATA,
+    sa.Column("request_id", sa.String(200), primary_key=True),
+    sa.Column("requested_by", sa.String(200), nullable=False),
+    sa.Column("interval", sa.Integer, nullable=False),
+    sa.Column("day_start", sa.Integer, nullable=False),
+    sa.Column("direction", sa.String(4), nullable=False),
+    sa.Column("power_w", sa.BigInteger, nullable=False),
+    sa.Column("max_price_meur_per_kwh", sa.BigInteger, nullable=False),
+    sa.Column("service", sa.String(20), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False))
+
+
 class Grid:
     """The DSO's side of one market (attached to a :class:`~lemgrid.service.operator.Market`
-    whose scenario has a ``dso:`` block)."""
+    whose scenario has a ``dso:`` block).
+
+    The days are the lab's (:class:`lemgrid.service.engine.GridCalendar`): each starts where
+    the DSO's clearing of the day before left the batteries, so a day is validated only once
+    the days before it are cleared. The calendar lives in memory; after a restart (or a failed
+    clearing) it is rebuilt by clearing the stored days again on their stored offers and TSO
+    requests (deterministic: the same activations).
+    """
 
     def __init__(self, market: Market, scenario_path: str) -> None:
         self.market = market
         self.scenario_path = scenario_path
-        self._days: dict[int, lab.GridDay] = {}
+        self._calendar: lab.GridCalendar | None = None
         self._forecast: dict[int, list[dict]] = {}
         self._room: dict[int, dict] = {}
-        self._compute = threading.Lock()
+        self._compute = threading.RLock()
 
-    # -- the lab's day, computed once (deterministic from the scenario) ----------------------
-    def day(self, interval: int) -> lab.GridDay:
+    # -- the lab's days, in calendar order -----------------------------------------------------
+    def calendar(self) -> lab.GridCalendar:
+        from lemgrid.errors import NotBuiltError
         from lemgrid.service.operator import Refused
 
         with self._compute:
-            for start, day in self._days.items():
-                if start <= interval < day.stop:
-                    return day
+            if self._calendar is None:
+                try:
+                    self._calendar = lab.GridCalendar(self.scenario_path)
+                except (InputError, NotBuiltError) as exc:
+                    raise Refused(422, str(exc)) from None
+            return self._calendar
+
+    def _forget(self) -> None:
+        """Drop the calendar (rebuilt from the stored days on next use)."""
+        self._calendar = None
+        self._forecast.clear()
+        self._room.clear()
+
+    def day(self, interval: int) -> lab.GridDay:
+        """The day containing ``interval``, the days before it cleared (from the database
+        after a restart).
+
+        Raises
+        ------
+        Refused
+            422 outside the horizon; 409 if a day before it is not cleared yet.
+        """
+        from lemgrid.service.operator import Refused
+
+        with self._compute:
+            calendar = self.calendar()
             try:
-                day = lab.grid_day(self.scenario_path, interval)
+                k = calendar.index(interval)
             except InputError as exc:
                 raise Refused(422, str(exc)) from None
-            self._days[day.start] = day
+            with self.market.engine.connect() as conn:
+                stored = set(conn.execute(sa.select(days.c.day_start)).scalars())
+            while len(calendar.cleared) < k:  # stored days not in memory (a restart)
+                j = len(calendar.cleared)
+                start = calendar.bounds[j][0]
+                if start not in stored:
+                    break
+                offers_j, requests_j = self._book(start)
+                calendar.clear(self._build(calendar, j), offers_j, requests_j)
+            try:
+                return self._build(calendar, k)
+            except lab.DayNotReady as exc:
+                raise Refused(409, str(exc)) from None
+
+    def _build(self, calendar: lab.GridCalendar, k: int) -> lab.GridDay:
+        price = None
+        if k > 0 and k >= len(calendar.days):
+            price = calendar.carried_prices(k, self._market_prices(*calendar.bounds[k - 1]))
+        day = calendar.day(k, price)
+        if day.start not in self._forecast:
             self._forecast[day.start] = lab.traffic_light(day)
             self._room[day.start] = lab.offer_room(day)
-            return day
+        return day
+
+    def _market_prices(self, start: int, stop: int) -> np.ndarray:
+        """The server's market price of each interval of [start, stop) [EUR/kWh]: the volume-
+        weighted price of its sessions' trades (NaN without trades), as the lab's positions."""
+        volume, money = np.zeros(stop - start), np.zeros(stop - start)
+        with self.market.engine.connect() as conn:
+            for interval, q, p in conn.execute(
+                    sa.select(t.sessions.c.interval, t.trades.c.quantity_wh,
+                              t.trades.c.price_meur_per_kwh)
+                    .join(t.sessions, t.sessions.c.market_id == t.trades.c.market_id)
+                    .where((t.sessions.c.interval >= start) & (t.sessions.c.interval < stop))):
+                volume[interval - start] += q
+                money[interval - start] += q * p / 1000
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(volume > 0, money / volume, np.nan)
+
+    def _book(self, day_start: int) -> tuple[list[dict], list[dict]]:
+        """The stored offers and TSO requests of a day, in arrival order."""
+        with self.market.engine.connect() as conn:
+            book = [dict(r._mapping) for r in conn.execute(
+                sa.select(offers).where(offers.c.day_start == day_start).order_by(offers.c.seq))]
+            requests = [dict(r._mapping) for r in conn.execute(
+                sa.select(tso_requests).where(tso_requests.c.day_start == day_start)
+                .order_by(tso_requests.c.seq))]
+        return book, requests
 
     # -- 1. after a session's clearing -------------------------------------------------------
     def after_clearing(self, market_id: str, interval: int) -> dict | None:
@@ -165,22 +255,26 @@ class Grid:
         with self.market.engine.connect() as conn:
             light = conn.execute(sa.select(lights).where(
                 lights.c.interval == p["interval"])).first()
-        if light is None or light.state == "green":
+            tso_asks = conn.execute(sa.select(tso_requests.c.request_id).where(
+                tso_requests.c.interval == p["interval"])).first() is not None
+        if light is None or (light.state == "green" and not tso_asks):
             raise Refused(422, f"payload.interval: no flexibility request for interval "
-                               f"{p['interval']} (not amber)")
+                               f"{p['interval']} (not amber, no TSO request)")
         if light.stage != "forecast":
             raise Refused(409, f"payload.interval: the DSO has cleared interval "
                                f"{p['interval']}'s day")
+        self.day(p["interval"])  # (re)built: a restart forgets what resources can do
         room = self._room[light.day_start]
         direction = 1 if p["direction"] == "up" else -1
         found = room.get((p["resource"], p["asset"], p["interval"], direction))
         if found is None or found[2] != p["meter"]:
-            raise Refused(422, f"payload.asset: {p['meter']!r} has no {p['kind']} {p['asset']} "
+            raise Refused(422, f"payload.asset: {p['meter']!r} has no {p['resource']} "
+                               f"{p['asset']} "
                                f"that can move {p['direction']} at interval {p['interval']}")
         most_kw, baseline_kw, _owner = found
         if p["power_w"] > most_kw * 1000 + 1e-6:
             raise Refused(422, f"payload.power_w: {p['power_w']} W is more than "
-                               f"{p['kind']} {p['asset']} can move {p['direction']} "
+                               f"{p['resource']} {p['asset']} can move {p['direction']} "
                                f"({most_kw * 1000:.0f} W)")
         with self.market.write() as (conn, tx):
             if conn.execute(sa.select(offers.c.offer_id).where(
@@ -208,15 +302,26 @@ class Grid:
         checkpoint, in one transaction."""
         from lemgrid.service.operator import Refused
 
-        day = self.day(interval)
-        with self.market.engine.connect() as conn:
-            if conn.execute(sa.select(days.c.day_start).where(
-                    days.c.day_start == day.start)).first() is not None:
-                raise Refused(409, f"interval: the day starting at {day.start} is cleared")
-            book = [dict(r._mapping) for r in conn.execute(
-                sa.select(offers).where(offers.c.day_start == day.start)
-                .order_by(offers.c.seq))]
-        outcome = lab.clear_flexibility(day, [{**o, "provider": o["provider"]} for o in book])
+        with self._compute:
+            day = self.day(interval)
+            with self.market.engine.connect() as conn:
+                if conn.execute(sa.select(days.c.day_start).where(
+                        days.c.day_start == day.start)).first() is not None:
+                    raise Refused(409, f"interval: the day starting at {day.start} is cleared")
+            book, requests = self._book(day.start)
+            try:
+                outcome = self.calendar().clear(day, book, requests)
+                committed = self._commit_day(day, outcome)
+            except BaseException:
+                self._forget()  # the calendar may be ahead of what is stored
+                raise
+        return self._published_day(day, *committed)
+
+    def _commit_day(self, day: lab.GridDay, outcome: dict) -> tuple[list, list, int]:
+        """Activations and final lights with their ledger records and a checkpoint, in one
+        transaction."""
+        from lemgrid.service.operator import Refused
+
         acts = [dict(a, activation_id=f"a{day.start}-{k}")
                 for k, a in enumerate(outcome["activations"]) if a["power_w"] > 0]
         with self.market.write() as (conn, tx):
@@ -249,6 +354,11 @@ class Grid:
                     seq=result.first_seq + len(acts) + k))
             conn.execute(days.insert().values(day_start=day.start,
                                               checkpoint_seq=result.checkpoint["seq"]))
+        return acts, changed, result.checkpoint["seq"]
+
+    def _published_day(self, day: lab.GridDay, acts: list, changed: list,
+                       checkpoint_seq: int) -> dict:
+        """Announce a committed flexibility day on the feed; its summary."""
         for a in acts:
             self.market.publish({"event": "flex-activation", **{k: a[k] for k in (
                 "activation_id", "offer_id", "interval", "direction", "power_w",
@@ -258,7 +368,44 @@ class Grid:
                                  "state": x["state"], "reason": x["reason"],
                                  "stage": "cleared"})
         return {"day_start": day.start, "n_activations": len(acts),
-                "checkpoint_seq": result.checkpoint["seq"]}
+                "checkpoint_seq": checkpoint_seq}
+
+    # -- the TSO's requests --------------------------------------------------------------------
+    def submit_tso_request(self, identity: dict, body: dict) -> dict:
+        """Store a TSO's flexibility request for an interval (cleared with the DSO's day, by
+        the scenario's coordination scheme), with its ``flex-request`` ledger record."""
+        from lemgrid.service.operator import Refused
+
+        calendar = self.calendar()
+        scheme = calendar.scenario.config.dso.coordination.scheme  # type: ignore[union-attr]
+        if scheme == "none":
+            raise Refused(422, "dso.coordination.scheme: this market's DSO does not coordinate "
+                               "with the TSO (scheme 'none'): no TSO requests")
+        try:
+            k = calendar.index(body["interval"])
+        except InputError as exc:
+            raise Refused(422, str(exc)) from None
+        day_start = calendar.bounds[k][0]
+        with self.market.write() as (conn, tx):
+            if conn.execute(sa.select(days.c.day_start).where(
+                    days.c.day_start == day_start)).first() is not None:
+                raise Refused(409, f"interval: the DSO has cleared the day starting at "
+                                   f"{day_start}")
+            if conn.execute(sa.select(tso_requests.c.request_id).where(
+                    tso_requests.c.request_id == body["request_id"])).first() is not None:
+                raise Refused(409, f"request_id: {body['request_id']!r} exists already")
+            result = tx.append_operator([{"kind": "flex-request", "buyer": "TSO",
+                                          "requested_by": identity["participant"], **body}])
+            conn.execute(tso_requests.insert().values(
+                requested_by=identity["participant"], day_start=day_start,
+                seq=result.first_seq, **body))
+        self.market.publish({"event": "tso-request", **body})
+        return {**body, "status": "open", "seq": result.first_seq}
+
+    def tso_requests(self) -> list[dict]:
+        with self.market.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                sa.select(tso_requests).order_by(tso_requests.c.seq))]
 
     # -- reading -----------------------------------------------------------------------------
     def lights(self) -> list[dict]:
@@ -267,12 +414,20 @@ class Grid:
                 sa.select(lights).order_by(lights.c.interval))]
 
     def requests(self) -> list[dict]:
-        """Open flexibility requests: amber intervals whose day is not cleared yet."""
+        """Open flexibility requests: amber intervals whose day is not cleared yet (the DSO's),
+        then the TSO's requests of days not cleared yet."""
         with self.market.engine.connect() as conn:
-            return [{"interval": r.interval, "service": r.service, "reason": r.reason}
-                    for r in conn.execute(sa.select(lights).where(
-                        (lights.c.state != "green") & (lights.c.stage == "forecast"))
-                        .order_by(lights.c.interval))]
+            dso = [{"interval": r.interval, "service": r.service, "reason": r.reason,
+                    "buyer": "DSO"}
+                   for r in conn.execute(sa.select(lights).where(
+                       (lights.c.state != "green") & (lights.c.stage == "forecast"))
+                       .order_by(lights.c.interval))]
+            tso = [{"interval": r.interval, "service": r.service, "direction": r.direction,
+                    "power_w": r.power_w, "buyer": "TSO"}
+                   for r in conn.execute(sa.select(tso_requests).where(
+                       ~tso_requests.c.day_start.in_(sa.select(days.c.day_start)))
+                       .order_by(tso_requests.c.seq))]
+        return dso + tso
 
     def _visible(self, table: sa.Table, identity: dict) -> list[dict]:
         query = sa.select(table).order_by(table.c.seq)

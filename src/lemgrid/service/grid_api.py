@@ -36,6 +36,20 @@ class FlexOfferPayload(BaseModel):
     price_meur_per_kwh: Annotated[StrictInt, Field(ge=-10**7, le=10**7)]
     nonce: Text
 
+class TsoRequestBody(BaseModel):
+    """A TSO's request for flexibility at one interval, from every bus of the feeder."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "request_id": "tso-1", "interval": 72, "direction": "up", "power_w": 5000,
+        "max_price_meur_per_kwh": 300, "service": "balancing"}]})
+    request_id: Text
+    interval: Annotated[StrictInt, Field(ge=0, le=10**9)]
+    direction: Literal["up", "down"]
+    power_w: Annotated[StrictInt, Field(gt=0, le=10**9)]
+    max_price_meur_per_kwh: Annotated[StrictInt, Field(ge=0, le=10**7)]
+    service: Literal["balancing", "CM", "VM", "LLR"] = "balancing"
+
+
 class SignedFlexOffer(BaseModel):
     model_config = ConfigDict(extra="forbid")
     payload: FlexOfferPayload
@@ -84,6 +98,19 @@ def add_routes(app, market: Market, role: Callable) -> None:
     def grid_clear(interval: int, _: Dso) -> dict:
         """The DSO clears the flexibility of the day containing ``interval``."""
         return need_grid().clear_day(interval)
+
+    Tso = Annotated[dict, Depends(role("tso"))]
+
+    @app.post("/grid/tso-requests", status_code=201, tags=["grid"])
+    def grid_tso_request(body: TsoRequestBody, who: Tso) -> dict:
+        """The TSO requests flexibility at an interval (cleared after or with the DSO's
+        needs, by the scenario's ``dso.coordination.scheme``)."""
+        return need_grid().submit_tso_request(who, body.model_dump())
+
+    @app.get("/grid/tso-requests", tags=["grid"])
+    def grid_tso_requests(_: Grid_) -> list[dict]:
+        """The TSO's requests (operator, DSO, TSO)."""
+        return need_grid().tso_requests()
 
     @app.get("/grid/activations", tags=["grid"])
     def grid_activations(who: Reader) -> list[dict]:

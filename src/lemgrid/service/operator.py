@@ -11,7 +11,6 @@ import contextlib
 import functools
 import json
 import logging
-import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
@@ -105,6 +104,7 @@ class _Staged:
                 self.conn.close()  # rolls back, and frees SQLite's write lock for the resync
             try:
                 self.market.ledger.resync()
+                self.market.intraday.reset()
             finally:
                 self.market._lock.release()
             raise
@@ -152,19 +152,16 @@ class Market:
 
         #: The DSO's side (traffic light, flexibility), when the scenario has a ``dso:`` block.
         self.grid = Grid(self, spec.dso_scenario) if spec and spec.dso_scenario else None
+        from lemgrid.service.intraday import ContinuousBooks
+
+        #: The open continuous sessions' order books (matched on arrival).
+        self.intraday = ContinuousBooks(self)
         with self.engine.connect() as conn:  # never a database read on a request's path
             for row in conn.execute(sa.select(t.identities).where(t.identities.c.approved)):
                 self._approved[row.key_id] = dict(row._mapping)
-        self._intake: queue.SimpleQueue[_Intake | None] = queue.SimpleQueue()
-        self._writer = threading.Thread(target=self._write_orders, daemon=True,
-                                        name="lemgrid-order-writer")
-        self._writer.start()
 
     def close(self) -> None:
-        """Stop the order writer (after the orders queued so far) and close the database."""
-        if self._writer.is_alive():
-            self._intake.put(None)
-            self._writer.join()
+        """Close the database."""
         self.engine.dispose()
 
     @property
@@ -188,8 +185,13 @@ class Market:
         """One transaction over the server's tables and the ledger (one writer at a time)."""
         with self._lock:
             try:
-                with self.engine.begin() as conn, self.ledger.transaction(conn) as tx:
-                    yield conn, tx
+                try:
+                    with self.engine.begin() as conn, self.ledger.transaction(conn) as tx:
+                        yield conn, tx
+                except BaseException:
+                    # What the block did to a continuous session's book was not committed.
+                    self.intraday.reset()
+                    raise
             except Rejection as exc:
                 raise refused_by_ledger(exc) from None
             except sa.exc.IntegrityError:
@@ -319,12 +321,23 @@ class Market:
     # -- sessions ---------------------------------------------------------------------------
     def create_session(self, market_id: str, interval: int, gate_ms: int,
                        mechanism: str | None) -> dict:
-        mechanism = mechanism or (self.spec.mechanism if self.spec else "uniform")
-        if mechanism not in lab.MECHANISMS:
-            raise Refused(422, f"mechanism: must be one of {', '.join(lab.MECHANISMS)}")
+        mechanism = self.check_mechanism(mechanism, lab.SESSION_MECHANISMS)
         with self._lock, self.engine.begin() as conn:
             self.insert_session(conn, market_id, interval, gate_ms, mechanism, "open")
         return self.session(market_id)
+
+    def check_mechanism(self, mechanism: str | None, allowed: tuple[str, ...]) -> str:
+        """A new session's mechanism: the one asked for (the scenario's design by default),
+        if ``allowed``; in a market without a local market (design ``none``) only ``none``."""
+        default = self.spec.mechanism if self.spec else "uniform"
+        mechanism = mechanism or default
+        if mechanism not in allowed:
+            raise Refused(422, f"mechanism: must be one of {', '.join(allowed)}, got "
+                               f"{mechanism!r}")
+        if default == lab.NO_MARKET and mechanism != lab.NO_MARKET:
+            raise Refused(422, f"mechanism: this market's scenario has no local market (design "
+                               f"{lab.NO_MARKET!r}); its sessions take no orders")
+        return mechanism
 
     @staticmethod
     def insert_session(conn: sa.engine.Connection, market_id: str, interval: int, gate_ms: int,
@@ -391,9 +404,15 @@ class Market:
 
     def submit_order(self, identity: dict, market_id: str, record: SignedRecord,
                      idem_key: str | None, body_sha256: str) -> tuple[int, dict]:
-        """Accept a signed order: ledger record, order row and idempotency row in one
-        transaction (shared with the other orders of its group); returns once committed."""
-        return self.queue_order(identity, market_id, record, idem_key, body_sha256).result()
+        """Accept one signed order without HTTP (tests, scripts): :meth:`check_order`, then
+        :meth:`commit_orders` of it alone, in the calling thread; ``(status, answer)``.
+
+        The app commits through the same :meth:`commit_orders`, in groups
+        (``lemgrid.service.app._OrderWriter``): there is one order writer, not a thread here.
+        """
+        item = self.check_order(identity, market_id, record, idem_key, body_sha256)
+        self.commit_orders([item])
+        return item.answer.result()
 
     def check_order(self, identity: dict, market_id: str, record: SignedRecord,
                     idem_key: str | None, body_sha256: str, answer: Any = None,
@@ -414,41 +433,6 @@ class Market:
             return _Intake(identity, market_id, record, idem_key, body_sha256)
         return _Intake(identity, market_id, record, idem_key, body_sha256, answer,
                        order_message)
-
-    def queue_order(self, identity: dict, market_id: str, record: SignedRecord,
-                    idem_key: str | None, body_sha256: str) -> Future:
-        """Check the order (:meth:`check_order`) and queue it for the order writer thread.
-
-        Returns
-        -------
-        Future
-            Resolves to ``(status, answer)`` once the order's transaction has committed, or to
-            the :class:`Refused` error.
-        """
-        item = self.check_order(identity, market_id, record, idem_key, body_sha256)
-        self._intake.put(item)
-        return item.answer
-
-    def _write_orders(self) -> None:
-        """The order writer thread: commits the queued orders in groups (those that arrived
-        while the previous group was being committed)."""
-        while True:
-            first = self._intake.get()
-            if first is None:
-                return
-            group, stop = [first], False
-            while len(group) < MAX_GROUP:
-                try:
-                    item = self._intake.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                group.append(item)
-            self.commit_orders(group)
-            if stop:
-                return
 
     def commit_orders(self, group: list[_Intake]) -> None:
         """Commit a group of checked orders in one transaction (one sync) and resolve each
@@ -493,6 +477,7 @@ class Market:
                               "order_id": p["order_id"], "side": p["side"],
                               "quantity_wh": p["quantity_wh"],
                               "price_meur_per_kwh": p["price_meur_per_kwh"]})
+                self.intraday.publish(item.market_id, answer)
 
     def stage_orders(self, group: list[_Intake]) -> _Staged:
         """Everything of a group's transaction but its commit: the write lock is taken, the
@@ -514,6 +499,7 @@ class Market:
             verified = {(bytes.fromhex(item.identity["public_key"]), item.record.sig,
                          item.order_message) for item in group if item.order_message}
             with gc_paused(), self.ledger.group(conn) as ledger:
+                self.intraday.begin(conn)
                 stored = self._stored_answers(conn, group)
                 sessions = {m: conn.execute(sa.select(t.sessions).where(
                     t.sessions.c.market_id == m)).first()
@@ -528,6 +514,7 @@ class Market:
                         outcomes.append(exc)
                 if order_rows:
                     insert_rows(conn, t.orders, order_rows)
+                self.intraday.flush(conn)  # continuous sessions' trades and fills
                 if idem_rows:
                     insert_rows(conn, t.idempotency, idem_rows)
         except BaseException:
@@ -536,6 +523,7 @@ class Market:
                     conn.close()  # rolls the transaction back
             finally:
                 self.ledger.resync()  # the state may hold entries that were not committed
+                self.intraday.reset()  # and the books, orders and trades
                 self._lock.release()
             raise
         return _Staged(self, conn, trans, outcomes)
@@ -577,6 +565,9 @@ class Market:
         if p["interval"] != session.interval:
             raise Refused(422, f"payload.interval: session {market_id!r} trades interval "
                                f"{session.interval}")
+        if session.mechanism == lab.NO_MARKET:
+            raise Refused(409, f"market_id: session {market_id!r} has no local market (design "
+                               f"{lab.NO_MARKET!r}): it takes no orders")
         if session.state in SEALED_STATES:
             raise Refused(409, f"market_id: session {market_id!r} is sealed-bid: post a "
                                f"commitment to /markets/{market_id}/commits")
@@ -594,6 +585,8 @@ class Market:
             status="open", filled_wh=0))
         answer = {"market_id": market_id, "order_id": p["order_id"], "status": "open",
                   "seq": result.first_seq}
+        if session.mechanism == "continuous":  # matched on arrival (lemgrid.service.intraday)
+            answer = self.intraday.match(ledger, session, order_rows[-1], answer)
         if item.idem_key is not None:
             idem_rows.append(dict(key_id=idem[0], idem_key=item.idem_key,
                                   body_sha256=item.body_sha256, status_code=201,
@@ -629,6 +622,7 @@ class Market:
             conn.execute(t.orders.update().where(
                 (t.orders.c.market_id == market_id) & (t.orders.c.order_id == p["order_id"]))
                 .values(status="cancelled"))
+            self.intraday.cancel(market_id, p["order_id"])  # last: a failed commit resets it
         self.publish({"event": "cancel", "market_id": market_id, "order_id": p["order_id"]})
         return {"market_id": market_id, "order_id": p["order_id"], "status": "cancelled"}
 
@@ -665,15 +659,25 @@ class Market:
                  head: list[dict]) -> tuple[Any, list[dict]]:
         """Inside a write transaction: the ``head`` records, clearing of the session's open
         orders by the lab's mechanism, trades, settlement, rows and a signed checkpoint."""
+        from lemgrid.service import intraday
+
         market_id = s.market_id
-        rows = [dict(r._mapping, interval=s.interval) for r in conn.execute(
-            sa.select(t.orders).where((t.orders.c.market_id == market_id)
-                                      & (t.orders.c.status == "open"))
-            .order_by(t.orders.c.arrival))]
-        trades, cash_eur = lab.clear_orders(rows, s.mechanism, market_id)
+        if s.mechanism == intraday.CONTINUOUS:
+            # Matched on arrival: the trades are in the ledger; the rest of the book expires.
+            trades = intraday.session_trades(conn, market_id, s.interval)
+            new_trades: list[dict] = []
+            cash_eur = intraday.cash_flows(trades)
+            self.intraday.close(market_id)
+        else:
+            rows = [dict(r._mapping, interval=s.interval) for r in conn.execute(
+                sa.select(t.orders).where((t.orders.c.market_id == market_id)
+                                          & (t.orders.c.status == "open"))
+                .order_by(t.orders.c.arrival))]
+            trades, cash_eur = lab.clear_orders(rows, s.mechanism, market_id)
+            new_trades = trades
         postings = lab.settle(cash_eur)  # sums to zero: the session's budget balance
         records = [*head,
-                   *trades,
+                   *new_trades,
                    {"kind": "clearing", "market_id": market_id, "interval": s.interval,
                     "n_trades": len(trades),
                     "volume_wh": sum(x["quantity_wh"] for x in trades)}]
@@ -683,17 +687,18 @@ class Market:
                             "trade_ids": [x["trade_id"] for x in trades],
                             "postings": postings})
         result = tx.append_operator(records, checkpoint=True, label=f"session {market_id}")
-        if trades:
+        if new_trades:
             conn.execute(t.trades.insert(), [
-                {k: x[k] for k in ("market_id", "trade_id", "buyer", "seller",
-                                   "buy_order_id", "sell_order_id", "quantity_wh",
-                                   "price_meur_per_kwh")} for x in trades])
+                {**{k: x[k] for k in ("market_id", "trade_id", "buyer", "seller",
+                                      "buy_order_id", "sell_order_id", "quantity_wh",
+                                      "price_meur_per_kwh")},
+                 "seq": result.first_seq + len(head) + i} for i, x in enumerate(new_trades)])
         if postings:
             conn.execute(t.statements.insert(), [
                 {"market_id": market_id, "participant": p["account"],
                  "amount_ueur": p["amount_ueur"]} for p in postings])
         filled: dict[str, int] = {}
-        for x in trades:
+        for x in new_trades:
             for side in ("buy_order_id", "sell_order_id"):
                 filled[x[side]] = filled.get(x[side], 0) + x["quantity_wh"]
         for order_id, wh in filled.items():
@@ -712,18 +717,19 @@ class Market:
         summary = {"market_id": market_id, "n_trades": len(trades),
                    "volume_wh": sum(x["quantity_wh"] for x in trades),
                    "checkpoint_seq": result.checkpoint["seq"]}
+        with self.engine.connect() as conn:
+            s = conn.execute(sa.select(t.sessions.c.interval, t.sessions.c.mechanism).where(
+                t.sessions.c.market_id == market_id)).one()
         self.publish({"event": "gate-closure", "market_id": market_id})
-        for x in trades:
-            self.publish({"event": "trade", **{k: x[k] for k in (
-                "market_id", "trade_id", "quantity_wh", "price_meur_per_kwh")}})
+        if s.mechanism != "continuous":  # a continuous session's trades were announced as made
+            for x in trades:
+                self.publish({"event": "trade", **{k: x[k] for k in (
+                    "market_id", "trade_id", "quantity_wh", "price_meur_per_kwh")}})
         self.publish({"event": "checkpoint", "seq": result.checkpoint["seq"],
                       "tree_size": result.checkpoint["payload"]["tree_size"],
                       "root_hash": result.checkpoint["payload"]["root_hash"]})
         if self.grid is not None:
-            with self.engine.connect() as conn:
-                interval = conn.execute(sa.select(t.sessions.c.interval).where(
-                    t.sessions.c.market_id == market_id)).scalar_one()
-            light = self.grid.after_clearing(market_id, interval)
+            light = self.grid.after_clearing(market_id, s.interval)
             if light is not None:
                 summary["traffic_light"] = light["state"]
         return summary
@@ -733,7 +739,7 @@ class Market:
         with self.engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(
                 sa.select(t.trades).where(t.trades.c.market_id == market_id)
-                .order_by(t.trades.c.trade_id))]
+                .order_by(t.trades.c.seq, t.trades.c.trade_id))]
         if identity["role"] in ("operator", "dso", "tso"):
             return rows
         mine = self.members_of(identity)

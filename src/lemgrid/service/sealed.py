@@ -27,10 +27,9 @@ SEALED_MECHANISMS = ("uniform", "pay-as-bid")
 def create(market: Market, market_id: str, interval: int, gate_ms: int, reveal_ms: int,
            mechanism: str | None) -> dict:
     """Open a sealed-bid session: commits until ``gate_ms``, reveals until ``reveal_ms``."""
-    mechanism = mechanism or "uniform"
-    if mechanism not in SEALED_MECHANISMS:
-        raise Refused(422, f"mechanism: a sealed-bid session clears with one of "
-                           f"{', '.join(SEALED_MECHANISMS)}")
+    if market.spec is not None and market.spec.mechanism in SEALED_MECHANISMS:
+        mechanism = mechanism or market.spec.mechanism
+    mechanism = market.check_mechanism(mechanism or "uniform", SEALED_MECHANISMS)
     if reveal_ms <= gate_ms:
         raise Refused(422, "reveal_ms: the reveal window must end after gate_ms")
     with market.write() as (conn, _tx):

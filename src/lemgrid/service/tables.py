@@ -61,7 +61,9 @@ trades = sa.Table(
     sa.Column("buy_order_id", sa.String(200), nullable=False),
     sa.Column("sell_order_id", sa.String(200), nullable=False),
     sa.Column("quantity_wh", sa.BigInteger, nullable=False),
-    sa.Column("price_meur_per_kwh", sa.BigInteger, nullable=False))
+    sa.Column("price_meur_per_kwh", sa.BigInteger, nullable=False),
+    # The trade's ledger position: the order trades were made in (revision 0005).
+    sa.Column("seq", sa.BigInteger, nullable=True))
 
 statements = sa.Table(
     "statements", METADATA,

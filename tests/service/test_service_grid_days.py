@@ -1,0 +1,281 @@
+"""The DSO over the API on every day of a scenario's calendar, and the TSO's requests, against
+``lemgrid simulate`` in-process.
+
+Scenario: ``examples/systems/ipower.yaml`` over two days (the evening peak overloads the feeder
+on both). The lab's second day starts where its DSO's first day left the batteries; the server's
+must too, so it validates a day only once the days before it are cleared (409 before), and
+after a restart it clears the stored days again to get there. The TSO's request is posted over
+the API by a TSO identity; the lab gets the same request as ``dso.coordination.tso_requests``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lemgrid.dso.operator as dso_operator
+from lemgrid.ledger.verify import verify_ledger
+from lemgrid.scenario import load_scenario
+from lemgrid.service import engine
+from lemgrid.sim.runner import simulate
+
+from .conftest import make_world
+
+ROOT = Path(__file__).resolve().parents[2]
+IPOWER = ROOT / "examples" / "systems" / "ipower.yaml"
+INTERVAL_MS = 900_000
+#: The TSO's request: 4 kW more injection at 21:00-22:00 each day.
+TSO_WINDOW = ("21:00", "22:00")
+TSO_KW = 4.0
+TSO_MAX_PRICE = 0.5
+
+
+def _scenario(tmp_path: Path, name: str, coordination: str = "") -> Path:
+    text = IPOWER.read_text().replace("days: 1\n", "days: 2\n")
+    text = text.replace("  red: {enabled: false}\n", f"  red: {{enabled: false}}\n{coordination}")
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def _lab(path: Path, tso_window: tuple[str, str] | None = None):
+    """``lemgrid simulate`` with the providers offering what the server's providers post: on
+    each day, the offers the lab derives from the owners' schedules (all the resource can do)
+    at the day's amber intervals (and the TSO's window), in the ledger's units (W rounded down,
+    m€/kWh), as a fixed book (``DsoOperator.offer_book``, the server's own offer model).
+
+    Returns the DSO's days and, per day, the offers as API offers."""
+    from dataclasses import replace
+
+    from lemgrid.dso.operator import describe_violations
+
+    days, posted = [], []
+    offers, process = dso_operator.DsoOperator._offers, dso_operator.DsoOperator.process
+
+    def spy_process(self, session, plan):
+        everything = offers(self, session, plan, session.pv_kw, None)
+        _, flow = self._flow(session, plan, session.load_kw, session.pv_kw)
+        wanted = describe_violations(self.network, flow, self.limits)[0]
+        if tso_window is not None:
+            clock = session.scenario.time_index[session.start:session.stop].strftime("%H:%M")
+            wanted = wanted | ((clock >= tso_window[0]) & (clock < tso_window[1]))
+        power_w = np.floor(everything.kw * 1000)
+        keep = wanted[everything.interval] & (power_w > 0)
+        book = everything.take(keep)
+        n = len(book)
+        book = replace(book, kw=power_w[keep] / 1000,
+                       price_eur_per_kwh=np.round(book.price_eur_per_kwh * 1000) / 1000,
+                       baseline_kw=np.round(book.baseline_kw * 1000) / 1000,
+                       availability_eur_per_kw_h=np.zeros(n), window_start=np.zeros(n, int),
+                       window_stop=np.full(n, session.stop - session.start))
+        ids = session.scenario.participants.ids
+        posted.append([{
+            "provider": str(book.provider[k]), "meter": str(ids[book.participant[k]]),
+            "offer_id": f"f{session.start}-{k}", "interval": session.start + int(book.interval[k]),
+            "resource": str(book.kind[k]), "asset": int(book.asset[k]),
+            "direction": "up" if book.direction[k] > 0 else "down",
+            "power_w": int(round(book.kw[k] * 1000)),
+            "price_meur_per_kwh": int(round(book.price_eur_per_kwh[k] * 1000))}
+            for k in range(n)])
+        self.offer_book = book
+        try:
+            day = process(self, session, plan)
+        finally:
+            self.offer_book = None
+        days.append(day)
+        return day
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(dso_operator.DsoOperator, "process", spy_process)
+    try:
+        simulate(load_scenario(path))
+    finally:
+        mp.undo()
+    return days, posted
+
+
+def _world(url: str, path: Path):
+    world = make_world(url, engine.load_market(str(path)))
+    calendar = engine.GridCalendar(str(path))
+    ids = [str(i) for i in calendar.scenario.participants.ids]
+    providers = [str(p) for p in calendar.dso.providers]
+    world.members = {}
+    for who in ids:
+        world.join(who, meter=who, sellable_wh=None)
+    for agg in sorted(set(providers) - set(ids)):
+        world.members[agg] = [w for w, p in zip(ids, providers) if p == agg]
+        world.join(agg, role="aggregator", meter=agg, members=world.members[agg])
+    world.join("dso", role="dso", meter="-")
+    world.join("tso", role="tso", meter="-")
+    t0 = world.clock.now_ms
+    stop = calendar.bounds[-1][1]
+    for t in range(stop):
+        r = world.operator.request("POST", "/sessions", {
+            "market_id": f"d-{t}", "interval": t, "gate_ms": t0 + (t + 1) * INTERVAL_MS})
+        assert r.status_code == 201, r.text
+    world.clock.now_ms = t0 + stop * INTERVAL_MS
+    assert len(world.operator.request("POST", "/admin/tick").json()["settled"]) == stop
+    return world, calendar, ids
+
+
+def _post_offers(world, offers):
+    for o in offers:
+        r = world.clients[o["provider"]].submit_flex_offer(
+            **{k: v for k, v in o.items() if k != "provider"})
+        assert r.status_code == 201, r.text
+
+
+def _activations_equal(server_acts, offers, lab_day, start, buyers=("DSO", "TSO")):
+    by_offer = {o["offer_id"]: o for o in offers}
+    server, simulated = Counter(), Counter()
+    for a in server_acts:
+        o = by_offer[a["offer_id"]]
+        server[(a["interval"], f"{o['resource']}:{o['asset']}", a["direction"],
+                a["buyer"])] += a["power_w"] / 1000
+    rec = lab_day.records
+    for j in np.flatnonzero(rec.kind != "reservation"):
+        simulated[(start + int(rec.t[j]), str(rec.resource[j]), str(rec.direction[j]),
+                   str(rec.buyer[j]))] += float(rec.kw[j])
+    # The server records activations in whole W: one below half a W is none.
+    simulated = Counter({k: v for k, v in simulated.items() if v >= 0.0005})
+    assert {k[3] for k in simulated} <= set(buyers)
+    assert server.keys() == simulated.keys()
+    worst = max(abs(server[k] - simulated[k]) for k in simulated)
+    assert worst < 1e-3, worst  # the same book on both sides: the same activations
+    return simulated
+
+
+@pytest.mark.slow
+def test_every_day_of_the_calendar_in_order_equals_lemgrid_simulate(tmp_path):
+    path = _scenario(tmp_path, "two-days")
+    lab_days, books = _lab(path)
+    assert len(lab_days) == 2
+    url = f"sqlite:///{tmp_path / 'market.db'}"
+    world, calendar, ids = _world(url, path)
+    dso = world.clients["dso"]
+    (start0, stop0), (start1, stop1) = calendar.bounds
+    # Only the first day is validated: the second starts where the DSO leaves the first.
+    lights = dso.get("/grid/lights").json()
+    assert [x["interval"] for x in lights] == list(range(start0, stop0))
+    assert [x["state"] != "green" for x in lights] == lab_days[0].violations_before.tolist()
+    r = dso.request("POST", f"/grid/days/{start1}/clear")
+    assert r.status_code == 409 and f"starting at interval {start0}" in r.json()["detail"]
+    for k, (start, stop) in enumerate(calendar.bounds):
+        offers = books[k]
+        assert {o["interval"] for o in offers} <= {
+            x["interval"] for x in dso.get("/grid/requests").json()}
+        _post_offers(world, offers)
+        r = dso.request("POST", f"/grid/days/{start}/clear")
+        assert r.status_code == 200, r.text
+        # The scheduler gives the next day its lights once this one is cleared.
+        assert world.operator.request("POST", "/admin/tick").status_code == 200
+        lights = [x for x in dso.get("/grid/lights").json() if start <= x["interval"] < stop]
+        assert [x["state"] for x in lights] == lab_days[k].state.tolist(), k
+        acts = [a for a in dso.get("/grid/activations").json() if start <= a["interval"] < stop]
+        assert len(acts) > 0
+        _activations_equal(acts, offers, lab_days[k], start)
+    assert len(dso.get("/grid/lights").json()) == stop1
+    # A server restarted on the database clears the stored first day again to build the second
+    # (its offers for the second day are then checked against the rebuilt day).
+    world.http.close()
+    world.http.app.state.market.close()
+    from fastapi.testclient import TestClient
+
+    from lemgrid.service.app import create_app
+
+    market_key = world.http.app.state.market.operator_key
+    http = TestClient(create_app(url, market_key, clock_ms=world.clock,
+                                 spec=engine.load_market(str(path))))
+    grid = http.app.state.market.grid
+    day1 = grid.day(start1)
+    assert len(grid.calendar().cleared) == 1 and day1.start == start1
+    # the rebuilt second day is the one the first server built: same forecast lights
+    again = [x["state"] for x in engine.traffic_light(day1)]
+    assert [x != "green" for x in again] == lab_days[1].violations_before.tolist()
+    http.close()
+    http.app.state.market.close()
+    report = verify_ledger(url)
+    assert report.ok, report.problem
+
+
+@pytest.mark.slow
+def test_a_tso_request_over_the_api_is_cleared_as_the_labs_tso_request(tmp_path):
+    scheme = "  coordination: {scheme: local-first}\n"
+    lab_path = _scenario(tmp_path, "lab", scheme.replace(
+        "}", f", tso_requests: [{{from: '{TSO_WINDOW[0]}', to: '{TSO_WINDOW[1]}', "
+             f"direction: up, kw: {TSO_KW}, max_price_eur_per_kwh: {TSO_MAX_PRICE}}}]}}"))
+    server_path = _scenario(tmp_path, "server", scheme)
+    lab_days, books = _lab(lab_path, TSO_WINDOW)
+    tso_lab = lab_days[0].records
+    assert (tso_lab.buyer == "TSO").any()  # the lab's TSO buys on the first day
+    url = f"sqlite:///{tmp_path / 'market.db'}"
+    world, calendar, ids = _world(url, server_path)
+    start, stop = calendar.bounds[0]
+    clock = calendar.scenario.time_index[start:stop]
+    window = [start + t for t, ts in enumerate(clock)
+              if TSO_WINDOW[0] <= ts.strftime("%H:%M") < TSO_WINDOW[1]]
+    tso = world.clients["tso"]
+    for t in window:
+        r = tso.request("POST", "/grid/tso-requests", {
+            "request_id": f"tso-{t}", "interval": t, "direction": "up",
+            "power_w": round(TSO_KW * 1000),
+            "max_price_meur_per_kwh": round(TSO_MAX_PRICE * 1000)})
+        assert r.status_code == 201, r.text
+    # refused: a second request id, a participant or the DSO posting, a bad body
+    assert tso.request("POST", "/grid/tso-requests", {
+        "request_id": f"tso-{window[0]}", "interval": window[0], "direction": "up",
+        "power_w": 1, "max_price_meur_per_kwh": 1}).status_code == 409
+    for who in (ids[0], "dso"):
+        assert world.clients[who].request("POST", "/grid/tso-requests", {
+            "request_id": "x", "interval": window[0], "direction": "up", "power_w": 1,
+            "max_price_meur_per_kwh": 1}).status_code == 403
+    r = tso.request("POST", "/grid/tso-requests", {
+        "request_id": "y", "interval": window[0], "direction": "sideways", "power_w": 1,
+        "max_price_meur_per_kwh": 1})
+    assert r.status_code == 422 and "direction" in r.text
+    assert len(world.clients["dso"].get("/grid/tso-requests").json()) == len(window)
+    assert world.clients[ids[0]].get("/grid/tso-requests").status_code == 403
+    offers = books[0]
+    _post_offers(world, offers)
+    r = world.clients["dso"].request("POST", f"/grid/days/{start}/clear")
+    assert r.status_code == 200, r.text
+    acts = [a for a in world.clients["dso"].get("/grid/activations").json()
+            if a["interval"] < stop]
+    simulated = _activations_equal(acts, offers, lab_days[0], start)
+    tso_kw = sum(v for k, v in simulated.items() if k[3] == "TSO")
+    assert tso_kw > 0 and sum(a["power_w"] for a in acts if a["buyer"] == "TSO") / 1000 == \
+        pytest.approx(tso_kw, abs=0.1)
+    market = world.http.app.state.market
+    kinds = Counter(e["payload"]["kind"] for e in market.ledger.entries())
+    assert kinds["flex-request"] == len(window)
+    assert verify_ledger(url).ok
+
+
+def test_tso_requests_are_refused_where_the_dso_does_not_coordinate(tmp_path):
+    """The iPower DSO has no TSO coordination (scheme none): a TSO request is a 422 naming the
+    setting, and nothing is stored."""
+    path = _scenario(tmp_path, "no-tso")
+    world = make_world(f"sqlite:///{tmp_path / 'm.db'}", engine.load_market(str(path)))
+    world.join("tso", role="tso", meter="-")
+    r = world.clients["tso"].request("POST", "/grid/tso-requests", {
+        "request_id": "r1", "interval": 3, "direction": "up", "power_w": 1000,
+        "max_price_meur_per_kwh": 100})
+    assert r.status_code == 422 and "dso.coordination.scheme" in r.json()["detail"], r.text
+    assert world.clients["tso"].get("/grid/tso-requests").json() == []
+    world.http.close()
+    world.http.app.state.market.close()
+
+
+def test_long_term_reservations_are_refused_by_name(tmp_path):
+    text = IPOWER.read_text().replace(
+        "    lead_time: day-ahead\n",
+        "    lead_time: long-term\n    reservation: {from: '16:00', to: '22:00'}\n")
+    path = tmp_path / "long-term.yaml"
+    path.write_text(text)
+    from lemgrid.errors import NotBuiltError
+
+    with pytest.raises(NotBuiltError, match="dso.flexibility.lead_time: long-term"):
+        engine.load_market(str(path))
