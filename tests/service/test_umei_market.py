@@ -358,8 +358,13 @@ def test_trades_and_readings_are_each_fsps_own(cleared):
         assert {t["side"] for t in ts} <= {"Sell"}
         assert all(t["ownerOrganizationId"] == provider for t in ts)
     (a, ca), (b, cb) = sorted(run.clients.items())[:2]
-    mine, theirs = run.readings[a], run.readings[b]
-    assert mine and theirs
+    assert run.trades[a] and not run.trades[b]  # the batteries (0.30 EUR/kWh) are not needed
+    zone = next(z for z in cb.search("/FlexibilityZones") if z["portfolioIds"])
+    theirs = [cb.ok("POST", "/MeterReadings", {
+        "portfolioId": zone["portfolioIds"][0], "periodFrom": zone["periodFrom"],
+        "periodTo": zone["periodTo"], "quantity": -0.002, "quantityType": "ActivePower"})]
+    mine = run.readings[a]
+    assert mine and theirs[0]["quantity"] == -0.002 and theirs[0]["lemgrid"]["powerW"] == -2000
     assert {x["id"] for x in ca.search("/MeterReadings")} == {x["id"] for x in mine}
     _problem(ca.call("GET", f"/MeterReadings/{theirs[0]['id']}"), 403, "Forbidden", "id")
     assert cb.ok("GET", f"/MeterReadings/{theirs[0]['id']}")["id"] == theirs[0]["id"]
@@ -383,7 +388,7 @@ def test_every_accepted_request_is_in_the_ledger(cleared):
     entries = list(market.ledger.entries())
     kinds = Counter(e["payload"]["kind"] for e in entries)
     n_orders = sum(map(len, run.orders.values()))
-    n_readings = sum(map(len, run.readings.values()))
+    n_readings = sum(map(len, run.readings.values())) + 1  # and one of the other FSP
     requests = [e["payload"] for e in entries if e["payload"]["kind"] == "umei-request"]
     by_resource = Counter(p["resource"] for p in requests)
     assert by_resource["Order"] == n_orders

@@ -152,6 +152,9 @@ class Umei:
         """A portfolio the identity may use (``InvalidPortfolio`` if unknown, ``Forbidden`` if
         another FSP's)."""
         p = self.all_portfolios().get(portfolio_id)
+        if p is None and field == "id":
+            raise Problem("ResourceNotFound", f"id: no portfolio {portfolio_id!r}", "id",
+                          portfolio_id)
         if p is None:
             raise Problem("InvalidPortfolio", f"{field}: {portfolio_id!r} is not a portfolio of "
                           "this market (see GET /umei/Portfolios)", field, portfolio_id)
@@ -408,7 +411,8 @@ class Umei:
         return self._series_get(table, resource, who, item_id)
 
     def _series_model(self, r: Any, status: str) -> m.BaselineInterval:
-        return m.BaselineInterval(id=r[0], status=status, portfolio_id=r.portfolio_id,
+        model = m.BaselineInterval if status == "Active" else m.MeterReading
+        return model(id=r[0], status=status, portfolio_id=r.portfolio_id,
                                   quantity=quantity_mw(r.p_w), **self.period(r.interval),
                                   lemgrid=m.LemgridRecord(ledger_seq=r.seq, interval=r.interval,
                                                           power_w=r.p_w))
