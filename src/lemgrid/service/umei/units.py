@@ -21,21 +21,24 @@ UTC = dt.timezone.utc
 def quantity_mw(power_w: float) -> float:
     """A power [W] as a UMEI ``Quantity`` [MW] at its resolution of 0.001 MW (1 kW).
 
-    The value returned is the double nearest ``round(power_w / 1000) / 1000`` whose quotient by
-    0.001 is an integer in floating point, so that a JSON Schema ``multipleOf: 0.001`` check
-    accepts it; beyond 0.5 GW it falls back to whole MW.
+    UMEI's ``multipleOf: 0.001`` is checked by many JSON Schema validators as "``value / 0.001``
+    is an integer in floating point", which the double nearest ``n / 1000`` fails for some ``n``
+    (0.123 / 0.001 = 122.99999999999999). The value returned is the double within 4 ulps of
+    ``n / 1000`` that passes that check, where one exists (for every whole kW up to 1 MW and
+    most above); otherwise the double nearest ``n / 1000`` (which decimal-exact validators
+    accept).
     """
     n_kw = round(power_w / 1000)
-    value = up = down = n_kw / 1000
-    candidates = [value]
+    nearest = up = down = n_kw / 1000
+    candidates = [nearest]
     for _ in range(4):
         up, down = math.nextafter(up, math.inf), math.nextafter(down, -math.inf)
         candidates += [up, down]
     for c in candidates:
         q = c / 0.001
-        if q == int(q):
+        if q == int(q) and int(q) == n_kw:
             return c + 0.0  # no -0.0
-    return float(round(n_kw / 1000))
+    return nearest + 0.0
 
 
 def watts(quantity: float, field: str) -> int:
