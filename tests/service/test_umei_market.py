@@ -366,6 +366,11 @@ def test_trades_and_readings_are_each_fsps_own(cleared):
     mine = run.readings[a]
     assert mine and theirs[0]["quantity"] == -0.002 and theirs[0]["lemgrid"]["powerW"] == -2000
     assert {x["id"] for x in ca.search("/MeterReadings")} == {x["id"] for x in mine}
+    # the client delivered: each reading is its baseline moved by the activations, so no
+    # shortfall beyond UMEI's 1 kW resolution of baselines, readings and trades
+    for x in ca.search("/MeterReadings"):
+        assert x["lemgrid"]["activatedW"] != 0 and "baselineW" in x["lemgrid"], x
+        assert 0 <= x["lemgrid"]["shortfallW"] <= 1500, x
     _problem(ca.call("GET", f"/MeterReadings/{theirs[0]['id']}"), 403, "Forbidden", "id")
     assert cb.ok("GET", f"/MeterReadings/{theirs[0]['id']}")["id"] == theirs[0]["id"]
     # search parameters and paging

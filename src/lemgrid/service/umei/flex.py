@@ -21,7 +21,6 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from pydantic.alias_generators import to_camel
 
 from lemgrid.service import grid as g
 from lemgrid.service import tables as t
@@ -242,10 +241,8 @@ class Umei:
         if o.longflex_contract_id is not None:
             raise Problem("InvalidOrder", "longflexContractId: long-term contracts are not "
                           "supported", "longflexContractId", o.longflex_contract_id)
-        for name in ("status", "completion_type", "owner_organization_id"):
-            if getattr(o, name) is not None and name != "owner_organization_id":
-                raise Problem("InvalidOrder", f"{to_camel(name)}: set by the platform, not by "
-                              "the client", to_camel(name), getattr(o, name))
+        # status and completionType are the platform's: ignored in a body, as UMEI's clients
+        # may send the whole resource back
         if o.owner_organization_id not in (None, who["participant"]):
             raise Problem("Forbidden", f"ownerOrganizationId: {o.owner_organization_id!r} is not "
                           "you", "ownerOrganizationId", o.owner_organization_id)
@@ -298,8 +295,10 @@ class Umei:
                                     if done else None)
         return rows
 
-    def _order_model(self, r: dict, public: bool = False) -> m.Order:
-        zone = {f"fz-{x['interval']}" for x in self.grid.lights() if x["state"] != "green"}
+    def _zone_ids(self) -> set[str]:
+        return {f"fz-{x['interval']}" for x in self.grid.lights() if x["state"] != "green"}
+
+    def _order_model(self, r: dict, zone: set[str], public: bool = False) -> m.Order:
         fz = f"fz-{r['interval']}"
         return m.Order(
             id=None if public else r["order_id"],
@@ -318,7 +317,8 @@ class Umei:
     def orders(self, who: dict) -> list[m.Order]:
         """An FSP's own orders; all for the DSO, the TSO and the operator."""
         where = u.orders.c.owner == who["participant"] if who["role"] in FSP_ROLES else None
-        return [self._order_model(r) for r in self._order_rows(where)]
+        zone = self._zone_ids()
+        return [self._order_model(r, zone) for r in self._order_rows(where)]
 
     def order(self, who: dict, order_id: str) -> dict:
         rows = self._order_rows(u.orders.c.order_id == order_id)
@@ -326,12 +326,13 @@ class Umei:
             raise Problem("ResourceNotFound", f"id: no order {order_id!r}", "id", order_id)
         if who["role"] in FSP_ROLES and rows[0]["owner"] != who["participant"]:
             raise Problem("Forbidden", f"id: order {order_id!r} is not yours", "id", order_id)
-        return self._order_model(rows[0]).model_dump(by_alias=True, exclude_none=True,
-                                                     mode="json")
+        return self._order_model(rows[0], self._zone_ids()).model_dump(
+            by_alias=True, exclude_none=True, mode="json")
 
     def public_orders(self) -> list[m.Order]:
         """The anonymised book: every order without its id, owner and portfolio."""
-        return [self._order_model(r, public=True) for r in self._order_rows()]
+        zone = self._zone_ids()
+        return [self._order_model(r, zone, public=True) for r in self._order_rows()]
 
     # -- trades ----------------------------------------------------------------------------------
     def trades(self, who: dict) -> list[m.Trade]:
@@ -341,14 +342,14 @@ class Umei:
             by_offer = {r.offer_id: r for r in conn.execute(sa.select(u.orders))}
             offers = {r.offer_id: r for r in conn.execute(sa.select(g.offers))}
         dt_h = float(self.day().scenario.dt_h)
-        zone = {f"fz-{x['interval']}" for x in self.grid.lights() if x["state"] != "green"}
+        zone = self._zone_ids()
+        portfolios = self.all_portfolios()
         out = []
         for a in acts:
             order = by_offer.get(a["offer_id"])
             offer = offers.get(a["offer_id"])
             portfolio = f"{offer.kind}-{offer.asset}" if offer is not None else None
-            node = (self.all_portfolios()[portfolio]["grid_node_id"]
-                    if portfolio in self.all_portfolios() else None)
+            node = portfolios[portfolio]["grid_node_id"] if portfolio in portfolios else None
             fsp = who["role"] in FSP_ROLES
             energy_kwh = a["power_w"] / 1000 * dt_h
             fz = f"fz-{a['interval']}"
@@ -384,9 +385,6 @@ class Umei:
         if x.quantity_type != "ActivePower":
             raise Problem(code, f"quantityType: lemgrid's flexibility market trades "
                           f"ActivePower, not {x.quantity_type}", "quantityType", x.quantity_type)
-        if x.status is not None:
-            raise Problem(code, "status: set by the platform, not by the client", "status",
-                          x.status)
         p_w = watts(x.quantity, "quantity")
         if p_w % 1000:
             raise Problem(code, f"quantity: {x.quantity} MW is finer than UMEI's resolution of "
@@ -410,12 +408,40 @@ class Umei:
                                                p_w=p_w, seq=seq))
         return self._series_get(table, resource, who, item_id)
 
-    def _series_model(self, r: Any, status: str) -> m.BaselineInterval:
-        model = m.BaselineInterval if status == "Active" else m.MeterReading
+    def _delivery(self) -> tuple[dict, dict]:
+        """Declared baselines and the DSO's activations [W, net injection] per (portfolio,
+        interval)."""
+        with self.market.engine.connect() as conn:
+            baselines = {(r.portfolio_id, r.interval): r.p_w
+                         for r in conn.execute(sa.select(u.baselines))}
+            rows = conn.execute(sa.select(g.activations.c.interval, g.activations.c.direction,
+                                          g.activations.c.power_w, g.offers.c.kind,
+                                          g.offers.c.asset)
+                                .join(g.offers, g.offers.c.offer_id == g.activations.c.offer_id))
+            activated: dict[tuple[str, int], int] = {}
+            for r in rows:
+                key = (f"{r.kind}-{r.asset}", r.interval)
+                activated[key] = activated.get(key, 0) + (r.power_w if r.direction == "up"
+                                                          else -r.power_w)
+        return baselines, activated
+
+    def _series_model(self, r: Any, status: str, delivery: tuple[dict, dict] | None = None
+                      ) -> m.BaselineInterval:
+        model = m.BaselineInterval if delivery is None else m.MeterReading
+        extra: dict[str, int] = {}
+        if delivery is not None:
+            key = (r.portfolio_id, r.interval)
+            baseline, activated = delivery[0].get(key), delivery[1].get(key, 0)
+            extra["activated_w"] = activated
+            if baseline is not None:
+                extra["baseline_w"] = baseline
+                if activated:
+                    sign = 1 if activated > 0 else -1
+                    extra["shortfall_w"] = max(0, (activated - (r.p_w - baseline)) * sign)
         return model(id=r[0], status=status, portfolio_id=r.portfolio_id,
-                                  quantity=quantity_mw(r.p_w), **self.period(r.interval),
-                                  lemgrid=m.LemgridRecord(ledger_seq=r.seq, interval=r.interval,
-                                                          power_w=r.p_w))
+                     quantity=quantity_mw(r.p_w), **self.period(r.interval),
+                     lemgrid=m.LemgridRecord(ledger_seq=r.seq, interval=r.interval,
+                                             power_w=r.p_w, **extra))
 
     def _series(self, table: sa.Table, who: dict) -> list[m.BaselineInterval]:
         query = sa.select(table).order_by(table.c.seq)
@@ -423,8 +449,10 @@ class Umei:
             query = query.where(table.c.owner == who["participant"])
         with self.market.engine.connect() as conn:
             rows = list(conn.execute(query))
-        status = "Active" if table is u.baselines else "Received"
-        return [self._series_model(r, status) for r in rows]
+        if table is u.baselines:
+            return [self._series_model(r, "Active") for r in rows]
+        delivery = self._delivery()
+        return [self._series_model(r, "Received", delivery) for r in rows]
 
     def _series_get(self, table: sa.Table, resource: str, who: dict, item_id: str) -> dict:
         key = table.c[list(table.c.keys())[0]]
@@ -435,9 +463,9 @@ class Umei:
         if who["role"] in FSP_ROLES and r.owner != who["participant"]:
             raise Problem("Forbidden", f"id: {resource} {item_id!r} is not yours", "id",
                           item_id)
-        status = "Active" if table is u.baselines else "Received"
-        return self._series_model(r, status).model_dump(by_alias=True, exclude_none=True,
-                                                        mode="json")
+        x = (self._series_model(r, "Active") if table is u.baselines
+             else self._series_model(r, "Received", self._delivery()))
+        return x.model_dump(by_alias=True, exclude_none=True, mode="json")
 
     def create_baseline(self, who: dict, tid: str, path: str, body: bytes,
                         x: m.BaselineIntervalIn) -> dict:

@@ -49,6 +49,11 @@ class LemgridRecord(Camel):
     offer_id: str | None = None
     power_w: int | None = None
     price_meur_per_kwh: int | None = None
+    #: A meter reading against the FSP's declared baseline and the DSO's activations of the
+    #: portfolio in the period [W of net injection]: what was not delivered.
+    baseline_w: int | None = None
+    activated_w: int | None = None
+    shortfall_w: int | None = None
 
 
 class LemgridActivation(Camel):
