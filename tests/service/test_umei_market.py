@@ -126,10 +126,16 @@ def _plan(book, day) -> dict[str, list[dict]]:
     return plans
 
 
-@pytest.fixture(scope="module")
-def offered(lab, tmp_path_factory):  # noqa: F811 (the lab fixture)
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def offered(request, lab, tmp_path_factory):  # noqa: F811 (the lab fixture)
     """The world after every aggregator's client posted its baselines and sell orders."""
-    world, day = _world(f"sqlite:///{tmp_path_factory.mktemp('umei') / 'market.db'}", IPOWER)
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('umei') / 'market.db'}"
+    else:
+        from lemgrid.service.pgtest import fresh_database
+
+        url = fresh_database(request.getfixturevalue("postgres"), "umei_api")
+    world, day = _world(url, IPOWER)
     world.http.event_hooks["response"].append(conform)
     run = Day()
     run.world, run.day, (run.lab_day, run.book) = world, day, lab
