@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
 
 from ._umei import PREFIX, checker, fsp_client_module, require_spec
 from .test_service_grid import IPOWER, _world
@@ -35,14 +36,19 @@ def fsp_world(spec, tmp_path_factory):
     world.http.app.state.market.engine.dispose()
 
 
-def test_generated_requests_get_conforming_answers(spec, fsp_world):
+@pytest.mark.parametrize("mode", ["positive", "negative"])
+def test_generated_requests_get_conforming_answers(spec, fsp_world, mode):
+    """Valid inputs (POSITIVE): every answer conforms. Invalid inputs (NEGATIVE): no server
+    error, and every refusal is a problem details body (lemgrid's checker)."""
     import schemathesis
+    from schemathesis import GenerationMode
     from schemathesis.checks import (
         content_type_conformance,
         not_a_server_error,
         response_schema_conformance,
     )
 
+    mode = GenerationMode.POSITIVE if mode == "positive" else GenerationMode.NEGATIVE
     world, client = fsp_world
     schema = schemathesis.openapi.from_path(str(spec))
     ours = checker()
@@ -53,7 +59,7 @@ def test_generated_requests_get_conforming_answers(spec, fsp_world):
         operation = result.ok()
         counts["operations"] += 1
 
-        @given(case=operation.as_strategy())
+        @given(case=operation.as_strategy(generation_mode=mode))
         @settings(max_examples=EXAMPLES, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         def run(case) -> None:  # noqa: ANN001
@@ -65,13 +71,18 @@ def test_generated_requests_get_conforming_answers(spec, fsp_world):
             counts["requests"] += 1
             case.validate_response(response, checks=[not_a_server_error,
                                                      content_type_conformance,
-                                                     response_schema_conformance])
+                                                     response_schema_conformance]
+                                   if mode is GenerationMode.POSITIVE else [not_a_server_error])
             # and lemgrid's own checker: listed statuses, problem details for the rest
             body = response.json() if response.content else None
             ours.check(case.method, response.request.url.path, response.status_code,
                        response.headers.get("content-type", ""), body)
 
-        run()
+        try:
+            run()
+        except Unsatisfiable:
+            assert mode is GenerationMode.NEGATIVE  # no parameters: no invalid input exists
     print("generated requests:", counts)
     assert counts["operations"] == 37  # every operation of UMEI 1.0
-    assert counts["requests"] >= counts["operations"] * 2, counts
+    assert counts["requests"] >= counts["operations"] * (2 if mode is GenerationMode.POSITIVE
+                                                         else 1), counts
