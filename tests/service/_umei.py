@@ -28,12 +28,12 @@ def fsp_client_module():
 
 
 def spec_path() -> Path | None:
-    """``$LEMGRID_UMEI_SPEC``, else ``<repo>/../shared/umei/umei-openapi.json``, else
-    ``/work/shared/umei/umei-openapi.json``; None when none exists."""
+    """``$LEMGRID_UMEI_SPEC`` when set, else ``<repo>/../shared/umei/umei-openapi.json`` or
+    ``/work/shared/umei/umei-openapi.json``; None when the file is not there."""
     env = os.environ.get("LEMGRID_UMEI_SPEC")
-    candidates = [Path(env)] if env else []
-    candidates += [ROOT.parent / "shared" / "umei" / "umei-openapi.json",
-                   Path("/work/shared/umei/umei-openapi.json")]
+    candidates = [Path(env)] if env else [  # an explicit path alone, when given
+        ROOT.parent / "shared" / "umei" / "umei-openapi.json",
+        Path("/work/shared/umei/umei-openapi.json")]
     return next((p for p in candidates if p.is_file()), None)
 
 
