@@ -170,6 +170,14 @@ SCHEMAS: dict[str, dict[str, Check]] = {
                         "interval": valid_interval, "direction": _one_of("up", "down"),
                         "power_w": _positive, "price_meur_per_kwh": _int, "buyer": _text,
                         "utilisation_ueur": _int},
+    # UMEI (lemgrid.service.umei): a bearer token issued on a challenge signed by a registered
+    # key, and each accepted UMEI write, attested by the operator under that token.
+    "umei-token": {"participant": _text, "key_id": _is_hex32, "challenge": _is_hex64,
+                   "challenge_sig": _is_hex128, "token_id": _is_hex64,
+                   "expires_ms": _non_negative},
+    "umei-request": {"token_id": _is_hex64, "participant": _text, "method": _text,
+                     "path": _text, "body_sha256": _is_hex64, "resource": _text,
+                     "resource_id": _text},
 }
 
 OPTIONAL: dict[str, dict[str, Check]] = {
@@ -185,7 +193,8 @@ OPTIONAL: dict[str, dict[str, Check]] = {
 OPERATOR_KINDS = frozenset({"log-init", "key-registration", "capability", "gate-closure",
                             "reveal-closure", "rejection", "trade", "clearing", "settlement",
                             "checkpoint", "delivery-settlement", "statement", "mandate",
-                            "traffic-light", "flex-activation", "flex-request"})
+                            "traffic-light", "flex-activation", "flex-request",
+                            "umei-token", "umei-request"})
 #: Kinds a participant signs (a key-revocation may be signed by the operator or the key itself).
 #: Each names the log it is for (``log_id``), so that it cannot be replayed into another log.
 PARTICIPANT_KINDS = frozenset({"order", "cancel", "commit", "reveal", "key-revocation",

@@ -18,7 +18,8 @@ A session's life on the grid side (``docs/service.md``):
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -239,6 +240,16 @@ class Grid:
         p = record.payload
         if record.signer != identity["key_id"]:
             raise Refused(403, "signer: the offer must be signed by the requesting key")
+        return self.accept_offer(identity, p, lambda conn, tx: tx.append([record]).first_seq)
+
+    def accept_offer(self, identity: dict, p: dict,
+                     append: Callable[[sa.engine.Connection, Any], int]) -> dict:
+        """Check an offer's payload ``p`` (a ``flex-offer`` record's fields) and store it;
+        ``append(conn, tx)`` puts its ledger record(s) in the same transaction and returns the
+        sequence number the offer row keeps (the signed record, or the UMEI attestation of
+        :mod:`lemgrid.service.umei`)."""
+        from lemgrid.service.operator import Refused
+
         if p["participant"] != identity["participant"]:
             raise Refused(403, f"payload.participant: {p['participant']!r} is not you")
         if identity["role"] == "aggregator":
@@ -284,16 +295,16 @@ class Grid:
                 lights.c.interval == p["interval"])).scalar()
             if again != "forecast":
                 raise Refused(409, "payload.interval: the DSO has cleared this day")
-            result = tx.append([record])
+            seq = append(conn, tx)
             conn.execute(offers.insert().values(
                 offer_id=p["offer_id"], provider=p["participant"], participant=p["meter"],
                 kind=p["resource"], asset=p["asset"], interval=p["interval"],
                 day_start=light.day_start, direction=p["direction"], power_w=p["power_w"],
                 price_meur_per_kwh=p["price_meur_per_kwh"],
-                baseline_w=round(baseline_kw * 1000), seq=result.first_seq))
+                baseline_w=round(baseline_kw * 1000), seq=seq))
         self.market.publish({"event": "flex-offer", "offer_id": p["offer_id"],
                              "interval": p["interval"], "direction": p["direction"]})
-        return {"offer_id": p["offer_id"], "status": "open", "seq": result.first_seq}
+        return {"offer_id": p["offer_id"], "status": "open", "seq": seq}
 
     # -- 3. the DSO's clearing ---------------------------------------------------------------
     def clear_day(self, interval: int) -> dict:
@@ -408,6 +419,11 @@ class Grid:
                 sa.select(tso_requests).order_by(tso_requests.c.seq))]
 
     # -- reading -----------------------------------------------------------------------------
+    def room(self, interval: int) -> dict[tuple[str, int, int, int], tuple[float, float, str]]:
+        """What each resource can offer in the day of ``interval``
+        (:func:`~lemgrid.service.engine.offer_room`)."""
+        return self._room[self.day(interval).start]
+
     def lights(self) -> list[dict]:
         with self.market.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(

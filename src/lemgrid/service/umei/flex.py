@@ -1,0 +1,510 @@
+"""UMEI's resources on lemgrid's flexibility market (:mod:`lemgrid.service.grid`).
+
+Nothing here clears, prices or settles: a sell order becomes the DSO's flexibility offer
+(:meth:`Grid.accept_offer`, the same checks as a signed ``/grid/offers`` post), the DSO's day
+clearing makes the activations, and trades are those activations. What this module keeps is
+UMEI's view of them: which portfolio and period an order names, the FSPs' baselines and meter
+readings, and the ``umei-request`` ledger record of every accepted write.
+
+* Portfolio: one flexible resource (an asset kind and index behind a participant's meter) that the
+  DSO's scenario gives room to move; id ``<kind>-<asset>``, grid node = the meter's bus.
+* Market: the scenario's flexibility product (``dso.flexibility.lead_time``).
+* Flexibility zone: an interval the traffic light marks amber (or red); id ``fz-<interval>``.
+* Order: a sell order is one offer (one price point, one interval, one direction).
+* Trade: one activation of the DSO's clearing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from lemgrid.service import grid as g
+from lemgrid.service import tables as t
+from lemgrid.service.umei import models as m
+from lemgrid.service.umei import tables as u
+from lemgrid.service.umei.problems import Problem
+from lemgrid.service.umei.units import Calendar, meur_per_kwh, quantity_mw, watts
+
+if TYPE_CHECKING:
+    from lemgrid.service.grid import Grid
+    from lemgrid.service.operator import Market
+
+FSP_ROLES = ("participant", "aggregator")
+GRID_ROLES = ("operator", "dso", "tso")
+DIRECTION = {"Up": "up", "Down": "down"}
+REGULATION = {v: k for k, v in DIRECTION.items()}
+
+
+class Umei:
+    """UMEI's view of one market with a DSO.
+
+    Parameters
+    ----------
+    market : Market
+        The operator (identities, ledger, database).
+    """
+
+    def __init__(self, market: Market) -> None:
+        self.market = market
+        self._calendar: Calendar | None = None
+        self._portfolios: dict[str, dict] | None = None
+
+    # -- the scenario's grid side ----------------------------------------------------------------
+    @property
+    def grid(self) -> Grid:
+        if self.market.grid is None:
+            raise Problem("EndpointNotSupported", "this market has no DSO (its scenario has no "
+                          "dso block): lemgrid serves UMEI on a DSO's flexibility market only")
+        return self.market.grid
+
+    def day(self):
+        return self.grid.day(0)
+
+    @property
+    def calendar(self) -> Calendar:
+        if self._calendar is None:
+            day = self.day()
+            self._calendar = Calendar(list(day.scenario.time_index.to_pydatetime()),
+                                      float(day.scenario.dt_h))
+        return self._calendar
+
+    def market_id(self) -> str:
+        return f"flex-{self.day().scenario.config.dso.flexibility.lead_time}"
+
+    def markets(self) -> list[m.Market]:
+        day = self.day()
+        flex = day.scenario.config.dso.flexibility
+        return [m.Market(
+            id=self.market_id(), name=f"{day.scenario.config.name}: DSO flexibility "
+                                      f"({flex.lead_time})",
+            description=f"The DSO buys active power up or down per {day.scenario.dt_h * 60:g}-min "
+                        f"interval where its AC traffic light is amber; cleared "
+                        f"{flex.clearing}, priced {flex.pricing}.")]
+
+    def period(self, interval: int) -> dict:
+        start, stop = self.calendar.period(interval)
+        return {"period_from": start, "period_to": stop}
+
+    # -- portfolios ------------------------------------------------------------------------------
+    def all_portfolios(self) -> dict[str, dict]:
+        """Every resource with room to move in the DSO's day: id -> kind, asset, owner meter,
+        grid node and the organisation that may sell it."""
+        if self._portfolios is None:
+            day = self.day()
+            parts = day.scenario.participants
+            names = day.operator().network.bus_names
+            position = {str(p): i for i, p in enumerate(parts.ids)}
+            out: dict[str, dict] = {}
+            for (kind, asset, _interval, _direction), (_kw, _b, owner) in sorted(
+                    self.grid.room(0).items()):
+                pid = f"{kind}-{asset}"
+                if pid not in out:
+                    out[pid] = {"id": pid, "kind": kind, "asset": asset, "meter": owner,
+                                "grid_node_id": str(names[int(parts.bus[position[owner]])])}
+            self._portfolios = out
+        return self._portfolios
+
+    def _meters_of(self, identity: dict) -> set[str]:
+        """Meters whose resources the identity may offer (as :meth:`Grid.accept_offer`)."""
+        if identity["role"] == "aggregator":
+            members = self.market.members_of(identity) - {identity["participant"]}
+            with self.market.engine.connect() as conn:
+                return set(conn.execute(sa.select(t.identities.c.meter).where(
+                    t.identities.c.participant.in_(members))).scalars())
+        return {identity["meter"]}
+
+    def _organisations(self) -> dict[str, str]:
+        """Meter -> the FSP selling for it (its registered aggregator, else its owner)."""
+        with self.market.engine.connect() as conn:
+            rows = list(conn.execute(sa.select(t.identities).where(t.identities.c.approved)))
+        by_participant = {r.participant: r.meter for r in rows}
+        out = {r.meter: r.participant for r in rows if r.role == "participant"}
+        for r in rows:
+            if r.role == "aggregator":
+                members = self.market.members_of(dict(r._mapping)) - {r.participant}
+                for p in members:
+                    if p in by_participant:
+                        out[by_participant[p]] = r.participant
+        return out
+
+    def portfolios(self, identity: dict) -> list[m.Portfolio]:
+        """An FSP's own portfolios; all for the DSO, the TSO and the operator."""
+        everything = self.all_portfolios()
+        orgs = self._organisations()
+        if identity["role"] in FSP_ROLES:
+            meters = self._meters_of(identity)
+            chosen = [p for p in everything.values() if p["meter"] in meters]
+        else:
+            chosen = list(everything.values())
+        return [m.Portfolio(id=p["id"], name=f"{p['kind']} {p['asset']} at {p['meter']}",
+                            grid_node_id=p["grid_node_id"],
+                            owner_organization_id=(identity["participant"]
+                                                   if identity["role"] in FSP_ROLES
+                                                   else orgs.get(p["meter"], p["meter"])))
+                for p in chosen]
+
+    def portfolio(self, identity: dict, portfolio_id: str, field: str = "id") -> dict:
+        """A portfolio the identity may use (``InvalidPortfolio`` if unknown, ``Forbidden`` if
+        another FSP's)."""
+        p = self.all_portfolios().get(portfolio_id)
+        if p is None and field == "id":
+            raise Problem("ResourceNotFound", f"id: no portfolio {portfolio_id!r}", "id",
+                          portfolio_id)
+        if p is None:
+            raise Problem("InvalidPortfolio", f"{field}: {portfolio_id!r} is not a portfolio of "
+                          "this market (see GET /umei/Portfolios)", field, portfolio_id)
+        if identity["role"] in FSP_ROLES and p["meter"] not in self._meters_of(identity):
+            raise Problem("Forbidden", f"{field}: portfolio {portfolio_id!r} is not yours",
+                          field, portfolio_id)
+        return p
+
+    # -- flexibility zones -----------------------------------------------------------------------
+    def zones(self, identity: dict) -> list[m.FlexibilityZone]:
+        """The traffic light's amber (and red) intervals, with the portfolios that can help."""
+        lights = [x for x in self.grid.lights() if x["state"] != "green"]
+        room = self.grid.room(0) if lights else {}
+        mine = ({p.id for p in self.portfolios(identity)} if identity["role"] in FSP_ROLES
+                else set(self.all_portfolios()))
+        out = []
+        for x in lights:
+            helping = sorted({f"{k}-{a}" for (k, a, i, _d) in room if i == x["interval"]} & mine)
+            out.append(m.FlexibilityZone(id=f"fz-{x['interval']}", portfolio_ids=helping,
+                                         **self.period(x["interval"])))
+        return out
+
+    def zone_interval(self, zone_id: str, field: str = "flexibilityZoneId") -> int:
+        lights = {f"fz-{x['interval']}": x for x in self.grid.lights() if x["state"] != "green"}
+        if zone_id not in lights:
+            raise Problem("InvalidFlexibilityZone", f"{field}: {zone_id!r} is not a flexibility "
+                          "zone of this market (see GET /umei/FlexibilityZones)", field, zone_id)
+        return int(lights[zone_id]["interval"])
+
+    # -- the ledger ------------------------------------------------------------------------------
+    @staticmethod
+    def attestation(who: dict, tid: str, method: str, path: str, body: bytes, resource: str,
+                    resource_id: str) -> dict:
+        """The ``umei-request`` record of an accepted write."""
+        return {"kind": "umei-request", "token_id": tid, "participant": who["participant"],
+                "method": method, "path": path[:200],
+                "body_sha256": hashlib.sha256(body).hexdigest(), "resource": resource,
+                "resource_id": resource_id}
+
+    # -- orders ----------------------------------------------------------------------------------
+    def create_order(self, who: dict, tid: str, path: str, body: bytes, o: m.OrderIn) -> dict:
+        """A sell order as the DSO's flexibility offer (see module doc)."""
+        if o.side != "Sell":
+            raise Problem("InvalidOrder", "side: lemgrid's DSO buys by clearing its day on the "
+                          "offers (AC-validated, least cost); buy orders are not supported",
+                          "side", o.side)
+        if who["role"] not in FSP_ROLES:
+            raise Problem("Forbidden", f"side: a {who['role']} does not sell flexibility",
+                          "side", o.side)
+        market_id = self.market_id()
+        if o.market_id is not None and o.market_id != market_id:
+            raise Problem("InvalidMarket", f"marketId: {o.market_id!r} is not a market here "
+                          f"(this market is {market_id!r})", "marketId", o.market_id)
+        if o.portfolio_id is None:
+            raise Problem("InvalidOrder", "portfolioId: required for sell orders",
+                          "portfolioId")
+        p = self.portfolio(who, o.portfolio_id, "portfolioId")
+        if o.grid_node_id is not None and o.grid_node_id != p["grid_node_id"]:
+            raise Problem("InvalidGridNode", f"gridNodeId: portfolio {p['id']!r} is at grid "
+                          f"node {p['grid_node_id']!r}, not {o.grid_node_id!r}", "gridNodeId",
+                          o.grid_node_id)
+        interval = self.calendar.interval(o.period_from, o.period_to)
+        if o.flexibility_zone_id is not None and self.zone_interval(
+                o.flexibility_zone_id) != interval:
+            raise Problem("InconsistentPeriods", f"periodFrom: the order's period is not that of "
+                          f"flexibility zone {o.flexibility_zone_id!r}", "periodFrom",
+                          o.period_from.isoformat())
+        if o.regulation_type is None:
+            raise Problem("InvalidOrder", "regulationType: required (Up or Down)",
+                          "regulationType")
+        if not o.price_points:
+            raise Problem("InvalidOrder", "pricePoints: one quantity-price point is required",
+                          "pricePoints")
+        if len(o.price_points) > 1:
+            raise Problem("InvalidOrder", "pricePoints[1]: interpolated orders are not supported "
+                          "(lemgrid's offers have one price); send one point", "pricePoints[1]")
+        point = o.price_points[0]
+        if point.quantity <= 0:
+            raise Problem("InvalidOrder", "pricePoints[0].quantity: must be positive [MW]",
+                          "pricePoints[0].quantity", point.quantity)
+        if o.minimum_acceptance_quantity not in (None, 0):
+            raise Problem("InvalidOrder", "minimumAcceptanceQuantity: lemgrid's DSO activates any "
+                          "part of an offer (divisible); a minimum is not supported",
+                          "minimumAcceptanceQuantity", o.minimum_acceptance_quantity)
+        if o.longflex_contract_id is not None:
+            raise Problem("InvalidOrder", "longflexContractId: long-term contracts are not "
+                          "supported", "longflexContractId", o.longflex_contract_id)
+        # status and completionType are the platform's: ignored in a body, as UMEI's clients
+        # may send the whole resource back
+        if o.owner_organization_id not in (None, who["participant"]):
+            raise Problem("Forbidden", f"ownerOrganizationId: {o.owner_organization_id!r} is not "
+                          "you", "ownerOrganizationId", o.owner_organization_id)
+        power_w = watts(point.quantity, "pricePoints[0].quantity")
+        price = meur_per_kwh(point.unit_price, "pricePoints[0].unitPrice")
+        order_id = o.id or f"o-{hashlib.sha256(body + tid.encode()).hexdigest()[:24]}"
+        offer_id = f"umei:{order_id}"
+        payload = {"log_id": self.market.log_id, "offer_id": offer_id,
+                   "participant": who["participant"], "meter": p["meter"],
+                   "interval": interval, "resource": p["kind"], "kind": p["kind"],
+                   "asset": p["asset"], "direction": DIRECTION[o.regulation_type],
+                   "power_w": power_w, "price_meur_per_kwh": price}
+
+        def append(conn: sa.engine.Connection, tx: Any) -> int:
+            if conn.execute(sa.select(u.orders.c.order_id).where(
+                    u.orders.c.order_id == order_id)).first() is not None:
+                raise Problem("Conflict", f"id: order {order_id!r} exists already", "id",
+                              order_id)
+            seq = tx.append_operator([self.attestation(who, tid, "POST", path, body, "Order",
+                                                       order_id)]).first_seq
+            conn.execute(u.orders.insert().values(
+                order_id=order_id, offer_id=offer_id, owner=who["participant"],
+                portfolio_id=p["id"], grid_node_id=p["grid_node_id"], market_id=market_id,
+                interval=interval, direction=payload["direction"], power_w=power_w,
+                price_meur_per_kwh=price, seq=seq))
+            return seq
+
+        from lemgrid.service.operator import Refused
+
+        try:
+            self.grid.accept_offer(who, payload, append)
+        except Refused as exc:
+            raise _as_problem(exc) from None
+        return self.order(who, order_id)
+
+    def _order_rows(self, where: Any = None) -> list[dict]:
+        query = sa.select(u.orders).order_by(u.orders.c.seq)
+        if where is not None:
+            query = query.where(where)
+        with self.market.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+            cleared = set(conn.execute(sa.select(g.days.c.day_start)).scalars())
+            filled = set(conn.execute(sa.select(g.activations.c.offer_id).where(
+                g.activations.c.offer_id.is_not(None))).scalars())
+        day = self.day() if rows else None
+        for r in rows:
+            done = day is not None and day.start in cleared
+            r["status"] = "Completed" if done else "Active"
+            r["completion_type"] = (("Filled" if r["offer_id"] in filled else "Expired")
+                                    if done else None)
+        return rows
+
+    def _zone_ids(self) -> set[str]:
+        return {f"fz-{x['interval']}" for x in self.grid.lights() if x["state"] != "green"}
+
+    def _order_model(self, r: dict, zone: set[str], public: bool = False) -> m.Order:
+        fz = f"fz-{r['interval']}"
+        return m.Order(
+            id=None if public else r["order_id"],
+            owner_organization_id=None if public else r["owner"], status=r["status"],
+            completion_type=r["completion_type"],
+            grid_node_id=r["grid_node_id"], flexibility_zone_id=fz if fz in zone else None,
+            market_id=r["market_id"], portfolio_id=None if public else r["portfolio_id"],
+            regulation_type=REGULATION[r["direction"]], side="Sell",
+            price_points=[m.QuantityPricePoint(quantity=r["power_w"] / 1e6,
+                                               unit_price=float(r["price_meur_per_kwh"]))],
+            **self.period(r["interval"]),
+            lemgrid=None if public else m.LemgridRecord(
+                ledger_seq=r["seq"], interval=r["interval"], offer_id=r["offer_id"],
+                power_w=r["power_w"], price_meur_per_kwh=r["price_meur_per_kwh"]))
+
+    def orders(self, who: dict) -> list[m.Order]:
+        """An FSP's own orders; all for the DSO, the TSO and the operator."""
+        where = u.orders.c.owner == who["participant"] if who["role"] in FSP_ROLES else None
+        zone = self._zone_ids()
+        return [self._order_model(r, zone) for r in self._order_rows(where)]
+
+    def order(self, who: dict, order_id: str) -> dict:
+        rows = self._order_rows(u.orders.c.order_id == order_id)
+        if not rows:
+            raise Problem("ResourceNotFound", f"id: no order {order_id!r}", "id", order_id)
+        if who["role"] in FSP_ROLES and rows[0]["owner"] != who["participant"]:
+            raise Problem("Forbidden", f"id: order {order_id!r} is not yours", "id", order_id)
+        return self._order_model(rows[0], self._zone_ids()).model_dump(
+            by_alias=True, exclude_none=True, mode="json")
+
+    def public_orders(self) -> list[m.Order]:
+        """The anonymised book: every order without its id, owner and portfolio."""
+        zone = self._zone_ids()
+        return [self._order_model(r, zone, public=True) for r in self._order_rows()]
+
+    # -- trades ----------------------------------------------------------------------------------
+    def trades(self, who: dict) -> list[m.Trade]:
+        """The DSO's activations: an FSP's own (side Sell), all for the grid roles (side Buy)."""
+        acts = self.grid.activations(who)
+        with self.market.engine.connect() as conn:
+            by_offer = {r.offer_id: r for r in conn.execute(sa.select(u.orders))}
+            offers = {r.offer_id: r for r in conn.execute(sa.select(g.offers))}
+        dt_h = float(self.day().scenario.dt_h)
+        zone = self._zone_ids()
+        portfolios = self.all_portfolios()
+        out = []
+        for a in acts:
+            order = by_offer.get(a["offer_id"])
+            offer = offers.get(a["offer_id"])
+            portfolio = f"{offer.kind}-{offer.asset}" if offer is not None else None
+            node = portfolios[portfolio]["grid_node_id"] if portfolio in portfolios else None
+            fsp = who["role"] in FSP_ROLES
+            energy_kwh = a["power_w"] / 1000 * dt_h
+            fz = f"fz-{a['interval']}"
+            out.append(m.Trade(
+                id=a["activation_id"], owner_organization_id=a["provider"] if fsp else a["buyer"],
+                market_id=self.market_id(), order_id=order.order_id if order is not None
+                else a["offer_id"], quantity=quantity_mw(a["power_w"]),
+                side="Sell" if fsp else "Buy",
+                # the price paid: the activation's money over its energy [EUR/MWh]
+                unit_price=(a["utilisation_ueur"] / 1e6 / energy_kwh * 1000 if energy_kwh > 0
+                            else float(a["price_meur_per_kwh"])),
+                grid_node_id=node, flexibility_zone_id=fz if fz in zone else None,
+                portfolio_id=portfolio, regulation_type=REGULATION[a["direction"]],
+                **self.period(a["interval"]),
+                lemgrid=m.LemgridActivation(
+                    activation_id=a["activation_id"], ledger_seq=a["seq"],
+                    interval=a["interval"], power_w=a["power_w"],
+                    price_meur_per_kwh=a["price_meur_per_kwh"],
+                    utilisation_eur=a["utilisation_ueur"] / 1e6,
+                    penalty_eur=a["penalty_ueur"] / 1e6, delivered=a["delivered"],
+                    buyer=a["buyer"], service=a["service"])))
+        return out
+
+    # -- baselines and meter readings ------------------------------------------------------------
+    def _series_create(self, table: sa.Table, resource: str, code: str, who: dict, tid: str,
+                       path: str, body: bytes, x: m.BaselineIntervalIn | m.MeterReadingIn
+                       ) -> dict:
+        if who["role"] not in FSP_ROLES:
+            raise Problem("Forbidden", f"portfolioId: a {who['role']} has no portfolios",
+                          "portfolioId", x.portfolio_id)
+        p = self.portfolio(who, x.portfolio_id, "portfolioId")
+        interval = self.calendar.interval(x.period_from, x.period_to)
+        if x.quantity_type != "ActivePower":
+            raise Problem(code, f"quantityType: lemgrid's flexibility market trades "
+                          f"ActivePower, not {x.quantity_type}", "quantityType", x.quantity_type)
+        p_w = watts(x.quantity, "quantity")
+        if p_w % 1000:
+            raise Problem(code, f"quantity: {x.quantity} MW is finer than UMEI's resolution of "
+                          "0.001 MW", "quantity", x.quantity)
+        key = table.c[list(table.c.keys())[0]]
+        item_id = x.id or f"{p['id']}@{interval}"
+        with self.market.write() as (conn, tx):
+            if conn.execute(sa.select(key).where(key == item_id)).first() is not None:
+                raise Problem("Conflict", f"id: {resource} {item_id!r} exists already", "id",
+                              item_id)
+            if conn.execute(sa.select(key).where((table.c.portfolio_id == p["id"])
+                                                 & (table.c.interval == interval))
+                            ).first() is not None:
+                raise Problem("Conflict", f"periodFrom: portfolio {p['id']!r} already has a "
+                              f"{resource} for this period", "periodFrom",
+                              x.period_from.isoformat())
+            seq = tx.append_operator([self.attestation(who, tid, "POST", path, body, resource,
+                                                       item_id)]).first_seq
+            conn.execute(table.insert().values(**{key.name: item_id}, owner=who["participant"],
+                                               portfolio_id=p["id"], interval=interval,
+                                               p_w=p_w, seq=seq))
+        return self._series_get(table, resource, who, item_id)
+
+    def _delivery(self) -> tuple[dict, dict]:
+        """Declared baselines and the DSO's activations [W, net injection] per (portfolio,
+        interval)."""
+        with self.market.engine.connect() as conn:
+            baselines = {(r.portfolio_id, r.interval): r.p_w
+                         for r in conn.execute(sa.select(u.baselines))}
+            rows = conn.execute(sa.select(g.activations.c.interval, g.activations.c.direction,
+                                          g.activations.c.power_w, g.offers.c.kind,
+                                          g.offers.c.asset)
+                                .join(g.offers, g.offers.c.offer_id == g.activations.c.offer_id))
+            activated: dict[tuple[str, int], int] = {}
+            for r in rows:
+                key = (f"{r.kind}-{r.asset}", r.interval)
+                activated[key] = activated.get(key, 0) + (r.power_w if r.direction == "up"
+                                                          else -r.power_w)
+        return baselines, activated
+
+    def _series_model(self, r: Any, status: str, delivery: tuple[dict, dict] | None = None
+                      ) -> m.BaselineInterval:
+        model = m.BaselineInterval if delivery is None else m.MeterReading
+        extra: dict[str, int] = {}
+        if delivery is not None:
+            key = (r.portfolio_id, r.interval)
+            baseline, activated = delivery[0].get(key), delivery[1].get(key, 0)
+            extra["activated_w"] = activated
+            if baseline is not None:
+                extra["baseline_w"] = baseline
+                if activated:
+                    sign = 1 if activated > 0 else -1
+                    extra["shortfall_w"] = max(0, (activated - (r.p_w - baseline)) * sign)
+        return model(id=r[0], status=status, portfolio_id=r.portfolio_id,
+                     quantity=quantity_mw(r.p_w), **self.period(r.interval),
+                     lemgrid=m.LemgridRecord(ledger_seq=r.seq, interval=r.interval,
+                                             power_w=r.p_w, **extra))
+
+    def _series(self, table: sa.Table, who: dict) -> list[m.BaselineInterval]:
+        query = sa.select(table).order_by(table.c.seq)
+        if who["role"] in FSP_ROLES:
+            query = query.where(table.c.owner == who["participant"])
+        with self.market.engine.connect() as conn:
+            rows = list(conn.execute(query))
+        if table is u.baselines:
+            return [self._series_model(r, "Active") for r in rows]
+        delivery = self._delivery()
+        return [self._series_model(r, "Received", delivery) for r in rows]
+
+    def _series_get(self, table: sa.Table, resource: str, who: dict, item_id: str) -> dict:
+        key = table.c[list(table.c.keys())[0]]
+        with self.market.engine.connect() as conn:
+            r = conn.execute(sa.select(table).where(key == item_id)).first()
+        if r is None:
+            raise Problem("ResourceNotFound", f"id: no {resource} {item_id!r}", "id", item_id)
+        if who["role"] in FSP_ROLES and r.owner != who["participant"]:
+            raise Problem("Forbidden", f"id: {resource} {item_id!r} is not yours", "id",
+                          item_id)
+        x = (self._series_model(r, "Active") if table is u.baselines
+             else self._series_model(r, "Received", self._delivery()))
+        return x.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+    def create_baseline(self, who: dict, tid: str, path: str, body: bytes,
+                        x: m.BaselineIntervalIn) -> dict:
+        return self._series_create(u.baselines, "BaselineInterval", "InvalidBaseline", who, tid,
+                                   path, body, x)
+
+    def baselines(self, who: dict) -> list[m.BaselineInterval]:
+        return self._series(u.baselines, who)
+
+    def baseline(self, who: dict, item_id: str) -> dict:
+        return self._series_get(u.baselines, "BaselineInterval", who, item_id)
+
+    def create_reading(self, who: dict, tid: str, path: str, body: bytes,
+                       x: m.MeterReadingIn) -> dict:
+        return self._series_create(u.meter_readings, "MeterReading", "InvalidMeterReading", who,
+                                   tid, path, body, x)
+
+    def readings(self, who: dict) -> list[m.BaselineInterval]:
+        return self._series(u.meter_readings, who)
+
+    def reading(self, who: dict, item_id: str) -> dict:
+        return self._series_get(u.meter_readings, "MeterReading", who, item_id)
+
+
+def _as_problem(exc: Any) -> Problem:
+    """A refusal of the grid's offer checks as a UMEI problem naming the UMEI field."""
+    detail = str(exc.detail)
+    field = detail.split(":", 1)[0].removeprefix("payload.")
+    umei_field = {"interval": "periodFrom", "power_w": "pricePoints[0].quantity",
+                  "asset": "portfolioId", "meter": "portfolioId", "participant": "portfolioId",
+                  "offer_id": "id"}.get(field, field)
+    code = {403: "Forbidden", 409: "Conflict", 404: "ResourceNotFound"}.get(
+        exc.status, "InvalidOrder")
+    if field == "interval" and exc.status == 422:
+        code = "InvalidFlexibilityZone"
+    return Problem(code, f"{umei_field}: {detail.split(':', 1)[-1].strip()}", umei_field)
+
+
+def page(items: Iterable, take: int | None, skip: int | None) -> tuple[list, int]:
+    everything = list(items)
+    start = skip or 0
+    return everything[start:start + (take if take is not None else 1000)], len(everything)
