@@ -83,6 +83,16 @@ def simulate(
     out: Annotated[Path, typer.Option(help="Output folder")] = Path("out/simulate"),
     report: Annotated[bool, typer.Option(help="Write report.html")] = True,
     quiet: Annotated[bool, quiet_option()] = False,
+    via_server: Annotated[bool, typer.Option(
+        "--via-server",
+        help="Agents trade as HTTP clients of a market server, each with its own key: the "
+             "one at --server, or one started in this process on loopback (order-based "
+             "designs only)")] = False,
+    server: Annotated[str | None, typer.Option(
+        metavar="URL", help="The market server for --via-server (needs --operator-key); "
+                            "default: in-process on loopback")] = None,
+    operator_key: Annotated[Path | None, typer.Option(
+        help="The server's operator key (PEM), for --via-server URL")] = None,
 ) -> None:
     """Simulate a market design on a grid, settle it and report.
 
@@ -96,7 +106,16 @@ def simulate(
     from lemgrid.sim.outputs import write_simulation
 
     loaded = _load(scenario, days, start, seed)
-    result = _run(loaded, design, quiet)
+    if not via_server:
+        if server is not None or operator_key is not None:
+            from lemgrid.errors import InputError
+
+            raise InputError("--server, --operator-key: only with --via-server")
+        result = _run(loaded, design, quiet)
+    else:
+        from lemgrid.cli.via_server import run_via_server
+
+        result = run_via_server(loaded, design, server, operator_key, quiet)
     paths = write_simulation(result, out, report=report)
     table = Table(title=f"{result.scenario}: {result.design} market, {len(result.time_index)} "
                         f"intervals, {len(result.participant_ids)} participants")
