@@ -76,7 +76,7 @@ def traded(tmp_path):
                               price_meur_per_kwh=100, interval=0).status_code == 201
     assert bob.submit_order("m1", order_id="ord-bob", side="buy", quantity_wh=1500,
                             price_meur_per_kwh=200, interval=0).status_code == 201
-    w.session("m2")
+    w.session("m2", gate_in_ms=1_800_000)
     assert bob.submit_order("m2", order_id="ord-bob-2", side="buy", quantity_wh=700,
                             price_meur_per_kwh=150, interval=0).status_code == 201
     w.close("m1")

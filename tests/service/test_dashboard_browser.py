@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from lemgrid.ledger.proofs import check_proof
 from lemgrid.service.app import create_app
 from lemgrid.service.engine import load_market
 
-from ._live import free_port
+from ._live import ThreadServer
 
 pytestmark = pytest.mark.slow
 
@@ -35,21 +34,11 @@ class Live:
     """A uvicorn server in a thread, its operator and two participants (alice sells, bob buys)."""
 
     def __init__(self, tmp: Path) -> None:
-        import uvicorn
-
         self.spec = load_market(str(IPOWER))
         self.operator_key = generate_key()
         self.app = create_app(f"sqlite:///{tmp / 'market.db'}", self.operator_key, spec=self.spec)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
+        self.served = ThreadServer(self.app)
+        self.url = self.served.url
         self.operator = MarketClient(self.url, self.operator_key)
         self.operator.participant = "operator"
         meters = sorted(self.spec.meters)
@@ -82,8 +71,7 @@ class Live:
         assert market_id in r.json()["settled"], r.text
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        self.served.stop()
 
 
 @pytest.fixture(scope="module")

@@ -191,10 +191,12 @@ class ServerClearing:
                 trade_sell.append(int(x["sell_order_id"].rsplit("-o", 1)[1]))
                 trade_kwh.append(x["quantity_wh"] / 1000)
                 trade_price.append(x["price_meur_per_kwh"] / 1000)
-            for who in sorted({participants[i] for i in np.flatnonzero(orders.interval == t)}):
-                s = self._ok(self.operator.get(f"/markets/{market_id[t]}/statements/{who}"),
-                             "statement")
-                statement_eur[(who, t)] = s["amount_ueur"] / 1e6
+        by_id = {market_id[t]: t for t in intervals}
+        for who in sorted(set(participants)):  # each agent reads its own statements
+            mine = self._ok(self.agents[who].get("/dashboard/api/me"), f"statements of {who!r}")
+            for x in mine["statements"]:
+                if x["market_id"] in by_id:
+                    statement_eur[(who, by_id[x["market_id"]])] = x["amount_ueur"] / 1e6
         market_key, order_market = orders.markets()
         result = ClearingResult.from_trades(
             mechanism=mechanism, price_rule=f"{mechanism} (cleared by the market server)",
