@@ -144,9 +144,10 @@ class HomeAgent:
             if quantity_wh == 0:
                 continue
             side = "sell" if net > 0 else "buy"
-            order = {"order_id": f"{self.client.participant}-{market_id}", "side": side,
-                     "quantity_wh": quantity_wh, "interval": int(s["interval"]),
-                     "price_meur_per_kwh": round(self.limit_eur_per_kwh(side) * 1000)}
+            order: dict[str, Any] = {
+                "order_id": f"{self.client.participant}-{market_id}", "side": side,
+                "quantity_wh": quantity_wh, "interval": int(s["interval"]),
+                "price_meur_per_kwh": round(self.limit_eur_per_kwh(side) * 1000)}
             r = self.client.submit_order(market_id, **order)
             if r.status_code == 201:
                 self.submitted[market_id] = {**order, "seq": r.json()["seq"]}

@@ -11,8 +11,9 @@ clock; against a URL the clock is the server's and the gates are waited for.
 
 What crosses the wire is in the ledger's integer units (Wh, m€/kWh): orders are rounded to the
 Wh and the m€/kWh, trades down to the Wh, money is the server's statements [µ€]. That is the only
-difference from ``simulate`` in-process (``tests/service/test_via_server.py`` shows trades and
-bills equal to the cent on a day).
+difference from ``simulate`` in-process: ``tests/service/test_via_server.py`` shows, on a day,
+the same trades (to the Wh), market bills equal to the cent, and total bills apart by no more
+than that Wh rounding of the traded energy is worth.
 
 Only order-based designs (``uniform``, ``pay-as-bid``, ``continuous``) clear through the server;
 the others raise :class:`~lemgrid.errors.NotBuiltError`.
