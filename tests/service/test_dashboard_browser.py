@@ -260,3 +260,18 @@ def test_screenshots_are_not_blank_and_text_is_readable(page, live, tmp_path):
         const a = lum(rgb(st.color)), b = lum(rgb(st.backgroundColor));
         return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05); }""")
     assert ratio >= 7
+
+
+def test_the_operator_sees_every_session_and_its_budget(page, live):
+    sign_in(page, live.operator_key)
+    page.wait_for_selector("#budget-table tbody tr")
+    rows = page.eval_on_selector_all(
+        "#budget-table tbody tr", "rs => rs.map(r => [...r.cells].map(c => c.textContent))")
+    settled = [r for r in rows if r[2] == "settled"]
+    assert {r[0] for r in settled} >= {"s68", "s30"}
+    assert all(r[3] == "0.00" for r in settled)  # every session's statements sum to zero
+    identities = page.eval_on_selector_all("#identities-table tbody tr td:first-child",
+                                           "cs => cs.map(c => c.textContent)")
+    assert set(live.names.values()) <= set(identities)
+    assert page.is_hidden("#me-view")
+    assert page.errors == []
