@@ -86,3 +86,48 @@ def test_a_community_design_is_refused_through_the_server():
     assert r.exit_code == 2 and "order-based designs only" in r.output
     r = CliRunner().invoke(app, ["simulate", "--days", "1", "--server", "http://x"])
     assert r.exit_code == 2 and "only with --via-server" in r.output
+
+
+@pytest.mark.parametrize("mechanism", ["uniform", "pay-as-bid", "continuous"])
+def test_a_batch_cleared_over_http_equals_the_labs_clearing(mechanism, tmp_path):
+    """The HTTP path of ``--via-server URL``: a served app (uvicorn on loopback), an httpx
+    client per agent; orders already in whole Wh and m€/kWh, so the results must be equal."""
+    import httpx
+
+    from lemgrid.ledger.identity import generate_key
+    from lemgrid.market import OrderBatch
+    from lemgrid.service.app import create_app
+
+    from ._live import ThreadServer
+
+    rng = np.random.default_rng(7)
+    n = 40
+    batch = OrderBatch.from_arrays(
+        order_id=np.arange(n), participant=np.array([f"p{i % 9}" for i in range(n)]),
+        side=np.where(rng.random(n) < 0.5, "buy", "sell"),
+        quantity_kwh=rng.integers(100, 3000, n) / 1000,
+        price_eur_per_kwh=rng.integers(50, 300, n) / 1000, interval=rng.integers(0, 3, n),
+        timestamp_s=rng.permutation(n).astype(float), source="test orders")
+    lab = lemgrid.market.clear(batch, mechanism)
+    clock = via_server.SimulatedClock()
+    key = generate_key()
+    served = ThreadServer(create_app(f"sqlite:///{tmp_path / 'm.db'}", key, clock_ms=clock))
+    try:
+        with httpx.Client(base_url=served.url, timeout=30) as http:
+            clearing = via_server.ServerClearing(http, key, clock)
+            with via_server.clearing_through(clearing):
+                result = lemgrid.market.clear(batch, mechanism)
+    finally:
+        served.stop()
+    assert len(result.trade_quantity_kwh) == len(lab.trade_quantity_kwh) > 3
+    assert np.array_equal(result.trade_buy, lab.trade_buy)
+    assert np.array_equal(result.trade_sell, lab.trade_sell)
+    assert np.allclose(result.trade_quantity_kwh, lab.trade_quantity_kwh, atol=1e-3)
+    assert np.allclose(result.trade_price_eur_per_kwh, lab.trade_price_eur_per_kwh, atol=5e-4)
+    # each participant's money in each session is its statement: the lab's to the µ€
+    for who in set(batch.participant):
+        for t in range(3):
+            mine = (batch.participant == who) & (batch.interval == t)
+            assert abs(result.cash_flow_eur[mine].sum() - lab.cash_flow_eur[mine].sum()) < 1e-6
+    assert np.abs(result.cash_flow_eur - lab.cash_flow_eur).max() < 1e-6
+    assert np.allclose(result.filled_kwh, lab.filled_kwh, atol=2e-3)

@@ -212,21 +212,21 @@ class ServerClearing:
     @staticmethod
     def _cash(orders: Any, participants: list[str], trade_cash_eur: np.ndarray,
               statement_eur: dict[tuple[str, int], float]) -> np.ndarray:
-        """Money per order from the server's statements [EUR]: a participant's statement of a
-        session, shared among its orders of the session as the trades share it."""
-        cash = np.zeros(len(orders))
+        """Money per order from the server's statements [EUR]: each order's money from its
+        trades (in the ledger's units), with the rest of its participant's statement of the
+        session (the rounding to Wh and m€/kWh) shared in proportion to it, so that the orders of
+        a participant in a session add up to its statement."""
+        cash = np.array(trade_cash_eur, dtype=float)
         groups: dict[tuple[str, int], list[int]] = defaultdict(list)
         for i, who in enumerate(participants):
             groups[(who, int(orders.interval[i]))].append(i)
         for key, members in groups.items():
-            total = statement_eur.get(key, 0.0)
-            if len(members) == 1:
-                cash[members[0]] = total
-                continue
-            weights = np.abs(trade_cash_eur[members])
-            share = weights / weights.sum() if weights.sum() > 0 else np.full(
-                len(members), 1 / len(members))
-            cash[members] = total * share
+            rest = statement_eur.get(key, 0.0) - cash[members].sum()
+            weights = np.abs(cash[members])
+            if weights.sum() > 0:
+                cash[members] += rest * weights / weights.sum()
+            else:
+                cash[members] += rest / len(members)
         return cash
 
 
