@@ -152,7 +152,9 @@ def test_a_trade_submitted_through_the_api_shows_within_2_s(page, live):
     live.session("s45", 45, 1000, 1000)
     t0 = time.monotonic()
     page.wait_for_selector("#trades-table td:text-is('s45-t0')", timeout=2000)
-    assert time.monotonic() - t0 < 2.0
+    shown_s = time.monotonic() - t0
+    print(f"trade shown {shown_s:.2f} s after its session cleared")
+    assert shown_s < 2.0
     assert page.errors == []
 
 

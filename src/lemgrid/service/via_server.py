@@ -77,8 +77,8 @@ class ServerClearing:
     clock : SimulatedClock or WallClock
         The server's clock.
     gate_margin_ms : int
-        Time between opening a batch's sessions and their gate [ms] (on a wall clock it must
-        cover the submission of every order of the batch).
+        Time between opening a batch's sessions and their gate [ms]; on a wall clock at least
+        50 ms per order of the batch, to cover their submission.
     """
 
     def __init__(self, http: Any, operator_key: Ed25519PrivateKey, clock: Any,
@@ -162,7 +162,10 @@ class ServerClearing:
             self._ok(self.operator.request("POST", "/capabilities", {
                 "participant": who, "interval": server_interval[t], "sellable_wh": wh,
                 "source": "forecast"}), f"capability of {who!r}")
-        gate_ms = self.clock() + self.gate_margin_ms
+        # on a wall clock the gate must leave time to submit every order (~50 ms each, loaded)
+        margin_ms = self.gate_margin_ms if isinstance(self.clock, SimulatedClock) else max(
+            self.gate_margin_ms, 50 * n)
+        gate_ms = self.clock() + margin_ms
         market_id = {t: f"c{self.calls}-{t}" for t in intervals}
         for t in intervals:
             self._ok(self.operator.request("POST", "/sessions", {
