@@ -20,3 +20,27 @@ fi
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
     apt_install postgresql "PostgreSQL tests"
 fi
+# Hardhat's EVM node (npm) for the chain tests against a real JSON-RPC node on loopback
+# (src/lemgrid/ledger/evmnode.py starts and stops it; nothing is started here).
+HARDHAT_VERSION=2.29.1
+EVM_NODE_DIR="${LEMGRID_EVM_NODE_DIR:-$HOME/.cache/lemgrid/evm-node}"
+if [ ! -x "$EVM_NODE_DIR/node_modules/.bin/hardhat" ] \
+        || ! grep -q "\"version\": \"$HARDHAT_VERSION\"" "$EVM_NODE_DIR/node_modules/hardhat/package.json" 2>/dev/null; then
+    if ! command -v npm >/dev/null 2>&1; then
+        apt_install npm "EVM node tests"
+    fi
+    if command -v npm >/dev/null 2>&1; then
+        echo "installing Hardhat $HARDHAT_VERSION (npm) into $EVM_NODE_DIR for the EVM node tests ..."
+        mkdir -p "$EVM_NODE_DIR"
+        [ -f "$EVM_NODE_DIR/package.json" ] || echo '{"private": true}' > "$EVM_NODE_DIR/package.json"
+        (cd "$EVM_NODE_DIR" && npm install --no-audit --no-fund --loglevel=error \
+            "hardhat@$HARDHAT_VERSION" >/dev/null) \
+            || echo "warning: could not install Hardhat; the EVM node tests will fail" >&2
+    else
+        echo "warning: npm missing; the EVM node tests will fail" >&2
+    fi
+fi
+# `hardhat node` wants a configuration file in its directory; an empty one takes the defaults.
+if [ -d "$EVM_NODE_DIR" ] && [ ! -f "$EVM_NODE_DIR/hardhat.config.js" ]; then
+    echo "module.exports = {};" > "$EVM_NODE_DIR/hardhat.config.js"
+fi

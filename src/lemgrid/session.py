@@ -32,8 +32,9 @@ def to_owners(values: np.ndarray, owner: np.ndarray, n_participants: int) -> np.
 def net_injection_kw(pv_kw: np.ndarray, curtailment_kw: np.ndarray | float, load_kw: np.ndarray,
                      asset_kw: np.ndarray) -> np.ndarray:
     """A participant's net injection (T, N), export positive [kW]: PV minus curtailment minus
-    inflexible load plus its assets' net output (batteries' discharge minus charge minus EV and
-    shiftable-load consumption). The one place this balance is written."""
+    inflexible load plus its assets' net output (all kinds: batteries' discharge minus charge
+    minus EVs', shiftable loads' and heat pumps' consumption). The one place this balance is
+    written."""
     return pv_kw - curtailment_kw - load_kw + asset_kw
 
 
@@ -48,10 +49,6 @@ class DayAheadSession:
         Intervals of the horizon covered.
     load_kw, pv_kw : ndarray (Td, N)
         Forecasts of the participants' inflexible load and PV [kW].
-    batteries : Batteries
-        With ``soc_initial`` carried over from the previous session.
-    windows : EnergyWindows
-        Windows of EVs and shiftable loads inside this session (indices relative to ``start``).
     prices : Prices
     agents : ndarray of str (N,)
         Bidding strategy of each participant.
@@ -62,7 +59,9 @@ class DayAheadSession:
     background_p_kw, q_kvar : ndarray (Td, n_bus)
         Forecast injections of non-participants and reactive injections (network-constrained).
     kinds : dict[str, column table]
-        Assets of registered kinds, cut to the session, with the state carried over.
+        The participants' flexible assets by kind (:mod:`lemgrid.assets.kinds`), cut to the
+        session (windows' indices relative to ``start``), with the state carried over from the
+        previous session (e.g. batteries' ``soc_initial``).
     """
 
     scenario: Scenario
@@ -70,8 +69,6 @@ class DayAheadSession:
     stop: int
     load_kw: np.ndarray
     pv_kw: np.ndarray
-    batteries: Batteries
-    windows: EnergyWindows
     prices: Prices
     agents: np.ndarray
     rng: np.random.Generator
@@ -84,6 +81,20 @@ class DayAheadSession:
     @property
     def dt_h(self) -> float:
         return self.scenario.dt_h
+
+    @property
+    def batteries(self) -> Batteries:
+        """The session's batteries (the ``battery`` kind's table; empty if none)."""
+        from lemgrid.assets.tables import Batteries
+
+        return self.kinds.get("battery", Batteries.empty())
+
+    @property
+    def windows(self) -> EnergyWindows:
+        """The session's EV and shiftable-load windows (``energy_window``; empty if none)."""
+        from lemgrid.assets.tables import EnergyWindows
+
+        return self.kinds.get("energy_window", EnergyWindows.empty())
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -106,40 +117,47 @@ class AssetPlan:
 
     Attributes
     ----------
-    battery_kw : ndarray (Td, B)
-        Net output of each battery (discharge positive) [kW].
-    soc_kwh : ndarray (Td, B)
-        Energy in each battery at the end of each interval [kWh].
-    window_kw : ndarray (Td, S)
-        Power drawn by each EV / shiftable-load session of the day [kW].
     curtailment_kw : ndarray (Td, N)
         Curtailed PV [kW].
     kinds : dict[str, KindPlan]
-        How the assets of registered kinds run, by kind name.
+        How the assets of each kind run, by kind name (:mod:`lemgrid.assets.kinds`).
     """
 
-    battery_kw: np.ndarray
-    soc_kwh: np.ndarray
-    window_kw: np.ndarray
     curtailment_kw: np.ndarray
     kinds: dict[str, KindPlan] = field(default_factory=dict)
 
-    def asset_kw(self, batteries: Batteries, windows: EnergyWindows, n: int) -> np.ndarray:
-        """Batteries' and other kinds' output minus windows' consumption per participant
-        (Td, N) [kW]."""
-        out = (to_owners(self.battery_kw, batteries.owner, n)
-               - to_owners(self.window_kw, windows.owner, n))
-        if self.kinds:
-            from lemgrid.assets.kinds import kinds_to_owners
+    def _of(self, name: str, field_name: str, sign: float = 1.0) -> np.ndarray:
+        plan = self.kinds.get(name)
+        if plan is None:
+            return np.zeros((self.curtailment_kw.shape[0], 0))
+        return sign * getattr(plan, field_name)
 
-            out = out + kinds_to_owners(self.kinds, n, out.shape[0])
-        return out
+    @property
+    def battery_kw(self) -> np.ndarray:
+        """Net output of each battery (Td, B), discharge positive [kW] (read-only view)."""
+        return self._of("battery", "output_kw")
 
-    def net_injection_kw(self, load_kw: np.ndarray, pv_kw: np.ndarray, batteries: Batteries,
-                         windows: EnergyWindows) -> np.ndarray:
+    @property
+    def soc_kwh(self) -> np.ndarray:
+        """Energy in each battery at the end of each interval (Td, B) [kWh] (read-only view)."""
+        return self._of("battery", "state")
+
+    @property
+    def window_kw(self) -> np.ndarray:
+        """Power drawn by each EV / shiftable-load window (Td, S) [kW] (read-only view)."""
+        return self._of("energy_window", "output_kw", -1.0)
+
+    def asset_kw(self, n: int) -> np.ndarray:
+        """All assets' net output per participant (Td, N) [kW]: batteries' discharge minus
+        charge minus EVs', shiftable loads' and heat pumps' consumption."""
+        from lemgrid.assets.kinds import kinds_to_owners
+
+        return kinds_to_owners(self.kinds, n, self.curtailment_kw.shape[0])
+
+    def net_injection_kw(self, load_kw: np.ndarray, pv_kw: np.ndarray) -> np.ndarray:
         """Net injection (Td, N) of this plan on given load and PV profiles [kW]."""
         return net_injection_kw(pv_kw, self.curtailment_kw, load_kw,
-                                self.asset_kw(batteries, windows, load_kw.shape[1]))
+                                self.asset_kw(load_kw.shape[1]))
 
 
 @dataclass(eq=False)
@@ -161,5 +179,4 @@ class SessionOutcome:
 
 def net_kw(session: DayAheadSession, plan: AssetPlan) -> np.ndarray:
     """Scheduled net injection (Td, N) of a plan on the session's forecasts [kW]."""
-    return plan.net_injection_kw(session.load_kw, session.pv_kw, session.batteries,
-                                 session.windows)
+    return plan.net_injection_kw(session.load_kw, session.pv_kw)

@@ -13,7 +13,6 @@ import pytest
 
 from lemgrid.assets.heat_pump import HEAT_PUMP, HeatPumpKind, HeatPumps, carnot_cop, thermostat
 from lemgrid.assets.kinds import KindPlan
-from lemgrid.assets.tables import Batteries, EnergyWindows
 from lemgrid.errors import InfeasibleError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -88,8 +87,7 @@ def community_problem(table, pv_kw, final_e, import_price=0.30, export_price=0.0
     n_t = len(pv_kw)
     return CommunityProblem(
         ids=np.array(["house"]), bus=np.array([0]), dt_h=1.0, load_p_kw=np.zeros((n_t, 1)),
-        pv_p_kw=np.asarray(pv_kw, float)[:, None], batteries=Batteries.empty(),
-        windows=EnergyWindows.empty(), import_eur_per_kwh=np.full(n_t, import_price),
+        pv_p_kw=np.asarray(pv_kw, float)[:, None], import_eur_per_kwh=np.full(n_t, import_price),
         export_eur_per_kwh=np.full(n_t, export_price), curtailment_eur_per_kwh=export_price,
         kinds={"heat_pump": table}, kinds_final_state={"heat_pump": np.array([final_e])})
 
@@ -325,8 +323,7 @@ def test_dso_price_for_an_unknown_kind_is_refused():
     assert FlexPricesConfig.model_validate({"heat_pump": 0.02}).by_kind == {"heat_pump": 0.02}
 
 
-def test_optimize_schedules_heat_pumps_over_the_horizon_or_says_it_cannot(heat_pumps):
-    from lemgrid.errors import NotBuiltError
+def test_optimize_schedules_heat_pumps_over_the_horizon(heat_pumps):
     from lemgrid.sim.optimize import optimize_scenario
 
     outcome = optimize_scenario(heat_pumps, "community", "ignore")
@@ -338,8 +335,16 @@ def test_optimize_schedules_heat_pumps_over_the_horizon_or_says_it_cannot(heat_p
     change = np.diff(np.vstack([table.e_initial_kwh_th, plan.state]), axis=0)
     np.testing.assert_allclose(change, (table.cop.T * -plan.output_kw - table.heat_kw.T) * dt,
                                atol=1e-6)
-    with pytest.raises(NotBuiltError, match="does not schedule heat_pump"):
-        optimize_scenario(heat_pumps, "p2p", "ignore")
+    # P2P: the owners' thermostats over the horizon, their draw is traded (or bought).
+    p2p = optimize_scenario(heat_pumps, "p2p", "ignore")
+    from lemgrid.assets.heat_pump import thermostat
+
+    drawn, _ = thermostat(table, dt)
+    no_heat = heat_pumps.participants.load_p_kw - heat_pumps.participants.pv_p_kw
+    assert drawn.sum(axis=1).max() > 1.0  # the heat pumps' draw is far beyond the tolerance
+    # (to the ADMM's tolerance on the community's balance)
+    np.testing.assert_allclose(-p2p.schedule_kw.sum(axis=1),
+                               no_heat.sum(axis=1) + drawn.sum(axis=1), atol=0.05)
 
 
 @pytest.mark.slow

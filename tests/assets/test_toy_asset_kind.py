@@ -61,7 +61,7 @@ class AquariumKind(NoFlexibility):
         return KindPlan(table.owner, -np.broadcast_to(table.p_kw, (n_t, len(table))).copy(),
                         np.zeros((n_t, len(table))))
 
-    def lp_block(self, lp, table, dt_h, final_state):
+    def lp_block(self, lp, table, dt_h, final_state, context):
         n_t = int(table.n_t[0])
         p = np.broadcast_to(table.p_kw, (n_t, len(table)))
         var = lp.var((n_t, len(table)), lb=p, ub=p)

@@ -75,7 +75,7 @@ def _tiny_problem(n_t: int = 12) -> CommunityProblem:
     return CommunityProblem(
         ids=np.array(["a", "b"]), bus=np.array([0, 1]), dt_h=0.5,
         load_p_kw=rng.uniform(0.5, 2.0, (n_t, 2)), pv_p_kw=pv,
-        batteries=battery, windows=EnergyWindows.empty(),
+        kinds={"battery": battery, "energy_window": EnergyWindows.empty()},
         import_eur_per_kwh=np.where(paid_to_import, -0.15, 0.30),
         export_eur_per_kwh=np.where(paid_to_import, -0.20, 0.05),
         curtailment_eur_per_kwh=0.0, battery_wear_eur_per_kwh=0.0)
@@ -100,12 +100,12 @@ def test_infeasible_session_and_battery_are_named():
     s = problem.windows
     greedy = replace(s, energy_kwh=np.where(np.arange(len(s)) == 0, 500.0, s.energy_kwh))
     with pytest.raises(InfeasibleError, match=f"ev '{s.name[0]}'"):
-        solve_community(replace(problem, windows=greedy))
+        solve_community(replace(problem, kinds={**problem.kinds, "energy_window": greedy}))
     b = problem.batteries
     full = replace(b, soc_initial=np.zeros(len(b)), soc_final=np.ones(len(b)),
                    power_kw=np.full(len(b), 0.1))
     with pytest.raises(InfeasibleError, match=f"battery '{b.name[0]}'"):
-        solve_community(replace(problem, batteries=full))
+        solve_community(replace(problem, kinds={**problem.kinds, "battery": full}))
 
 
 def test_nan_profile_is_rejected():

@@ -126,8 +126,9 @@ def lemgrid_clearing(case: Case):
     bus = np.array([network.bus_position(name) for name in case.pv_bus_names])
     problem = CommunityProblem(
         ids=np.array([f"pv {name}" for name in case.pv_bus_names]), bus=bus, dt_h=DT_H,
-        load_p_kw=np.zeros((n_t, n)), pv_p_kw=case.pv_kw, batteries=Batteries.empty(),
-        windows=EnergyWindows.empty(), import_eur_per_kwh=np.full(n_t, IMPORT_EUR_PER_KWH),
+        load_p_kw=np.zeros((n_t, n)), pv_p_kw=case.pv_kw,
+        kinds={"battery": Batteries.empty(), "energy_window": EnergyWindows.empty()},
+        import_eur_per_kwh=np.full(n_t, IMPORT_EUR_PER_KWH),
         export_eur_per_kwh=np.full(n_t, EXPORT_EUR_PER_KWH),
         curtailment_eur_per_kwh=CURTAILMENT_EUR_PER_KWH)
     load = case.net.load

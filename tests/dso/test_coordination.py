@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lemgrid.assets.kinds import KindPlan
 from lemgrid.assets.tables import Batteries, EnergyWindows
 from lemgrid.dso.flex_market import clear_optimal, clear_requests_merit_order
 from lemgrid.dso.flexibility import (
@@ -33,14 +34,16 @@ def _battery_book(n_t: int = 4):
                           power_kw=1000 * one, eta_charge=one, eta_discharge=one,
                           soc_min=0 * one, soc_max=one, soc_initial=0.5 * one,
                           soc_final=0.5 * one)
-    plan = AssetPlan(battery_kw=np.zeros((n_t, 1)), soc_kwh=np.full((n_t, 1), 2000.0),
-                     window_kw=np.zeros((n_t, 0)), curtailment_kw=np.zeros((n_t, 1)))
     windows = EnergyWindows.empty()
+    kinds = {"battery": batteries, "energy_window": windows}
+    plan = AssetPlan(curtailment_kw=np.zeros((n_t, 1)), kinds={
+        "battery": KindPlan(batteries.owner, np.zeros((n_t, 1)), np.full((n_t, 1), 2000.0)),
+        "energy_window": KindPlan(windows.owner, np.zeros((n_t, 0)), np.zeros((n_t, 0)))})
 
     def book(p):
-        return offers_from_plan(p, batteries, windows, np.zeros((n_t, 1)), np.array([1]),
-                                np.array(["p0"]), DT_H, OfferPrices())
-    return batteries, windows, plan, book
+        return offers_from_plan(p, np.zeros((n_t, 1)), np.array([1]), np.array(["p0"]), DT_H,
+                                OfferPrices(), kinds=kinds)
+    return kinds, windows, plan, book
 
 
 def _row(offers, t: int, direction: int) -> int:
@@ -48,7 +51,7 @@ def _row(offers, t: int, direction: int) -> int:
 
 
 def test_leftover_offers_reach_the_next_buyer_with_exactly_what_they_have_left():
-    batteries, windows, plan, book = _battery_book()
+    kinds, windows, plan, book = _battery_book()
     registry = ActivationRegistry()
     offers = book(plan)
     up = _row(offers, 1, UP)
@@ -59,7 +62,7 @@ def test_leftover_offers_reach_the_next_buyer_with_exactly_what_they_have_left()
 
     # The DSO builds the next book from the schedule with its activation carried out: 481 kW
     # of room is left, and all of it is offered to the TSO.
-    rebuilt = book(apply_activations(plan, offers, dso, batteries, windows, DT_H))
+    rebuilt = book(apply_activations(plan, offers, dso, DT_H, kinds))
     left = registry.remaining(rebuilt)
     up2 = _row(rebuilt, 1, UP)
     assert rebuilt.kw[up2] == pytest.approx(481.0)

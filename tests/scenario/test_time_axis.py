@@ -112,7 +112,7 @@ def test_dso_request_windows_are_local_clock_times():
         s = scenario(text.format(start=start))
         dso = DsoOperator(s, s.config.dso, np.random.default_rng(0))
         session = DayAheadSession(scenario=s, start=0, stop=len(s.time_index), load_kw=None, pv_kw=None,
-                          batteries=None, windows=None, prices=None, agents=None, rng=None,
+                          prices=None, agents=None, rng=None,
                           zip_traders=None, price_forecast=None, background_p_kw=None,
                           q_kvar=None)
         requests = dso._requests(s.config.dso.coordination.tso_requests, "TSO", session, "x")

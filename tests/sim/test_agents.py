@@ -99,7 +99,7 @@ participants:
     parts = scenario.participants
     session = DayAheadSession(
         scenario=scenario, start=0, stop=24, load_kw=parts.load_p_kw, pv_kw=parts.pv_p_kw,
-        batteries=parts.batteries, windows=parts.windows,
+        kinds=parts.kinds,
         prices=Prices(0.25, 0.08, 0.08, 0.02, 0.0, 0.0, 0.33, 0.08), agents=np.array(["optimizer"]),
         rng=np.random.default_rng(0), zip_traders=None, price_forecast=forecast,
         background_p_kw=scenario.background_p_kw, q_kvar=-parts.load_q_kvar)

@@ -99,9 +99,9 @@ def members_bill(problem: CommunityProblem, schedule_kw: np.ndarray) -> float:
 def problem():
     scenario = build_scenario(parse_scenario(SCENARIO))
     base = CommunityProblem.from_scenario(scenario)
-    rules = rule_schedules(base.load_p_kw, base.pv_p_kw, base.batteries, base.windows, base.dt_h)
+    rules = rule_schedules(base.load_p_kw, base.pv_p_kw, base.kinds, base.dt_h)
     return replace(base, local_network_eur_per_kwh=LOCAL, levies_eur_per_kwh=LEVIES,
-                   final_soc_kwh=rules.soc_kwh[-1]), rules
+                   kinds_final_state={"battery": rules.soc_kwh[-1]}), rules
 
 
 def objective(problem: CommunityProblem, result) -> float:

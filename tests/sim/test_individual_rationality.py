@@ -85,19 +85,18 @@ def test_community_ends_every_day_with_the_rules_stored_energy(sunny):
     from lemgrid.designs import design_options, get_design
     from lemgrid.session import DayAheadSession
     from lemgrid.sim.designs import rule_schedules
-    from lemgrid.sim.runner import split_windows
+    from lemgrid.sim.runner import window_kinds
 
     parts = sunny.participants
     day = slice(0, 96)
     session = DayAheadSession(
         scenario=sunny, start=0, stop=96, load_kw=parts.load_p_kw[day], pv_kw=parts.pv_p_kw[day],
-        batteries=parts.batteries, windows=split_windows(parts.windows, 0, 96),
-        prices=Prices.from_scenario(sunny),
+        kinds=window_kinds(parts.kinds, 0, 96), prices=Prices.from_scenario(sunny),
         agents=np.full(len(parts), "price-taker", dtype=object), rng=np.random.default_rng(0),
         zip_traders=None, price_forecast=np.full(96, np.nan),
         background_p_kw=sunny.background_p_kw[day], q_kvar=np.zeros((96, sunny.network.n_bus)))
     outcome = get_design("community").clear_session(session, design_options(sunny, "community"))
-    rules = rule_schedules(session.load_kw, session.pv_kw, parts.batteries, session.windows, 0.25)
+    rules = rule_schedules(session.load_kw, session.pv_kw, session.kinds, 0.25)
     np.testing.assert_allclose(outcome.plan.soc_kwh[-1], rules.soc_kwh[-1], atol=1e-6)
     assert np.abs(outcome.plan.battery_kw - rules.battery_kw).max() > 0.1  # scheduled otherwise
     # The benefit-sharing transfers move money between members only.

@@ -33,7 +33,7 @@ from typing import Annotated, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
-from lemgrid.assets.kinds import KindOffers, KindPlan, LPBlock, register_asset_kind
+from lemgrid.assets.kinds import KindOffers, KindPlan, LPBlock, LPContext, register_asset_kind
 from lemgrid.assets.tables import _empty
 from lemgrid.errors import InfeasibleError
 from lemgrid.scenario.config import AssetBase, Energy, Fraction, PositiveFloat, Power, Strict
@@ -264,8 +264,8 @@ class HeatPumpKind:
         p, e = thermostat(table, dt_h)
         return KindPlan(owner=table.owner, output_kw=-p, state=e)
 
-    def lp_block(self, lp, table: HeatPumps, dt_h: float, final_state: np.ndarray | None
-                 ) -> LPBlock:
+    def lp_block(self, lp, table: HeatPumps, dt_h: float, final_state: np.ndarray | None,
+                 context: LPContext) -> LPBlock:
         check_heat_reachable(table, dt_h)
         n_a, n_t = table.heat_kw.shape
         p = lp.var((n_t, n_a), ub=np.broadcast_to(table.power_kw, (n_t, n_a)))

@@ -1,11 +1,12 @@
 """Asset kinds: one protocol, one registry.
 
-An asset kind (a heat pump, ...) is one module that declares, for its ``type`` in the scenario
-file:
+An asset kind (a battery, EV and shiftable-load windows, a heat pump, ...) is one module that
+declares, for the ``type`` (or ``types``) it serves in the scenario file:
 
 - ``Config``: its pydantic config model (a subclass of
   :class:`lemgrid.scenario.config.AssetBase`, unknown keys are errors);
-- ``build``: one row of its column table from a config (profiles on the scenario's horizon);
+- ``build``: the row (or rows) of its column table from a config (profiles on the scenario's
+  horizon);
 - ``window`` / ``carry``: the table of one session (time series cut to it) and the table of the
   next session (initial state where this one ended);
 - ``rule_dispatch``: how the owner runs it without a market (business-as-usual);
@@ -15,14 +16,20 @@ file:
   constraints linking its activations, and what an activation does to its schedule
   (:mod:`lemgrid.dso.flexibility`).
 
+Optional class attributes: ``types`` (the scenario types and offer labels the kind serves,
+default ``(name,)``; the EV and shiftable-load kind serves two), ``rule_order`` (business-as-usual
+runs the kinds by ascending order; assets that follow the owner's remaining net, such as
+self-consumption batteries, run last) and ``series`` (per-owner columns the kind reports in
+``participant_intervals``).
+
 Column tables are frozen dataclasses of arrays with one row per asset; they have ``owner`` (the
 participant's column) and ``name``; per-asset time series are arrays of shape (A, T), so that
 :func:`lemgrid.assets.tables.take_rows` selects assets. A kind is registered once with
-:func:`register_asset_kind`; the scenario format, the builder, the designs, the community LP and
-the DSO's flexibility market read the registry.
-
-The batteries, EVs, shiftable loads and PV of the scenario format are still served by their own
-code paths (``Batteries``/``EnergyWindows`` tables) and are not in this registry yet.
+:func:`register_asset_kind`; the scenario format, the builder, the designs, the community LP,
+the runner and the DSO's flexibility market loop over the registry. The built-in kinds are
+:mod:`lemgrid.assets.battery`, :mod:`lemgrid.assets.windows` and
+:mod:`lemgrid.assets.heat_pump`. PV is not a kind: it is each participant's generation profile,
+curtailed through ``AssetPlan.curtailment_kw``.
 """
 
 from __future__ import annotations
@@ -37,10 +44,13 @@ from lemgrid.errors import InputError
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-#: Asset types served by the original code paths (scenario/build.py, agents/dispatch.py, ...).
+#: Asset types whose config models are part of the scenario format
+#: (:mod:`lemgrid.scenario.config`); all but PV are served by built-in kinds.
 BUILTIN_TYPES = ("battery", "ev", "flexible_load", "pv")
-#: Modules of lemgrid that register a kind when imported.
-_BUILTIN_KIND_MODULES = ("lemgrid.assets.heat_pump",)
+#: Modules of lemgrid that register a kind when imported (in this order: the order of the
+#: kinds' variables in the LP and of their offers).
+_BUILTIN_KIND_MODULES = ("lemgrid.assets.battery", "lemgrid.assets.windows",
+                         "lemgrid.assets.heat_pump")
 
 
 @dataclass(eq=False)
@@ -55,45 +65,97 @@ class KindPlan:
         Net output of each asset (generation positive, consumption negative) [kW].
     state : ndarray, shape (Td, A)
         The kind's state at the end of each interval (e.g. stored heat [kWh_th]).
+    detail : dict[str, ndarray (Td, A)]
+        Kind-specific series (e.g. a battery's ``charge_kw`` and ``discharge_kw`` from the LP).
     """
 
     owner: np.ndarray
     output_kw: np.ndarray
     state: np.ndarray
+    detail: dict[str, np.ndarray] = field(default_factory=dict)
 
     def copy(self) -> KindPlan:
-        return KindPlan(self.owner, self.output_kw.copy(), self.state.copy())
+        return KindPlan(self.owner, self.output_kw.copy(), self.state.copy(),
+                        {k: v.copy() for k, v in self.detail.items()})
 
 
 @dataclass(frozen=True, eq=False)
+class LPContext:
+    """What the community LP tells a kind's ``lp_block`` besides its table.
+
+    Attributes
+    ----------
+    ids : ndarray of str, shape (N,)
+        The members' ids (errors name the owner).
+    n_intervals : int
+        Intervals of the LP (T).
+    curtailment_eur_per_kwh : float
+        Value of energy lost (curtailed PV, conversion losses) [EUR/kWh].
+    wear_eur_per_kwh : float
+        Wear cost of storage per kWh charged or discharged [EUR/kWh].
+    forced : ndarray of int, shape (m, 2)
+        (interval, asset) pairs where the kind's ``conflicts`` asked for an integer mode.
+    fixed_modes : ndarray of bool, shape (m,), optional
+        Modes of ``forced`` chosen by the MILP (then fixed in the LP re-solved for prices).
+    """
+
+    ids: np.ndarray
+    n_intervals: int
+    curtailment_eur_per_kwh: float = 0.0
+    wear_eur_per_kwh: float = 0.0
+    forced: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), int))
+    fixed_modes: np.ndarray | None = None
+
+
+@dataclass(eq=False)
 class LPBlock:
     """A kind's part of a community LP.
 
     Attributes
     ----------
-    draw : list of (ndarray of int (T, A), float)
+    draw : list of (ndarray of int (T, A), float) or (ndarray of int (K,), float, (t, a))
         Variable blocks and coefficients whose sum is each asset's consumption [kW]
-        (generation negative); the LP adds it to the owner's energy balance.
+        (generation negative); the LP adds it to the owner's energy balance. A block of any
+        shape names the interval ``t`` and asset ``a`` of each variable (arrays (K,)).
     read : callable
         ``read(solution) -> KindPlan`` (the owner column filled in by the LP).
+    constrain : callable, optional
+        ``constrain()`` adds the kind's constraint rows; called after the owners' balance rows
+        are in the LP (variables first, rows after, so that every kind's columns and rows keep
+        their place in the LP). ``lp_block`` may also add its rows itself.
+    cost : callable, optional
+        ``cost(solution) -> float``: the block's part of the objective [EUR] that the community's
+        welfare counts (e.g. valued conversion losses and wear).
+    conflicts : callable, optional
+        ``conflicts(solution) -> ndarray (m, 2)`` of (interval, asset): where the LP relaxation
+        did something the asset cannot (a battery charging and discharging at once). The LP is
+        then solved again as a MILP with an integer mode there (``LPContext.forced``).
+    modes : ndarray of int, optional
+        The integer mode variables (one per ``LPContext.forced`` pair) when there are some.
     """
 
-    draw: list[tuple[np.ndarray, float]]
+    draw: list[tuple[np.ndarray, float] | tuple[np.ndarray, float, tuple[np.ndarray, np.ndarray]]]
     read: Any
+    constrain: Any = None
+    cost: Any = None
+    conflicts: Any = None
+    modes: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
 class KindOffers:
     """Flexibility a kind offers: one row per (asset, interval, direction).
 
-    ``baseline_kw`` is the asset's scheduled draw at the interval [kW] (delivery is measured
-    against it); ``kw`` is the most that can be activated [kW]."""
+    ``baseline_kw`` is the asset's scheduled power at the interval [kW] (delivery is measured
+    against it); ``kw`` is the most that can be activated [kW]; ``label`` the offer's kind in the
+    offer tables and its price key (one of the kind's ``types``; default: the kind's name)."""
 
     asset: np.ndarray
     interval: np.ndarray
     direction: np.ndarray
     kw: np.ndarray
     baseline_kw: np.ndarray
+    label: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.kw)
@@ -113,8 +175,10 @@ class AssetKind(Protocol):
     #: Default utilisation price of its flexibility [EUR/kWh] (scenario: ``dso.flexibility.prices``).
     flex_price_eur_per_kwh: ClassVar[float]
 
-    def build(self, config: Any, owner: int, name: str, horizon: Any, loc: tuple) -> dict:
-        """One row of the kind's table (column -> value; time series of shape (T,))."""
+    def build(self, config: Any, owner: int, name: str, horizon: Any, loc: tuple
+              ) -> dict | list[dict]:
+        """The row (or rows, e.g. one per daily window) of the kind's table from one asset
+        config (column -> value; time series of shape (T,))."""
 
     def table(self, rows: list[dict]) -> Any:
         """The column table of the rows (``rows`` may be empty)."""
@@ -129,11 +193,12 @@ class AssetKind(Protocol):
         """Business-as-usual of a session's table; ``net_kw`` (Td, N) is the owners' net
         injection before the kind's assets [kW]."""
 
-    def lp_block(self, lp: Any, table: Any, dt_h: float, final_state: np.ndarray | None
-                 ) -> LPBlock:
+    def lp_block(self, lp: Any, table: Any, dt_h: float, final_state: np.ndarray | None,
+                 context: LPContext) -> LPBlock:
         """Variables and constraints of the assets in ``lp`` (a
-        :class:`lemgrid.market.lp.LinearProgram`); ``final_state`` (A,) is a state each asset
-        must at least reach at the end (e.g. business-as-usual's), if given."""
+        :class:`lemgrid.market.lp.LinearProgram`); ``final_state`` (A,) is the state each asset
+        must reach at the end (e.g. business-as-usual's; the kind says whether exactly or at
+        least), if given. Raises InfeasibleError for assets no schedule can serve."""
 
     def offers(self, table: Any, plan: KindPlan, intervals: np.ndarray, dt_h: float
                ) -> KindOffers:
@@ -191,13 +256,79 @@ def register_asset_kind(kind: AssetKind, *, replace: bool = False) -> AssetKind:
                                "budgets", "apply") if not hasattr(kind, m)]
         raise InputError(f"asset kind {kind!r} lacks {', '.join(missing)}")
     name = kind.name
-    if name in BUILTIN_TYPES or (name in _REGISTRY.kinds and not replace):
-        raise InputError(f"asset kind {name!r} is already registered")
+    taken = {t for other in _REGISTRY.kinds.values() if other.name != name
+             for t in kind_types(other)}
+    clash = [t for t in kind_types(kind) if t in taken or t in BUILTIN_TYPES]
+    if clash or (name in _REGISTRY.kinds and not replace):
+        raise InputError(f"asset kind {name!r} is already registered"
+                         + (f" (type {clash[0]!r} is served by another kind)" if clash else ""))
     type_field = kind.Config.model_fields.get("type")
     if type_field is None or getattr(type_field.annotation, "__args__", None) != (name,):
         raise InputError(f"asset kind {name!r}: its Config needs type: Literal[{name!r}]")
     _REGISTRY.kinds[name] = kind
     return kind
+
+
+def _register_builtin(kind: AssetKind) -> AssetKind:
+    """Register a kind of lemgrid whose config models are part of the scenario format (their
+    ``type`` is validated by :mod:`lemgrid.scenario.config`)."""
+    _REGISTRY.kinds[kind.name] = kind
+    return kind
+
+
+def kind_types(kind: AssetKind) -> tuple[str, ...]:
+    """The scenario types (and offer labels) a kind serves."""
+    return tuple(getattr(kind, "types", (kind.name,)))
+
+
+def kind_for_type(type_name: str) -> AssetKind:
+    """The registered kind serving a scenario ``type`` (InputError if none)."""
+    for kind in asset_kinds().values():
+        if type_name in kind_types(kind):
+            return kind
+    raise InputError(f"no asset kind serves type {type_name!r}; known: "
+                     f"{', '.join(t for k in asset_kinds().values() for t in kind_types(k))}")
+
+
+def rule_order(kinds: dict[str, Any]) -> list[str]:
+    """Names of ``kinds`` in the order business-as-usual runs them (``rule_order``, then
+    registration order)."""
+    return sorted(kinds, key=lambda name: getattr(asset_kind(name), "rule_order", 0))
+
+
+def offer_labels() -> list[str]:
+    """Labels of the offers registered kinds can make (their ``types``)."""
+    return [t for kind in asset_kinds().values() for t in kind_types(kind)]
+
+
+def window_tables(kinds: dict[str, Any], start: int, stop: int) -> dict[str, Any]:
+    """The kinds' tables of intervals [start, stop) of the horizon."""
+    return {name: asset_kind(name).window(table, start, stop) for name, table in kinds.items()}
+
+
+def carry_tables(kinds: dict[str, Any], plans: dict[str, KindPlan]) -> dict[str, Any]:
+    """The kinds' full-horizon tables with the state where a session's plans end."""
+    return {name: asset_kind(name).carry(table, plans[name]) if name in plans else table
+            for name, table in kinds.items()}
+
+
+def owner_series(kinds: dict[str, Any], plans: dict[str, KindPlan], n_participants: int,
+                 n_intervals: int) -> dict[str, np.ndarray]:
+    """The per-owner series every registered kind reports (``series``), (Td, N) each; zeros for
+    kinds without assets, so that the columns do not depend on the scenario."""
+    out: dict[str, np.ndarray] = {}
+    for name, kind in asset_kinds().items():
+        series = getattr(kind, "series", None)
+        if series is None:
+            continue
+        columns = (series(kinds[name], plans[name]) if name in plans and name in kinds
+                   else None)
+        for column in getattr(kind, "series_names", ()):
+            total = np.zeros((n_intervals, n_participants))
+            if columns is not None:
+                np.add.at(total.T, plans[name].owner, columns[column].T)
+            out[column] = total
+    return out
 
 
 def unregister_asset_kind(name: str) -> None:
@@ -214,10 +345,18 @@ def _load_builtin() -> None:
             importlib.import_module(module)
 
 
+#: Names of lemgrid's own kinds, first in every listing in this order (whatever the import order).
+_BUILTIN_KIND_NAMES = ("battery", "energy_window", "heat_pump")
+
+
 def asset_kinds() -> dict[str, AssetKind]:
-    """All registered kinds by name (registration order)."""
+    """All registered kinds by name: lemgrid's own first (battery, energy_window, heat_pump),
+    then the others in registration order."""
     _load_builtin()
-    return dict(_REGISTRY.kinds)
+    kinds = _REGISTRY.kinds
+    own = [name for name in _BUILTIN_KIND_NAMES if name in kinds]
+    return {**{name: kinds[name] for name in own},
+            **{name: kind for name, kind in kinds.items() if name not in own}}
 
 
 def asset_kind(name: str) -> AssetKind:
@@ -229,8 +368,8 @@ def asset_kind(name: str) -> AssetKind:
 
 
 def all_type_names() -> list[str]:
-    """Asset types a scenario may use: the built-in ones and every registered kind."""
-    return [*BUILTIN_TYPES, *asset_kinds()]
+    """Asset types a scenario may use: the built-in ones and every registered kind's."""
+    return [*BUILTIN_TYPES, *(t for t in offer_labels() if t not in BUILTIN_TYPES)]
 
 
 def kinds_to_owners(kinds: dict[str, KindPlan], n_participants: int, n_intervals: int

@@ -23,11 +23,10 @@ class Participants:
         Inflexible consumption [kW], [kvar].
     pv_p_kw : ndarray, shape (T, N)
         Available local generation (rooftop PV; in MV grids also other SimBench sgens) [kW].
-    batteries : Batteries
-    windows : EnergyWindows
-        EV charging and shiftable-load windows.
     kinds : dict[str, column table]
-        Assets of registered kinds (:mod:`lemgrid.assets.kinds`), by kind name.
+        Flexible assets by kind name (:mod:`lemgrid.assets.kinds`: ``battery``,
+        ``energy_window`` for EVs and shiftable loads, ``heat_pump``, ...); a kind without
+        assets in the scenario has no entry.
     """
 
     ids: np.ndarray
@@ -35,9 +34,17 @@ class Participants:
     load_p_kw: np.ndarray
     load_q_kvar: np.ndarray
     pv_p_kw: np.ndarray
-    batteries: Batteries
-    windows: EnergyWindows
     kinds: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def batteries(self) -> Batteries:
+        """The batteries (the ``battery`` kind's table; empty if none)."""
+        return self.kinds.get("battery", Batteries.empty())
+
+    @property
+    def windows(self) -> EnergyWindows:
+        """EV charging and shiftable-load windows (the ``energy_window`` kind's table)."""
+        return self.kinds.get("energy_window", EnergyWindows.empty())
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -82,6 +82,13 @@ def simulate(
     seed: Annotated[int | None, typer.Option(min=0, max=2**63 - 1, help=SEED_HELP)] = None,
     out: Annotated[Path, typer.Option(help="Output folder")] = Path("out/simulate"),
     report: Annotated[bool, typer.Option(help="Write report.html")] = True,
+    ledger: Annotated[Path | None, typer.Option(
+        help="Also write every session to this new verifiable ledger (signed orders, trades, "
+             "DSO activations, meter readings, statements; a checkpoint per session anchored "
+             "on an EVM chain; needs the [chain] extra)")] = None,
+    chain_rpc: Annotated[str | None, typer.Option(
+        help="JSON-RPC URL of the node to anchor --ledger's checkpoints on (default: an "
+             "in-process EVM)")] = None,
     quiet: Annotated[bool, quiet_option()] = False,
     via_server: Annotated[bool, typer.Option(
         "--via-server",
@@ -105,6 +112,12 @@ def simulate(
 
     from lemgrid.sim.outputs import write_simulation
 
+    from lemgrid.errors import InputError
+
+    if chain_rpc is not None and ledger is None:
+        raise InputError("--chain-rpc needs --ledger")
+    if ledger is not None and (ledger.exists() or ledger.is_symlink()):
+        raise InputError(f"--ledger: {ledger} already exists; choose a new path")
     loaded = _load(scenario, days, start, seed)
     if not via_server:
         if server is not None or operator_key is not None:
@@ -117,6 +130,14 @@ def simulate(
 
         result = run_via_server(loaded, design, server, operator_key, quiet)
     paths = write_simulation(result, out, report=report)
+    if ledger is not None:
+        from lemgrid.ledger.simulation import record_simulation
+
+        written = record_simulation(result, ledger, seed=loaded.config.seed, rpc_url=chain_rpc)
+        paths = {**paths, "ledger": written.path}
+        console.print(f"ledger: {written.entries} entries, {written.sessions} sessions, "
+                      f"{written.anchored} checkpoints anchored on {written.chain} "
+                      f"(contract {written.contract})", highlight=False)
     table = Table(title=f"{result.scenario}: {result.design} market, {len(result.time_index)} "
                         f"intervals, {len(result.participant_ids)} participants")
     table.add_column("KPI")

@@ -3,16 +3,17 @@
 Directions: ``up`` (+1) means more net injection at the bus (a battery discharges more or charges
 less, an EV or shiftable load draws less now); ``down`` (-1) means less net injection (a battery
 charges more, PV is curtailed, an EV draws more now). Every offer belongs to one *resource* (an
-asset) and one interval; activations change the asset's schedule physically:
+asset) and one interval; activations change the asset's schedule physically, as the asset's kind
+declares (:mod:`lemgrid.assets.kinds`: ``offers``, ``budgets``, ``apply``):
 
-- batteries: the output changes at the interval and the state of charge of every later interval
-  of the session moves by the energy that change costs or saves (offers are sized so that it stays
-  within its limits);
-- EVs and shiftable loads: energy not drawn now is drawn later in the same window (rebound, at the
-  first intervals with spare power), energy drawn now is not drawn later;
-- PV: curtailed for the interval;
-- assets of registered kinds (:mod:`lemgrid.assets.kinds`, e.g. heat pumps): as their kind
-  declares (``offers``, ``budgets``, ``apply``).
+- batteries (:mod:`lemgrid.assets.battery`): the output changes at the interval and the state of
+  charge of every later interval of the session moves by the energy that change costs or saves
+  (offers are sized so that it stays within its limits);
+- EVs and shiftable loads (:mod:`lemgrid.assets.windows`): energy not drawn now is drawn later in
+  the same window (rebound, at the first intervals with spare power), energy drawn now is not
+  drawn later;
+- heat pumps (:mod:`lemgrid.assets.heat_pump`): within the comfort band, with rebound;
+- PV (the participants' generation, not a kind): curtailed for the interval.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from lemgrid.assets.kinds import asset_kind
+from lemgrid.assets.battery import battery_room, soc_change_kwh  # noqa: F401 (re-exported)
+from lemgrid.assets.kinds import KindOffers, asset_kind, kind_for_type, kind_types
 from lemgrid.assets.tables import take_rows
 from lemgrid.errors import InputError
 
@@ -39,9 +41,10 @@ class FlexOffers:
     participant : ndarray of int
         Owner of the resource.
     kind : ndarray of str
-        'battery', 'pv', 'ev', 'flexible_load' or a registered asset kind (e.g. 'heat_pump').
+        'pv' or an offer label of an asset kind ('battery', 'ev', 'flexible_load',
+        'heat_pump', ...).
     asset : ndarray of int
-        Index of the battery / session (or the participant for PV).
+        Row of the asset in its kind's table (the participant for PV).
     bus : ndarray of int
     interval : ndarray of int
     direction : ndarray of int
@@ -259,64 +262,31 @@ class ActivationRegistry:
 
 # --- offers from a schedule, and activations applied to it -----------------------------------
 
-def _soc_change(output_kw: np.ndarray, eta_c: np.ndarray, eta_d: np.ndarray, dt_h: float
-                ) -> np.ndarray:
-    """Change of stored energy [kWh] caused by a battery output (discharge positive) [kW]."""
-    return np.where(output_kw > 0, -output_kw * dt_h / eta_d, -output_kw * eta_c * dt_h)
-
-
-def battery_room(output_kw, soc_after_min_kwh, soc_after_max_kwh, batteries, dt_h: float
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Most a battery can move up / down at an interval [kW] (arrays (T, B)).
-
-    ``soc_after_min_kwh``/``max``: the lowest / highest state of charge from that interval to the
-    end of the session; the change must keep all of them within the battery's limits.
-    """
-    b = batteries
-    e_min, e_max = b.soc_min * b.capacity_kwh, b.soc_max * b.capacity_kwh
-    budget_up = np.maximum(soc_after_min_kwh - e_min, 0.0)  # energy we may take out
-    budget_down = np.maximum(e_max - soc_after_max_kwh, 0.0)  # energy we may put in
-    # Up: first stop charging (saves eta_c per kWh), then discharge (costs 1/eta_d per kWh).
-    charging = np.maximum(-output_kw, 0.0)
-    stop_charge = np.minimum(charging, budget_up / (b.eta_charge * dt_h))
-    rest = budget_up - stop_charge * b.eta_charge * dt_h
-    discharge_more = np.where(stop_charge >= charging - 1e-12,
-                              np.minimum(b.power_kw - np.maximum(output_kw, 0.0),
-                                         rest * b.eta_discharge / dt_h), 0.0)
-    up = stop_charge + np.maximum(discharge_more, 0.0)
-    # Down: first stop discharging (keeps 1/eta_d per kWh), then charge (eta_c per kWh).
-    discharging = np.maximum(output_kw, 0.0)
-    stop_discharge = np.minimum(discharging, budget_down * b.eta_discharge / dt_h)
-    rest = budget_down - stop_discharge * dt_h / b.eta_discharge
-    charge_more = np.where(stop_discharge >= discharging - 1e-12,
-                           np.minimum(b.power_kw - charging, rest / (b.eta_charge * dt_h)), 0.0)
-    down = stop_discharge + np.maximum(charge_more, 0.0)
-    return up, down
-
-
 @dataclass(frozen=True)
 class OfferPrices:
-    """Utilisation prices per kind [EUR/kWh] and the availability price [EUR/(kW h)].
+    """Utilisation prices [EUR/kWh] and the availability price [EUR/(kW h)].
 
-    ``by_kind``: prices of registered kinds (default: the kind's ``flex_price_eur_per_kwh``);
-    ``others``: one price for every registered kind instead (regulated direct control)."""
+    ``pv``: curtailment; ``by_kind``: prices per offer label of an asset kind (default: the
+    kind's ``flex_prices_eur_per_kwh`` for the label, else its ``flex_price_eur_per_kwh``);
+    ``others``: one price for every asset kind instead (regulated direct control)."""
 
-    battery: float = 0.05
     pv: float = 0.12
-    ev: float = 0.03
-    flexible_load: float = 0.03
     availability_eur_per_kw_h: float = 0.0
     by_kind: dict[str, float] = field(default_factory=dict)
     others: float | None = None
 
-    def of_kind(self, name: str) -> float:
-        """Price of a registered kind's flexibility [EUR/kWh]."""
+    def of_kind(self, label: str) -> float:
+        """Price of flexibility offered under ``label`` [EUR/kWh]."""
         if self.others is not None:
             return self.others
-        return self.by_kind.get(name, asset_kind(name).flex_price_eur_per_kwh)
+        if label in self.by_kind:
+            return self.by_kind[label]
+        kind = kind_for_type(label)
+        return float(getattr(kind, "flex_prices_eur_per_kwh", {}).get(
+            label, kind.flex_price_eur_per_kwh))
 
 
-def offers_from_plan(plan, batteries, windows, pv_kw: np.ndarray, participant_bus: np.ndarray,
+def offers_from_plan(plan, pv_kw: np.ndarray, participant_bus: np.ndarray,
                      providers: np.ndarray, dt_h: float, prices: OfferPrices,
                      intervals: np.ndarray | None = None, window: tuple[int, int] | None = None,
                      kinds: dict | None = None) -> FlexOffers:
@@ -325,8 +295,7 @@ def offers_from_plan(plan, batteries, windows, pv_kw: np.ndarray, participant_bu
     Parameters
     ----------
     plan : AssetPlan
-        Current schedule of the session (battery output/state, session power, curtailment).
-    batteries, windows : Batteries, EnergyWindows
+        Current schedule of the session (every kind's plan, curtailment).
     pv_kw : ndarray (Td, N)
         PV available (forecast or realised) [kW].
     participant_bus : ndarray of int (N,)
@@ -339,7 +308,7 @@ def offers_from_plan(plan, batteries, windows, pv_kw: np.ndarray, participant_bu
     window : (start, stop), optional
         Availability window of all offers (default: the whole session).
     kinds : dict[str, column table], optional
-        The session's assets of registered kinds (their offers as the kind declares).
+        The session's assets by kind (their offers as each kind declares).
     """
     n_t = plan.curtailment_kw.shape[0]
     intervals = np.arange(n_t) if intervals is None else np.asarray(intervals, int)
@@ -349,55 +318,32 @@ def offers_from_plan(plan, batteries, windows, pv_kw: np.ndarray, participant_bu
     def add(kind, asset, participant, t, direction, kw, price, baseline):
         keep = kw > 1e-6
         if keep.any():
-            rows.append(dict(kind=np.full(keep.sum(), kind), asset=asset[keep],
+            rows.append(dict(kind=np.asarray(kind)[keep], asset=asset[keep],
                              participant=participant[keep], interval=t[keep],
-                             direction=np.full(keep.sum(), direction), kw=kw[keep],
-                             price=np.full(keep.sum(), price), baseline=baseline[keep]))
+                             direction=np.asarray(direction)[keep], kw=kw[keep],
+                             price=np.asarray(price, float)[keep], baseline=baseline[keep]))
 
-    # Batteries: room up and down that keeps every later state of charge within limits.
-    if len(batteries) and len(intervals):
-        soc = plan.soc_kwh
-        later_min = np.minimum.accumulate(soc[::-1], axis=0)[::-1]
-        later_max = np.maximum.accumulate(soc[::-1], axis=0)[::-1]
-        up, down = battery_room(plan.battery_kw, later_min, later_max, batteries, dt_h)
-        tt, bb = np.meshgrid(intervals, np.arange(len(batteries)), indexing="ij")
-        tt, bb = tt.ravel(), bb.ravel()
-        owner = batteries.owner[bb]
-        base = plan.battery_kw[tt, bb]
-        add("battery", bb, owner, tt, UP, up[tt, bb], prices.battery, base)
-        add("battery", bb, owner, tt, DOWN, down[tt, bb], prices.battery, base)
+    # Asset kinds: as they declare (in registration order: batteries, EVs and shiftable loads,
+    # heat pumps, ...).
+    for name, table in (kinds or {}).items():
+        if name not in plan.kinds or not len(intervals) or not len(table):
+            continue
+        o = asset_kind(name).offers(table, plan.kinds[name], intervals, dt_h)
+        if not len(o):
+            continue
+        label = np.full(len(o), name) if o.label is None else o.label.astype(str)
+        price = np.array([prices.of_kind(str(x)) for x in label]) if len(set(label)) > 1 \
+            else np.full(len(o), prices.of_kind(str(label[0])))
+        add(label, o.asset, table.owner[o.asset], o.interval, o.direction, o.kw, price,
+            o.baseline_kw)
     # PV: curtail what is not curtailed yet.
     if len(intervals):
         n = pv_kw.shape[1]
         tt, nn = np.meshgrid(intervals, np.arange(n), indexing="ij")
         tt, nn = tt.ravel(), nn.ravel()
         room = np.maximum(pv_kw - plan.curtailment_kw, 0.0)
-        add("pv", nn, nn, tt, DOWN, room[tt, nn], prices.pv, room[tt, nn])
-    # Windows: draw less now (rebound later) or more now (less later), within the window.
-    for k in range(len(windows)):
-        start, stop = int(windows.start[k]), int(windows.stop[k])
-        kw = plan.window_kw[:, k]
-        power = windows.power_kw[k]
-        t = intervals[(intervals >= start) & (intervals < stop)]
-        if not len(t):
-            continue
-        spare_after = np.array([(power - kw[tk + 1:stop]).clip(min=0).sum() for tk in t])
-        drawn_after = np.array([kw[tk + 1:stop].sum() for tk in t])
-        kind = str(windows.kind[k])
-        price = prices.ev if kind == "ev" else prices.flexible_load
-        owner = np.full(len(t), int(windows.owner[k]))
-        asset = np.full(len(t), k)
-        add(kind, asset, owner, t, UP, np.minimum(kw[t], spare_after), price, kw[t])
-        add(kind, asset, owner, t, DOWN, np.minimum(power - kw[t], drawn_after), price, kw[t])
-    # Registered kinds: as they declare.
-    for name, table in (kinds or {}).items():
-        if name not in plan.kinds or not len(intervals):
-            continue
-        o = asset_kind(name).offers(table, plan.kinds[name], intervals, dt_h)
-        for direction in (UP, DOWN):
-            mine = o.direction == direction
-            add(name, o.asset[mine], table.owner[o.asset[mine]], o.interval[mine], direction,
-                o.kw[mine], prices.of_kind(name), o.baseline_kw[mine])
+        add(np.full(len(tt), "pv"), nn, nn, tt, np.full(len(tt), DOWN), room[tt, nn],
+            np.full(len(tt), prices.pv), room[tt, nn])
 
     if not rows:
         empty_i, empty_f, empty_s = np.array([], int), np.array([]), np.array([], str)
@@ -415,15 +361,13 @@ def offers_from_plan(plan, batteries, windows, pv_kw: np.ndarray, participant_bu
         baseline_kw=cat["baseline"])
 
 
-def energy_budgets(plan, offers: FlexOffers, batteries, windows, dt_h: float,
-                   kinds: dict | None = None):
+def energy_budgets(plan, offers: FlexOffers, dt_h: float, kinds: dict | None = None):
     """Constraints linking activations of the same asset at different intervals.
 
-    Each offer is sized on its own; together, a battery's activations may not push any later
-    state of charge out of its limits (counted conservatively with the worse efficiency of each
-    direction), and an EV's or shiftable load's deferrals may not exceed its spare power in the
-    window (nor its advances the energy it still draws). Registered kinds declare their own
-    rows (``kinds``: the session's tables).
+    Each offer is sized on its own; together they must respect what each asset's kind declares
+    (``budgets``): a battery's activations may not push any later state of charge out of its
+    limits, an EV's or shiftable load's deferrals may not exceed its spare power in the window
+    (nor its advances the energy it still draws), a heat pump's store stays in its band.
 
     Returns
     -------
@@ -434,51 +378,12 @@ def energy_budgets(plan, offers: FlexOffers, batteries, windows, dt_h: float,
 
     rows, cols, vals, upper = [], [], [], []
     r = 0
-    b = batteries
-    n_t = plan.soc_kwh.shape[0]
-    for k in range(len(b)):
-        mine = np.flatnonzero((offers.kind == "battery") & (offers.asset == k))
-        if not len(mine):
-            continue
-        up = offers.direction[mine] == UP
-        # Energy change per kW: most for the upper limit, least for the lower one.
-        rise = np.where(up, -b.eta_charge[k] * dt_h, dt_h / b.eta_discharge[k])
-        fall = np.where(up, dt_h / b.eta_discharge[k], -b.eta_charge[k] * dt_h)
-        e_max = b.soc_max[k] * b.capacity_kwh[k]
-        e_min = b.soc_min[k] * b.capacity_kwh[k]
-        for t in range(n_t):
-            before = offers.interval[mine] <= t
-            if not before.any():
-                continue
-            for coef, bound in ((rise, e_max - plan.soc_kwh[t, k]),
-                                (fall, plan.soc_kwh[t, k] - e_min)):
-                rows += [r] * int(before.sum())
-                cols += mine[before].tolist()
-                vals += coef[before].tolist()
-                upper.append(max(bound, 0.0))
-                r += 1
-    for k in range(len(windows)):
-        mine = np.flatnonzero((offers.kind == windows.kind[k]) & (offers.asset == k))
-        if not len(mine):
-            continue
-        start, stop = int(windows.start[k]), int(windows.stop[k])
-        kw = plan.window_kw[start:stop, k]
-        for direction, bound in ((UP, (windows.power_kw[k] - kw).clip(min=0).sum()),
-                                 (DOWN, kw.sum())):
-            which = mine[offers.direction[mine] == direction]
-            rows += [r] * len(which)
-            cols += which.tolist()
-            vals += [1.0] * len(which)
-            upper.append(float(bound))
-            r += 1
-    from lemgrid.assets.kinds import KindOffers
-
     for name, table in (kinds or {}).items():
-        mine = np.flatnonzero(offers.kind == name)
+        mine = np.flatnonzero(np.isin(offers.kind, kind_types(asset_kind(name))))
         if not len(mine) or name not in plan.kinds:
             continue
         view = KindOffers(offers.asset[mine], offers.interval[mine], offers.direction[mine],
-                          offers.kw[mine], offers.baseline_kw[mine])
+                          offers.kw[mine], offers.baseline_kw[mine], offers.kind[mine])
         for positions, coefs, bound in asset_kind(name).budgets(table, plan.kinds[name], view,
                                                                  dt_h):
             rows += [r] * len(positions)
@@ -490,51 +395,28 @@ def energy_budgets(plan, offers: FlexOffers, batteries, windows, dt_h: float,
     return matrix, np.array(upper)
 
 
-def apply_activations(plan, offers: FlexOffers, activations: Activations, batteries, windows,
-                      dt_h: float, kinds: dict | None = None):
+def apply_activations(plan, offers: FlexOffers, activations: Activations, dt_h: float,
+                      kinds: dict | None = None):
     """A new AssetPlan with the activations carried out (see the module docstring);
-    ``kinds``: the session's tables of registered kinds."""
+    ``kinds``: the session's assets by kind."""
     from dataclasses import replace
 
-    battery_kw = plan.battery_kw.copy()
-    soc = plan.soc_kwh.copy()
-    window_kw = plan.window_kw.copy()
-    curtailment = plan.curtailment_kw.copy()
-    b = batteries
     kind_plans = dict(plan.kinds)
     for name, table in (kinds or {}).items():
-        mine = offers.kind[activations.offer] == name
+        mine = np.isin(offers.kind[activations.offer], kind_types(asset_kind(name)))
         if mine.any():
             k = activations.offer[mine]
             kind_plans[name] = asset_kind(name).apply(
                 table, kind_plans[name], offers.asset[k], offers.interval[k],
                 offers.direction[k] * activations.kw[mine], dt_h)
-    for k, kw in zip(activations.offer, activations.kw, strict=True):
-        kind, asset, t = offers.kind[k], int(offers.asset[k]), int(offers.interval[k])
-        if kind in kind_plans:
-            continue
-        delta = offers.direction[k] * kw
-        if kind == "battery":
-            old = battery_kw[t, asset]
-            new = old + delta
-            change = (_soc_change(np.array(new), b.eta_charge[asset], b.eta_discharge[asset], dt_h)
-                      - _soc_change(np.array(old), b.eta_charge[asset], b.eta_discharge[asset],
-                                    dt_h))
-            battery_kw[t, asset] = new
-            soc[t:, asset] += change
-        elif kind == "pv":
-            curtailment[t, asset] += kw
-        else:
-            stop = int(windows.stop[asset])
-            power = windows.power_kw[asset]
-            window_kw[t, asset] -= delta  # up: draw less now
-            energy = delta  # kW-intervals to move to (up) or from (down) later intervals
-            for tk in range(t + 1, stop):
-                if abs(energy) < 1e-12:
-                    break
-                room = power - window_kw[tk, asset] if energy > 0 else window_kw[tk, asset]
-                move = min(abs(energy), room)
-                window_kw[tk, asset] += np.sign(energy) * move
-                energy -= np.sign(energy) * move
-    return replace(plan, battery_kw=battery_kw, soc_kwh=soc, window_kw=window_kw,
-                   curtailment_kw=curtailment, kinds=kind_plans)
+    curtailment = plan.curtailment_kw.copy()
+    pv = offers.kind[activations.offer] == "pv"
+    for k, kw in zip(activations.offer[pv], activations.kw[pv], strict=True):
+        curtailment[int(offers.interval[k]), int(offers.asset[k])] += kw
+    unknown = ~pv & ~np.isin(offers.kind[activations.offer],
+                             [t for name in (kinds or {}) for t in kind_types(asset_kind(name))])
+    if unknown.any():
+        label = offers.kind[activations.offer][unknown][0]
+        raise InputError(f"flexibility: an activation of {label!s} offers, whose kind has no "
+                         "assets in this session")
+    return replace(plan, curtailment_kw=curtailment, kinds=kind_plans)

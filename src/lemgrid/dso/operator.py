@@ -237,8 +237,7 @@ class DsoOperator:
         flex = config.flexibility
         self.eligible = represented if flex.providers == "aggregators" else np.ones(n, bool)
         p = flex.prices
-        self.prices = OfferPrices(p.battery, p.pv, p.ev, p.flexible_load,
-                                  p.availability_eur_per_kw_h, by_kind=p.by_kind)
+        self.prices = OfferPrices(p.pv, p.availability_eur_per_kw_h, by_kind=p.by_kind)
         self.registry = ActivationRegistry()
         #: Offers made by the providers (e.g. over the market server's API) used instead of
         #: offers derived from their schedules; None: derived (``lemgrid simulate``).
@@ -250,7 +249,7 @@ class DsoOperator:
     def _flow(self, session: DayAheadSession, plan: AssetPlan, load_kw: np.ndarray,
               pv_kw: np.ndarray) -> tuple[np.ndarray, PowerFlowResult]:
         """Bus injections (T, n_bus) of a plan on given profiles, and their AC power flow."""
-        net = plan.net_injection_kw(load_kw, pv_kw, session.batteries, session.windows)
+        net = plan.net_injection_kw(load_kw, pv_kw)
         p = self.scenario.participants_to_buses(net) + session.background_p_kw
         return p, run_powerflow(self.network, p, session.q_kvar)
 
@@ -297,7 +296,7 @@ class DsoOperator:
                 keep &= (book.interval >= window[0]) & (book.interval < window[1])
             return book.take(keep)
         parts = self.scenario.participants
-        offers = offers_from_plan(plan, session.batteries, session.windows, pv_kw, parts.bus,
+        offers = offers_from_plan(plan, pv_kw, parts.bus,
                                   self.providers.astype(str), session.dt_h, prices or self.prices,
                                   intervals=intervals, window=window, kinds=session.kinds)
         keep = self.eligible[offers.participant] & np.isin(
@@ -395,7 +394,7 @@ class DsoOperator:
                 offers = self._offers(session, current, view_pv, intervals, window=window)
                 capacity = self.registry.remaining(offers)
                 need = self._need(p, session.q_kvar, flow, bad, services, v_margin, l_margin)
-                budgets = energy_budgets(current, offers, session.batteries, session.windows, dt,
+                budgets = energy_budgets(current, offers, dt,
                                          session.kinds)
                 if flex.clearing == "continuous" and need is not None and not len(requests):
                     acts, _ = clear_flex_worst_violation_first(offers, capacity, dt, need, budgets)
@@ -411,8 +410,7 @@ class DsoOperator:
                     break
                 self.registry.record(offers, acts)
                 planned.append((offers, acts))
-                current = apply_activations(current, offers, acts, session.batteries,
-                                            session.windows, dt, session.kinds)
+                current = apply_activations(current, offers, acts, dt, session.kinds)
                 p, flow = self._flow(session, current, view_load, view_pv)
                 still, _, services_now = describe_violations(self.network, flow, self.limits)
                 if not still.any():
@@ -445,13 +443,12 @@ class DsoOperator:
             capacity = self.registry.remaining(offers)  # forwarded: price and capacity kept
             acts = clear_requests_merit_order(
                 offers, capacity, tso_requests, config.coordination.pricing, guard=guard,
-                budgets=energy_budgets(current, offers, session.batteries, session.windows, dt,
+                budgets=energy_budgets(current, offers, dt,
                                          session.kinds))
             if len(acts):
                 self.registry.record(offers, acts)
                 planned.append((offers, acts))
-                current = apply_activations(current, offers, acts, session.batteries,
-                                            session.windows, dt, session.kinds)
+                current = apply_activations(current, offers, acts, dt, session.kinds)
 
         # Delivery: each activation is delivered with probability delivery_rate.
         planned_plan, delivered_plan = current, plan
@@ -464,7 +461,7 @@ class DsoOperator:
                 delivered_plan, offers, Activations(acts.offer[keep], acts.kw[keep],
                                                     acts.price_eur_per_kwh[keep],
                                                     acts.buyer[keep], acts.service[keep]),
-                session.batteries, session.windows, dt, session.kinds)
+                dt, session.kinds)
 
         # Red: what is still violated at delivery (and, if red control is on, curtailed /
         # controlled directly).
@@ -478,7 +475,7 @@ class DsoOperator:
                 reason[t] = red_reasons[t] or reason[t]
 
         def flexible(x):
-            return x.asset_kw(session.batteries, session.windows, n) - x.curtailment_kw
+            return x.asset_kw(n) - x.curtailment_kw
 
         # The schedule follows what the DSO and TSO activated and what the DSO controlled; an
         # activation not delivered stays a deviation (imbalance) of its provider.
@@ -503,13 +500,13 @@ class DsoOperator:
         bad, reasons, services = describe_violations(self.network, flow, self.limits)
         red_bad = bad.copy()
         regulated = self.config.red.regulated_price_eur_per_kwh
-        prices = OfferPrices(regulated, regulated, regulated, regulated, 0.0, others=regulated)
+        prices = OfferPrices(regulated, 0.0, others=regulated)
         margin_v = np.zeros((stop - start, self.network.n_bus))
         margin_l = np.zeros((stop - start, self.network.n_branch))
         for _ in range(5 if control else 0):
             if not bad.any():
                 break
-            offers = offers_from_plan(plan, session.batteries, session.windows, pv, parts.bus,
+            offers = offers_from_plan(plan, pv, parts.bus,
                                       parts.ids.astype(str), dt, prices,
                                       intervals=np.flatnonzero(bad), kinds=session.kinds)
             need = self._need(p, session.q_kvar, flow, bad, services, margin_v, margin_l)
@@ -517,15 +514,14 @@ class DsoOperator:
                 break
             acts, _ = clear_optimal(offers, self.registry.remaining(offers), dt, need=need,
                                     buyer="DSO",
-                                    budgets=energy_budgets(plan, offers, session.batteries,
-                                                           session.windows, dt, session.kinds))
+                                    budgets=energy_budgets(plan, offers, dt, session.kinds))
             if not len(acts):
                 break
             acts = Activations(acts.offer, acts.kw, acts.price_eur_per_kwh, acts.buyer,
                                np.full(len(acts), "red"))
             self.registry.record(offers, acts)
             records.append(self._records(session, offers, acts, np.ones(len(acts), bool), False))
-            plan = apply_activations(plan, offers, acts, session.batteries, session.windows, dt,
+            plan = apply_activations(plan, offers, acts, dt,
                                      session.kinds)
             p, flow = self._flow(session, plan, load, pv)
             bad, _, services = describe_violations(self.network, flow, self.limits)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -37,30 +38,67 @@ class CompiledContract:
     bytecode: str
 
 
+#: Contracts shipped in ``contracts/``.
+CONTRACTS = ("anchor", "order_log", "sealed_bids", "uniform_auction", "settlement")
+
+
 def contract_source(name: str) -> str:
-    """Vyper source of a contract shipped with lemgrid (``anchor`` or ``order_log``)."""
+    """Vyper source of a contract shipped with lemgrid (one of :data:`CONTRACTS`)."""
+    if name not in CONTRACTS:
+        raise InputError(f"contract must be one of {', '.join(CONTRACTS)}, got {name!r}")
     return resources.files("lemgrid.ledger").joinpath("contracts", f"{name}.vy").read_text()
 
 
 @functools.cache
-def compile_contract(name: str) -> CompiledContract:
-    """Compile a shipped contract with the installed ``vyper`` (cached per process)."""
+def compile_contract(name: str, constants: tuple[tuple[str, int], ...] = ()) -> CompiledContract:
+    """Compile a shipped contract with the installed ``vyper`` (cached per process).
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`CONTRACTS`.
+    constants : tuple of (name, value)
+        Integer constants of the source to set before compiling (e.g. ``(("MAX_ORDERS",
+        1024),)``: a contract's array bounds decide how much memory, hence gas, a call takes).
+    """
     try:
         import vyper
     except ImportError:
         raise InputError(f"compiling contracts needs vyper; {_INSTALL_HINT}") from None
-    out = vyper.compile_code(contract_source(name), output_formats=["abi", "bytecode"])
+    source = contract_source(name)
+    for constant, value in constants:
+        pattern = re.compile(rf"^{constant}: constant\(uint256\) = .*$", re.MULTILINE)
+        source, found = pattern.subn(f"{constant}: constant(uint256) = {int(value)}", source)
+        if found != 1:
+            raise InputError(f"contract {name} has no constant {constant}")
+    out = vyper.compile_code(source, output_formats=["abi", "bytecode"])
     return CompiledContract(out["abi"], out["bytecode"])
 
 
-def connect(rpc_url: str | None = None) -> Any:
-    """A ``web3.Web3`` on a JSON-RPC node, or on a fresh in-process EVM when ``rpc_url`` is None."""
+def connect(rpc_url: str | None = None, *, gas_limit: int | None = None) -> Any:
+    """A ``web3.Web3`` on a JSON-RPC node, or on a fresh in-process EVM when ``rpc_url`` is None.
+
+    Parameters
+    ----------
+    rpc_url : str, optional
+        JSON-RPC URL of a node; None for an in-process EVM (eth-tester with py-evm).
+    gas_limit : int, optional
+        Block gas limit of the in-process EVM (eth-tester's default otherwise).
+    """
     try:
         from web3 import EthereumTesterProvider, HTTPProvider, Web3
     except ImportError:
         raise InputError(f"chain anchoring needs web3 and eth-tester; {_INSTALL_HINT}") from None
     if rpc_url is None:
-        return Web3(EthereumTesterProvider())
+        if gas_limit is None:
+            return Web3(EthereumTesterProvider())
+        from eth_tester import EthereumTester, PyEVMBackend
+
+        params = PyEVMBackend.generate_genesis_params(overrides={"gas_limit": int(gas_limit)})
+        return Web3(EthereumTesterProvider(EthereumTester(PyEVMBackend(
+            genesis_parameters=params))))
+    if gas_limit is not None:
+        raise InputError("gas_limit applies to the in-process EVM only, not to a node at a URL")
     w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": 10}))
     if not w3.is_connected():
         raise InputError(f"--rpc: cannot reach a JSON-RPC node at {rpc_url}")
@@ -74,12 +112,16 @@ def _sender(w3: Any) -> str:
     return accounts[0]
 
 
-def deploy(w3: Any, name: str) -> Any:
-    """Deploy a shipped contract; returns the web3 contract object."""
-    compiled = compile_contract(name)
+def deploy(w3: Any, name: str, *args: Any,
+           constants: tuple[tuple[str, int], ...] = ()) -> Any:
+    """Deploy a shipped contract (constructor arguments ``args``; ``constants`` as in
+    :func:`compile_contract`); returns the web3 contract object."""
+    compiled = compile_contract(name, constants)
     factory = w3.eth.contract(abi=compiled.abi, bytecode=compiled.bytecode)
-    tx = factory.constructor().transact({"from": _sender(w3)})
+    tx = factory.constructor(*args).transact({"from": _sender(w3)})
     receipt = w3.eth.wait_for_transaction_receipt(tx)
+    if receipt.status != 1:
+        raise InputError(f"deploying contract {name} failed on chain")
     return w3.eth.contract(address=receipt.contractAddress, abi=compiled.abi)
 
 

@@ -173,6 +173,8 @@ OPTIONAL: dict[str, dict[str, Check]] = {
     "trade": {"buy_order_id": _text, "sell_order_id": _text},
     "clearing": {"price_meur_per_kwh": _int},
     "checkpoint": {"label": _text},
+    # The device (asset) a DSO activation is addressed to (lemgrid.ledger.activation).
+    "flex-activation": {"device": _text},
 }
 
 #: Kinds only the log operator signs; the others are signed by participants.

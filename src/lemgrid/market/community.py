@@ -1,9 +1,11 @@
 """Community market: one manager schedules all members over the horizon to maximise welfare.
 
-The manager knows every member's inflexible load and PV, batteries, EV charging windows and
-shiftable loads, and trades the community's net position with the upstream retailer (import price
-plus network charge; feed-in tariff for exports). With inflexible demand, maximising welfare is
-minimising the community's energy cost plus the value of curtailed PV. The internal price of each
+The manager knows every member's inflexible load and PV and its flexible assets (batteries, EV
+charging windows, shiftable loads, heat pumps: every asset kind of :mod:`lemgrid.assets.kinds`
+adds its own variables and constraints), and trades the community's net position with the
+upstream retailer (import price plus network charge; feed-in tariff for exports). With
+inflexible demand, maximising welfare is minimising the community's energy cost plus the value of
+curtailed PV. The internal price of each
 interval is the dual of the community's energy balance (Parag & Sovacool, "Electricity market
 design for the prosumer era", Nature Energy 1, 2016; Moret & Pinson, "Energy collectives: a
 community and fairness based approach to future electricity markets", IEEE Trans. Power Syst.
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lemgrid.assets.kinds import KindPlan, asset_kind
+from lemgrid.assets.kinds import KindPlan, LPContext, asset_kind
 from lemgrid.assets.tables import Batteries, EnergyWindows
 from lemgrid.errors import InfeasibleError, InputError
 from lemgrid.grid.kpis import GridLimits
@@ -33,8 +35,6 @@ from lemgrid.market.lp import LinearProgram, LPSolution
 from lemgrid.scenario.config import CommunityOptions  # the design's options (scenario format)
 
 
-#: Threshold above which a battery is seen as charging and discharging at once [kW].
-SIMULTANEOUS_KW = 1e-6
 #: Penalty on violating a linearised grid limit, per p.u. / per % and interval [EUR]; only used to
 #: find out *which* limit cannot be met (the result is then refused).
 VOLTAGE_PENALTY_EUR_PER_PU = 1e6
@@ -62,8 +62,6 @@ class CommunityProblem:
         Interval length [h].
     load_p_kw, pv_p_kw : ndarray, shape (T, N)
         Inflexible consumption and available PV [kW].
-    batteries : Batteries
-    windows : EnergyWindows
     import_eur_per_kwh, export_eur_per_kwh : ndarray, shape (T,) or (T, N)
         What the community pays per imported kWh (energy + network charge) and receives per
         exported kWh.
@@ -78,19 +76,19 @@ class CommunityProblem:
         local network charge on each kWh a member draws that the community matches locally
         (imported kWh pay the full network charge, inside the import price), and levies on each
         kWh a member draws [EUR/kWh]. With them the objective is what the members pay in total.
-    final_soc_kwh : ndarray, shape (B,), optional
-        Energy each battery must hold at the end, exactly [kWh] (default: at least
-        ``soc_final x capacity``).
     reference_cost_eur : float, optional
         What the members would pay in total without the community (their own business-as-usual
         bills over the horizon, fixed fees apart) [EUR]: the clearing may not cost them more
         (a constraint; elastic in network-constrained clearing, where the business-as-usual
         schedule itself may break a grid limit).
     kinds : dict[str, column table]
-        Assets of registered kinds (:mod:`lemgrid.assets.kinds`), time series cut to the
-        horizon; each kind adds its own variables and constraints.
+        The members' flexible assets by kind (:mod:`lemgrid.assets.kinds`: batteries, EV and
+        shiftable-load windows, heat pumps, ...), time series cut to the horizon; each kind adds
+        its own variables and constraints.
     kinds_final_state : dict[str, ndarray (A,)], optional
-        State each such asset must at least reach at the end (e.g. business-as-usual's).
+        State each asset must reach at the end (e.g. business-as-usual's): a battery's stored
+        energy exactly [kWh] (default: at least ``soc_final x capacity``), a heat pump's stored
+        heat at least.
     """
 
     ids: np.ndarray
@@ -98,15 +96,12 @@ class CommunityProblem:
     dt_h: float
     load_p_kw: np.ndarray
     pv_p_kw: np.ndarray
-    batteries: Batteries
-    windows: EnergyWindows
     import_eur_per_kwh: np.ndarray
     export_eur_per_kwh: np.ndarray
     curtailment_eur_per_kwh: float
     battery_wear_eur_per_kwh: float = 0.001
     local_network_eur_per_kwh: float = 0.0
     levies_eur_per_kwh: float = 0.0
-    final_soc_kwh: np.ndarray | None = None
     reference_cost_eur: float | None = None
     kinds: dict = field(default_factory=dict)
     kinds_final_state: dict | None = None
@@ -115,28 +110,35 @@ class CommunityProblem:
     def shape(self) -> tuple[int, int]:
         return self.load_p_kw.shape
 
+    @property
+    def batteries(self) -> Batteries:
+        """The ``battery`` kind's table (empty if none)."""
+        return self.kinds.get("battery", Batteries.empty())
+
+    @property
+    def windows(self) -> EnergyWindows:
+        """The ``energy_window`` kind's table: EV and shiftable-load windows (empty if none)."""
+        return self.kinds.get("energy_window", EnergyWindows.empty())
+
+    @property
+    def final_soc_kwh(self) -> np.ndarray | None:
+        """Energy each battery must end with exactly [kWh] (``kinds_final_state``), if set."""
+        return (self.kinds_final_state or {}).get("battery")
+
     @classmethod
     def from_scenario(cls, scenario, options: CommunityOptions = CommunityOptions(),
                       interval_slice: slice = slice(None)) -> CommunityProblem:
-        """The community problem of a scenario (optionally of a slice of its intervals)."""
-        from lemgrid.assets.tables import EnergyWindows
-
+        """The community problem of a scenario (optionally of a slice of its intervals: each
+        kind's table cut to it, e.g. windows cut at its edges with their share of the energy)."""
         parts = scenario.participants
         n_t = len(scenario.time_index[interval_slice])
         t0 = range(len(scenario.time_index))[interval_slice].start if n_t else 0
         tariffs = scenario.tariffs
-        windows = parts.windows
-        if len(windows) and (interval_slice != slice(None)):
-            inside = (windows.start >= t0) & (windows.stop <= t0 + n_t)
-            windows = EnergyWindows(**{
-                name: (getattr(windows, name)[inside] - (t0 if name in ("start", "stop") else 0))
-                for name in ("owner", "name", "kind", "start", "stop", "energy_kwh", "power_kw")})
         curtail = (tariffs.export_eur_per_kwh if options.curtailment_eur_per_kwh is None
                    else options.curtailment_eur_per_kwh)
         return cls(
             ids=parts.ids, bus=parts.bus, dt_h=scenario.dt_h,
             load_p_kw=parts.load_p_kw[interval_slice], pv_p_kw=parts.pv_p_kw[interval_slice],
-            batteries=parts.batteries, windows=windows,
             import_eur_per_kwh=np.full(n_t, tariffs.import_eur_per_kwh + tariffs.network_eur_per_kwh),
             export_eur_per_kwh=np.full(n_t, tariffs.export_eur_per_kwh),
             curtailment_eur_per_kwh=float(curtail),
@@ -186,12 +188,6 @@ class CommunityResult:
         Net injection of each member [kW] (export positive).
     import_kw, export_kw : ndarray, shape (T,)
         The community's exchange with the retailer at the point of common coupling [kW].
-    charge_kw, discharge_kw, soc_kwh : ndarray, shape (T, B)
-        Battery operation (state of charge at the end of each interval).
-    window_kw : ndarray, shape (T, N)
-        Power drawn by each member's EVs and shiftable loads [kW].
-    window_schedule_kw : ndarray, shape (T, S)
-        The same per session.
     curtailment_kw : ndarray, shape (T, N)
     price_eur_per_kwh : ndarray, shape (T,)
         Internal (energy) price: the dual of the community's balance [EUR/kWh].
@@ -219,17 +215,13 @@ class CommunityResult:
     lp_basis : object or None
         HiGHS basis of the final LP (``warm_start`` of a re-solve with other coefficients).
     kinds : dict[str, KindPlan]
-        Schedules of the assets of registered kinds.
+        Schedules of the assets of every kind (``charge_kw``, ``discharge_kw``, ``soc_kwh``,
+        ``window_schedule_kw`` and ``window_kw`` read the battery's and the windows' ones).
     """
 
     schedule_kw: np.ndarray
     import_kw: np.ndarray
     export_kw: np.ndarray
-    charge_kw: np.ndarray
-    discharge_kw: np.ndarray
-    soc_kwh: np.ndarray
-    window_kw: np.ndarray
-    window_schedule_kw: np.ndarray
     curtailment_kw: np.ndarray
     price_eur_per_kwh: np.ndarray
     bus_price_eur_per_kwh: np.ndarray | None
@@ -242,6 +234,44 @@ class CommunityResult:
     lp_solves: int
     lp_basis: object | None = None
     kinds: dict[str, KindPlan] = field(default_factory=dict)
+
+    def _battery(self, key: str) -> np.ndarray:
+        plan = self.kinds.get("battery")
+        if plan is None:
+            return np.zeros((self.schedule_kw.shape[0], 0))
+        if key == "state":
+            return plan.state
+        return plan.detail.get(key, np.zeros(plan.output_kw.shape))
+
+    @property
+    def charge_kw(self) -> np.ndarray:
+        """Battery charging (T, B) [kW]."""
+        return self._battery("charge_kw")
+
+    @property
+    def discharge_kw(self) -> np.ndarray:
+        """Battery discharging (T, B) [kW]."""
+        return self._battery("discharge_kw")
+
+    @property
+    def soc_kwh(self) -> np.ndarray:
+        """Energy in each battery at the end of each interval (T, B) [kWh]."""
+        return self._battery("state")
+
+    @property
+    def window_schedule_kw(self) -> np.ndarray:
+        """Power drawn by each EV / shiftable-load window (T, S) [kW]."""
+        plan = self.kinds.get("energy_window")
+        return np.zeros((self.schedule_kw.shape[0], 0)) if plan is None else -plan.output_kw
+
+    @property
+    def window_kw(self) -> np.ndarray:
+        """Power drawn by each member's EVs and shiftable loads (T, N) [kW]."""
+        out = np.zeros(self.schedule_kw.shape)
+        plan = self.kinds.get("energy_window")
+        if plan is not None:
+            np.add.at(out.T, plan.owner, -plan.output_kw.T)
+        return out
 
 
 def _check_problem(problem: CommunityProblem) -> None:
@@ -258,31 +288,6 @@ def _check_problem(problem: CommunityProblem) -> None:
             t, i = np.argwhere(array < 0)[0]
             raise InputError(f"community: {name} of member {str(problem.ids[i])!r} at interval {t} is "
                              f"negative ({array[t, i]})")
-    b = problem.batteries
-    start, final = b.soc_initial * b.capacity_kwh, _final_kwh(problem)
-    up = start + b.eta_charge * b.power_kw * n_t * problem.dt_h
-    down = start - b.power_kw * n_t * problem.dt_h / b.eta_discharge
-    short = np.flatnonzero((up + 1e-9 < final) | (down - 1e-9 > final))
-    if len(short):
-        k = short[0]
-        raise InfeasibleError(
-            f"battery {str(b.name[k])!r} of {str(problem.ids[b.owner[k]])!r} cannot reach its final "
-            f"energy {final[k]:.3g} kWh from {start[k]:.3g} kWh within the horizon")
-    s = problem.windows
-    need = s.energy_kwh > s.power_kw * (s.stop - s.start) * problem.dt_h + 1e-9
-    if need.any():
-        k = int(np.flatnonzero(need)[0])
-        raise InfeasibleError(
-            f"{s.kind[k]} {str(s.name[k])!r} of {str(problem.ids[s.owner[k]])!r} cannot take "
-            f"{s.energy_kwh[k]:.3g} kWh at {s.power_kw[k]} kW within its window")
-
-
-def _final_kwh(problem: CommunityProblem) -> np.ndarray:
-    """Energy each battery must end with (exactly if ``final_soc_kwh``, else at least) [kWh]."""
-    b = problem.batteries
-    if problem.final_soc_kwh is not None:
-        return np.asarray(problem.final_soc_kwh, float)
-    return np.maximum(b.soc_final, b.soc_min) * b.capacity_kwh
 
 
 def solve_community(problem: CommunityProblem, network: NetworkView | None = None,
@@ -311,11 +316,11 @@ def solve_community(problem: CommunityProblem, network: NetworkView | None = Non
         (naming the bus or branch and interval).
     """
     _check_problem(problem)
-    forced: set[tuple[int, int]] = set()
+    forced: dict[str, set[tuple[int, int]]] = {}
     solves = 0
     seconds = 0.0
     while True:
-        model = _Model(problem, network, sorted(forced), individual=individual)
+        model = _Model(problem, network, _sorted(forced), individual=individual)
         solution = model.lp.solve(time_limit_s=MILP_TIME_LIMIT_S if forced else None,
                                   mip_rel_gap=MILP_REL_GAP, warm_start=warm_start)
         solves, seconds = solves + 1, seconds + solution.seconds
@@ -323,66 +328,65 @@ def solve_community(problem: CommunityProblem, network: NetworkView | None = Non
             raise InfeasibleError(f"community clearing: the solver ended with '{solution.status}'")
         if forced:
             # MILP solved: fix the modes it chose and solve the LP again for the duals (prices).
-            if model.modes is None:
-                raise RuntimeError("community clearing: a MILP model without mode variables")
-            modes = np.round(solution[model.modes]).astype(bool)
-            model = _Model(problem, network, sorted(forced), modes, individual=individual)
+            modes = {}
+            for name, block in model.kind_blocks.items():
+                if name in forced:
+                    if block.modes is None:
+                        raise RuntimeError(f"community clearing: the {name} block of a MILP "
+                                           "has no mode variables")
+                    modes[name] = np.round(solution[block.modes]).astype(bool)
+            model = _Model(problem, network, _sorted(forced), modes, individual=individual)
             solution = model.lp.solve(warm_start=warm_start)
             solves, seconds = solves + 1, seconds + solution.seconds
-        both = np.argwhere((solution[model.ch] > SIMULTANEOUS_KW)
-                           & (solution[model.dis] > SIMULTANEOUS_KW))
-        if not len(both):
+        conflicts = {name: block.conflicts(solution)
+                     for name, block in model.kind_blocks.items() if block.conflicts is not None}
+        conflicts = {name: pairs for name, pairs in conflicts.items() if len(pairs)}
+        if not conflicts:
             break
-        # The LP found it cheaper to burn energy in battery losses than to curtail; a battery
-        # cannot do both at once, so those intervals get a binary charge/discharge mode.
-        forced |= {(int(t), int(b)) for t, b in both}
+        # The LP found it cheaper to do what an asset cannot (a battery burning energy in losses
+        # by charging and discharging at once rather than curtail): those intervals get a binary
+        # mode (MILP).
+        for name, pairs in conflicts.items():
+            forced.setdefault(name, set()).update((int(t), int(a)) for t, a in pairs)
     model.check_slacks(solution)
     return model.result(solution, seconds, solves)
+
+
+def _sorted(forced: dict[str, set[tuple[int, int]]]) -> dict[str, np.ndarray]:
+    return {name: np.array(sorted(pairs), dtype=int).reshape(-1, 2)
+            for name, pairs in forced.items()}
 
 
 class _Model:
     """The LP of one community clearing."""
 
     def __init__(self, problem: CommunityProblem, network: NetworkView | None,
-                 forced: list[tuple[int, int]], fixed_modes: np.ndarray | None = None,
+                 forced: dict[str, np.ndarray], fixed_modes: dict[str, np.ndarray] | None = None,
                  individual: bool = False) -> None:
         self.problem, self.network = problem, network
         lp = self.lp = LinearProgram()
         n_t, n = problem.shape
         dt = problem.dt_h
-        b, s = problem.batteries, problem.windows
 
-        # Members' net injections x = pv - curtailment - load - battery - windows.
+        # Members' net injections x = pv - curtailment - load + the assets' net output.
         step_lb = None if network is None else network.schedule_lower_kw
         step_ub = None if network is None else network.schedule_upper_kw
         self.x = lp.var((n_t, n), lb=-np.inf if step_lb is None else step_lb,
                         ub=np.inf if step_ub is None else step_ub)
         self.curt = lp.var((n_t, n), ub=problem.pv_p_kw, cost=problem.curtailment_eur_per_kwh * dt)
-        ch_ub = np.broadcast_to(b.power_kw, (n_t, len(b))).copy()
-        dis_ub = ch_ub.copy()
-        forced_t = np.array([p[0] for p in forced], dtype=int)
-        forced_b = np.array([p[1] for p in forced], dtype=int)
-        if fixed_modes is not None:
-            # Modes fixed after the MILP: charging-only or discharging-only intervals.
-            dis_ub[forced_t[fixed_modes], forced_b[fixed_modes]] = 0.0
-            ch_ub[forced_t[~fixed_modes], forced_b[~fixed_modes]] = 0.0
-        value, wear = problem.curtailment_eur_per_kwh, problem.battery_wear_eur_per_kwh
-        self.lp_cost_ch = dt * (value * (1 - b.eta_charge) + wear)[None, :]
-        self.lp_cost_dis = dt * (value * (1 / b.eta_discharge - 1) + wear)[None, :]
-        self.ch = lp.var((n_t, len(b)), ub=ch_ub, cost=self.lp_cost_ch)
-        self.dis = lp.var((n_t, len(b)), ub=dis_ub, cost=self.lp_cost_dis)
-        soc_ub = np.broadcast_to(b.soc_max * b.capacity_kwh, (n_t, len(b))).copy()
-        soc_lb = np.broadcast_to(b.soc_min * b.capacity_kwh, (n_t, len(b))).copy()
-        if n_t:
-            soc_lb[-1] = np.maximum(soc_lb[-1], _final_kwh(problem))
-            if problem.final_soc_kwh is not None:
-                soc_ub[-1] = soc_lb[-1]
-        self.soc = lp.var((n_t, len(b)), lb=soc_lb, ub=soc_ub)
-        length = (s.stop - s.start).astype(int)
-        self.ses_session = np.repeat(np.arange(len(s)), length)
-        self.ses_t = (np.concatenate([np.arange(a, z) for a, z in zip(s.start, s.stop, strict=True)])
-                      if len(s) else np.array([], dtype=int))
-        self.ses = lp.var(len(self.ses_t), ub=s.power_kw[self.ses_session])
+        # Assets of every kind: their variables now, their rows once the balances exist.
+        self.kind_blocks = {}
+        for name, table in problem.kinds.items():
+            if not len(table):
+                continue
+            context = LPContext(
+                ids=problem.ids, n_intervals=n_t,
+                curtailment_eur_per_kwh=problem.curtailment_eur_per_kwh,
+                wear_eur_per_kwh=problem.battery_wear_eur_per_kwh,
+                forced=forced.get(name, np.zeros((0, 2), int)),
+                fixed_modes=None if fixed_modes is None else fixed_modes.get(name))
+            final = (problem.kinds_final_state or {}).get(name)
+            self.kind_blocks[name] = asset_kind(name).lp_block(lp, table, dt, final, context)
         exchange = (n_t, n) if individual else n_t
         # A kWh a member draws pays levies, and the local network charge unless it is imported
         # (then the import price holds the full network charge): the members' bills in total.
@@ -402,46 +406,19 @@ class _Model:
                        upper=problem.pv_p_kw - problem.load_p_kw)
         lp.coef(rows, self.x, 1.0)
         lp.coef(rows, self.curt, 1.0)
-        lp.coef(rows[:, b.owner], self.ch, 1.0)
-        lp.coef(rows[:, b.owner], self.dis, -1.0)
-        lp.coef(rows[self.ses_t, s.owner[self.ses_session]], self.ses, 1.0)
-        # Assets of registered kinds: their own variables and constraints, their draw in the
-        # owners' balance.
-        self.kind_blocks = {}
-        for name, table in problem.kinds.items():
-            if not len(table):
-                continue
-            final = (problem.kinds_final_state or {}).get(name)
-            block = asset_kind(name).lp_block(lp, table, dt, final)
-            for var, coef in block.draw:
-                lp.coef(rows[:, table.owner], var, coef)
-            self.kind_blocks[name] = block
-
-        # Battery energy: soc_t = soc_{t-1} + eta_c ch dt - dis dt / eta_d.
-        start_energy = np.zeros((n_t, len(b)))
-        if n_t:
-            start_energy[0] = b.soc_initial * b.capacity_kwh
-        soc_rows = lp.rows((n_t, len(b)), lower=start_energy, upper=start_energy)
-        lp.coef(soc_rows, self.soc, 1.0)
-        lp.coef(soc_rows[1:], self.soc[:-1], -1.0)
-        lp.coef(soc_rows, self.ch, -b.eta_charge[None, :] * dt)
-        lp.coef(soc_rows, self.dis, dt / b.eta_discharge[None, :])
-
-        # Windows deliver their energy within their window.
-        ses_rows = lp.rows(len(s), lower=s.energy_kwh, upper=s.energy_kwh)
-        lp.coef(ses_rows[self.ses_session], self.ses, dt)
-
-        # Binary charge/discharge modes where the LP wanted both at once (MILP).
-        self.modes = None
-        if forced and fixed_modes is None:
-            p_max = b.power_kw[forced_b]
-            self.modes = lp.var(len(forced), lb=0, ub=1, integer=True)
-            charge_rows = lp.rows(len(forced), upper=0.0)  # ch <= P * mode
-            lp.coef(charge_rows, self.ch[forced_t, forced_b], 1.0)
-            lp.coef(charge_rows, self.modes, -p_max)
-            discharge_rows = lp.rows(len(forced), upper=p_max)  # dis <= P * (1 - mode)
-            lp.coef(discharge_rows, self.dis[forced_t, forced_b], 1.0)
-            lp.coef(discharge_rows, self.modes, p_max)
+        # Each asset's consumption in its owner's balance, then the kind's own rows.
+        for name, block in self.kind_blocks.items():
+            owner = problem.kinds[name].owner
+            for draw in block.draw:
+                if len(draw) == 3:  # (variables, coefficient, (interval, asset) of each)
+                    var, coef, (t, asset) = draw
+                    lp.coef(rows[t, owner[asset]], var, coef)
+                else:
+                    var, coef = draw
+                    lp.coef(rows[:, owner], var, coef)
+        for block in self.kind_blocks.values():
+            if block.constrain is not None:
+                block.constrain()
 
         if individual:
             if network is not None:
@@ -542,11 +519,6 @@ class _Model:
         n_t, n = problem.shape
         x = solution[self.x]
         imp, exp = solution[self.imp], solution[self.exp]
-        session_schedule = np.zeros((n_t, len(problem.windows)))
-        session_schedule[self.ses_t, self.ses_session] = solution[self.ses]
-        window_kw = np.zeros((n_t, n))
-        # Along the participant axis of the transposed view (same sums, same order).
-        np.add.at(window_kw.T, problem.windows.owner, session_schedule.T)
         components = None
         bus_price = None
         if self.network is None:
@@ -572,16 +544,22 @@ class _Model:
         surplus = paid.sum() - retailer
         member_cost = paid - surplus / max(n, 1)
         curt = solution[self.curt]
+        assets_eur = 0.0  # valued losses and wear of the assets
+        for block in self.kind_blocks.values():
+            if block.cost is not None:
+                assets_eur += block.cost(solution)
         welfare = -(retailer + float((curt * problem.curtailment_eur_per_kwh * dt).sum())
-                    + float((solution[self.ch] * self.lp_cost_ch).sum()
-                            + (solution[self.dis] * self.lp_cost_dis).sum()))
+                    + assets_eur)
+        plans = {name: block.read(solution) for name, block in self.kind_blocks.items()}
+        for name, table in problem.kinds.items():
+            if name not in plans:  # a kind without assets: an empty plan
+                plans[name] = KindPlan(owner=table.owner, output_kw=np.zeros((n_t, 0)),
+                                       state=np.zeros((n_t, 0)))
         return CommunityResult(
-            schedule_kw=x, import_kw=imp, export_kw=exp, charge_kw=solution[self.ch],
-            discharge_kw=solution[self.dis], soc_kwh=solution[self.soc], window_kw=window_kw,
-            window_schedule_kw=session_schedule,
+            schedule_kw=x, import_kw=imp, export_kw=exp,
             curtailment_kw=curt, price_eur_per_kwh=price, bus_price_eur_per_kwh=bus_price,
             dlmp_components=components, member_price_eur_per_kwh=member_price,
             member_cost_eur=member_cost, retailer_cost_eur=retailer, welfare_eur=welfare,
             solve_seconds=seconds, lp_solves=solves, lp_basis=solution.basis,
-            kinds={name: block.read(solution) for name, block in self.kind_blocks.items()},
+            kinds=plans,
         )

@@ -9,9 +9,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from lemgrid.assets.kinds import asset_kind, asset_kinds
+from lemgrid.assets.kinds import asset_kinds, kind_for_type
 from lemgrid.assets.participants import Participants
-from lemgrid.assets.tables import Batteries, EnergyWindows, daily_windows
 from lemgrid.errors import InputError
 from lemgrid.grid.kpis import GridLimits
 from lemgrid.grid.network import Network
@@ -27,13 +26,10 @@ from lemgrid.grid.sources import Grid, load_grid
 from lemgrid.scenario.config import (
     AssetConfig,
     BatteryConfig,
-    EVConfig,
-    FlexibleLoadConfig,
     MarketConfig,
     PVConfig,
     ScenarioConfig,
     TariffConfig,
-    clock_hours,
 )
 
 
@@ -185,8 +181,6 @@ class _ParticipantBuilder:
         self.load_p: list[np.ndarray] = []
         self.load_q: list[np.ndarray] = []
         self.pv: list[np.ndarray] = []
-        self.batteries: list[dict] = []
-        self.windows: list[dict] = []
         self.kind_rows: dict[str, list[dict]] = {}
 
     def add(self, pid: str, bus: int, loc: tuple) -> int:
@@ -200,6 +194,13 @@ class _ParticipantBuilder:
         self.pv.append(np.zeros(n_t))
         return len(self.ids) - 1
 
+    def add_asset(self, config: AssetConfig, owner: int, name: str, loc: tuple) -> None:
+        """The row(s) of an asset of a registered kind, built by its kind."""
+        kind = kind_for_type(config.type)
+        rows = kind.build(config, owner, name, self.h, loc)
+        self.kind_rows.setdefault(kind.name, []).extend(rows if isinstance(rows, list)
+                                                        else [rows])
+
     def first_at_bus(self, bus: int) -> int | None:
         return next((i for i, b in enumerate(self.bus) if b == bus), None)
 
@@ -207,20 +208,13 @@ class _ParticipantBuilder:
         def stack(columns: list[np.ndarray]) -> np.ndarray:
             return np.stack(columns, axis=1) if columns else np.zeros((len(self.h.time_index), 0))
 
-        def table(cls, rows: list[dict]):
-            if not rows:
-                return cls.empty()
-            return cls(**{k: np.array([r[k] for r in rows]) for k in rows[0]})
-
         return Participants(
             ids=np.array(self.ids, dtype=str),
             bus=np.array(self.bus, dtype=np.int64),
             load_p_kw=stack(self.load_p),
             load_q_kvar=stack(self.load_q),
             pv_p_kw=stack(self.pv),
-            batteries=table(Batteries, self.batteries),
-            windows=table(EnergyWindows, self.windows),
-            kinds={name: kind.table(self.kind_rows.get(name, []))
+            kinds={name: kind.table(self.kind_rows[name])
                    for name, kind in asset_kinds().items() if name in self.kind_rows},
         )
 
@@ -254,36 +248,11 @@ def _add_asset(builder: _ParticipantBuilder, asset: AssetConfig, loc: tuple, sca
     h = builder.h
     for owner in _owners(builder, asset, loc):
         name = asset.id if (asset.id and asset.every is None) else f"{builder.ids[owner]}/{asset.type}"
-        if isinstance(asset, BatteryConfig):
-            eta = float(np.sqrt(asset.efficiency))
-            builder.batteries.append(dict(
-                owner=owner, name=name, capacity_kwh=asset.capacity_kwh, power_kw=asset.power_kw,
-                eta_charge=eta, eta_discharge=eta, soc_min=asset.soc_min, soc_max=asset.soc_max,
-                soc_initial=asset.soc_initial,
-                soc_final=asset.soc_initial if asset.soc_final is None else asset.soc_final,
-            ))
-        elif isinstance(asset, PVConfig):
+        if isinstance(asset, PVConfig):  # PV is the participant's generation profile
             builder.pv[owner] = builder.pv[owner] + asset.kwp * scale_pv * h.standard(
                 asset.profile, loc + ("profile",))
-        elif isinstance(asset, EVConfig | FlexibleLoadConfig):
-            opening, closing = ((asset.arrival, asset.departure) if isinstance(asset, EVConfig)
-                                else (asset.window_start, asset.window_end))
-            windows = daily_windows(h.time_index, clock_hours(opening), clock_hours(closing))
-            for start, stop, fraction in windows:
-                energy = asset.energy_kwh * fraction
-                if energy > asset.power_kw * (stop - start) * h.dt_h + 1e-9:
-                    raise FieldError(
-                        loc + ("energy_kwh",),
-                        f"{asset.type} {name!r}: {energy:.3g} kWh cannot be delivered at "
-                        f"{asset.power_kw} kW between {opening} and {closing} "
-                        f"(at most {asset.power_kw * (stop - start) * h.dt_h:.3g} kWh)")
-                builder.windows.append(dict(
-                    owner=owner, name=name, kind=asset.type, start=start, stop=stop,
-                    energy_kwh=energy, power_kw=asset.power_kw))
-        else:  # a registered asset kind
-            kind = asset_kind(asset.type)
-            builder.kind_rows.setdefault(kind.name, []).append(
-                kind.build(asset, owner, name, h, loc))
+        else:  # an asset kind (battery, EV, shiftable load, heat pump, ...)
+            builder.add_asset(asset, owner, name, loc)
 
 
 def _check_references(config: ScenarioConfig, network: Network, ids: list[str]) -> None:
@@ -372,11 +341,10 @@ def build_scenario(config: ScenarioConfig, grid: Grid | None = None) -> Scenario
             if owner is None:
                 owner = builder.add(str(storages.names[j]), int(storages.bus[j]), ("participants",))
             storage_owner[j] = owner
-            builder.batteries.append(dict(
-                owner=owner, name=str(storages.names[j]), capacity_kwh=float(storages.e_kwh[j]),
-                power_kw=float(abs(storages.p_kw[j])), eta_charge=np.sqrt(0.9),
-                eta_discharge=np.sqrt(0.9), soc_min=0.0, soc_max=1.0, soc_initial=0.5,
-                soc_final=0.5))
+            builder.add_asset(BatteryConfig(
+                type="battery", capacity_kwh=float(storages.e_kwh[j]),
+                power_kw=float(abs(storages.p_kw[j])), efficiency=0.9, soc_min=0.0, soc_max=1.0,
+                soc_initial=0.5, soc_final=0.5), owner, str(storages.names[j]), ("grid",))
     else:
         load_names = {str(n): i for i, n in enumerate(loads.names)}
         sgen_names = {str(n): i for i, n in enumerate(sgens.names)}

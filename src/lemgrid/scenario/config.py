@@ -166,14 +166,15 @@ def _validate_asset(value: Any) -> AssetBase:
     (:mod:`lemgrid.assets.kinds`); the kind's own model validates the rest."""
     from pydantic_core import PydanticCustomError
 
-    from lemgrid.assets.kinds import BUILTIN_TYPES, all_type_names, asset_kinds
+    from lemgrid.assets.kinds import BUILTIN_TYPES, all_type_names, asset_kinds, kind_types
 
     if isinstance(value, AssetBase):
         return value
     tag = value.get("type") if isinstance(value, dict) else None
     if tag is None or tag in BUILTIN_TYPES or not isinstance(tag, str):
         return _builtin_assets().validate_python(value)
-    kinds = asset_kinds()
+    kinds = {t: kind for kind in asset_kinds().values() for t in kind_types(kind)
+             if t not in BUILTIN_TYPES}
     if tag not in kinds:
         expected = ", ".join(repr(t) for t in all_type_names())
         raise PydanticCustomError(
@@ -380,28 +381,27 @@ class SettlementConfig(Strict):
 
 
 class FlexPricesConfig(Strict):
-    """Utilisation prices of flexibility per asset kind [EUR/kWh], and the availability
-    (reservation) price [EUR per kW and hour]."""
+    """Utilisation prices of flexibility per asset kind [EUR/kWh] (``pv`` for curtailment, any
+    offer label of an asset kind: ``battery``, ``ev``, ``flexible_load``, ``heat_pump``, ...;
+    a kind not given offers at its default price), and the availability (reservation) price
+    [EUR per kW and hour]."""
 
     model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
-    battery: Price = 0.05
     pv: Price = 0.12
-    ev: Price = 0.03
-    flexible_load: Price = 0.03
     availability_eur_per_kw_h: Charge = 0.0
 
     @model_validator(mode="after")
     def _registered_kinds(self):
         if not self.model_extra:
             return self
-        from lemgrid.assets.kinds import asset_kinds
+        from lemgrid.assets.kinds import offer_labels
 
-        kinds = asset_kinds()
+        labels = offer_labels()
         for key, value in self.model_extra.items():
-            if key not in kinds:
+            if key not in labels:
                 raise ValueError(f"unknown asset kind {key!r} (prices are given per kind: "
-                                 f"battery, pv, ev, flexible_load, {', '.join(kinds)})")
+                                 f"pv, {', '.join(labels)})")
             if (isinstance(value, bool) or not isinstance(value, int | float)
                     or not abs(value) <= MAX_ABS_PRICE_EUR_PER_KWH):
                 raise ValueError(f"{key}: a price must be a number within "
@@ -410,8 +410,17 @@ class FlexPricesConfig(Strict):
 
     @property
     def by_kind(self) -> dict[str, float]:
-        """Prices of registered asset kinds given in the file [EUR/kWh]."""
+        """Prices of asset kinds given in the file [EUR/kWh] (the others: their defaults)."""
         return {k: float(v) for k, v in (self.model_extra or {}).items()}
+
+    def of_kind(self, label: str) -> float:
+        """Price of flexibility offered under ``label`` [EUR/kWh] (given, or the kind's
+        default)."""
+        if label == "pv":
+            return float(self.pv)
+        from lemgrid.dso.flexibility import OfferPrices
+
+        return OfferPrices(by_kind=self.by_kind).of_kind(label)
 
 
 class DailyWindowConfig(Strict):
@@ -440,10 +449,11 @@ class RequestConfig(Strict):
 
 
 def flex_kinds() -> list[str]:
-    """Asset kinds that can offer flexibility: the built-in ones and every registered kind."""
-    from lemgrid.assets.kinds import asset_kinds
+    """Asset kinds that can offer flexibility: PV and every registered kind's offer labels."""
+    from lemgrid.assets.kinds import offer_labels
 
-    return ["battery", "pv", "ev", "flexible_load", *asset_kinds()]
+    labels = offer_labels()
+    return [*labels[:1], "pv", *labels[1:]]
 
 
 class FlexibilityConfig(Strict):

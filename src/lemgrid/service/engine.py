@@ -299,7 +299,7 @@ def grid_day(scenario_path: str, interval: int) -> GridDay:
     from lemgrid.scenario import load_scenario
     from lemgrid.settlement.bills import Prices
     from lemgrid.sim.designs import DayAheadSession, own_schedules
-    from lemgrid.sim.runner import agent_types, day_bounds, forecasts, split_windows, window_kinds
+    from lemgrid.sim.runner import agent_types, day_bounds, forecasts, window_kinds
 
     scenario = load_scenario(scenario_path)
     if scenario.config.dso is None:
@@ -318,9 +318,7 @@ def grid_day(scenario_path: str, interval: int) -> GridDay:
     prices = Prices.from_scenario(scenario)
     session = DayAheadSession(
         scenario=scenario, start=start, stop=stop, load_kw=load_f[start:stop],
-        pv_kw=pv_f[start:stop], batteries=parts.batteries,
-        windows=split_windows(parts.windows, start, stop), prices=prices,
-        agents=agent_types(scenario), rng=rng, zip_traders=None,
+        pv_kw=pv_f[start:stop], prices=prices, agents=agent_types(scenario), rng=rng, zip_traders=None,
         price_forecast=np.full(stop - start, np.nan),
         background_p_kw=scenario.background_p_kw[start:stop], q_kvar=q_all[start:stop],
         kinds=window_kinds(parts.kinds, start, stop))

@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lemgrid.agents.dispatch import charge_on_arrival, self_consumption_battery
 from lemgrid.agents.strategies import random_limits
-from lemgrid.assets.kinds import asset_kind, kinds_to_owners
-from lemgrid.assets.tables import Batteries, EnergyWindows, take_rows
+from lemgrid.assets.kinds import asset_kind, kinds_to_owners, rule_order
+from lemgrid.assets.tables import take_rows
 from lemgrid.scenario.config import CommunityOptions, P2POptions
-from lemgrid.session import AssetPlan, DayAheadSession, SessionOutcome, net_kw, to_owners
+from lemgrid.session import AssetPlan, DayAheadSession, SessionOutcome, net_kw
 from lemgrid.settlement.bills import LocalFills, Positions, local_fills, settle
 from lemgrid.settlement.sharing import share_savings
 
@@ -27,59 +26,52 @@ if TYPE_CHECKING:
 
 # --- participants running their own assets --------------------------------------------------
 
-def rule_schedules(load_kw: np.ndarray, pv_kw: np.ndarray, batteries: Batteries,
-                   windows: EnergyWindows, dt_h: float, kinds: dict | None = None) -> AssetPlan:
-    """Assets run by the owners' rules, as without a market: EVs and shiftable loads at full
-    power from the start of their window, assets of registered kinds by their own rule (a heat
-    pump's thermostat), then batteries for self-consumption of what is left.
+def rule_schedules(load_kw: np.ndarray, pv_kw: np.ndarray, kinds: dict, dt_h: float
+                   ) -> AssetPlan:
+    """Assets run by the owners' rules, as without a market: every kind's business-as-usual
+    (``rule_dispatch``) in its ``rule_order``, each on the owner's net that the kinds before it
+    leave: EVs and shiftable loads at full power from the start of their window, heat pumps by
+    their thermostat, then batteries for self-consumption of what is left.
 
     Parameters
     ----------
     load_kw, pv_kw : ndarray (Td, N)
         Inflexible load and PV [kW].
-    batteries : Batteries
-    windows : EnergyWindows
-        Windows relative to the first interval.
+    kinds : dict[str, column table]
+        The session's assets by kind (:mod:`lemgrid.assets.kinds`), windows relative to the
+        first interval.
     dt_h : float
         Interval length [h].
-    kinds : dict[str, column table], optional
-        The session's assets of registered kinds (:mod:`lemgrid.assets.kinds`).
     """
     n_t, n = load_kw.shape
-    window_kw = charge_on_arrival(windows, n_t, dt_h)
-    net = pv_kw - load_kw - to_owners(window_kw, windows.owner, n)
-    kind_plans = {name: asset_kind(name).rule_dispatch(table, net, dt_h)
-                  for name, table in (kinds or {}).items()}
-    if kind_plans:
-        net = net + kinds_to_owners(kind_plans, n, n_t)
-    battery_kw, soc = self_consumption_battery(net, batteries, dt_h)
-    return AssetPlan(battery_kw=battery_kw, soc_kwh=soc, window_kw=window_kw,
-                     curtailment_kw=np.zeros((n_t, n)), kinds=kind_plans)
+    net = pv_kw - load_kw
+    plans = {}
+    for name in rule_order(kinds):
+        plan = asset_kind(name).rule_dispatch(kinds[name], net, dt_h)
+        net = net + kinds_to_owners({name: plan}, n, n_t)
+        plans[name] = plan
+    return AssetPlan(curtailment_kw=np.zeros((n_t, n)),
+                     kinds={name: plans[name] for name in kinds})
 
 
 def own_schedules(session: DayAheadSession) -> AssetPlan:
     """Assets run by their owners: by the rules, or by optimisers against the price forecast.
 
-    An optimiser ends the day with the energy in its batteries that its rules would leave, so
-    that every design and business-as-usual hold the same stored energy at every day's end."""
+    An optimiser ends the day with the state its rules would leave (the energy in its batteries,
+    at least the heat in its stores), so that every design and business-as-usual hold the same
+    stored energy at every day's end."""
     from lemgrid.market.community import CommunityProblem, solve_community
 
     n = session.shape[1]
     dt = session.dt_h
-    b, s = session.batteries, session.windows
-    plan = rule_schedules(session.load_kw, session.pv_kw, b, s, dt, session.kinds)
+    plan = rule_schedules(session.load_kw, session.pv_kw, session.kinds, dt)
     optimizer = session.agents == "optimizer"
     if optimizer.any():
         members = np.flatnonzero(optimizer)
         remap = np.full(n, -1)
         remap[members] = np.arange(len(members))
-        own_b = optimizer[b.owner] if len(b) else np.zeros(0, bool)
-        own_s = optimizer[s.owner] if len(s) else np.zeros(0, bool)
-        opt_b = take_rows(b, own_b)
-        opt_b = replace(opt_b, owner=remap[opt_b.owner])
-        opt_s = take_rows(s, own_s)
-        opt_s = replace(opt_s, owner=remap[opt_s.owner])
-        own_k = {name: optimizer[table.owner] for name, table in session.kinds.items()}
+        own_k = {name: optimizer[table.owner] if len(table) else np.zeros(0, bool)
+                 for name, table in session.kinds.items()}
         opt_k = {name: replace(take_rows(table, own_k[name]),
                                owner=remap[table.owner[own_k[name]]])
                  for name, table in session.kinds.items()}
@@ -92,17 +84,13 @@ def own_schedules(session: DayAheadSession) -> AssetPlan:
         problem = CommunityProblem(
             ids=session.scenario.participants.ids[members], bus=np.zeros(len(members), int),
             dt_h=dt, load_p_kw=session.load_kw[:, members], pv_p_kw=session.pv_kw[:, members],
-            batteries=opt_b, windows=opt_s, import_eur_per_kwh=buy, export_eur_per_kwh=sell,
+            import_eur_per_kwh=buy, export_eur_per_kwh=sell,
             curtailment_eur_per_kwh=session.seller_cost,
-            final_soc_kwh=plan.soc_kwh[-1, own_b] if len(plan.soc_kwh) else None,
             kinds=opt_k, kinds_final_state={
                 name: kp.state[-1, own_k[name]] for name, kp in plan.kinds.items()
                 if len(kp.state)})
         result = solve_community(problem, individual=True)
         plan.curtailment_kw[:, members] = result.curtailment_kw
-        plan.battery_kw[:, own_b] = result.discharge_kw - result.charge_kw
-        plan.soc_kwh[:, own_b] = result.soc_kwh
-        plan.window_kw[:, own_s] = result.window_schedule_kw
         for name, kp in result.kinds.items():
             plan.kinds[name].output_kw[:, own_k[name]] = kp.output_kw
             plan.kinds[name].state[:, own_k[name]] = kp.state
@@ -188,15 +176,13 @@ def community(session: DayAheadSession, options: CommunityOptions, constrained: 
     prices = session.prices
     n_t, n = session.shape
     dt = session.dt_h
-    reference_plan = rule_schedules(session.load_kw, session.pv_kw, session.batteries,
-                                    session.windows, dt, session.kinds)
+    reference_plan = rule_schedules(session.load_kw, session.pv_kw, session.kinds, dt)
     reference_net = net_kw(session, reference_plan)
     reference_bill = settle(Positions.retail_only(reference_net, dt), reference_net, prices, dt)
     reference_eur = (reference_bill.cost_eur - reference_bill.fixed_eur).sum(axis=0)
     problem = CommunityProblem(
         ids=scenario.participants.ids, bus=scenario.participants.bus, dt_h=dt,
-        load_p_kw=session.load_kw, pv_p_kw=session.pv_kw, batteries=session.batteries,
-        windows=session.windows,
+        load_p_kw=session.load_kw, pv_p_kw=session.pv_kw,
         import_eur_per_kwh=np.full(n_t, prices.retail_eur_per_kwh),
         export_eur_per_kwh=np.full(n_t, prices.export_eur_per_kwh),
         curtailment_eur_per_kwh=prices.export_eur_per_kwh if options.curtailment_eur_per_kwh
@@ -204,7 +190,6 @@ def community(session: DayAheadSession, options: CommunityOptions, constrained: 
         battery_wear_eur_per_kwh=options.battery_wear_eur_per_kwh,
         local_network_eur_per_kwh=prices.local_network_eur_per_kwh,
         levies_eur_per_kwh=prices.levies_eur_per_kwh,
-        final_soc_kwh=reference_plan.soc_kwh[-1] if n_t else None,
         reference_cost_eur=float(reference_eur.sum()), kinds=session.kinds,
         kinds_final_state={name: kp.state[-1] for name, kp in reference_plan.kinds.items()
                            if n_t})
@@ -238,9 +223,7 @@ def community(session: DayAheadSession, options: CommunityOptions, constrained: 
     transfer = share_savings(reference_eur, (at_prices.cost_eur - at_prices.fixed_eur).sum(axis=0))
     positions = replace(positions, sharing_eur=np.repeat(transfer[None, :] / max(n_t, 1), n_t,
                                                          axis=0))
-    plan = AssetPlan(battery_kw=result.discharge_kw - result.charge_kw, soc_kwh=result.soc_kwh,
-                     window_kw=result.window_schedule_kw, curtailment_kw=result.curtailment_kw,
-                     kinds=result.kinds)
+    plan = AssetPlan(curtailment_kw=result.curtailment_kw, kinds=result.kinds)
     return SessionOutcome(positions, plan, extra)
 
 

@@ -106,14 +106,20 @@ def _p2p(scenario: Scenario, network: str | None) -> OptimizeOutcome:
     if options.network != "ignore":
         raise NotBuiltError("the p2p design clears without grid limits; use --network ignore "
                             "(the community design clears within them)")
+    from lemgrid.assets.kinds import window_tables
+    from lemgrid.sim.designs import rule_schedules
+
     parts, tariffs = scenario.participants, scenario.tariffs
-    if any(len(table) for table in parts.kinds.values()):
-        raise NotBuiltError(f"optimize --design p2p does not schedule {', '.join(parts.kinds)} "
-                            "assets yet (their demand would be left out); use simulate, or "
-                            "optimize --design community")
+    # The owners run their assets by their rules (every asset kind's business-as-usual over the
+    # horizon, as the p2p design's price takers do each day); the peers trade what is left.
+    n_t = len(scenario.time_index)
+    plan = rule_schedules(parts.load_p_kw, parts.pv_p_kw, window_tables(parts.kinds, 0, n_t),
+                          scenario.dt_h)
+    assets_kw = plan.asset_kw(len(parts))
     import_price = tariffs.import_eur_per_kwh + tariffs.network_eur_per_kwh
     problem = p2p_problem(
-        parts.ids, parts.load_p_kw, parts.pv_p_kw,
+        parts.ids, parts.load_p_kw + np.maximum(-assets_kw, 0.0),
+        parts.pv_p_kw + np.maximum(assets_kw, 0.0),
         electrical_distance_ohm(scenario.network, parts.bus), scenario.dt_h,
         import_price, tariffs.export_eur_per_kwh, options)
     price0 = 0.5 * (import_price + tariffs.export_eur_per_kwh)

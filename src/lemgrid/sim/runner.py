@@ -21,15 +21,20 @@ import numpy as np
 import pandas as pd
 
 from lemgrid.agents.strategies import ZipTraders
-from lemgrid.assets.kinds import asset_kind, kinds_to_owners
-from lemgrid.assets.tables import EnergyWindows
+from lemgrid.assets.kinds import (
+    carry_tables,
+    kinds_to_owners,
+    owner_series,
+    window_tables,
+)
+from lemgrid.assets.windows import split_windows  # noqa: F401 (re-exported)
 from lemgrid.designs import design_options, get_design, is_local_market
 from lemgrid.dso.operator import DsoOperator, FlexRecords
 from lemgrid.errors import InputError
 from lemgrid.grid.powerflow import run_powerflow
 from lemgrid.grid.profiles import clock_h
 from lemgrid.scenario import Scenario
-from lemgrid.session import DayAheadSession, SessionOutcome, net_injection_kw, to_owners
+from lemgrid.session import DayAheadSession, SessionOutcome, net_injection_kw
 from lemgrid.settlement.bills import (BILL_COMPONENTS, FlexMoney, Positions, Prices,
                                      local_fills, settle)
 from lemgrid.settlement.kpis import market_kpis
@@ -90,28 +95,14 @@ def same_clock_time(time_index: pd.DatetimeIndex, day: tuple[int, int], other: t
     return np.array([by_clock.get(c, np.nan) for c in clock_h(time_index[slice(*other)])])
 
 
-def split_windows(windows: EnergyWindows, start: int, stop: int) -> EnergyWindows:
-    """The parts of EV / shiftable-load windows inside [start, stop), relative to ``start``; a
-    window cut by the boundary takes the share of its energy that its part of the window has."""
-    lo = np.maximum(windows.start, start)
-    hi = np.minimum(windows.stop, stop)
-    keep = hi > lo
-    share = (hi - lo) / np.maximum(windows.stop - windows.start, 1)
-    return EnergyWindows(
-        owner=windows.owner[keep], name=windows.name[keep], kind=windows.kind[keep],
-        start=(lo - start)[keep], stop=(hi - start)[keep],
-        energy_kwh=(windows.energy_kwh * share)[keep], power_kw=windows.power_kw[keep])
-
-
 def window_kinds(kinds: dict, start: int, stop: int) -> dict:
-    """The registered kinds' tables of intervals [start, stop)."""
-    return {name: asset_kind(name).window(table, start, stop) for name, table in kinds.items()}
+    """The kinds' tables of intervals [start, stop) (:func:`lemgrid.assets.kinds.window_tables`)."""
+    return window_tables(kinds, start, stop)
 
 
 def carry_kinds(kinds: dict, plans: dict) -> dict:
     """The kinds' full-horizon tables with the state where the session's plans end."""
-    return {name: asset_kind(name).carry(table, plans[name]) if name in plans else table
-            for name, table in kinds.items()}
+    return carry_tables(kinds, plans)
 
 
 class Delivery(NamedTuple):
@@ -120,8 +111,7 @@ class Delivery(NamedTuple):
     metered_kw: np.ndarray  # net injection, export positive [kW]
     consumption_kw: np.ndarray  # load, EVs, shiftable loads, battery charging [kW]
     generation_kw: np.ndarray  # PV after curtailment, battery discharge [kW]
-    battery_kw: np.ndarray  # net output of the participant's batteries [kW]
-    battery_e_kwh: np.ndarray  # energy stored in them at the end of the interval [kWh]
+    series: dict[str, np.ndarray]  # the kinds' per-owner series (battery_kw, battery_e_kwh)
 
 
 def deliver_without_market(scenario: Scenario) -> Delivery:
@@ -136,27 +126,30 @@ def deliver_without_market(scenario: Scenario) -> Delivery:
 
     parts = scenario.participants
     n = len(parts)
-    batteries = parts.batteries
     kinds = parts.kinds
-    battery_days: list[np.ndarray] = []
-    stored: list[np.ndarray] = []
-    flexible_days: list[np.ndarray] = []
+    output_days: list[np.ndarray] = []
+    drawn_days: list[np.ndarray] = []  # per owner, what every kind draws (kinds one by one)
+    made_days: list[np.ndarray] = []  # per owner, what every kind injects
+    series_days: list[dict[str, np.ndarray]] = []
     for start, stop in day_bounds(scenario):
-        windows = split_windows(parts.windows, start, stop)
-        plan = rule_schedules(parts.load_p_kw[start:stop], parts.pv_p_kw[start:stop], batteries,
-                              windows, scenario.dt_h, window_kinds(kinds, start, stop))
-        battery_days.append(to_owners(plan.battery_kw, batteries.owner, n))
-        stored.append(to_owners(plan.soc_kwh, batteries.owner, n))
-        # Registered kinds (heat pumps, ...) count with the shiftable loads: net consumption.
-        flexible_days.append(to_owners(plan.window_kw, windows.owner, n)
-                             - kinds_to_owners(plan.kinds, n, stop - start))
-        if len(batteries) and stop > start:
-            batteries = replace(batteries, soc_initial=plan.soc_kwh[-1] / batteries.capacity_kwh)
+        day = window_kinds(kinds, start, stop)
+        plan = rule_schedules(parts.load_p_kw[start:stop], parts.pv_p_kw[start:stop], day,
+                              scenario.dt_h)
+        by_kind = [kinds_to_owners({name: kp}, n, stop - start) for name, kp in plan.kinds.items()]
+        zero = np.zeros((stop - start, n))
+        output_days.append(plan.asset_kw(n))
+        drawn_days.append(sum((np.maximum(-o, 0) for o in by_kind), zero))
+        made_days.append(sum((np.maximum(o, 0) for o in by_kind), zero))
+        series_days.append(owner_series(day, plan.kinds, n, stop - start))
         kinds = carry_kinds(kinds, plan.kinds)
-    battery, flexible = np.concatenate(battery_days), np.concatenate(flexible_days)
-    metered = net_injection_kw(parts.pv_p_kw, 0.0, parts.load_p_kw, battery - flexible)
-    return Delivery(metered, parts.load_p_kw + flexible + np.maximum(-battery, 0),
-                    parts.pv_p_kw + np.maximum(battery, 0), battery, np.concatenate(stored))
+    output = np.concatenate(output_days)
+    metered = net_injection_kw(parts.pv_p_kw, 0.0, parts.load_p_kw, output)
+    return Delivery(metered, parts.load_p_kw + np.concatenate(drawn_days),
+                    parts.pv_p_kw + np.concatenate(made_days), _join_series(series_days))
+
+
+def _join_series(days: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {key: np.concatenate([d[key] for d in days]) for key in days[0]} if days else {}
 
 
 def collect_dso(days: list, scenario: Scenario) -> tuple[FlexMoney, dict]:
@@ -241,13 +234,13 @@ def intraday(positions: Positions, metered_kw: np.ndarray, prices: Prices, dt_h:
 
 
 def participant_series(positions: Positions, bill, metered_kw: np.ndarray,
-                       battery_kw: np.ndarray, battery_e_kwh: np.ndarray, bau_bill
-                       ) -> dict[str, np.ndarray]:
-    """The per-interval, per-participant columns of participant_intervals.parquet (T, N)."""
+                       kind_series: dict[str, np.ndarray], bau_bill) -> dict[str, np.ndarray]:
+    """The per-interval, per-participant columns of participant_intervals.parquet (T, N);
+    ``kind_series``: what the asset kinds report per owner (``battery_kw``, ...)."""
     p = positions
     return {
         "scheduled_kw": p.scheduled_kw, "delivered_kw": metered_kw,
-        "battery_kw": battery_kw, "battery_e_kwh": battery_e_kwh,
+        **kind_series,
         "grid_import_kwh": bill.import_kwh, "grid_export_kwh": bill.export_kwh,
         "local_bought_kwh": p.local_bought_kwh, "local_sold_kwh": p.local_sold_kwh,
         "market_bought_kwh": p.market_bought_kwh, "market_sold_kwh": p.market_sold_kwh,
@@ -297,12 +290,11 @@ class SessionsRun:
     positions : Positions
         Market positions, the DSO's activations included.
     asset_kw : ndarray
-        Scheduled net output of each participant's batteries minus its EVs' and shiftable loads'
-        consumption [kW].
+        Scheduled net output of each participant's assets (every kind) [kW].
     curtailment_kw : ndarray
         Scheduled PV curtailment [kW].
-    battery_kw, battery_e_kwh : ndarray
-        Scheduled battery output [kW] and stored energy at each interval's end [kWh].
+    series : dict of str to ndarray
+        What the kinds report per owner (``battery_kw``, ``battery_e_kwh``).
     extra : dict of str to ndarray (T,)
         The design's per-interval series.
     dso_days : list of DsoDay
@@ -312,8 +304,7 @@ class SessionsRun:
     positions: Positions
     asset_kw: np.ndarray
     curtailment_kw: np.ndarray
-    battery_kw: np.ndarray
-    battery_e_kwh: np.ndarray
+    series: dict[str, np.ndarray]
     extra: dict[str, np.ndarray]
     dso_days: list[DsoDay]
 
@@ -334,22 +325,18 @@ def run_sessions(scenario: Scenario, design: MarketDesign, options: BaseModel,
                               prices.export_eur_per_kwh, zip_config.learning_rate,
                               zip_config.momentum, zip_config.initial_margin, rng)
                    if (agents == "zip").any() else None)
-    batteries = parts.batteries
     kinds = parts.kinds
     price_forecast = np.full(n_t, np.nan)
     outcomes: list[SessionOutcome] = []
     assets: list[np.ndarray] = []
     curtailments: list[np.ndarray] = []
-    battery_days: list[np.ndarray] = []
-    stored_days: list[np.ndarray] = []
+    series_days: list[dict[str, np.ndarray]] = []
     dso = DsoOperator(scenario, scenario.config.dso, rng) if scenario.config.dso else None
     dso_days: list[DsoDay] = []
     for k, (start, stop) in enumerate(days):
         session = DayAheadSession(
             scenario=scenario, start=start, stop=stop, load_kw=load_f[start:stop],
-            pv_kw=pv_f[start:stop], batteries=batteries,
-            windows=split_windows(parts.windows, start, stop), prices=prices,
-            agents=agents, rng=rng, zip_traders=zip_traders,
+            pv_kw=pv_f[start:stop], prices=prices, agents=agents, rng=rng, zip_traders=zip_traders,
             price_forecast=price_forecast[start:stop],
             background_p_kw=scenario.background_p_kw[start:stop],
             q_kvar=q_all[start:stop], kinds=window_kinds(kinds, start, stop))
@@ -361,14 +348,9 @@ def run_sessions(scenario: Scenario, design: MarketDesign, options: BaseModel,
             plan = dso_day.plan
             outcome.positions = outcome.positions.shifted(dso_day.schedule_delta_kw, dt)
         outcomes.append(outcome)
-        assets.append(plan.asset_kw(batteries, session.windows, n))
-        battery_days.append(to_owners(plan.battery_kw, batteries.owner, n))
-        stored_days.append(to_owners(plan.soc_kwh, batteries.owner, n))
+        assets.append(plan.asset_kw(n))
+        series_days.append(owner_series(session.kinds, plan.kinds, n, stop - start))
         curtailments.append(plan.curtailment_kw)
-        if len(batteries) and stop > start:
-            soc = np.clip(plan.soc_kwh[-1] / batteries.capacity_kwh,
-                          batteries.soc_min, batteries.soc_max)
-            batteries = replace(batteries, soc_initial=soc)
         kinds = carry_kinds(kinds, plan.kinds)
         # Tomorrow's optimisers expect today's prices at the same local clock time (a
         # daylight-saving day has 23 or 25 hours).
@@ -381,7 +363,7 @@ def run_sessions(scenario: Scenario, design: MarketDesign, options: BaseModel,
     extra = {key: np.concatenate([o.extra[key] for o in outcomes])
              for key in outcomes[0].extra} if outcomes else {}
     return SessionsRun(_concat(outcomes), np.concatenate(assets), np.concatenate(curtailments),
-                       np.concatenate(battery_days), np.concatenate(stored_days), extra, dso_days)
+                       _join_series(series_days), extra, dso_days)
 
 
 def deliver(scenario: Scenario, run: SessionsRun) -> Delivery:
@@ -392,8 +374,7 @@ def deliver(scenario: Scenario, run: SessionsRun) -> Delivery:
     curtailment = np.minimum(run.curtailment_kw, parts.pv_p_kw)
     metered = net_injection_kw(parts.pv_p_kw, curtailment, parts.load_p_kw, asset)
     return Delivery(metered, parts.load_p_kw + np.maximum(-asset, 0),
-                    parts.pv_p_kw - curtailment + np.maximum(asset, 0), run.battery_kw,
-                    run.battery_e_kwh)
+                    parts.pv_p_kw - curtailment + np.maximum(asset, 0), run.series)
 
 
 class GridViews(NamedTuple):
@@ -471,7 +452,6 @@ def _run(scenario: Scenario, design: str | None, days: list[tuple[int, int]],
     grid, bau_grid, scheduled_grid = views.grid, views.bau_grid, views.scheduled_grid
     delivered, bau_flow = views.delivered, views.bau
     consumption, generation = delivery.consumption_kw, delivery.generation_kw
-    battery_kw, battery_e_kwh = delivery.battery_kw, delivery.battery_e_kwh
     kpis = {
         "design": design,
         "intervals": n_t,
@@ -511,8 +491,8 @@ def _run(scenario: Scenario, design: str | None, days: list[tuple[int, int]],
         local_bought_kwh=positions.local_bought_kwh, local_sold_kwh=positions.local_sold_kwh,
         grid_import_kwh=bill.import_kwh, grid_export_kwh=bill.export_kwh,
         cost_eur=bill.cost_eur, bau_cost_eur=bau_bill.cost_eur,
-        participant_series=participant_series(positions, bill, metered, battery_kw,
-                                              battery_e_kwh, bau_bill),
+        participant_series=participant_series(positions, bill, metered, delivery.series,
+                                              bau_bill),
         price_eur_per_kwh=positions.price_eur_per_kwh,
         local_volume_kwh=positions.local_volume_kwh,
         transformer_p_kw=delivered.p_slack_kw, bau_transformer_p_kw=bau_flow.p_slack_kw,
