@@ -121,8 +121,6 @@ def simulate(
     loaded = _load(scenario, days, start, seed)
     if not via_server:
         if server is not None or operator_key is not None:
-            from lemgrid.errors import InputError
-
             raise InputError("--server, --operator-key: only with --via-server")
         result = _run(loaded, design, quiet)
     else:
