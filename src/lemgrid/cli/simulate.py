@@ -90,6 +90,16 @@ def simulate(
         help="JSON-RPC URL of the node to anchor --ledger's checkpoints on (default: an "
              "in-process EVM)")] = None,
     quiet: Annotated[bool, quiet_option()] = False,
+    via_server: Annotated[bool, typer.Option(
+        "--via-server",
+        help="Agents trade as HTTP clients of a market server, each with its own key: the "
+             "one at --server, or one started in this process on loopback (order-based "
+             "designs only)")] = False,
+    server: Annotated[str | None, typer.Option(
+        metavar="URL", help="The market server for --via-server (needs --operator-key); "
+                            "default: in-process on loopback")] = None,
+    operator_key: Annotated[Path | None, typer.Option(
+        help="The server's operator key (PEM), for --via-server URL")] = None,
 ) -> None:
     """Simulate a market design on a grid, settle it and report.
 
@@ -109,7 +119,14 @@ def simulate(
     if ledger is not None and (ledger.exists() or ledger.is_symlink()):
         raise InputError(f"--ledger: {ledger} already exists; choose a new path")
     loaded = _load(scenario, days, start, seed)
-    result = _run(loaded, design, quiet)
+    if not via_server:
+        if server is not None or operator_key is not None:
+            raise InputError("--server, --operator-key: only with --via-server")
+        result = _run(loaded, design, quiet)
+    else:
+        from lemgrid.cli.via_server import run_via_server
+
+        result = run_via_server(loaded, design, server, operator_key, quiet)
     paths = write_simulation(result, out, report=report)
     if ledger is not None:
         from lemgrid.ledger.simulation import record_simulation

@@ -639,9 +639,10 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
     from lemgrid.service.grid_api import add_routes
 
     add_routes(app, market, role)
-    from lemgrid.service import umei
+    from lemgrid.service import dashboard, umei
 
     umei.add_routes(app, market)
+    dashboard.add_routes(app, market, role)
 
     @app.get("/feed")
     async def feed(_: Anyone, max_events: Annotated[int | None, Query(ge=1, le=10**6)] = None
