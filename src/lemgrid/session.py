@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lemgrid.assets.tables import KindTableViews
+
 if TYPE_CHECKING:
     from lemgrid.agents.strategies import ZipTraders
     from lemgrid.assets.kinds import KindPlan
-    from lemgrid.assets.tables import Batteries, EnergyWindows
     from lemgrid.scenario import Scenario
     from lemgrid.settlement.bills import Positions, Prices
 
@@ -39,7 +40,7 @@ def net_injection_kw(pv_kw: np.ndarray, curtailment_kw: np.ndarray | float, load
 
 
 @dataclass(eq=False)
-class DayAheadSession:
+class DayAheadSession(KindTableViews):
     """One day-ahead market session.
 
     Attributes
@@ -81,20 +82,6 @@ class DayAheadSession:
     @property
     def dt_h(self) -> float:
         return self.scenario.dt_h
-
-    @property
-    def batteries(self) -> Batteries:
-        """The session's batteries (the ``battery`` kind's table; empty if none)."""
-        from lemgrid.assets.tables import Batteries
-
-        return self.kinds.get("battery", Batteries.empty())
-
-    @property
-    def windows(self) -> EnergyWindows:
-        """The session's EV and shiftable-load windows (``energy_window``; empty if none)."""
-        from lemgrid.assets.tables import EnergyWindows
-
-        return self.kinds.get("energy_window", EnergyWindows.empty())
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from lemgrid.assets.tables import Batteries, EnergyWindows
+from lemgrid.assets.tables import KindTableViews
 
 
 @dataclass(frozen=True, eq=False)
-class Participants:
+class Participants(KindTableViews):
     """All participants of a scenario, as arrays (participants are columns).
 
     Attributes
@@ -35,16 +35,6 @@ class Participants:
     load_q_kvar: np.ndarray
     pv_p_kw: np.ndarray
     kinds: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def batteries(self) -> Batteries:
-        """The batteries (the ``battery`` kind's table; empty if none)."""
-        return self.kinds.get("battery", Batteries.empty())
-
-    @property
-    def windows(self) -> EnergyWindows:
-        """EV charging and shiftable-load windows (the ``energy_window`` kind's table)."""
-        return self.kinds.get("energy_window", EnergyWindows.empty())
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -98,6 +98,24 @@ class EnergyWindows:
         return _empty(cls)
 
 
+class KindTableViews:
+    """Read-only ``batteries`` and ``windows`` views of the built-in kinds' tables in
+    ``self.kinds`` (kind name -> table), empty tables where a kind is absent; for readers that
+    name those two kinds."""
+
+    kinds: dict
+
+    @property
+    def batteries(self) -> Batteries:
+        """The ``battery`` kind's table (empty if none)."""
+        return self.kinds.get("battery", Batteries.empty())
+
+    @property
+    def windows(self) -> EnergyWindows:
+        """The ``energy_window`` kind's table: EV and shiftable-load windows (empty if none)."""
+        return self.kinds.get("energy_window", EnergyWindows.empty())
+
+
 def daily_windows(time_index: pd.DatetimeIndex, open_h: float, close_h: float
                   ) -> list[tuple[int, int, float]]:
     """Windows [open, close) of each local day that overlap the horizon, clipped to it.

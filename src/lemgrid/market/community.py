@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lemgrid.assets.kinds import KindPlan, LPContext, asset_kind
-from lemgrid.assets.tables import Batteries, EnergyWindows
+from lemgrid.assets.tables import KindTableViews
 from lemgrid.errors import InfeasibleError, InputError
 from lemgrid.grid.kpis import GridLimits
 from lemgrid.grid.sensitivity import Linearization
@@ -50,7 +50,7 @@ MILP_REL_GAP = 1e-3
 
 
 @dataclass(frozen=True, eq=False)
-class CommunityProblem:
+class CommunityProblem(KindTableViews):
     """Everything the community manager knows, as arrays.
 
     Attributes
@@ -109,16 +109,6 @@ class CommunityProblem:
     @property
     def shape(self) -> tuple[int, int]:
         return self.load_p_kw.shape
-
-    @property
-    def batteries(self) -> Batteries:
-        """The ``battery`` kind's table (empty if none)."""
-        return self.kinds.get("battery", Batteries.empty())
-
-    @property
-    def windows(self) -> EnergyWindows:
-        """The ``energy_window`` kind's table: EV and shiftable-load windows (empty if none)."""
-        return self.kinds.get("energy_window", EnergyWindows.empty())
 
     @property
     def final_soc_kwh(self) -> np.ndarray | None:
