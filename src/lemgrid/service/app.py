@@ -31,6 +31,7 @@ from lemgrid.ledger.records import SignedRecord
 from lemgrid.service import delivery, sealed
 from lemgrid.service import engine as lab
 from lemgrid.service import signing
+from lemgrid.service.feed import sse_response
 from lemgrid.service.operator import MAX_GROUP, ROLES, Market, Refused
 from lemgrid.service.verifier import Verifier
 
@@ -649,26 +650,7 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
                    ) -> StreamingResponse:
         """Server-Sent Events: orders, cancels, gate closures, trades, checkpoints, traffic
         lights, flexibility requests, offers and activations."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[dict] = asyncio.Queue()
-
-        def send(event: dict) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, event)
-
-        market.subscribers.append(send)
-
-        async def stream():
-            try:
-                yield ": lemgrid feed\n\n"
-                n = 0
-                while max_events is None or n < max_events:
-                    event = await queue.get()
-                    yield f"event: {event['event']}\ndata: {json.dumps(event)}\n\n"
-                    n += 1
-            finally:
-                market.subscribers.remove(send)
-
-        return StreamingResponse(stream(), media_type="text/event-stream")
+        return sse_response(market, max_events, preamble=": lemgrid feed\n\n")
 
     _document_headers(app)
     return app

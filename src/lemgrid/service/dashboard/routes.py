@@ -2,7 +2,6 @@
 
 
 import asyncio
-import json
 import threading
 from collections.abc import Callable
 from functools import lru_cache
@@ -13,6 +12,7 @@ from fastapi import Depends, FastAPI, Query
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from lemgrid.service.dashboard import views
+from lemgrid.service.feed import sse_response
 from lemgrid.service.operator import Market, Refused
 
 HERE = Path(__file__).parent
@@ -107,29 +107,6 @@ def add_routes(app: FastAPI, market: Market, role: Callable) -> None:
                           ) -> StreamingResponse:
         """Server-Sent Events of the public view: the market's feed without participant,
         order or offer ids (no signature needed)."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[dict] = asyncio.Queue()
-
-        def send(event: dict) -> None:
-            public_event = views.public_event(event)
-            if public_event is not None:
-                loop.call_soon_threadsafe(queue.put_nowait, public_event)
-
-        market.subscribers.append(send)
-
-        async def stream():
-            try:
-                yield "retry: 1000\n: lemgrid public feed\n\n"
-                n = 0
-                while max_events is None or n < max_events:
-                    try:
-                        event = await asyncio.wait_for(queue.get(), timeout=15)
-                    except TimeoutError:
-                        yield ": keep-alive\n\n"
-                        continue
-                    yield f"event: {event['event']}\ndata: {json.dumps(event)}\n\n"
-                    n += 1
-            finally:
-                market.subscribers.remove(send)
-
-        return StreamingResponse(stream(), media_type="text/event-stream")
+        return sse_response(market, max_events,
+                            preamble="retry: 1000\n: lemgrid public feed\n\n",
+                            select=views.public_event, keep_alive_s=15)
