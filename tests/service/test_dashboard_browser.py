@@ -1,6 +1,6 @@
 """The dashboard in Debian's Chromium (Playwright) against a live server on loopback.
 
-The server runs ``examples/systems/ipower.yaml`` (SimBench rural LV feeder with geodata, a DSO
+The server runs ``examples/systems/ipower.yaml`` with a uniform-price market (SimBench rural LV feeder with geodata, a DSO
 whose forecast check turns some evening intervals amber), on wall time, in a thread of this
 process; participants trade through the signed API while the page is open.
 """
@@ -34,7 +34,14 @@ class Live:
     """A uvicorn server in a thread, its operator and two participants (alice sells, bob buys)."""
 
     def __init__(self, tmp: Path) -> None:
-        self.spec = load_market(str(IPOWER))
+        # iPower's own design is ``none`` (no local market, so no orders): the same feeder, DSO
+        # and participants with a uniform-price market, so that trades reach the page.
+        text = IPOWER.read_text(encoding="utf-8")
+        assert "market: {design: none}" in text
+        scenario = tmp / "ipower-uniform.yaml"
+        scenario.write_text(text.replace("market: {design: none}", "market: {design: uniform}"),
+                            encoding="utf-8")
+        self.spec = load_market(str(scenario))
         self.operator_key = generate_key()
         self.app = create_app(f"sqlite:///{tmp / 'market.db'}", self.operator_key, spec=self.spec)
         self.served = ThreadServer(self.app)
