@@ -1,8 +1,9 @@
 """The dashboard in Debian's Chromium (Playwright) against a live server on loopback.
 
-The server runs ``examples/systems/ipower.yaml`` with a uniform-price market (SimBench rural LV feeder with geodata, a DSO
-whose forecast check turns some evening intervals amber), on wall time, in a thread of this
-process; participants trade through the signed API while the page is open.
+The server runs ``examples/systems/ipower.yaml`` with a uniform-price market (SimBench rural LV
+feeder with geodata, a DSO whose forecast check turns some evening intervals amber), on wall
+time, in a thread of this process; participants trade through the signed API while the page is
+open.
 """
 
 from __future__ import annotations
