@@ -83,6 +83,19 @@ def make_world(url: str, spec=None) -> World:
     return World(url, http, clock, operator)
 
 
+def join_grid_parties(world: World, ids: list[str], providers: list[str]) -> None:
+    """Register the scenario's households (meter = id), the aggregators named as flexibility
+    providers with their members (``world.members``), the DSO and the TSO."""
+    world.members = {}
+    for who in ids:
+        world.join(who, meter=who, sellable_wh=None)
+    for agg in sorted(set(providers) - set(ids)):
+        world.members[agg] = [w for w, p in zip(ids, providers) if p == agg]
+        world.join(agg, role="aggregator", meter=agg, members=world.members[agg])
+    world.join("dso", role="dso", meter="-")
+    world.join("tso", role="tso", meter="-")
+
+
 @pytest.fixture(scope="session")
 def postgres():
     """A throwaway PostgreSQL server on loopback for the whole test session."""

@@ -26,7 +26,7 @@ from lemgrid.scenario import load_scenario
 from lemgrid.service import engine
 from lemgrid.sim.runner import simulate
 
-from .conftest import make_world
+from .conftest import join_grid_parties, make_world
 
 ROOT = Path(__file__).resolve().parents[2]
 IPOWER = ROOT / "examples" / "systems" / "ipower.yaml"
@@ -68,14 +68,8 @@ def _world(url: str, path: Path):
     day = engine.grid_day(str(path), 0)
     ids = [str(i) for i in day.scenario.participants.ids]
     providers = [str(p) for p in day.operator().providers]
-    world.households, world.members = ids, {}
-    for who in ids:
-        world.join(who, meter=who, sellable_wh=None)
-    for agg in sorted(set(providers) - set(ids)):
-        world.members[agg] = [w for w, p in zip(ids, providers) if p == agg]
-        world.join(agg, role="aggregator", meter=agg, members=world.members[agg])
-    world.join("dso", role="dso", meter="-")
-    world.join("tso", role="tso", meter="-")
+    world.households = ids
+    join_grid_parties(world, ids, providers)
     t0 = world.clock.now_ms
     for t in range(day.start, day.stop):
         r = world.operator.request("POST", "/sessions", {

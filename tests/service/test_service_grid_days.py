@@ -22,7 +22,7 @@ from lemgrid.scenario import load_scenario
 from lemgrid.service import engine
 from lemgrid.sim.runner import simulate
 
-from .conftest import make_world
+from .conftest import join_grid_parties, make_world
 
 ROOT = Path(__file__).resolve().parents[2]
 IPOWER = ROOT / "examples" / "systems" / "ipower.yaml"
@@ -102,14 +102,7 @@ def _world(url: str, path: Path):
     calendar = engine.GridCalendar(str(path))
     ids = [str(i) for i in calendar.scenario.participants.ids]
     providers = [str(p) for p in calendar.dso.providers]
-    world.members = {}
-    for who in ids:
-        world.join(who, meter=who, sellable_wh=None)
-    for agg in sorted(set(providers) - set(ids)):
-        world.members[agg] = [w for w, p in zip(ids, providers) if p == agg]
-        world.join(agg, role="aggregator", meter=agg, members=world.members[agg])
-    world.join("dso", role="dso", meter="-")
-    world.join("tso", role="tso", meter="-")
+    join_grid_parties(world, ids, providers)
     t0 = world.clock.now_ms
     stop = calendar.bounds[-1][1]
     for t in range(stop):
