@@ -42,6 +42,7 @@ from lemgrid.ledger.integration import default_keystore_path
 from lemgrid.ledger.records import SignedRecord, order_payload
 from lemgrid.ledger.spending import settlement_postings
 from lemgrid.ledger.store import Ledger, default_witness_path
+from lemgrid.ledger.units import eur_to_ueur
 from lemgrid.ledger.verify import Anchor
 
 if TYPE_CHECKING:
@@ -83,10 +84,6 @@ def market_id_of(result: SimulationResult, start: int) -> str:
 def _wh(kwh: np.ndarray) -> np.ndarray:
     """kWh to whole Wh, rounded down (a recorded quantity never exceeds what was traded)."""
     return np.floor(np.round(np.asarray(kwh, float) * 1000.0, 6)).astype(np.int64)
-
-
-def _ueur(eur: float) -> int:
-    return int(round(float(eur) * 1e6))
 
 
 def _session_bounds(result: SimulationResult) -> list[tuple[int, int]]:
@@ -212,7 +209,7 @@ def session_records(result: SimulationResult, keys: Keystore, log_id: str, start
                 "kind": "meter-reading", "log_id": log_id, "market_id": market, "interval": t,
                 "participant": p, "meter": meter_of(p), "import_wh": int(import_wh[k, i]),
                 "export_wh": int(export_wh[k, i]), "nonce": f"{market}/{t}/reading"}))
-        paid = [-_ueur(cost[k, i]) for i in range(len(ids))]
+        paid = [-eur_to_ueur(cost[k, i]) for i in range(len(ids))]
         postings: list[dict] = [{"account": p, "amount_ueur": a} for p, a in zip(ids, paid)]
         postings.append({"account": COUNTERPARTY_ACCOUNT, "amount_ueur": -sum(paid)})
         deliveries.append({"kind": "delivery-settlement", "market_id": market, "interval": t,
@@ -234,8 +231,8 @@ def statement_payload(result: SimulationResult, market: str, start: int, stop: i
         return int(round(float(np.asarray(s[name])[window, i].sum()) * 1000))
 
     metered_kwh = np.asarray(result.metered_kw)[window, i] * result.dt_h
-    parts = {field: _ueur(sum(float(np.asarray(s[c])[window, i].sum()) for c in components
-                              if c in s))
+    parts = {field: eur_to_ueur(sum(float(np.asarray(s[c])[window, i].sum())
+                                    for c in components if c in s))
              for field, components in STATEMENT_COMPONENTS.items()}
     return {"kind": "statement", "market_id": market, "interval": stop - 1,
             "participant": participant, "bought_wh": wh("local_bought_kwh"),
@@ -268,7 +265,7 @@ def activation_payloads(result: SimulationResult, start: int, stop: int) -> list
                     "offer_id": f"{t}/{provider}/{device}", "provider": provider,
                     "interval": t, "direction": row.direction, "power_w": power_w,
                     "price_meur_per_kwh": int(round(float(row.price_eur_per_kwh) * 1000)),
-                    "buyer": str(row.buyer), "utilisation_ueur": _ueur(row.utilisation_eur),
+                    "buyer": str(row.buyer), "utilisation_ueur": eur_to_ueur(row.utilisation_eur),
                     "device": f"{provider}/{device}"[:200]})
     return out
 
