@@ -42,7 +42,7 @@ from lemgrid.ledger.integration import default_keystore_path
 from lemgrid.ledger.records import SignedRecord, order_payload
 from lemgrid.ledger.spending import settlement_postings
 from lemgrid.ledger.store import Ledger, default_witness_path
-from lemgrid.ledger.units import eur_to_ueur
+from lemgrid.ledger.units import eur_per_kwh_to_meur, eur_to_ueur, kwh_to_wh
 from lemgrid.ledger.verify import Anchor
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ def _interval_price_meur(result: SimulationResult, t: int, paid_eur: float,
     price = float(result.price_eur_per_kwh[t])
     if not math.isfinite(price):
         price = paid_eur / bought_kwh if bought_kwh > 0 else 0.0
-    return int(round(price * 1000))
+    return eur_per_kwh_to_meur(price)
 
 
 def session_records(result: SimulationResult, keys: Keystore, log_id: str, start: int,
@@ -228,7 +228,7 @@ def statement_payload(result: SimulationResult, market: str, start: int, stop: i
     window = slice(start, stop)
 
     def wh(name: str) -> int:
-        return int(round(float(np.asarray(s[name])[window, i].sum()) * 1000))
+        return kwh_to_wh(float(np.asarray(s[name])[window, i].sum()), name)
 
     metered_kwh = np.asarray(result.metered_kw)[window, i] * result.dt_h
     parts = {field: eur_to_ueur(sum(float(np.asarray(s[c])[window, i].sum())
@@ -264,7 +264,7 @@ def activation_payloads(result: SimulationResult, start: int, stop: int) -> list
         out.append({"kind": "flex-activation", "activation_id": f"{t}/{n}",
                     "offer_id": f"{t}/{provider}/{device}", "provider": provider,
                     "interval": t, "direction": row.direction, "power_w": power_w,
-                    "price_meur_per_kwh": int(round(float(row.price_eur_per_kwh) * 1000)),
+                    "price_meur_per_kwh": eur_per_kwh_to_meur(row.price_eur_per_kwh),
                     "buyer": str(row.buyer), "utilisation_ueur": eur_to_ueur(row.utilisation_eur),
                     "device": f"{provider}/{device}"[:200]})
     return out
