@@ -7,12 +7,14 @@ import asyncio
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from fastapi.testclient import TestClient
 
 from lemgrid.client import MarketClient
 from lemgrid.ledger.identity import generate_key, public_bytes, signing_message
 from lemgrid.service import tables as t
-from lemgrid.service.app import create_app
+from lemgrid.service.app import MAX_JSON_DEPTH, create_app, json_too_deep
 from lemgrid.service.verifier import Verifier
 
 from .conftest import World
@@ -149,14 +151,67 @@ def test_verifier_batches_and_falls_back_when_its_helper_dies():
 
 
 def test_bodies_the_fast_path_cannot_read_are_answered_by_the_route(helper_world):
-    """JSON nested deeper than Python's parser goes, or not JSON at all: FastAPI's answer (a
-    4xx), never a server error."""
+    """Not JSON at all, or empty: FastAPI's answer (a 4xx), never a server error."""
     w = helper_world
     alice = w.join("alice")
     w.session("s1")
-    for data in [b"[" * 100_000 + b"]" * 100_000, b"{not json", b""]:
+    for data in [b"{not json", b""]:
         headers = {"content-type": "application/json",
                    **alice.headers("POST", "/markets/s1/orders", data)}
         r = w.http.post("/markets/s1/orders", content=data, headers=headers)
         assert 400 <= r.status_code < 500, (data[:10], r.status_code, r.text)
     assert _rows(w, t.orders) == 0
+
+
+@pytest.fixture
+def high_recursion_limit():
+    """As in a process that imported py-evm, which raises the recursion limit to 100,000."""
+    import sys
+
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(100_000)
+    yield
+    sys.setrecursionlimit(before)
+
+
+@pytest.mark.parametrize("path", ["/markets/s1/orders", "/markets/s1/cancel", "/register"])
+def test_deeply_nested_bodies_are_refused_before_any_parser_reads_them(helper_world, path,
+                                                                         high_recursion_limit):
+    """A parser would overflow the C stack (the server would die): the depth is refused
+    first, naming the body."""
+    w = helper_world
+    alice = w.join("alice")
+    w.session("s1")
+    for data in [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * (MAX_JSON_DEPTH + 1) + b"1"
+                 + b"}" * (MAX_JSON_DEPTH + 1)]:
+        headers = {"content-type": "application/json", **alice.headers("POST", path, data)}
+        r = w.http.post(path, content=data, headers=headers)
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == ["body"]
+        assert str(MAX_JSON_DEPTH) in r.json()["detail"][0]["msg"]
+    assert _rows(w, t.orders) == 0
+
+
+def _depth(value) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    return 0
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text("[]{}\\\"ab", max_size=6),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text("[]{}\\\"ab", max_size=4), inner, max_size=3),
+    max_leaves=60)
+
+
+@given(_json_values)
+def test_json_depth_is_the_parsed_values_depth(value):
+    """Against the depth of what ``json.loads`` reads (brackets in keys and strings, escaped
+    quotes included)."""
+    raw = json.dumps(value, ensure_ascii=False).encode()
+    assert json_too_deep(raw) == (_depth(json.loads(raw)) > MAX_JSON_DEPTH)
+    deeper = b"[" * MAX_JSON_DEPTH + raw + b"]" * MAX_JSON_DEPTH
+    assert json_too_deep(deeper) == (_depth(value) > 0)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -264,9 +265,34 @@ class _OrderWriter:
 _ORDERS_PATH = re.compile(r"/markets/([^/]+)/orders")
 
 
+#: JSON bodies nested deeper than this are refused before any parser reads them (422).
+MAX_JSON_DEPTH = 32
+
+_OPENERS, _CLOSERS = np.zeros(256, np.int8), np.zeros(256, np.int8)
+_OPENERS[[ord("["), ord("{")]] = 1
+_CLOSERS[[ord("]"), ord("}")]] = 1
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def json_too_deep(raw: bytes) -> bool:
+    """Whether the arrays and objects of a JSON text nest deeper than :data:`MAX_JSON_DEPTH`
+    (brackets inside strings do not count).
+
+    Parsers recurse once per level: Python's ``json`` overflows a thread's C stack long before
+    the interpreter's recursion limit once a library has raised that limit (py-evm and py_ecc
+    set it to 100,000 on import), so the depth is measured without parsing.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return False
+    codes = np.frombuffer(_JSON_STRING.sub(b"", raw), np.uint8)
+    depth = np.cumsum(_OPENERS[codes].astype(np.int32) - _CLOSERS[codes])
+    return bool(depth.max(initial=0) > MAX_JSON_DEPTH)
+
+
 class _OrderFastPath:
-    """ASGI middleware: a well-formed signed order skips FastAPI's routing and dependency
-    solving, which cost about as much CPU as the rest of the order's handling.
+    """ASGI middleware: refuses JSON bodies nested deeper than :data:`MAX_JSON_DEPTH`, and lets
+    a well-formed signed order skip FastAPI's routing and dependency solving, which cost about
+    as much CPU as the rest of the order's handling.
 
     Only a ``POST /markets/{market_id}/orders`` with ``Content-Type: application/json`` whose
     body is a valid :class:`SignedOrder` is handled here, by the same checks as the route
@@ -279,8 +305,7 @@ class _OrderFastPath:
         self.app, self.handle = app, handle
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or _ORDERS_PATH.fullmatch(
-                scope["path"]) is None or scope.get("root_path"):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
         chunks, more = [], True
@@ -292,7 +317,13 @@ class _OrderFastPath:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        if not await self.handle(scope, body, send):
+        if json_too_deep(body):
+            await _send_json(send, 422, {"detail": [{
+                "type": "json_invalid", "loc": ["body"], "input": None,
+                "msg": f"JSON nested deeper than {MAX_JSON_DEPTH} levels"}]})
+            return
+        if (_ORDERS_PATH.fullmatch(scope["path"]) is None or scope.get("root_path")
+                or scope["method"] != "POST" or not await self.handle(scope, body, send)):
             await self.app(scope, _replay(body, None), send)
 
 
@@ -521,8 +552,8 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
             return False
         try:
             body = SignedOrder.model_validate(json.loads(raw))
-        except Exception:  # noqa: BLE001  (ValidationError, JSON errors, RecursionError, ...:
-            return False  # FastAPI answers each as it does for the route, naming the field)
+        except Exception:  # noqa: BLE001  (ValidationError, JSON errors, ...: FastAPI answers
+            return False  # each as it does for the route, naming the field)
         market_id = _ORDERS_PATH.fullmatch(scope["path"]).group(1)  # type: ignore[union-attr]
         url = URL(scope=scope)  # as Request.url: the same path and query as the route signs
         try:
@@ -537,6 +568,7 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
             who = await authenticate("POST", _signed_path(url.path, url.query), headers, raw,
                                      also)
             _check_role(who, ("participant", "aggregator"))
+            # authenticate replaced ``also``'s item by whether the order's signature verified
             status, answer = await intake(who, market_id, body, headers, raw,
                                           bool(also) and also[0] is True)
         except Refused as exc:

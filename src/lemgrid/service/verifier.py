@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
 import struct
@@ -123,6 +124,10 @@ class Verifier:
 
     async def verify(self, items: list[Item]) -> list[bool]:
         """Whether each ``(raw public key, signature hex, message)`` verifies."""
+        if self._proc is not None and self._proc.poll() is not None:
+            # Its end of the pipe may not read as closed yet (or ever, if a process forked
+            # meanwhile holds a copy of it): an exited helper is noticed here too.
+            self._fail_over(f"it exited with status {self._proc.returncode}")
         if self._proc is None:
             return verify_items(items)
         loop = asyncio.get_running_loop()
@@ -203,6 +208,8 @@ class Verifier:
             if self._loop is not None and not self._loop.is_closed() and proc.stdout:
                 self._loop.remove_reader(proc.stdout.fileno())
             proc.kill()
+            proc.wait()
+            _close_pipes(proc)
         pending = [*(self._in_flight or []), *self._waiting]
         self._in_flight, self._waiting = None, collections.deque()
         for items, future in pending:
@@ -217,12 +224,21 @@ class Verifier:
         if self._loop is not None and not self._loop.is_closed() and proc.stdout:
             self._loop.remove_reader(proc.stdout.fileno())
         if proc.stdin:
-            proc.stdin.close()
+            with contextlib.suppress(OSError):  # a helper that died leaves a broken pipe
+                proc.stdin.close()  # the helper's end of input: it returns
         try:
             proc.wait(5)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        _close_pipes(proc)
+
+
+def _close_pipes(proc: subprocess.Popen) -> None:
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe:
+            with contextlib.suppress(OSError):  # a helper that died leaves a broken pipe
+                pipe.close()
 
 
 if __name__ == "__main__":
