@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import given
@@ -142,7 +143,10 @@ def test_verifier_batches_and_falls_back_when_its_helper_dies():
             after = await verifier.verify([items[0], wrong])
             return together, after
 
-        together, after = asyncio.run(run())
+        # On a thread of its own: the session's Playwright browser (tests/conftest.py) keeps
+        # an event loop running on the main thread once a report test has used it.
+        with ThreadPoolExecutor(1) as thread:
+            together, after = thread.submit(asyncio.run, run()).result()
     finally:
         verifier.close()
     assert together == [[True, True], [True, False, False, False]]

@@ -32,7 +32,8 @@ from lemgrid.service.umei.problems import TYPE_BASE
 from ._umei import PREFIX, checker, fsp_client_module
 from .test_service_grid import IPOWER, _lab_offers, _world, lab  # noqa: F401 (lab: fixture)
 
-pytestmark = pytest.mark.slow
+# One worker runs the module: test_every_operation_was_checked reads what the others saw.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("umei-market")]
 
 fsp = fsp_client_module()
 
