@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lemgrid.dso.flex_market import GridNeed, clear_flex_worst_violation_first, clear_optimal, \
@@ -226,3 +227,34 @@ def test_pay_as_clear_is_capped_where_offers_fall_short(one_constraint_case):
     assert unmet["voltage_pu"] > 0  # the need cannot be met by these offers
     assert np.all(acts.price_eur_per_kwh <= 0.25 + 1e-12)
     assert np.all(acts.price_eur_per_kwh >= small.price_eur_per_kwh[acts.offer] - 1e-12)
+
+
+@pytest.mark.slow
+def test_each_session_books_its_own_activations(monkeypatch):
+    """Offers count intervals from their session's start: what a resource sold at a clock time
+    on the first day must not be booked against the same clock time of the second day."""
+    from lemgrid.dso import flexibility
+
+    booked: dict[int, set[str]] = {}  # registry -> days of the activations booked in it
+    record = flexibility.ActivationRegistry.record
+
+    def spy(self, offers, activations):
+        booked.setdefault(id(self), set())
+        record(self, offers, activations)
+        booked[id(self)].add(spy.day)
+
+    monkeypatch.setattr(flexibility.ActivationRegistry, "record", spy)
+    from lemgrid.dso.operator import DsoOperator
+
+    process = DsoOperator.process
+
+    def per_day(self, session, plan):
+        spy.day = str(session.scenario.time_index[session.start].date())
+        return process(self, session, plan)
+
+    monkeypatch.setattr(DsoOperator, "process", per_day)
+    _, result = run("  flexibility: {clearing: optimal}")
+    activations = result.tables["flex_activations"]
+    days = pd.to_datetime(activations.interval).dt.date.astype(str)
+    assert days.nunique() == 2  # both days needed flexibility
+    assert booked and all(len(d) == 1 for d in booked.values()), booked

@@ -349,6 +349,9 @@ class DsoOperator:
         """Run the DSO's day for a session whose market produced ``plan`` (see module doc)."""
         config, flex = self.config, self.config.flexibility
         parts = self.scenario.participants
+        # Offers and activations count intervals from the session's start: each session books
+        # its own (a resource sold at 12:00 today is free at 12:00 tomorrow).
+        self.registry = ActivationRegistry()
         start, stop = session.start, session.stop
         n_t, n = stop - start, len(parts)
         dt = session.dt_h
