@@ -196,6 +196,16 @@ def test_deeply_nested_bodies_are_refused_before_any_parser_reads_them(helper_wo
     assert _rows(w, t.orders) == 0
 
 
+def test_deeply_nested_umei_bodies_are_problem_details(helper_world, high_recursion_limit):
+    data = b"[" * 100_000 + b"]" * 100_000
+    r = helper_world.http.post("/umei/Orders", content=data,
+                               headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json"
+    problem = r.json()
+    assert problem["type"].endswith("/ValidationError")
+    assert problem["validation-errors"][0]["property"] == "body"
+
+
 def _depth(value) -> int:
     if isinstance(value, list):
         return 1 + max(map(_depth, value), default=0)

@@ -318,9 +318,16 @@ class _OrderFastPath:
             more = message.get("more_body", False)
         body = b"".join(chunks)
         if json_too_deep(body):
-            await _send_json(send, 422, {"detail": [{
-                "type": "json_invalid", "loc": ["body"], "input": None,
-                "msg": f"JSON nested deeper than {MAX_JSON_DEPTH} levels"}]})
+            why = f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+            if scope["path"].startswith("/umei/"):  # UMEI's own problem details
+                from lemgrid.service.umei.problems import Problem
+
+                problem = Problem("ValidationError", f"body: {why}", field="body")
+                await _send_json(send, problem.status, problem.body(scope["path"]),
+                                 "application/problem+json")
+            else:
+                await _send_json(send, 422, {"detail": [{
+                    "type": "json_invalid", "loc": ["body"], "input": None, "msg": why}]})
             return
         if (_ORDERS_PATH.fullmatch(scope["path"]) is None or scope.get("root_path")
                 or scope["method"] != "POST" or not await self.handle(scope, body, send)):
@@ -345,13 +352,14 @@ def _replay(body: bytes, last: dict | None) -> Callable:
     return receive
 
 
-async def _send_json(send: Callable, status: int, content: Any) -> None:
+async def _send_json(send: Callable, status: int, content: Any,
+                     media_type: str = "application/json") -> None:
     """Send a JSON answer as ``JSONResponse`` would."""
     data = json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None,
                       separators=(",", ":")).encode("utf-8")
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-length", str(len(data)).encode()),
-                            (b"content-type", b"application/json")]})
+                            (b"content-type", media_type.encode())]})
     await send({"type": "http.response.body", "body": data})
 
 
