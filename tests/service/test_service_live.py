@@ -52,7 +52,7 @@ def test_sse_feed_streams_orders_gate_closure_trades_and_checkpoint(server):
     clients = _setup(live.url, key, ["alice", "bob"])
     op = clients["operator"]
     assert op.request("POST", "/sessions", {"market_id": "s1", "interval": 0,
-                                            "gate_ms": _now_ms() + 1500}).status_code == 201
+                                            "gate_ms": _now_ms() + 4000}).status_code == 201
     path = "/feed?max_events=5"
     events: list[dict] = []
 
@@ -60,13 +60,17 @@ def test_sse_feed_streams_orders_gate_closure_trades_and_checkpoint(server):
         with httpx.stream("GET", live.url + path, headers=op.headers("GET", path, b""),
                           timeout=30) as r:
             assert r.status_code == 200
+            connected.set()
             for line in r.iter_lines():
                 if line.startswith("data: "):
                     events.append(json.loads(line[6:]))
 
+    # The orders go in once the feed answered (the server subscribes it before answering; a
+    # busy machine may take a while to connect), well before the gate closes.
+    connected = threading.Event()
     listener = threading.Thread(target=listen)
     listener.start()
-    time.sleep(0.5)
+    assert connected.wait(10), "the feed did not answer"
     for who, side, price in (("alice", "buy", 300), ("bob", "sell", 100)):
         assert clients[who].submit_order("s1", order_id=f"{who}-1", side=side,
                                          quantity_wh=1000, price_meur_per_kwh=price,
