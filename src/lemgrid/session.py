@@ -17,6 +17,8 @@ import numpy as np
 from lemgrid.assets.tables import KindTableViews
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from lemgrid.agents.strategies import ZipTraders
     from lemgrid.assets.kinds import KindPlan
     from lemgrid.scenario import Scenario
@@ -82,6 +84,11 @@ class DayAheadSession(KindTableViews):
     @property
     def dt_h(self) -> float:
         return self.scenario.dt_h
+
+    @property
+    def time_index(self) -> pd.DatetimeIndex:
+        """The session's intervals (their starts, the grid's local time)."""
+        return self.scenario.time_index[self.start:self.stop]
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -157,11 +164,16 @@ class SessionOutcome:
     plan : AssetPlan
     extra : dict[str, ndarray (Td,)]
         Design-specific per-interval series for intervals.parquet.
+    tables : dict[str, pandas.DataFrame]
+        Design-specific tables of the session with an ``interval`` column of timestamps (e.g.
+        ``dlmp_components``, ``p2p_trades``); the runner appends the sessions' tables into
+        ``SimulationResult.tables``.
     """
 
     positions: Positions
     plan: AssetPlan
     extra: dict = field(default_factory=dict)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def net_kw(session: DayAheadSession, plan: AssetPlan) -> np.ndarray:

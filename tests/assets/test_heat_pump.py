@@ -323,28 +323,29 @@ def test_dso_price_for_an_unknown_kind_is_refused():
     assert FlexPricesConfig.model_validate({"heat_pump": 0.02}).by_kind == {"heat_pump": 0.02}
 
 
-def test_optimize_schedules_heat_pumps_over_the_horizon(heat_pumps):
-    from lemgrid.sim.optimize import optimize_scenario
+def test_optimize_schedules_heat_pumps_over_the_horizon(recorded_states):
+    from lemgrid.assets.heat_pump import thermostat
+    from lemgrid.scenario import load_scenario
+    from lemgrid.sim.runner import optimize
 
-    outcome = optimize_scenario(heat_pumps, "community", "ignore")
-    table = heat_pumps.participants.kinds["heat_pump"]
-    plan = outcome.detail.kinds["heat_pump"]
-    assert_in_band([(table, plan)])
+    two_days = load_scenario(EXAMPLES / "heat-pumps.yaml", days=2)
+    optimize(two_days, "community")
+    table = two_days.participants.kinds["heat_pump"]
+    session_table, plan = recorded_states[-1]  # the one session's plan, carried at its end
+    assert plan.state.shape == (len(two_days.time_index), len(table))
+    assert_in_band([(session_table, plan)])
     # The stores' balance: e_t = e_{t-1} + (COP p - q) dt.
-    dt = heat_pumps.dt_h
+    dt = two_days.dt_h
     change = np.diff(np.vstack([table.e_initial_kwh_th, plan.state]), axis=0)
     np.testing.assert_allclose(change, (table.cop.T * -plan.output_kw - table.heat_kw.T) * dt,
                                atol=1e-6)
     # P2P: the owners' thermostats over the horizon, their draw is traded (or bought).
-    p2p = optimize_scenario(heat_pumps, "p2p", "ignore")
-    from lemgrid.assets.heat_pump import thermostat
-
+    p2p = optimize(two_days, "p2p")
     drawn, _ = thermostat(table, dt)
-    no_heat = heat_pumps.participants.load_p_kw - heat_pumps.participants.pv_p_kw
+    no_heat = two_days.participants.load_p_kw - two_days.participants.pv_p_kw
     assert drawn.sum(axis=1).max() > 1.0  # the heat pumps' draw is far beyond the tolerance
-    # (to the ADMM's tolerance on the community's balance)
-    np.testing.assert_allclose(-p2p.schedule_kw.sum(axis=1),
-                               no_heat.sum(axis=1) + drawn.sum(axis=1), atol=0.05)
+    np.testing.assert_allclose(-p2p.scheduled_kw.sum(axis=1),
+                               no_heat.sum(axis=1) + drawn.sum(axis=1), atol=1e-9)
 
 
 @pytest.mark.slow

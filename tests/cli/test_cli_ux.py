@@ -113,7 +113,7 @@ LONG_COMMANDS = {
     "simulate": (["simulate", "SCENARIO", "--no-report"], "community: days"),
     "compare": (["compare", "SCENARIO", "--designs", "none,uniform", "--no-report"],
                 "uniform: days"),
-    "optimize": (["optimize", "SCENARIO"], "clearing"),
+    "optimize": (["optimize", "SCENARIO"], "one session of"),
 }
 
 

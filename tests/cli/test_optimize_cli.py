@@ -1,5 +1,5 @@
-"""``lemgrid optimize`` end to end: the files of the issue, for community (with and without grid
-limits) and P2P."""
+"""``lemgrid optimize`` end to end: one session over the horizon with the files of ``simulate``,
+for community (with and without grid limits) and P2P."""
 
 from __future__ import annotations
 
@@ -39,53 +39,64 @@ def run(args):
 
 def test_community_constrained_files(scenario_file, tmp_path):
     out = tmp_path / "c"
-    run([scenario_file, "--network", "constrained", "--out", out])
-    schedule = pd.read_parquet(out / "schedule.parquet")
-    participants = pd.read_csv(out / "participants.csv")
-    prices = pd.read_parquet(out / "prices.parquet")
-    components = pd.read_parquet(out / "dlmp_components.parquet")
-    summary = json.loads((out / "summary.json").read_text())
-    assert list(schedule.columns) == participants["id"].tolist()
-    assert len(schedule) == 96 and schedule.index.name == "interval"
-    assert list(components.columns) == ["interval", "bus", "energy", "loss", "congestion",
-                                        "voltage"]
-    assert len(components) == 96 * prices.shape[1]
-    total = components[["energy", "loss", "congestion", "voltage"]].sum(axis=1).to_numpy()
-    np.testing.assert_allclose(total, prices.to_numpy().ravel(), atol=1e-9)
-    assert summary["ac_overload_intervals"] == 0 and summary["ac_voltage_violation_intervals"] == 0
-    assert summary["unconstrained_max_loading_excess_percent"] > 1
-    for key in ("welfare_eur", "solve_seconds", "iterations"):
-        assert key in summary
+    run([scenario_file, "--network", "constrained", "--out", out, "--no-report"])
+    kpis = json.loads((out / "kpis.json").read_text())
+    bills = pd.read_csv(out / "bills.csv")
+    intervals = pd.read_parquet(out / "intervals.parquet")
+    components = pd.read_csv(out / "dlmp_components.csv")
+    assert kpis["design"] == "community-constrained" and kpis["intervals"] == 96
+    assert list(components.columns) == ["interval", "bus", "dlmp_eur_per_kwh", "energy_eur_per_kwh",
+                                        "loss_eur_per_kwh", "congestion_eur_per_kwh",
+                                        "voltage_eur_per_kwh"]
+    buses = components.bus.nunique()
+    assert len(components) == 96 * buses
+    parts = [f"{c}_eur_per_kwh" for c in ("energy", "loss", "congestion", "voltage")]
+    np.testing.assert_allclose(components[parts].sum(axis=1), components.dlmp_eur_per_kwh,
+                               atol=1e-9)
+    # The clearing's schedule is within the limits in AC; without them the feeder overloads.
+    assert kpis["scheduled_overload_intervals"] == 0
+    assert kpis["scheduled_voltage_violation_intervals"] == 0
+    assert intervals["unconstrained_loading_excess_percent"].max() > 1
+    assert (intervals["ac_iterations"] >= 1).all()
+    # Congestion is priced: some bus pays more than the energy price in some interval.
+    assert components.congestion_eur_per_kwh.abs().max() > 1e-4
+    # The manager's benefit sharing: no member pays more than alone.
+    assert (bills.savings_eur >= -1e-6).all()
 
 
-def test_community_unconstrained_has_one_price(scenario_file, tmp_path):
+def test_community_unconstrained_has_no_dlmps(scenario_file, tmp_path):
     out = tmp_path / "u"
-    run([scenario_file, "--out", out])
-    prices = pd.read_parquet(out / "prices.parquet")
-    assert (prices.nunique(axis=1) == 1).all()
-    assert not (out / "dlmp_components.parquet").exists()
+    run([scenario_file, "--out", out, "--no-report"])
+    assert json.loads((out / "kpis.json").read_text())["design"] == "community"
+    assert not (out / "dlmp_components.csv").exists()
+    assert (out / "kpis.json").exists() and (out / "intervals.parquet").exists()
 
 
 def test_p2p_trades_and_gap(scenario_file, tmp_path):
     out = tmp_path / "p"
     run([scenario_file, "--design", "p2p", "--out", out])
-    trades = pd.read_parquet(out / "trades.parquet")
+    trades = pd.read_csv(out / "p2p_trades.csv")
     assert list(trades.columns) == ["interval", "seller", "buyer", "quantity_kwh",
                                     "price_eur_per_kwh"]
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["gap_to_central"] < 1e-3
-    assert summary["local_traded_kwh"] > 0
-    schedule = pd.read_parquet(out / "schedule.parquet")
-    # Every participant's net injection is what it sold minus what it bought.
+    intervals = pd.read_parquet(out / "intervals.parquet")
+    assert intervals["p2p_gap_to_central"].max() < 1e-3
+    assert (out / "report.html").exists()
+    bills = pd.read_csv(out / "bills.csv").set_index("participant")
+    # What each participant bought and sold locally is the sum of its trades.
     sold = trades.groupby("seller").quantity_kwh.sum()
     bought = trades.groupby("buyer").quantity_kwh.sum()
-    for pid in schedule.columns:
-        net_kwh = schedule[pid].sum() * 0.25
-        assert net_kwh == pytest.approx(sold.get(pid, 0.0) - bought.get(pid, 0.0), abs=1e-3)
+    assert sold.sum() > 0
+    for pid in bills.index:
+        assert bills.local_sold_kwh[pid] == pytest.approx(sold.get(pid, 0.0), abs=1e-6)
+        assert bills.local_bought_kwh[pid] == pytest.approx(bought.get(pid, 0.0), abs=1e-6)
+    # Prices between the feed-in tariff and what the retailer charges.
+    # (feed-in 0.08 EUR/kWh; retail 0.25 + network 0.08 less the local network charge 0.02)
+    assert trades.price_eur_per_kwh.between(0.08 - 1e-9, 0.31 + 1e-9).all()
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--design", "uniform"], "--design must be one of"),
+    (["--design", "uniform", "--network", "ignore"], "--network applies to the community"),
+    (["--design", "uniformm"], "unknown market design 'uniformm'"),
     (["--network", "sometimes"], "--network must be"),
     (["--design", "p2p", "--network", "constrained"], "p2p design clears without grid limits"),
 ])

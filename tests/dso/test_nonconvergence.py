@@ -16,9 +16,8 @@ import pytest
 from lemgrid.grid.kpis import NONCONVERGED_REASON
 from lemgrid.grid.powerflow import run_powerflow
 from lemgrid.scenario import build_scenario, parse_scenario
-from lemgrid.sim.optimize import optimize_scenario
 from lemgrid.sim.outputs import write_simulation
-from lemgrid.sim.runner import simulate
+from lemgrid.sim.runner import optimize, simulate
 
 COLLAPSE = """
 name: ieee33-collapse
@@ -85,10 +84,10 @@ def test_a_collapsed_interval_is_red_counted_and_reported(collapse, tmp_path):
     assert f"{scenario.time_index[np.flatnonzero(collapsed)[0]]:%Y-%m-%d %H:%M}" in html
 
 
-def test_optimize_summary_counts_the_collapse(collapse):
+def test_optimize_counts_the_collapse(collapse):
     scenario, collapsed = collapse
-    summary = optimize_scenario(scenario, "community").summary
-    assert summary["ac_nonconverged_intervals"] == collapsed.sum()
-    assert summary["ac_violation_intervals"] >= (summary["ac_voltage_violation_intervals"]
-                                                 + collapsed.sum())
-    assert np.isfinite(summary["ac_vm_min_pu"]) and summary["ac_vm_max_pu"] < 1.0
+    k = optimize(scenario, "community").kpis
+    assert k["scheduled_nonconverged_intervals"] == k["nonconverged_intervals"] \
+        == collapsed.sum()
+    assert k["violation_intervals"] >= k["voltage_violation_intervals"] + collapsed.sum()
+    assert np.isfinite(k["vm_min_pu"]) and k["vm_max_pu"] < 1.0

@@ -107,12 +107,8 @@ def simulate(
     delivery, settlement against business-as-usual; writes kpis.json, bills.csv,
     intervals.parquet and report.html (and grid_state.csv, flex_activations.csv with a DSO).
     """
-    from rich.markup import escape
-    from rich.table import Table
-
-    from lemgrid.sim.outputs import write_simulation
-
     from lemgrid.errors import InputError
+    from lemgrid.sim.outputs import write_simulation
 
     if chain_rpc is not None and ledger is None:
         raise InputError("--chain-rpc needs --ledger")
@@ -136,6 +132,14 @@ def simulate(
         console.print(f"ledger: {written.entries} entries, {written.sessions} sessions, "
                       f"{written.anchored} checkpoints anchored on {written.chain} "
                       f"(contract {written.contract})", highlight=False)
+    print_result(result, paths)
+
+
+def print_result(result, paths: dict) -> None:
+    """The headline KPIs of a run and the files written."""
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(title=f"{result.scenario}: {result.design} market, {len(result.time_index)} "
                         f"intervals, {len(result.participant_ids)} participants")
     table.add_column("KPI")

@@ -322,7 +322,7 @@ class P2POptions(DesignOptions):
 
     design: Literal["p2p"] = "p2p"
     network: Literal["ignore", "constrained"] = Field(
-        "ignore", description="'constrained' is not built for p2p (optimize says so)")
+        "ignore", description="'constrained' is not built for p2p (an error says so)")
     method: Literal["admm", "central"] = "admm"
     network_charge_eur_per_kwh: Charge = Field(
         0.04, description="charge on a local trade between the farthest pair of peers")
@@ -330,7 +330,8 @@ class P2POptions(DesignOptions):
     local_premium_eur_per_kwh: Charge = Field(
         0.01, description="premium both sides grant a trade between participants")
     tolerance_kwh: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 1e-4
-    reference: bool = Field(True, description="also solve centrally and report the gap")
+    reference: bool = Field(True, description="also solve each session centrally and report "
+                                              "the welfare gap (p2p_gap_to_central)")
 
 
 def _market_options(value: Any) -> DesignOptions:

@@ -7,10 +7,12 @@ settlement treat all designs alike.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from lemgrid.agents.strategies import random_limits
 from lemgrid.assets.kinds import asset_kind, kinds_to_owners, rule_order
@@ -194,6 +196,7 @@ def community(session: DayAheadSession, options: CommunityOptions, constrained: 
         kinds_final_state={name: kp.state[-1] for name, kp in reference_plan.kinds.items()
                            if n_t})
     extra: dict = {}
+    tables: dict = {}
     if constrained:
         clearing = clear_community_constrained(
             problem, scenario.network, session.background_p_kw, session.q_kvar, scenario.limits,
@@ -203,6 +206,10 @@ def community(session: DayAheadSession, options: CommunityOptions, constrained: 
             .voltage_excess_pu.max(axis=1)
         extra["unconstrained_loading_excess_percent"] = clearing.unconstrained_validation \
             .loading_excess_percent.max(axis=1, initial=0.0)
+        extra["ac_iterations"] = np.full(n_t, float(clearing.iterations))
+        assert result.bus_price_eur_per_kwh is not None and result.dlmp_components is not None
+        tables["dlmp_components"] = dlmp_table(session, result.bus_price_eur_per_kwh,
+                                               result.dlmp_components)
     else:
         result = solve_community(problem)
     x = result.schedule_kw
@@ -224,7 +231,21 @@ def community(session: DayAheadSession, options: CommunityOptions, constrained: 
     positions = replace(positions, sharing_eur=np.repeat(transfer[None, :] / max(n_t, 1), n_t,
                                                          axis=0))
     plan = AssetPlan(curtailment_kw=result.curtailment_kw, kinds=result.kinds)
-    return SessionOutcome(positions, plan, extra)
+    return SessionOutcome(positions, plan, extra, tables)
+
+
+def dlmp_table(session: DayAheadSession, dlmp_eur_per_kwh: np.ndarray,
+               components: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Each bus's DLMP per interval and its components (energy, loss, congestion, voltage;
+    they add up to the DLMP), one row per (interval, bus) [EUR/kWh]."""
+    bus_names = session.scenario.network.bus_names
+    n_t, n_bus = dlmp_eur_per_kwh.shape
+    return pd.DataFrame({
+        "interval": np.repeat(session.time_index, n_bus),
+        "bus": np.tile(bus_names, n_t),
+        "dlmp_eur_per_kwh": dlmp_eur_per_kwh.ravel(),
+        **{f"{name}_eur_per_kwh": values.ravel() for name, values in components.items()},
+    })
 
 
 # --- peer to peer ---------------------------------------------------------------------------
@@ -232,10 +253,15 @@ def community(session: DayAheadSession, options: CommunityOptions, constrained: 
 def p2p(session: DayAheadSession, options: P2POptions) -> SessionOutcome:
     """Participants schedule their assets, then trade their net positions bilaterally (consensus
     ADMM with product differentiation); trades with the retailer peers are retail trades."""
+    from lemgrid.errors import InfeasibleError, NotBuiltError
     from lemgrid.grid.distance import electrical_distance_ohm
-    from lemgrid.market.p2p import clear_p2p
+    from lemgrid.market.p2p import clear_p2p, welfare_gap
     from lemgrid.market.p2p.community import GRID_BUYER, GRID_SELLER, p2p_problem
 
+    if options.network != "ignore":
+        raise NotBuiltError("the p2p design clears without grid limits (market.network: "
+                            "ignore); the community design clears within them "
+                            "(community-constrained)")
     scenario = session.scenario
     n_t, n = session.shape
     dt = session.dt_h
@@ -250,6 +276,17 @@ def p2p(session: DayAheadSession, options: P2POptions) -> SessionOutcome:
                        **({"price0_eur_per_kwh": 0.5 * (session.buyer_value + session.seller_cost),
                            "tol_primal_kwh": options.tolerance_kwh}
                           if options.method == "admm" else {}))
+    extra = {"p2p_iterations": np.full(n_t, float(np.max(result.iterations))),
+             "p2p_converged": np.broadcast_to(result.converged, (n_t,)).astype(float)}
+    if options.method == "admm" and options.reference:
+        # The central optimum of the same problem shows how near the ADMM came to it; it only
+        # checks the market, so if it fails the gap is NaN, a warning says why, the market stands.
+        try:
+            gap = welfare_gap(result, clear_p2p(problem, "central"))
+        except InfeasibleError as exc:
+            warnings.warn(f"p2p reference (the central solve) unavailable: {exc}", stacklevel=2)
+            gap = np.nan
+        extra["p2p_gap_to_central"] = np.full(n_t, gap)
     trades = result.trades_table()
     index = {pid: i for i, pid in enumerate(scenario.participants.ids)}
     local = (~trades.seller.isin([GRID_SELLER, GRID_BUYER])
@@ -271,6 +308,9 @@ def p2p(session: DayAheadSession, options: P2POptions) -> SessionOutcome:
         q = q * scale[t, side]
     price = np.clip(trades["price_eur_per_kwh"].to_numpy(), session.seller_cost,
                     session.buyer_value)
+    settled = pd.DataFrame({"interval": session.time_index[t], "seller": trades.seller.to_numpy(),
+                            "buyer": trades.buyer.to_numpy(), "quantity_kwh": q,
+                            "price_eur_per_kwh": price})
     none = np.zeros_like(q)
     fills = local_fills((n_t, n), np.r_[t, t], np.r_[buyer, seller], np.r_[q, none],
                         np.r_[none, q], np.r_[q * price, -q * price])
@@ -279,8 +319,8 @@ def p2p(session: DayAheadSession, options: P2POptions) -> SessionOutcome:
         price = np.where(volume > 1e-9, fills.paid_eur.clip(min=0).sum(axis=1) / volume, np.nan)
     # The schedule is the owners' plan; the retailer takes whatever the local trades leave of it.
     positions = Positions.from_local_fills(net, fills, dt, price)
-    return SessionOutcome(positions, plan,
-                          {"p2p_iterations": np.full(n_t, float(np.max(result.iterations)))})
+    return SessionOutcome(positions, plan, extra,
+                          {"p2p_trades": settled[settled.quantity_kwh > 0]})
 
 
 def retail_only_session(session: DayAheadSession) -> SessionOutcome:

@@ -268,7 +268,8 @@ def simulate(scenario: Scenario, design: str | None = None, *,
     return _run(scenario, design, day_bounds(scenario), progress)
 
 
-def optimize(scenario: Scenario, design: str | None = None) -> SimulationResult:
+def optimize(scenario: Scenario, design: str | None = None, *,
+             progress: Callable[[int, int], None] | None = None) -> SimulationResult:
     """Run a market design as one session over the whole horizon (perfect foresight of the
     forecasts for every day at once); the same stages and result type as :func:`simulate`.
 
@@ -277,8 +278,10 @@ def optimize(scenario: Scenario, design: str | None = None) -> SimulationResult:
     scenario : Scenario
     design : str, optional
         A design of :mod:`lemgrid.designs`; default: the scenario's ``market.design``.
+    progress : callable, optional
+        ``progress(done_sessions, 1)`` once the session is cleared.
     """
-    return _run(scenario, design, [(0, len(scenario.time_index))], None)
+    return _run(scenario, design, [(0, len(scenario.time_index))], progress)
 
 
 @dataclass(frozen=True, eq=False)
@@ -297,6 +300,8 @@ class SessionsRun:
         What the kinds report per owner (``battery_kw``, ``battery_e_kwh``).
     extra : dict of str to ndarray (T,)
         The design's per-interval series.
+    tables : dict of str to pandas.DataFrame
+        The design's tables, the sessions' rows one after the other.
     dso_days : list of DsoDay
         The DSO's result of each session (empty without a DSO).
     """
@@ -306,6 +311,7 @@ class SessionsRun:
     curtailment_kw: np.ndarray
     series: dict[str, np.ndarray]
     extra: dict[str, np.ndarray]
+    tables: dict[str, pd.DataFrame]
     dso_days: list[DsoDay]
 
 
@@ -362,8 +368,11 @@ def run_sessions(scenario: Scenario, design: MarketDesign, options: BaseModel,
             progress(k + 1, len(days))
     extra = {key: np.concatenate([o.extra[key] for o in outcomes])
              for key in outcomes[0].extra} if outcomes else {}
+    names = dict.fromkeys(name for o in outcomes for name in o.tables)
+    tables = {name: pd.concat([o.tables[name] for o in outcomes if name in o.tables],
+                              ignore_index=True) for name in names}
     return SessionsRun(_concat(outcomes), np.concatenate(assets), np.concatenate(curtailments),
-                       _join_series(series_days), extra, dso_days)
+                       _join_series(series_days), extra, tables, dso_days)
 
 
 def deliver(scenario: Scenario, run: SessionsRun) -> Delivery:
@@ -427,6 +436,7 @@ def _run(scenario: Scenario, design: str | None, days: list[tuple[int, int]],
 
     dso_days: list[DsoDay] = []
     extra: dict[str, np.ndarray] = {}
+    tables: dict[str, pd.DataFrame] = {}
     if not local_market and scenario.config.dso is None:
         positions = Positions.retail_only(bau_metered, dt)
         delivery = bau
@@ -434,7 +444,7 @@ def _run(scenario: Scenario, design: str | None, days: list[tuple[int, int]],
         run = run_sessions(scenario, market_design, options, days, prices, rng, load_f, pv_f,
                            progress)
         delivery = deliver(scenario, run)
-        positions, extra, dso_days = run.positions, run.extra, run.dso_days
+        positions, extra, tables, dso_days = run.positions, run.extra, run.tables, run.dso_days
         if intraday_session:
             positions = intraday(positions, delivery.metered_kw, prices, dt, parts.ids)
     metered = delivery.metered_kw
@@ -498,7 +508,7 @@ def _run(scenario: Scenario, design: str | None, days: list[tuple[int, int]],
         transformer_p_kw=delivered.p_slack_kw, bau_transformer_p_kw=bau_flow.p_slack_kw,
         losses_kw=delivered.losses_kw, vm_pu=delivered.vm_pu,
         loading_percent=delivered.loading_percent, kpis=kpis, extra_intervals=extra,
-        tables=dso_outputs["tables"] if dso_outputs is not None else {},
+        tables={**tables, **(dso_outputs["tables"] if dso_outputs is not None else {})},
     )
     seconds = time.perf_counter() - t_start
     kpis["seconds"] = round(seconds, 3)
