@@ -222,3 +222,70 @@ def test_the_dsos_simulated_activations_reach_their_devices(run):
     assert (accepted.direction, accepted.power_w) == (first["direction"], first["power_w"])
     with pytest.raises(ActivationRefused):
         guard.accept(activation_proof(ledger, first["activation_id"]))
+
+
+BIDDING = """
+grid: simbench:1-LV-rural1--0-sw
+start: 2016-06-06
+days: 1
+scale: {pv: 2.0}
+agents: {default: zi-c}
+forecast: {method: noisy, error: 0.2}
+market: {design: pay-as-bid, intraday: true}
+"""
+
+
+@pytest.fixture(scope="module")
+def bidding(tmp_path_factory):
+    """Zero-intelligence agents (random limit prices) in a pay-as-bid auction on noisy forecasts,
+    their deviations traded intraday: the ledger of the run and the run."""
+    result = simulate(build_scenario(parse_scenario(BIDDING)))
+    written = record_simulation(result, tmp_path_factory.mktemp("bids") / "bids.db",
+                                anchor=False)
+    return result, written.path
+
+
+def test_the_ledger_holds_the_agents_real_bids_and_trades(bidding):
+    result, ledger = bidding
+    assert verify_ledger(ledger).ok
+    orders, trades = result.tables["orders"], result.tables["trades"]
+    market = market_id_of(result, 0)
+    with Ledger.open(ledger) as log:
+        recorded = [e["payload"] for e in log.entries("order")]
+        recorded_trades = [e["payload"] for e in log.entries("trade")]
+    t_of = {stamp: t for t, stamp in enumerate(result.time_index)}
+    expected = {
+        (market if row.session == "day-ahead" else f"{market}/intraday", t_of[row.interval],
+         f"{t_of[row.interval]}/{row.side}/{row.participant}"):
+            (int(row.quantity_kwh * 1000), round(row.price_eur_per_kwh * 1000))
+        for row in orders.itertuples() if int(row.quantity_kwh * 1000) > 0}
+    got = {(o["market_id"], o["interval"], o["order_id"]): (o["quantity_wh"],
+                                                           o["price_meur_per_kwh"])
+           for o in recorded}
+    # Every bid, filled or not, with its own quantity and limit price (not the clearing price).
+    assert got == expected
+    assert (orders.filled_kwh < orders.quantity_kwh - 1e-3).any()  # some bids did not fill
+    assert len({o["price_meur_per_kwh"] for o in recorded}) > 50  # ZI-C limits are random
+    assert {o["market_id"] for o in recorded} == {market, f"{market}/intraday"}
+    # Every recorded trade is within the limits of the two orders it fills.
+    limit = {(o["market_id"], o["order_id"]): o["price_meur_per_kwh"] for o in recorded}
+    for trade in recorded_trades:
+        buy = limit[(trade["market_id"], trade["buy_order_id"])]
+        sell = limit[(trade["market_id"], trade["sell_order_id"])]
+        assert sell - 1 <= trade["price_meur_per_kwh"] <= buy + 1
+    # The traded energy is the clearing's, to a Wh per trade (whole Wh, rounded down).
+    assert len(recorded_trades) == int((trades.quantity_kwh >= 1e-3).sum())
+    total_wh = sum(t["quantity_wh"] for t in recorded_trades)
+    assert 0 <= trades.quantity_kwh.sum() * 1000 - total_wh <= len(trades)
+
+
+def test_designs_without_orders_record_their_positions(tmp_path):
+    community = simulate(build_scenario(parse_scenario(
+        SCENARIO.replace("design: uniform", "design: community"))))
+    assert "orders" not in community.tables
+    written = record_simulation(community, tmp_path / "c.db", anchor=False)
+    assert verify_ledger(written.path).ok
+    with Ledger.open(written.path) as log:
+        bought = sum(e["payload"]["quantity_wh"] for e in log.entries("order")
+                     if e["payload"]["side"] == "buy")
+    assert abs(bought - community.local_bought_kwh.sum() * 1000) <= community.local_bought_kwh.size

@@ -4,13 +4,16 @@ Each day-ahead session of a :class:`~lemgrid.sim.results.SimulationResult` becom
 the ledger, appended with its signed checkpoint in one transaction, in this order:
 
 1. (first session) each participant's ``key-registration``, bound to its meter;
-2. per interval and participant that traded locally, the participant's signed ``order``: a buy of
-   what it bought, or a sell of what it sold, at the interval's local price (the designs of the
-   lab do not all clear orders - the community manager schedules - so the order recorded is the
-   position the participant took in the session, not the bid that led to it), with the sellers'
-   ``capability`` declared as what they sold;
-3. the ``trade`` records pairing those orders (buyers and sellers in participant order, whole Wh),
-   one ``clearing`` per interval and a balanced ``settlement`` of each interval's trades;
+2. the participants' signed ``order`` records, with the sellers' ``capability`` declared as
+   all they offer in the interval: for the order markets (uniform, pay-as-bid, continuous) the
+   real bids the agents sent (``SimulationResult.tables["orders"]``: every order with its
+   quantity and limit price, filled or not; the intraday session as a market of its own,
+   ``<market>/intraday``); for designs that clear no orders (the community manager schedules,
+   P2P negotiates) each participant's position in the interval, a buy of what it bought or a
+   sell of what it sold at the interval's local price;
+3. the ``trade`` records between those orders (the clearing's own trades at their prices, or
+   for positions buyers and sellers paired in participant order at the local price; whole Wh),
+   one ``clearing`` per market interval and a balanced ``settlement`` of its trades;
 4. the DSO's activations (``flex-activation``, up or down, addressed to the device that delivers
    it);
 5. per interval and participant a ``meter-reading`` signed by the participant's key (import and
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lemgrid.errors import InputError
@@ -139,6 +143,80 @@ def _interval_price_meur(result: SimulationResult, t: int, paid_eur: float,
     return eur_per_kwh_to_meur(price)
 
 
+@dataclass(frozen=True)
+class _Book:
+    """One market interval of a session as the ledger records it: the orders (side,
+    participant, Wh, limit price in m€/kWh) and the trades between them (buyer, seller, Wh,
+    price in m€/kWh)."""
+
+    market_id: str
+    interval: int
+    orders: list[tuple[str, str, int, int]]
+    trades: list[tuple[str, str, int, int]]
+
+
+def _books_from_orders(result: SimulationResult, orders: Any, trades: Any, market: str,
+                       start: int, stop: int) -> list[_Book]:
+    """The sessions' real bids and trades (the ``orders`` and ``trades`` tables of the order
+    markets), in whole Wh rounded down (so no order is filled beyond its quantity); the
+    intraday session is a market of its own (``<market>/intraday``)."""
+    def cut(table: Any, **wh: str) -> Any:
+        t = result.time_index.get_indexer(pd.DatetimeIndex(table["interval"]))
+        rows = table.assign(t=t)
+        rows = rows[(rows.t >= start) & (rows.t < stop)]
+        return rows.assign(**{k: _wh(rows[v].to_numpy()) for k, v in wh.items()})
+
+    bids = cut(orders, quantity_wh="quantity_kwh")
+    bids = bids[bids.quantity_wh > 0].sort_values(["session", "t", "side", "participant"])
+    deals = cut(trades, quantity_wh="quantity_kwh")
+    deals = deals[deals.quantity_wh > 0]
+    deals_of = dict(iter(deals.groupby(["session", "t"], observed=True)))
+    books = []
+    for key, book in bids.groupby(["session", "t"], observed=True, sort=False):
+        session, t = key
+        matched = deals_of.get(key)
+        books.append(_Book(
+            market if session == "day-ahead" else f"{market}/{session}", int(t),
+            [(str(side), str(p), int(q), eur_per_kwh_to_meur(float(price)))
+             for side, p, q, price in zip(book.side, book.participant, book.quantity_wh,
+                                          book.price_eur_per_kwh)],
+            [] if matched is None else [
+                (str(b), str(s), int(q), eur_per_kwh_to_meur(float(price)))
+                for b, s, q, price in zip(matched.buyer, matched.seller, matched.quantity_wh,
+                                          matched.price_eur_per_kwh)]))
+    # Every interval of the session is cleared, with or without orders.
+    ordered = {b.interval for b in books if b.market_id == market}
+    books += [_Book(market, t, [], []) for t in range(start, stop) if t not in ordered]
+    return sorted(books, key=lambda b: (b.market_id != market, b.interval))
+
+
+def _books_from_positions(result: SimulationResult, market: str, start: int, stop: int
+                          ) -> list[_Book]:
+    """For designs that clear no orders (the community manager schedules, P2P negotiates): per
+    interval, each participant's position as its order, a buy of what it bought or a sell of what
+    it sold at the interval's local price, buyers and sellers paired in participant order."""
+    ids = [str(p) for p in result.participant_ids]
+    bought = _wh(result.local_bought_kwh[start:stop])
+    sold = _wh(result.local_sold_kwh[start:stop])
+    market_eur = result.participant_series["market_eur"][start:stop]
+    books = []
+    for k, t in enumerate(range(start, stop)):
+        buyers = [(ids[i], int(bought[k, i])) for i in range(len(ids)) if bought[k, i] > 0]
+        sellers = [(ids[i], int(sold[k, i])) for i in range(len(ids)) if sold[k, i] > 0]
+        price = _interval_price_meur(
+            result, t, float(np.clip(market_eur[k], 0, None).sum()),
+            float(result.local_bought_kwh[t].sum()))
+        pieces = _pair(buyers, sellers) if buyers and sellers else []
+        filled: dict[tuple[str, str], int] = defaultdict(int)
+        for b, s, q in pieces:
+            filled[("buy", b)] += q
+            filled[("sell", s)] += q
+        books.append(_Book(market, t, [(side, p, q, price) for (side, p), q in
+                                       sorted(filled.items())],
+                           [(b, s, q, price) for b, s, q in pieces]))
+    return books
+
+
 def session_records(result: SimulationResult, keys: Keystore, log_id: str, start: int,
                     stop: int, register: bool) -> list[SignedRecord]:
     """The signed records of one session (see the module docstring), in log order."""
@@ -151,48 +229,45 @@ def session_records(result: SimulationResult, keys: Keystore, log_id: str, start
     if register:
         operator_payloads += [registration_payload(keys.participants[p], p, meter_of(p), log_id)
                               for p in ids]
-    bought = _wh(result.local_bought_kwh[start:stop])
-    sold = _wh(result.local_sold_kwh[start:stop])
-    market_eur = series["market_eur"][start:stop]
-    trades_tail: list[dict] = []
-    for k, t in enumerate(range(start, stop)):
-        buyers = [(ids[i], int(bought[k, i])) for i in range(len(ids)) if bought[k, i] > 0]
-        sellers = [(ids[i], int(sold[k, i])) for i in range(len(ids)) if sold[k, i] > 0]
-        pieces = _pair(buyers, sellers) if buyers and sellers else []
-        price = _interval_price_meur(
-            result, t, float(np.clip(market_eur[k], 0, None).sum()),
-            float(result.local_bought_kwh[t].sum()))
-        used = {("buy", b) for b, _, _ in pieces} | {("sell", s) for _, s, _ in pieces}
-        filled: dict[tuple[str, str], int] = defaultdict(int)
-        for b, s, q in pieces:
-            filled[("buy", b)] += q
-            filled[("sell", s)] += q
-        for side, participant in sorted(used):
+    orders, trades = result.tables.get("orders"), result.tables.get("trades")
+    books = (_books_from_orders(result, orders, trades, market, start, stop)
+             if orders is not None and trades is not None
+             else _books_from_positions(result, market, start, stop))
+    # What each seller declares it can sell in an interval: all it offers there.
+    sellable: dict[tuple[str, int], int] = defaultdict(int)
+    for book in books:
+        for side, participant, quantity, _ in book.orders:
             if side == "sell":
-                operator_payloads.append({"kind": "capability", "participant": participant,
-                                          "interval": t,
-                                          "sellable_wh": filled[(side, participant)],
-                                          "source": "declared"})
+                sellable[(participant, book.interval)] += quantity
+    operator_payloads += [{"kind": "capability", "participant": participant, "interval": t,
+                           "sellable_wh": wh, "source": "declared"}
+                          for (participant, t), wh in sorted(sellable.items(),
+                                                             key=lambda x: (x[0][1], x[0][0]))]
+    trades_tail: list[dict] = []
+    for book in books:
+        t, market_id = book.interval, book.market_id
+        for side, participant, quantity, limit in book.orders:
             participant_records.append(sign_record(keys.participants[participant], order_payload(
-                log_id=log_id, market_id=market, interval=t, order_id=f"{t}/{side}/{participant}",
-                participant=participant, meter=meter_of(participant), side=side,
-                quantity_wh=filled[(side, participant)], price_meur_per_kwh=price,
-                nonce=f"{market}/{t}/order/{side}")))
-        interval_trades = [{"kind": "trade", "market_id": market, "interval": t,
+                log_id=log_id, market_id=market_id, interval=t,
+                order_id=f"{t}/{side}/{participant}", participant=participant,
+                meter=meter_of(participant), side=side, quantity_wh=quantity,
+                price_meur_per_kwh=limit, nonce=f"{market_id}/{t}/order/{side}")))
+        interval_trades = [{"kind": "trade", "market_id": market_id, "interval": t,
                             "trade_id": f"{t}/{n}", "buyer": b, "seller": s, "quantity_wh": q,
                             "price_meur_per_kwh": price, "buy_order_id": f"{t}/buy/{b}",
                             "sell_order_id": f"{t}/sell/{s}"}
-                           for n, (b, s, q) in enumerate(pieces)]
+                           for n, (b, s, q, price) in enumerate(book.trades)]
         trades_tail += interval_trades
-        clearing = {"kind": "clearing", "market_id": market, "interval": t,
-                    "n_trades": len(interval_trades),
-                    "volume_wh": sum(x["quantity_wh"] for x in interval_trades)}
-        if interval_trades:
-            clearing["price_meur_per_kwh"] = price
+        volume = sum(q for _, _, q, _ in book.trades)
+        clearing: dict[str, Any] = {"kind": "clearing", "market_id": market_id, "interval": t,
+                                    "n_trades": len(interval_trades), "volume_wh": volume}
+        if interval_trades:  # the volume-weighted price of the trades
+            clearing["price_meur_per_kwh"] = round(
+                sum(q * price for _, _, q, price in book.trades) / volume)
         trades_tail.append(clearing)
         if interval_trades:
-            trades_tail.append({"kind": "settlement", "settlement_id": f"{market}/{t}",
-                                "market_id": market,
+            trades_tail.append({"kind": "settlement", "settlement_id": f"{market_id}/{t}",
+                                "market_id": market_id,
                                 "trade_ids": [x["trade_id"] for x in interval_trades],
                                 "postings": settlement_postings(interval_trades)})
     trades_tail += activation_payloads(result, start, stop)

@@ -24,6 +24,7 @@ from lemgrid.settlement.sharing import share_savings
 
 if TYPE_CHECKING:
     from lemgrid.market import Mechanism
+    from lemgrid.market.results import ClearingResult
 
 
 # --- participants running their own assets --------------------------------------------------
@@ -135,6 +136,7 @@ def order_market(session: DayAheadSession, mechanism: Mechanism) -> SessionOutco
     limits = limit_prices(session, buying)
     fills = LocalFills(*np.zeros((3, n_t, n)))  # nothing to trade
     price = np.full(n_t, np.nan)
+    tables = {}
     if len(t_idx):
         ids = session.scenario.participants.ids
         batch = OrderBatch.from_arrays(
@@ -146,6 +148,8 @@ def order_market(session: DayAheadSession, mechanism: Mechanism) -> SessionOutco
         result = clear(batch, mechanism)
         filled = result.filled_kwh
         is_buy = buying[t_idx, n_idx]
+        tables = order_tables(session.time_index[t_idx], "day-ahead", ids[n_idx], is_buy,
+                              np.abs(energy[t_idx, n_idx]), limits[t_idx, n_idx], result)
         fills = local_fills((n_t, n), t_idx, n_idx, np.where(is_buy, filled, 0.0),
                             np.where(is_buy, 0.0, filled), -result.cash_flow_eur)
         traded = result.volume_kwh > 0
@@ -156,7 +160,51 @@ def order_market(session: DayAheadSession, mechanism: Mechanism) -> SessionOutco
             for t in range(n_t):
                 session.zip_traders.learn(active[t] & buying[t], active[t] & ~buying[t], full[t],
                                           price[t])
-    return SessionOutcome(Positions.from_local_fills(net, fills, dt, price), plan)
+    return SessionOutcome(Positions.from_local_fills(net, fills, dt, price), plan, tables=tables)
+
+
+def order_tables(interval: pd.DatetimeIndex, session: str, participant: np.ndarray,
+                 is_buy: np.ndarray, quantity_kwh: np.ndarray, price_eur_per_kwh: np.ndarray,
+                 result: ClearingResult) -> dict[str, pd.DataFrame]:
+    """The orders an order market cleared and its trades (``orders.parquet``,
+    ``trades.parquet``).
+
+    Parameters
+    ----------
+    interval : DatetimeIndex
+        Delivery interval of each order.
+    session : str
+        ``day-ahead`` or ``intraday``.
+    participant, is_buy : ndarray
+        Who ordered, and whether it buys (else it sells).
+    quantity_kwh, price_eur_per_kwh : ndarray
+        The bids: energy [kWh] and limit price [EUR/kWh].
+    result : ClearingResult
+        Their clearing (orders in the same order).
+
+    Returns
+    -------
+    dict
+        ``orders``: one row per order with ``filled_kwh`` and ``paid_eur`` (negative: received);
+        ``trades``: one row per trade (``buyer``, ``seller``, ``quantity_kwh``,
+        ``price_eur_per_kwh``).
+    """
+    sessions = pd.Categorical([session], categories=["day-ahead", "intraday"])
+    orders = pd.DataFrame({
+        "interval": interval, "session": sessions.repeat(len(interval)),
+        "participant": participant,
+        "side": pd.Categorical(np.where(is_buy, "buy", "sell"), categories=["buy", "sell"]),
+        "quantity_kwh": quantity_kwh, "price_eur_per_kwh": price_eur_per_kwh,
+        "filled_kwh": result.filled_kwh, "paid_eur": -result.cash_flow_eur,
+    })
+    buy, sell = result.trade_buy, result.trade_sell
+    trades = pd.DataFrame({
+        "interval": interval[buy], "session": sessions.repeat(len(buy)),
+        "buyer": participant[buy], "seller": participant[sell],
+        "quantity_kwh": result.trade_quantity_kwh,
+        "price_eur_per_kwh": result.trade_price_eur_per_kwh,
+    })
+    return {"orders": orders, "trades": trades}
 
 
 # --- community (central optimisation) -----------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Files of a simulation: kpis.json, bills.csv, intervals.parquet, participant_intervals.parquet
-and report.html; and of a comparison: comparison.csv and a side-by-side report.html."""
+"""Files of a simulation: kpis.json, bills.csv, intervals.parquet, participant_intervals.parquet,
+the result's tables (orders.parquet, trades.parquet, the others as CSV) and report.html; and of a comparison:
+comparison.csv and a side-by-side report.html."""
 
 from __future__ import annotations
 
@@ -20,6 +21,11 @@ def _jsonable(value):
     return value
 
 
+#: Tables with a row per interval and participant (a year of a large feeder: millions of rows),
+#: written as Parquet like participant_intervals; the others as CSV.
+PARQUET_TABLES = frozenset({"orders", "trades"})
+
+
 def write_simulation(result: SimulationResult, out: Path, report: bool = True) -> dict[str, Path]:
     """Write the files of one run; returns their paths by name."""
     out.mkdir(parents=True, exist_ok=True)
@@ -34,8 +40,12 @@ def write_simulation(result: SimulationResult, out: Path, report: bool = True) -
     result.intervals().to_parquet(paths["intervals"])
     result.participant_intervals().to_parquet(paths["participant_intervals"], index=False)
     for name, table in result.tables.items():
-        paths[name] = out / f"{name}.csv"
-        table.to_csv(paths[name], index=False)
+        if name in PARQUET_TABLES:
+            paths[name] = out / f"{name}.parquet"
+            table.to_parquet(paths[name], index=False)
+        else:
+            paths[name] = out / f"{name}.csv"
+            table.to_csv(paths[name], index=False)
     if report:
         from lemgrid.report import render_report
         from lemgrid.report.dso import dso_sections

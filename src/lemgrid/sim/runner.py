@@ -202,16 +202,21 @@ def _concat(outcomes: list[SessionOutcome]) -> Positions:
 
 
 def intraday(positions: Positions, metered_kw: np.ndarray, prices: Prices, dt_h: float,
-             participants: np.ndarray) -> Positions:
+             participants: np.ndarray, time_index: pd.DatetimeIndex
+             ) -> tuple[Positions, dict[str, pd.DataFrame]]:
     """Trade every interval's deviation from the schedule in a uniform auction among the
     participants, at limits of the imbalance prices, before the rest is settled
-    (with the retailer, or as imbalance where it breaks a market commitment)."""
+    (with the retailer, or as imbalance where it breaks a market commitment).
+
+    Returns the positions with the intraday trades, and the intraday orders and trades
+    (:func:`lemgrid.sim.designs.order_tables`; none if nobody deviated)."""
     from lemgrid.market import OrderBatch, clear_uniform
+    from lemgrid.sim.designs import order_tables
 
     deviation = (metered_kw - positions.scheduled_kw) * dt_h
     t_idx, n_idx = np.nonzero(np.abs(deviation) > 1e-9)
     if not len(t_idx):
-        return positions
+        return positions, {}
     short = deviation[t_idx, n_idx] < 0
     batch = OrderBatch.from_arrays(
         order_id=np.arange(len(t_idx)), participant=participants[n_idx],
@@ -223,6 +228,8 @@ def intraday(positions: Positions, metered_kw: np.ndarray, prices: Prices, dt_h:
     filled = result.filled_kwh
     bought, sold, paid = local_fills(deviation.shape, t_idx, n_idx, np.where(short, filled, 0.0),
                                      np.where(short, 0.0, filled), -result.cash_flow_eur)
+    tables = order_tables(time_index[t_idx], "intraday", participants[n_idx], short,
+                          np.abs(deviation[t_idx, n_idx]), batch.price_eur_per_kwh, result)
     return replace(
         positions,
         scheduled_kw=positions.scheduled_kw + (sold - bought) / dt_h,
@@ -230,7 +237,7 @@ def intraday(positions: Positions, metered_kw: np.ndarray, prices: Prices, dt_h:
         market_sold_kwh=positions.market_sold_kwh + sold,
         local_bought_kwh=positions.local_bought_kwh + bought,
         local_sold_kwh=positions.local_sold_kwh + sold,
-        market_paid_eur=positions.market_paid_eur + paid)
+        market_paid_eur=positions.market_paid_eur + paid), tables
 
 
 def participant_series(positions: Positions, bill, metered_kw: np.ndarray,
@@ -446,7 +453,10 @@ def _run(scenario: Scenario, design: str | None, days: list[tuple[int, int]],
         delivery = deliver(scenario, run)
         positions, extra, tables, dso_days = run.positions, run.extra, run.tables, run.dso_days
         if intraday_session:
-            positions = intraday(positions, delivery.metered_kw, prices, dt, parts.ids)
+            positions, intraday_tables = intraday(positions, delivery.metered_kw, prices, dt,
+                                                  parts.ids, scenario.time_index)
+            for name, table in intraday_tables.items():
+                tables[name] = pd.concat([tables.get(name), table], ignore_index=True)
     metered = delivery.metered_kw
 
     # Stage 3: settlement.
