@@ -289,3 +289,25 @@ def test_designs_without_orders_record_their_positions(tmp_path):
         bought = sum(e["payload"]["quantity_wh"] for e in log.entries("order")
                      if e["payload"]["side"] == "buy")
     assert abs(bought - community.local_bought_kwh.sum() * 1000) <= community.local_bought_kwh.size
+
+
+def test_a_run_that_fails_part_way_leaves_nothing_behind(result, tmp_path, monkeypatch):
+    import lemgrid.ledger.simulation as simulation
+
+    real = simulation.session_records
+    sessions = []
+
+    def second_fails(*args, **kwargs):
+        sessions.append(1)
+        if len(sessions) == 2:
+            raise RuntimeError("the machine went down in the second session")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(simulation, "session_records", second_fails)
+    path = tmp_path / "run.db"
+    with pytest.raises(RuntimeError, match="second session"):
+        record_simulation(result, path, anchor=False)
+    assert sorted(tmp_path.iterdir()) == []  # no ledger, witness, keystore or journal
+    monkeypatch.setattr(simulation, "session_records", real)
+    again = record_simulation(result, path, anchor=False)  # the path is free again
+    assert again.sessions == 2 and verify_ledger(path).ok

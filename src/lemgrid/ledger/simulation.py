@@ -41,6 +41,7 @@ import pandas as pd
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lemgrid.errors import InputError
+from lemgrid.ledger.db import LedgerDB
 from lemgrid.ledger.identity import Keystore, registration_payload, sign_record
 from lemgrid.ledger.integration import default_keystore_path
 from lemgrid.ledger.records import SignedRecord, order_payload
@@ -384,6 +385,7 @@ def record_simulation(result: SimulationResult, path: str | Path, *, seed: int =
     counts: dict[str, int] = defaultdict(int)
     sessions = _session_bounds(result)
     ledger = Ledger.create(path, keys.operator)
+    written: list[Path] = [default_witness_path(path), keystore_path]
     try:
         keys.save(keystore_path)
         for k, (start, stop) in enumerate(sessions):
@@ -403,9 +405,18 @@ def record_simulation(result: SimulationResult, path: str | Path, *, seed: int =
             anchors = tuple(chain.read_anchors(contract, ledger.log_id))
             chain_name = rpc_url or "in-process EVM"
             if rpc_url is not None:
+                written.append(chain.anchor_record_path(path))
                 chain.save_anchor_record(path, int(w3.eth.chain_id), address)
         return SimulationLedger(path, ledger.size, len(sessions), len(ledger.state.checkpoints),
                                 anchored, chain_name, address, dict(counts), anchors)
+    except BaseException:
+        # A run that failed part-way leaves nothing behind: no half-written ledger to be taken
+        # for a whole one, and the path is free to try again.
+        ledger.close()
+        LedgerDB.remove(path)
+        for file in written:
+            file.unlink(missing_ok=True)
+        raise
     finally:
         ledger.close()
 
