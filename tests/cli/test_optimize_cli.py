@@ -43,7 +43,7 @@ def test_community_constrained_files(scenario_file, tmp_path):
     kpis = json.loads((out / "kpis.json").read_text())
     bills = pd.read_csv(out / "bills.csv")
     intervals = pd.read_parquet(out / "intervals.parquet")
-    components = pd.read_csv(out / "dlmp_components.csv")
+    components = pd.read_parquet(out / "dlmp_components.parquet")
     assert kpis["design"] == "community-constrained" and kpis["intervals"] == 96
     assert list(components.columns) == ["interval", "bus", "dlmp_eur_per_kwh", "energy_eur_per_kwh",
                                         "loss_eur_per_kwh", "congestion_eur_per_kwh",
@@ -68,14 +68,14 @@ def test_community_unconstrained_has_no_dlmps(scenario_file, tmp_path):
     out = tmp_path / "u"
     run([scenario_file, "--out", out, "--no-report"])
     assert json.loads((out / "kpis.json").read_text())["design"] == "community"
-    assert not (out / "dlmp_components.csv").exists()
+    assert not (out / "dlmp_components.parquet").exists()
     assert (out / "kpis.json").exists() and (out / "intervals.parquet").exists()
 
 
 def test_p2p_trades_and_gap(scenario_file, tmp_path):
     out = tmp_path / "p"
     run([scenario_file, "--design", "p2p", "--out", out])
-    trades = pd.read_csv(out / "p2p_trades.csv")
+    trades = pd.read_parquet(out / "p2p_trades.parquet")
     assert list(trades.columns) == ["interval", "seller", "buyer", "quantity_kwh",
                                     "price_eur_per_kwh"]
     intervals = pd.read_parquet(out / "intervals.parquet")

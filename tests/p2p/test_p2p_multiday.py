@@ -88,4 +88,4 @@ def test_a_failing_reference_keeps_the_market_result(scenario_file, tmp_path, mo
         kpis, intervals = optimize(scenario_file, out)
     assert intervals["p2p_gap_to_central"].isna().all()
     assert kpis["local_traded_kwh"] > 0 and kpis["total_savings_eur"] > 0
-    assert (out / "p2p_trades.csv").exists() and (out / "bills.csv").exists()
+    assert (out / "p2p_trades.parquet").exists() and (out / "bills.csv").exists()

@@ -63,8 +63,8 @@ def optimize(
     settle and check it in AC like ``simulate``.
 
     Writes the files of ``simulate`` (kpis.json, bills.csv, intervals.parquet,
-    participant_intervals.parquet, report.html), with dlmp_components.csv for
-    community-constrained and p2p_trades.csv for p2p.
+    participant_intervals.parquet, report.html), with dlmp_components.parquet for
+    community-constrained and p2p_trades.parquet for p2p.
     """
     from lemgrid.sim.outputs import write_simulation
     from lemgrid.sim.runner import optimize as optimize_horizon

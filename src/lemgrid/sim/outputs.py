@@ -1,5 +1,5 @@
 """Files of a simulation: kpis.json, bills.csv, intervals.parquet, participant_intervals.parquet,
-the result's tables (orders.parquet, trades.parquet, the others as CSV) and report.html; and of a comparison:
+the result's tables (the designs' as Parquet, the DSO's as CSV) and report.html; and of a comparison:
 comparison.csv and a side-by-side report.html."""
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ def _jsonable(value):
     return value
 
 
-#: Tables with a row per interval and participant (a year of a large feeder: millions of rows),
-#: written as Parquet like participant_intervals; the others as CSV.
-PARQUET_TABLES = frozenset({"orders", "trades"})
+#: The designs' tables, with a row per interval and participant, bus or pair (a year of a large
+#: feeder: millions of rows), written as Parquet like participant_intervals; the DSO's as CSV.
+PARQUET_TABLES = frozenset({"orders", "trades", "dlmp_components", "p2p_trades"})
 
 
 def write_simulation(result: SimulationResult, out: Path, report: bool = True) -> dict[str, Path]:

@@ -67,7 +67,9 @@ class SimulationResult:
     extra_intervals : dict[str, ndarray (T,)]
         More per-interval series for intervals.parquet (design-specific).
     tables : dict[str, pandas.DataFrame]
-        More output tables written as CSV (e.g. ``grid_state``, ``flex_activations``).
+        More output tables: the designs' (``orders``, ``trades``, ``dlmp_components``,
+        ``p2p_trades``; written as Parquet) and the DSO's (``grid_state``, ``flex_activations``,
+        ...; written as CSV).
     participant_series : dict[str, ndarray (T, N)]
         Per interval and participant: schedule and delivery [kW], battery output [kW] and stored
         energy [kWh], energies with the grid, the market and the retailer, imbalance [kWh], and
