@@ -272,3 +272,55 @@ def test_long_term_reservations_are_refused_by_name(tmp_path):
 
     with pytest.raises(NotBuiltError, match="dso.flexibility.lead_time: long-term"):
         engine.load_market(str(path))
+
+
+@pytest.mark.slow
+def test_the_second_day_through_umei_equals_lemgrid_simulate(tmp_path):
+    """The first day's offers over ``/grid``, the second day's as UMEI sell orders by the example
+    FSP client: its flexibility zones, portfolios and orders are the second day's, an order is
+    completed only when its own day is cleared, and the activations are the lab's."""
+    from lemgrid.service.umei.units import Calendar
+
+    from ._umei import fsp_client_module
+
+    fsp = fsp_client_module()
+    path = _scenario(tmp_path, "two-days-umei")
+    lab_days, books = _lab(path)
+    world, calendar, _ = _world(f"sqlite:///{tmp_path / 'market.db'}", path)
+    dso = world.clients["dso"]
+    (start0, _), (start1, stop1) = calendar.bounds
+    _post_offers(world, books[0])
+    assert dso.request("POST", f"/grid/days/{start0}/clear").status_code == 200
+    assert world.operator.request("POST", "/admin/tick").status_code == 200
+    periods = Calendar(list(calendar.scenario.time_index.to_pydatetime()),
+                       float(calendar.scenario.dt_h))
+    offers, clients = [], {}
+    for provider in sorted({o["provider"] for o in books[1]}):
+        client = clients[provider] = fsp.UmeiClient(world.http, world.clients[provider].key)
+        client.login()
+        mine = [o for o in books[1] if o["provider"] == provider]
+        plan = [{"portfolioId": f"{o['resource']}-{o['asset']}",
+                 "periodFrom": periods.period(o["interval"])[0].strftime("%Y-%m-%dT%H:%M:%SZ"),
+                 "regulationType": "Up" if o["direction"] == "up" else "Down",
+                 "quantityMw": o["power_w"] / 1e6, "unitPriceEurPerMwh": o["price_meur_per_kwh"]}
+                for o in mine]
+        posted = fsp.offer(client, plan)
+        # every offer in a zone of the second day, on a portfolio; still open though the first
+        # day is cleared
+        assert len(posted) == len(mine) and {p["status"] for p in posted} == {"Active"}
+        offers += [dict(o, offer_id=f"umei:{p['id']}") for o, p in zip(mine, posted)]
+    zones = {z["id"] for z in clients[provider].search("/FlexibilityZones")}
+    assert zones >= {f"fz-{o['interval']}" for o in books[1]}
+    assert dso.request("POST", f"/grid/days/{start1}/clear").status_code == 200
+    acts = [a for a in dso.get("/grid/activations").json() if start1 <= a["interval"] < stop1]
+    _activations_equal(acts, offers, lab_days[1], start1)
+    filled = {a["offer_id"] for a in acts}
+    followed = 0
+    for provider, client in clients.items():
+        orders = list(client.search("/Orders"))
+        assert orders and {o["status"] for o in orders} == {"Completed"}
+        assert all((o["completionType"] == "Filled") == (f"umei:{o['id']}" in filled)
+                   for o in orders)
+        followed += len(fsp.follow_trades(client, orders))
+    assert followed == len(acts) > 0  # every activation of the day is a UMEI trade
+    assert verify_ledger(f"sqlite:///{tmp_path / 'market.db'}").ok

@@ -52,6 +52,7 @@ class Umei:
         self.market = market
         self._calendar: Calendar | None = None
         self._portfolios: dict[str, dict] | None = None
+        self._portfolio_days = 0  # days whose resources self._portfolios holds
 
     # -- the scenario's grid side ----------------------------------------------------------------
     @property
@@ -90,22 +91,37 @@ class Umei:
         return {"period_from": start, "period_to": stop}
 
     # -- portfolios ------------------------------------------------------------------------------
+    def day_rooms(self) -> list[dict]:
+        """What each resource can offer in every day the DSO has validated so far (the days
+        cleared and the one after them), in calendar order."""
+        from lemgrid.service.operator import Refused
+
+        rooms = []
+        for start, _stop in self.grid.calendar().bounds:
+            try:
+                rooms.append(self.grid.room(start))
+            except Refused:  # a day whose days before it are not cleared yet
+                break
+        return rooms
+
     def all_portfolios(self) -> dict[str, dict]:
-        """Every resource with room to move in the DSO's day: id -> kind, asset, owner meter,
-        grid node and the organisation that may sell it."""
-        if self._portfolios is None:
+        """Every resource with room to move in a day the DSO has validated: id -> kind, asset,
+        owner meter, grid node and the organisation that may sell it."""
+        rooms = self.day_rooms()
+        if self._portfolios is None or self._portfolio_days != len(rooms):
             day = self.day()
             parts = day.scenario.participants
             names = day.operator().network.bus_names
             position = {str(p): i for i, p in enumerate(parts.ids)}
             out: dict[str, dict] = {}
-            for (kind, asset, _interval, _direction), (_kw, _b, owner) in sorted(
-                    self.grid.room(0).items()):
-                pid = f"{kind}-{asset}"
-                if pid not in out:
-                    out[pid] = {"id": pid, "kind": kind, "asset": asset, "meter": owner,
-                                "grid_node_id": str(names[int(parts.bus[position[owner]])])}
-            self._portfolios = out
+            for room in rooms:
+                for (kind, asset, _interval, _direction), (_kw, _b, owner) in sorted(
+                        room.items()):
+                    pid = f"{kind}-{asset}"
+                    if pid not in out:
+                        out[pid] = {"id": pid, "kind": kind, "asset": asset, "meter": owner,
+                                    "grid_node_id": str(names[int(parts.bus[position[owner]])])}
+            self._portfolios, self._portfolio_days = out, len(rooms)
         return self._portfolios
 
     def _meters_of(self, identity: dict) -> set[str]:
@@ -166,7 +182,8 @@ class Umei:
     def zones(self, identity: dict) -> list[m.FlexibilityZone]:
         """The traffic light's amber (and red) intervals, with the portfolios that can help."""
         lights = [x for x in self.grid.lights() if x["state"] != "green"]
-        room = self.grid.room(0) if lights else {}
+        room = {key: value for day in (self.day_rooms() if lights else []) for key, value
+                in day.items()}
         mine = ({p.id for p in self.portfolios(identity)} if identity["role"] in FSP_ROLES
                 else set(self.all_portfolios()))
         out = []
@@ -287,9 +304,10 @@ class Umei:
             cleared = set(conn.execute(sa.select(g.days.c.day_start)).scalars())
             filled = set(conn.execute(sa.select(g.activations.c.offer_id).where(
                 g.activations.c.offer_id.is_not(None))).scalars())
-        day = self.day() if rows else None
+        calendar = self.grid.calendar() if rows else None
         for r in rows:
-            done = day is not None and day.start in cleared
+            done = calendar is not None and calendar.bounds[
+                calendar.index(r["interval"])][0] in cleared
             r["status"] = "Completed" if done else "Active"
             r["completion_type"] = (("Filled" if r["offer_id"] in filled else "Expired")
                                     if done else None)
