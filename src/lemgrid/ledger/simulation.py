@@ -161,16 +161,15 @@ def _books_from_orders(result: SimulationResult, orders: Any, trades: Any, marke
     """The sessions' real bids and trades (the ``orders`` and ``trades`` tables of the order
     markets), in whole Wh rounded down (so no order is filled beyond its quantity); the
     intraday session is a market of its own (``<market>/intraday``)."""
-    def cut(table: Any, **wh: str) -> Any:
-        t = result.time_index.get_indexer(pd.DatetimeIndex(table["interval"]))
-        rows = table.assign(t=t)
+    def cut(table: Any) -> Any:
+        """The session's rows with their horizon interval ``t`` and whole ``quantity_wh``."""
+        rows = table.assign(t=result.time_index.get_indexer(pd.DatetimeIndex(table["interval"])))
         rows = rows[(rows.t >= start) & (rows.t < stop)]
-        return rows.assign(**{k: _wh(rows[v].to_numpy()) for k, v in wh.items()})
+        rows = rows.assign(quantity_wh=_wh(rows.quantity_kwh.to_numpy()))
+        return rows[rows.quantity_wh > 0]
 
-    bids = cut(orders, quantity_wh="quantity_kwh")
-    bids = bids[bids.quantity_wh > 0].sort_values(["session", "t", "side", "participant"])
-    deals = cut(trades, quantity_wh="quantity_kwh")
-    deals = deals[deals.quantity_wh > 0]
+    bids = cut(orders).sort_values(["session", "t", "side", "participant"])
+    deals = cut(trades)
     deals_of = dict(iter(deals.groupby(["session", "t"], observed=True)))
     books = []
     for key, book in bids.groupby(["session", "t"], observed=True, sort=False):

@@ -325,7 +325,7 @@ def p2p(session: DayAheadSession, options: P2POptions) -> SessionOutcome:
                            "tol_primal_kwh": options.tolerance_kwh}
                           if options.method == "admm" else {}))
     extra = {"p2p_iterations": np.full(n_t, float(np.max(result.iterations))),
-             "p2p_converged": np.broadcast_to(result.converged, (n_t,)).astype(float)}
+             "p2p_converged": result.converged.astype(float)}
     if options.method == "admm" and options.reference:
         # The central optimum of the same problem shows how near the ADMM came to it; it only
         # checks the market, so if it fails the gap is NaN, a warning says why, the market stands.
