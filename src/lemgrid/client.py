@@ -137,6 +137,21 @@ class MarketClient:
         """Sign and post a meter reading (``interval``, ``import_wh``, ``export_wh``)."""
         return self.request("POST", f"/markets/{market_id}/readings",
                             self.reading_body(market_id, **reading))
+    def community_bid_body(self, market_id: str, *, interval: int, bid: dict,
+                           nonce: str | None = None) -> dict:
+        """A signed bid into a community session; ``bid`` holds its data fields (``load_kw``,
+        ``pv_kw``, ``reference_eur``, ``assets``, ``final_state``; see
+        :func:`lemgrid.service.community.bid_payload`)."""
+        return self.signed_record({
+            "kind": "community-bid", "log_id": self.log_id, "market_id": market_id,
+            "interval": interval, "participant": self.participant, "meter": self.meter, **bid,
+            "nonce": nonce or secrets.token_hex(12)})
+
+    def submit_community_bid(self, market_id: str, **bid: Any) -> httpx.Response:
+        """Sign and post a community bid (see :meth:`community_bid_body`)."""
+        return self.request("POST", f"/markets/{market_id}/community-bids",
+                            self.community_bid_body(market_id, **bid))
+
     def flex_offer_body(self, *, offer_id: str, interval: int, resource: str, asset: int,
                         direction: str, power_w: int, price_meur_per_kwh: int,
                         meter: str | None = None) -> dict:

@@ -37,8 +37,9 @@ def _stored(world) -> tuple:
         rows = tuple(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()
                      for table in (t.orders, t.sessions, t.capabilities, t.trades,
                                    t.statements, t.idempotency, *t.DELIVERY_TABLES,
-                                   *t.SEALED_TABLES, grid.lights, grid.offers,
-                                   grid.activations, grid.days, grid.tso_requests))
+                                   *t.SEALED_TABLES, *t.COMMUNITY_TABLES, grid.lights,
+                                   grid.offers, grid.activations, grid.days,
+                                   grid.tso_requests))
     return m.ledger.size, rows
 
 
@@ -74,6 +75,11 @@ MATRIX = {
     ("POST", "/grid/days/0/clear"): {"operator", "dso"},
     ("POST", "/grid/tso-requests"): {"tso"},
     ("GET", "/grid/tso-requests"): {"operator", "dso", "tso"},
+    # Community sessions (lemgrid.service.community; their own tests in
+    # test_service_community.py).
+    ("POST", "/community/sessions"): {"operator"},
+    ("POST", "/markets/s1/community-bids"): {"participant"},
+    ("GET", "/markets/s1/community/alice"): {"operator", "aggregator", "participant"},
 }
 
 
@@ -99,6 +105,18 @@ def _body(world, role, method, path):
             body = c.signed_record({**body["payload"], "participant": "alice",
                                     "meter": "meter-alice"})
         return body
+    if path == "/community/sessions":
+        return {"market_id": f"community-{role}", "interval": 0, "n_intervals": 1,
+                "dt_h": "0.25", "gate_ms": world.clock.now_ms + 1, "members": ["alice"],
+                "bus": [0], "prices": dict.fromkeys((
+                    "import_eur_per_kwh", "network_eur_per_kwh", "export_eur_per_kwh",
+                    "local_network_eur_per_kwh", "levies_eur_per_kwh", "fixed_eur_per_day",
+                    "imbalance_short_eur_per_kwh", "imbalance_long_eur_per_kwh"), "0.1"),
+                "curtailment_eur_per_kwh": "0.05", "battery_wear_eur_per_kwh": "0.001"}
+    if path.endswith("/community-bids"):
+        c.participant, c.meter = (c.participant or role), (c.meter or "x")
+        return c.community_bid_body("s1", interval=0, bid={
+            "load_kw": ["1.0"], "pv_kw": ["0.0"], "assets": {}})
     if path.endswith("/metering"):
         return {"readings_deadline_ms": world.clock.now_ms + 10**7}
     if path.endswith("/readings"):

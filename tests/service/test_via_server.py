@@ -1,7 +1,9 @@
 """``lemgrid simulate --via-server``: a day of an order-based scenario with every participant an
 HTTP client holding its own key, against ``simulate`` in-process: the same trades (to the Wh, the
 ledger's unit), the same market bills to the cent, and total bills apart by no more than the Wh
-rounding of the traded energy is worth at the tariffs. A community design is refused, saying so.
+rounding of the traded energy is worth at the tariffs. A day of the community design through the
+server's community sessions: the same schedules and bills. Peer-to-peer and network-constrained
+designs are refused, saying so.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typer.testing import CliRunner
 
 import lemgrid
 import lemgrid.market
+import lemgrid.sim.designs
 from lemgrid.cli import app
 from lemgrid.errors import NotBuiltError
 from lemgrid.scenario import load_scenario
@@ -76,14 +79,38 @@ def test_a_day_via_the_server_has_the_trades_and_bills_of_simulate(monkeypatch):
     assert np.abs(served.cost_eur.sum(0) - lab.cost_eur.sum(0)).max() < 0.01
 
 
-def test_a_community_design_is_refused_through_the_server():
+@pytest.mark.slow
+def test_a_community_day_via_the_server_has_the_schedules_and_bills_of_simulate():
+    """The default scenario (community design) for a day: every member bids through its own key,
+    the server's manager clears with the lab's code on the exact numbers signed, and the
+    simulation settles the positions the server published: the same schedules and bills as
+    in-process, to the cent (reals cross the wire as decimal strings, so exactly)."""
+    lab = simulate(load_scenario(DEFAULT, days=1), "community")
+    served, clearing = via_server.simulate_via_server(load_scenario(DEFAULT, days=1),
+                                                      "community")
+    ids = {str(p) for p in lab.participant_ids}
+    assert set(clearing.agents) == ids and len({c.key_id for c in clearing.agents.values()}) \
+        == len(ids) == 13
+    assert clearing.calls == 1  # one community session for the day
+    assert np.array_equal(served.participant_series["scheduled_kw"],
+                          lab.participant_series["scheduled_kw"])
+    assert np.abs(served.cost_eur.sum(0) - lab.cost_eur.sum(0)).max() < 0.005
+    for column in ("market_eur", "sharing_eur", "battery_e_kwh"):
+        assert np.allclose(served.participant_series[column], lab.participant_series[column],
+                           atol=1e-9, rtol=0)
+    assert lab.participant_series["market_eur"].any()  # the community traded
+    assert lemgrid.sim.designs.clear_community.__module__ == "lemgrid.sim.designs"  # put back
+
+
+def test_designs_the_server_does_not_clear_are_refused_naming_them():
     scenario = load_scenario(ROOT / "examples" / "lv-rural-community.yaml", days=1)
-    with pytest.raises(NotBuiltError, match="design 'community' is not cleared by the market "
+    with pytest.raises(NotBuiltError, match="design 'p2p' is not cleared by the market "
                                             "server"):
-        via_server.simulate_via_server(scenario)
+        via_server.simulate_via_server(scenario, "p2p")
     r = CliRunner().invoke(app, ["simulate", str(ROOT / "examples" / "lv-rural-community.yaml"),
-                                 "--days", "1", "--via-server", "--quiet"])
-    assert r.exit_code == 2 and "order-based designs only" in r.output
+                                 "--days", "1", "--design", "community-constrained",
+                                 "--via-server", "--quiet"])
+    assert r.exit_code == 2 and "order-based designs uniform" in r.output, r.output
     r = CliRunner().invoke(app, ["simulate", "--days", "1", "--server", "http://x"])
     assert r.exit_code == 2 and "only with --via-server" in r.output
 

@@ -94,7 +94,7 @@ def simulate(
         "--via-server",
         help="Agents trade as HTTP clients of a market server, each with its own key: the "
              "one at --server, or one started in this process on loopback (order-based "
-             "designs only)")] = False,
+             "designs and community)")] = False,
     server: Annotated[str | None, typer.Option(
         metavar="URL", help="The market server for --via-server (needs --operator-key); "
                             "default: in-process on loopback")] = None,

@@ -99,6 +99,25 @@ def _object(value: Any) -> bool:
     return type(value) is dict
 
 
+#: A real number written as a decimal string (``repr`` of a float): signed records carry no
+#: floats, and a decimal string is exact both ways (Python's ``float(repr(x)) == x``).
+DECIMAL = re.compile(r"-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
+
+
+def is_decimal(value: Any) -> bool:
+    """A decimal string of a finite real number (at most 40 characters)."""
+    return type(value) is str and len(value) <= 40 and DECIMAL.fullmatch(value) is not None
+
+
+def _decimals(value: Any) -> bool:
+    return (type(value) is list and 0 < len(value) <= 100_000
+            and all(is_decimal(v) for v in value))
+
+
+def _balanced_postings(value: Any) -> bool:
+    return value == [] or _postings(value)
+
+
 _is_hex32, _is_hex64, _is_hex128 = _hex(32), _hex(64), _hex(128)
 
 _ORDER_FIELDS: dict[str, Check] = {
@@ -170,6 +189,15 @@ SCHEMAS: dict[str, dict[str, Check]] = {
                         "interval": valid_interval, "direction": _one_of("up", "down"),
                         "power_w": _positive, "price_meur_per_kwh": _int, "buyer": _text,
                         "utilisation_ueur": _int},
+    # A member's bid into a community session (lemgrid.service.community): its forecasts [kW]
+    # and its assets' rows by kind (decimal strings for reals).
+    "community-bid": {"log_id": _is_hex64, "market_id": _text, "interval": valid_interval,
+                      "participant": _text, "meter": _text, "load_kw": _decimals,
+                      "pv_kw": _decimals, "assets": _object, "nonce": _text},
+    # The manager's clearing of a community session: who took part, the hash of the published
+    # schedules and positions, and the members' money in the session [µ€] (balanced).
+    "community-clearing": {"market_id": _text, "interval": valid_interval, "members": _texts,
+                           "results_sha256": _is_hex64, "postings": _balanced_postings},
     # UMEI (lemgrid.service.umei): a bearer token issued on a challenge signed by a registered
     # key, and each accepted UMEI write, attested by the operator under that token.
     "umei-token": {"participant": _text, "key_id": _is_hex32, "challenge": _is_hex64,
@@ -194,11 +222,11 @@ OPERATOR_KINDS = frozenset({"log-init", "key-registration", "capability", "gate-
                             "reveal-closure", "rejection", "trade", "clearing", "settlement",
                             "checkpoint", "delivery-settlement", "statement", "mandate",
                             "traffic-light", "flex-activation", "flex-request",
-                            "umei-token", "umei-request"})
+                            "umei-token", "umei-request", "community-clearing"})
 #: Kinds a participant signs (a key-revocation may be signed by the operator or the key itself).
 #: Each names the log it is for (``log_id``), so that it cannot be replayed into another log.
 PARTICIPANT_KINDS = frozenset({"order", "cancel", "commit", "reveal", "key-revocation",
-                               "meter-reading", "flex-offer"})
+                               "meter-reading", "flex-offer", "community-bid"})
 
 
 def validate_payload(payload: Any, where: str = "payload") -> str:

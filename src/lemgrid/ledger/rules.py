@@ -112,6 +112,9 @@ class LedgerState:
         self.statements: set[tuple] = set()
         #: (aggregator, member): the aggregator's keys sign orders and cancels for the member.
         self.mandates: set[tuple[str, str]] = set()
+        #: (market, participant) of every community bid; community markets cleared.
+        self.community_bids: set[tuple[str, str]] = set()
+        self.community_cleared: set[str] = set()
 
     @property
     def size(self) -> int:
@@ -227,7 +230,7 @@ class LedgerState:
                             f"{p['participant']!r}", "not-owner")
         # an order names the meter of its participant; a reading only the signer's own meter
         meter = self.meters.get(p["participant"]) if kind == "order" else info.meter
-        if kind in ("order", "meter-reading") and p["meter"] != meter:
+        if kind in ("order", "meter-reading", "community-bid") and p["meter"] != meter:
             raise Rejection(f"{kind} names meter {p['meter']!r} but {p['participant']!r} is bound "
                             f"to meter {meter!r}", "wrong-meter")
 
@@ -299,6 +302,28 @@ class LedgerState:
             self.journal.add(self.mandates, (p["aggregator"], p["participant"]))
         elif kind in ("meter-reading", "delivery-settlement", "statement"):
             self._metering(kind, p)
+        elif kind in ("community-bid", "community-clearing"):
+            self._community(kind, p)
+
+    def _community(self, kind: str, p: dict) -> None:
+        market = p["market_id"]
+        if market in self.community_cleared:
+            raise Rejection(f"community market {market!r} is already cleared", "too-late")
+        if kind == "community-bid":
+            if (market, p["participant"]) in self.community_bids:
+                raise Rejection(f"{p['participant']!r} already bid into community market "
+                                f"{market!r}", "duplicate")
+            self.journal.add(self.community_bids, (market, p["participant"]))
+            return
+        missing = [m for m in p["members"] if (market, m) not in self.community_bids]
+        if missing:
+            raise Rejection(f"community-clearing of {market!r} names members without a bid: "
+                            f"{', '.join(missing)}", "unknown-participant")
+        balance = sum(posting["amount_ueur"] for posting in p["postings"])
+        if balance != 0:
+            raise Rejection(f"community-clearing of {market!r} does not balance: postings sum "
+                            f"to {balance} µ€", "unbalanced")
+        self.journal.add(self.community_cleared, market)
 
     def _metering(self, kind: str, p: dict) -> None:
         session = (p["market_id"], p["interval"])

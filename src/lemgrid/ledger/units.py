@@ -14,8 +14,12 @@ which trade quantities use so that rounding can never over-fill an order.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+import numpy as np
 
 from lemgrid.errors import InputError
 from lemgrid.ledger.canonical import MAX_SAFE_INT
@@ -123,3 +127,94 @@ def trade_value_ueur(quantity_wh: int, price_meur_per_kwh: int) -> int:
         Value [µ€] (exact: 1 Wh x 1 m€/kWh = 1 µ€).
     """
     return quantity_wh * price_meur_per_kwh
+
+
+# -- reals that must cross the wire exactly --------------------------------------------------
+# A community bid carries forecasts and asset parameters that the manager's LP must see bit for
+# bit as the member computed them (integer units would round them). They travel as decimal
+# strings: ``repr`` of a float is its shortest round-tripping decimal, and ``float`` reads it
+# back exactly, so a signature covers exactly the number the server computes with.
+
+def decimals(values: Any) -> Any:
+    """A real array (any shape) as nested lists of decimal strings; NaN as ``None``."""
+    array = np.asarray(values, dtype=float)
+    if array.ndim == 0:
+        return None if math.isnan(array) else repr(float(array))
+    return [decimals(row) for row in array] if array.ndim > 1 else [
+        None if math.isnan(x) else repr(x) for x in array.tolist()]
+
+
+def reals(values: Any, field: str, *, allow_nan: bool = False, minimum: float | None = None
+          ) -> np.ndarray:
+    """Decimal strings (nested lists, ``None`` for NaN where ``allow_nan``) read back as an
+    array; InputError naming ``field`` if one is not a finite decimal or is below ``minimum``."""
+    from lemgrid.ledger.records import is_decimal
+
+    def read(value: Any, where: str) -> Any:
+        if type(value) is list:
+            return [read(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if value is None and allow_nan:
+            return math.nan
+        if not is_decimal(value):
+            raise InputError(f"{where}: expected a decimal string such as '0.25', got {value!r}")
+        number = float(value)
+        if not math.isfinite(number):
+            raise InputError(f"{where}: {value!r} is not a finite number")
+        if minimum is not None and number < minimum:
+            raise InputError(f"{where}: must be at least {minimum}, got {value!r}")
+        return number
+
+    numbers = read(values, field)
+    try:
+        return np.array(numbers, dtype=float)
+    except ValueError:  # ragged nesting
+        raise InputError(f"{field}: rows of unequal length") from None
+
+
+def table_columns(table: Any, skip: tuple[str, ...] = ()) -> dict[str, list]:
+    """A column table (a dataclass of equal-length arrays) as lists: reals as decimal strings,
+    integers, booleans and strings as they are."""
+    out = {}
+    for f in dataclasses.fields(table):
+        if f.name in skip:
+            continue
+        array = np.asarray(getattr(table, f.name))
+        out[f.name] = decimals(array) if array.dtype.kind == "f" else array.tolist()
+    return out
+
+
+def table_from_columns(template: Any, columns: Any, field: str, **fixed: np.ndarray) -> Any:
+    """The column table of ``template``'s type from :func:`table_columns`' lists (the
+    ``fixed`` columns given as arrays); InputError naming ``field`` and the column for an
+    unknown or missing column, a value of the wrong type, a negative number or rows of unequal
+    length."""
+    if type(columns) is not dict:
+        raise InputError(f"{field}: expected an object of columns")
+    names = [f.name for f in dataclasses.fields(template) if f.name not in fixed]
+    unknown = sorted(set(columns) - set(names))
+    missing = [n for n in names if n not in columns]
+    if unknown or missing:
+        raise InputError(f"{field}: " + "; ".join(
+            ([f"unknown column(s) {', '.join(unknown)}"] if unknown else [])
+            + ([f"missing column(s) {', '.join(missing)}"] if missing else [])))
+    values: dict[str, np.ndarray] = {}
+    for name in names:
+        where, kind = f"{field}.{name}", np.asarray(getattr(template, name)).dtype.kind
+        raw = columns[name]
+        if type(raw) is not list:
+            raise InputError(f"{where}: expected a list (one value per row)")
+        if kind == "f":
+            values[name] = reals(raw, where, minimum=0.0)
+            continue
+        want: type = {"i": int, "b": bool, "U": str}.get(kind, str)
+        for v in raw:
+            if type(v) is not want or (type(v) is int and not 0 <= int(v) <= MAX_SAFE_INT):
+                what = {int: "non-negative integers", bool: "booleans", str: "strings"}[want]
+                raise InputError(f"{where}: expected {what}, got {v!r}")
+        values[name] = np.array(raw, dtype=np.asarray(getattr(template, name)).dtype
+                                if kind != "U" else str)
+    lengths = {len(v) for v in (*values.values(), *fixed.values())}
+    if len(lengths) > 1:
+        raise InputError(f"{field}: columns of unequal length ({sorted(lengths)} rows)")
+    return type(template)(**values, **fixed)
+

@@ -680,7 +680,9 @@ def create_app(db_url: str, operator_key: Ed25519PrivateKey, *,
     from lemgrid.service.grid_api import add_routes
 
     add_routes(app, market, role)
-    from lemgrid.service import dashboard, umei
+    from lemgrid.service import community, dashboard, umei
+
+    community.add_routes(app, market, role)
 
     umei.add_routes(app, market)
     dashboard.add_routes(app, market, role)

@@ -637,11 +637,11 @@ class Market:
                 .order_by(t.sessions.c.gate_ms))]
         for market_id in due:
             self.close_and_clear(market_id)
-        from lemgrid.service import delivery, sealed
+        from lemgrid.service import community, delivery, sealed
 
         if self.grid is not None:
             self.grid.catch_up()
-        return due + sealed.tick(self) + delivery.settle_due(self)
+        return due + sealed.tick(self) + community.tick(self) + delivery.settle_due(self)
 
     def close_and_clear(self, market_id: str) -> dict:
         """Gate closure, clearing by the lab's mechanism, trades, settlement and a signed

@@ -113,3 +113,24 @@ commitments = sa.Table(
     sa.Column("seq", sa.BigInteger, nullable=False))
 
 SEALED_TABLES = (sealed_sessions, commitments)
+
+# -- community sessions: the manager's terms, the members' bids and results (revision 0008) ----
+community_sessions = sa.Table(
+    "community_sessions", METADATA,
+    sa.Column("market_id", sa.String(200), primary_key=True),
+    sa.Column("terms", sa.Text, nullable=False))  # the operator's session body, JSON
+
+community_bids = sa.Table(
+    "community_bids", METADATA,
+    sa.Column("market_id", sa.String(200), primary_key=True),
+    sa.Column("participant", sa.String(200), primary_key=True),
+    sa.Column("body", sa.Text, nullable=False),  # the signed community-bid payload, JSON
+    sa.Column("seq", sa.BigInteger, nullable=False))
+
+community_results = sa.Table(
+    "community_results", METADATA,
+    sa.Column("market_id", sa.String(200), primary_key=True),
+    sa.Column("participant", sa.String(200), primary_key=True),  # "" for the public part
+    sa.Column("body", sa.Text, nullable=False))
+
+COMMUNITY_TABLES = (community_sessions, community_bids, community_results)

@@ -15,8 +15,13 @@ difference from ``simulate`` in-process: ``tests/service/test_via_server.py`` sh
 the same trades (to the Wh), market bills equal to the cent, and total bills apart by no more
 than that Wh rounding of the traded energy is worth.
 
-Only order-based designs (``uniform``, ``pay-as-bid``, ``continuous``) clear through the server;
-the others raise :class:`~lemgrid.errors.NotBuiltError`.
+The ``community`` design clears through the server as well: where the lab would clear the
+community itself (:func:`lemgrid.sim.designs.clear_community`), the operator opens a community
+session (:mod:`lemgrid.service.community`), every member signs and posts its bid, the server's
+manager clears with the lab's code and each member reads back its own schedule, asset plans and
+positions. Reals cross the wire as decimal strings, exact both ways, so the schedule and the bills
+are ``simulate``'s exactly. Order-based designs (``uniform``, ``pay-as-bid``, ``continuous``) and
+``community`` clear through the server; the others raise :class:`~lemgrid.errors.NotBuiltError`.
 """
 
 from __future__ import annotations
@@ -98,16 +103,15 @@ class ServerClearing:
     @contextlib.contextmanager
     def lab_clearing(self) -> Iterator[None]:
         """Put the lab's clearing back while the block runs (the server's own clearing)."""
-        import lemgrid.market
-
-        routed = {name: getattr(lemgrid.market, name) for name in self.lab}
-        for name, function in self.lab.items():
-            setattr(lemgrid.market, name, function)
+        routed = {where: getattr(module, name) for where, (module, name) in _ROUTED.items()
+                  if where in self.lab}
+        for where, function in self.lab.items():
+            setattr(*_ROUTED[where], function)
         try:
             yield
         finally:
-            for name, function in routed.items():
-                setattr(lemgrid.market, name, function)
+            for where, function in routed.items():
+                setattr(*_ROUTED[where], function)
 
     def clear_uniform(self, orders: Any, k: float | None = None) -> Any:
         """:func:`lemgrid.market.clear_uniform` through the server (the intraday sessions)."""
@@ -212,6 +216,123 @@ class ServerClearing:
         return dataclasses.replace(result, cash_flow_eur=self._cash(
             orders, participants, result.cash_flow_eur, statement_eur))
 
+    def clear_community(self, problem: Any, reference_eur: np.ndarray, prices: Any
+                        ) -> tuple[Any, Any]:
+        """:func:`lemgrid.sim.designs.clear_community` through the server: the operator opens a
+        community session with the problem's terms, every member signs and posts its bid (its
+        forecasts and assets, reals as exact decimal strings), the gate closes, the server's
+        manager clears, and each member reads back its schedule, asset plans and positions; the
+        reference bills the server computed must be the lab's, and each member's statement
+        [µ€] its positions' money."""
+        from dataclasses import fields
+
+        from lemgrid.assets.kinds import KindPlan
+        from lemgrid.errors import InfeasibleError
+        from lemgrid.ledger.units import decimals, reals
+        from lemgrid.market.community import CommunityResult
+        from lemgrid.service.community import POSITION_FIELDS, bid_payload
+        from lemgrid.settlement.bills import Positions
+
+        n_t, n = problem.shape
+        if not (np.all(problem.import_eur_per_kwh == prices.retail_eur_per_kwh)
+                and np.all(problem.export_eur_per_kwh == prices.export_eur_per_kwh)
+                and (problem.local_network_eur_per_kwh, problem.levies_eur_per_kwh)
+                == (prices.local_network_eur_per_kwh, prices.levies_eur_per_kwh)):
+            raise NotBuiltError("--via-server: a community session prices every interval and "
+                                "member at the retailer's prices (no prices over time yet)")
+        self.calls += 1
+        ids = [str(x) for x in problem.ids]
+        for who in ids:
+            self.agent(who)
+        interval, market_id = self.next_interval, f"c{self.calls}-community"
+        self.next_interval += n_t
+        gate_ms = self.clock() + (self.gate_margin_ms if isinstance(self.clock, SimulatedClock)
+                                  else max(self.gate_margin_ms, 200 * n))
+        self._ok(self.operator.request("POST", "/community/sessions", {
+            "market_id": market_id, "interval": interval, "n_intervals": n_t,
+            "dt_h": decimals(problem.dt_h), "gate_ms": gate_ms, "members": ids,
+            "bus": [int(b) for b in problem.bus],
+            "prices": {f.name: decimals(getattr(prices, f.name)) for f in fields(prices)},
+            "curtailment_eur_per_kwh": decimals(problem.curtailment_eur_per_kwh),
+            "battery_wear_eur_per_kwh": decimals(problem.battery_wear_eur_per_kwh)}),
+            f"community session {market_id!r}")
+        for i, who in enumerate(ids):
+            self._ok(self.agents[who].submit_community_bid(
+                market_id, interval=interval, bid=bid_payload(problem, i)),
+                f"community bid of {who!r}")
+        self.clock.wait_until(gate_ms)
+        with self.lab_clearing():  # an in-process server clears with the lab's own code
+            self._ok(self.operator.request("POST", "/admin/tick"), "gate closure")
+        state = self._ok(self.operator.get(f"/sessions/{market_id}"), "session state")["state"]
+        if state == "failed":
+            raise InfeasibleError(f"--via-server: the server's community clearing of "
+                                  f"{market_id!r} found no schedule")
+        if state != "settled":
+            raise InputError(f"--via-server: community session {market_id!r} is {state} after "
+                             "its gate (is the server's scheduler running?)")
+        mine = [self._ok(self.agents[who].get(f"/markets/{market_id}/community/{who}"),
+                         f"community result of {who!r}") for who in ids]
+        public = mine[0]["community"]
+        # the manager computed each member's bill alone from its bid: the lab's, exactly
+        served_reference = np.array([float(x["reference_eur"]) for x in mine])
+        if not np.array_equal(served_reference, reference_eur):
+            raise InputError(f"--via-server: the server's reference bills of {market_id!r} "
+                             "differ from the lab's")
+
+        def column(*keys: str) -> np.ndarray:
+            """The members' series at ``keys`` of their results as columns (T, N)."""
+            def at(x: Any) -> Any:
+                for key in keys:
+                    x = x[key]
+                return x
+            return np.stack([reals(at(x), ".".join(keys), allow_nan=True) for x in mine],
+                            axis=-1)
+
+        positions = Positions(
+            **{f: column("positions", f) for f in POSITION_FIELDS},
+            price_eur_per_kwh=reals(public["local_price_eur_per_kwh"], "local price",
+                                    allow_nan=True))
+        kinds = {}
+        for name, table in problem.kinds.items():
+            # each member's rows go back to where its assets sit in the lab's table
+            where = [np.flatnonzero(table.owner == i) for i in range(n)]
+            owners = [i for i in range(n) if len(where[i])]
+
+            def scatter(*keys: str) -> np.ndarray:
+                out = np.zeros((n_t, len(table)))
+                for i in owners:
+                    plan = mine[i]["plans"][name]
+                    for key in keys:
+                        plan = plan[key]
+                    out[:, where[i]] = reals(plan, f"{name}.{keys[-1]}").reshape(n_t, -1)
+                return out
+
+            details = mine[owners[0]]["plans"][name]["detail"] if owners else {}
+            kinds[name] = KindPlan(table.owner, scatter("output_kw"), scatter("state"),
+                                   {k: scatter("detail", k) for k in details})
+        result = CommunityResult(
+            schedule_kw=positions.scheduled_kw, import_kw=reals(public["import_kw"], "import_kw"),
+            export_kw=reals(public["export_kw"], "export_kw"),
+            curtailment_kw=column("curtailment_kw"),
+            price_eur_per_kwh=reals(public["price_eur_per_kwh"], "price_eur_per_kwh"),
+            bus_price_eur_per_kwh=None, dlmp_components=None,
+            member_price_eur_per_kwh=column("member_price_eur_per_kwh"),
+            member_cost_eur=np.array([float(x["member_cost_eur"]) for x in mine]),
+            retailer_cost_eur=float(public["retailer_cost_eur"]),
+            welfare_eur=float(public["welfare_eur"]), solve_seconds=float("nan"),
+            lp_solves=int(public["lp_solves"]), kinds=kinds)
+        assert positions.sharing_eur is not None
+        for i, who in enumerate(ids):  # the statements are the positions' money to the µ€
+            statement = self._ok(self.agents[who].get(
+                f"/markets/{market_id}/statements/{who}"), f"statement of {who!r}")
+            money_ueur = -1e6 * (positions.market_paid_eur[:, i].sum()
+                                 + positions.sharing_eur[:, i].sum())  # + receives
+            if abs(statement["amount_ueur"] - money_ueur) > 1:
+                raise InputError(f"--via-server: the statement of {who!r} in {market_id!r} "
+                                 f"({statement['amount_ueur']} µ€) is not its positions' money "
+                                 f"({money_ueur:.0f} µ€)")
+        return result, positions
+
     @staticmethod
     def _cash(orders: Any, participants: list[str], trade_cash_eur: np.ndarray,
               statement_eur: dict[tuple[str, int], float]) -> np.ndarray:
@@ -253,21 +374,37 @@ def in_process_server(db_url: str | None = None) -> Iterator[tuple[Any, Ed25519P
         app.state.market.close()
 
 
+#: What :func:`clearing_through` routes through the server: the lab's order clearing
+#: (:func:`lemgrid.market.clear` for the day-ahead sessions, :func:`lemgrid.market.clear_uniform`
+#: for the intraday ones) and the community manager's
+#: (:func:`lemgrid.sim.designs.clear_community`), as (module, attribute).
+_ROUTED: dict[str, tuple[Any, str]] = {}
+
+
+def _routed() -> dict[str, tuple[Any, str]]:
+    import lemgrid.market
+    import lemgrid.sim.designs
+
+    if not _ROUTED:
+        _ROUTED.update({"clear": (lemgrid.market, "clear"),
+                        "clear_uniform": (lemgrid.market, "clear_uniform"),
+                        "clear_community": (lemgrid.sim.designs, "clear_community")})
+    return _ROUTED
+
+
 @contextlib.contextmanager
 def clearing_through(clearing: ServerClearing) -> Iterator[ServerClearing]:
-    """Route the lab's order clearing (:func:`lemgrid.market.clear` for the day-ahead session,
-    :func:`lemgrid.market.clear_uniform` for the intraday ones) through ``clearing`` while the
-    block runs (not thread-safe: one simulation at a time in a process)."""
-    import lemgrid.market
-
-    clearing.lab = {"clear": lemgrid.market.clear, "clear_uniform": lemgrid.market.clear_uniform}
-    lemgrid.market.clear = clearing.clear  # type: ignore[assignment]
-    lemgrid.market.clear_uniform = clearing.clear_uniform  # type: ignore[assignment]
+    """Route the lab's clearing (:data:`_ROUTED`) through ``clearing`` while the block runs
+    (not thread-safe: one simulation at a time in a process)."""
+    routed = _routed()
+    clearing.lab = {where: getattr(module, name) for where, (module, name) in routed.items()}
+    for where, (module, name) in routed.items():
+        setattr(module, name, getattr(clearing, where))
     try:
         yield clearing
     finally:
-        for name, function in clearing.lab.items():
-            setattr(lemgrid.market, name, function)
+        for where, function in clearing.lab.items():
+            setattr(*routed[where], function)
         clearing.lab = {}
 
 
@@ -298,10 +435,10 @@ def simulate_via_server(scenario: Any, design: str | None = None, *, url: str | 
     from lemgrid.sim.runner import resolve_design, simulate
 
     name = resolve_design(scenario, design)
-    if name not in MECHANISMS:
+    if name not in (*MECHANISMS, "community"):
         raise NotBuiltError(f"--via-server: design {name!r} is not cleared by the market server "
-                            f"(order-based designs only: {', '.join(MECHANISMS)}); run it "
-                            "in-process without --via-server")
+                            f"(order-based designs {', '.join(MECHANISMS)} and community); run "
+                            "it in-process without --via-server")
     if url is None:
         with in_process_server() as (http, key, clock):
             clearing = ServerClearing(http, key, clock)

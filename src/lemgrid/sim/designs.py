@@ -19,11 +19,12 @@ from lemgrid.assets.kinds import asset_kind, kinds_to_owners, rule_order
 from lemgrid.assets.tables import take_rows
 from lemgrid.scenario.config import CommunityOptions, P2POptions
 from lemgrid.session import AssetPlan, DayAheadSession, SessionOutcome, net_kw
-from lemgrid.settlement.bills import LocalFills, Positions, local_fills, settle
+from lemgrid.settlement.bills import LocalFills, Positions, Prices, local_fills, settle
 from lemgrid.settlement.sharing import share_savings
 
 if TYPE_CHECKING:
     from lemgrid.market import Mechanism
+    from lemgrid.market.community import CommunityProblem, CommunityResult
     from lemgrid.market.results import ClearingResult
 
 
@@ -220,29 +221,10 @@ def community(session: DayAheadSession, options: CommunityOptions, constrained: 
     would leave them and may not cost the members more in total than the reference; the saving
     is then shared by :func:`lemgrid.settlement.sharing.share_savings`."""
     from lemgrid.market.community_constrained import clear_community_constrained
-    from lemgrid.market.community import CommunityProblem, solve_community
 
     scenario = session.scenario
-    prices = session.prices
-    n_t, n = session.shape
-    dt = session.dt_h
-    reference_plan = rule_schedules(session.load_kw, session.pv_kw, session.kinds, dt)
-    reference_net = net_kw(session, reference_plan)
-    reference_bill = settle(Positions.retail_only(reference_net, dt), reference_net, prices, dt)
-    reference_eur = (reference_bill.cost_eur - reference_bill.fixed_eur).sum(axis=0)
-    problem = CommunityProblem(
-        ids=scenario.participants.ids, bus=scenario.participants.bus, dt_h=dt,
-        load_p_kw=session.load_kw, pv_p_kw=session.pv_kw,
-        import_eur_per_kwh=np.full(n_t, prices.retail_eur_per_kwh),
-        export_eur_per_kwh=np.full(n_t, prices.export_eur_per_kwh),
-        curtailment_eur_per_kwh=prices.export_eur_per_kwh if options.curtailment_eur_per_kwh
-        is None else options.curtailment_eur_per_kwh,
-        battery_wear_eur_per_kwh=options.battery_wear_eur_per_kwh,
-        local_network_eur_per_kwh=prices.local_network_eur_per_kwh,
-        levies_eur_per_kwh=prices.levies_eur_per_kwh,
-        reference_cost_eur=float(reference_eur.sum()), kinds=session.kinds,
-        kinds_final_state={name: kp.state[-1] for name, kp in reference_plan.kinds.items()
-                           if n_t})
+    n_t = session.shape[0]
+    problem, reference_eur = community_problem(session, options)
     extra: dict = {}
     tables: dict = {}
     if constrained:
@@ -258,12 +240,101 @@ def community(session: DayAheadSession, options: CommunityOptions, constrained: 
         assert result.bus_price_eur_per_kwh is not None and result.dlmp_components is not None
         tables["dlmp_components"] = dlmp_table(session, result.bus_price_eur_per_kwh,
                                                result.dlmp_components)
+        positions = community_positions(result, reference_eur, session.prices, session.dt_h)
     else:
-        result = solve_community(problem)
+        # a module global on purpose: ``--via-server`` routes it through the market server
+        result, positions = clear_community(problem, reference_eur, session.prices)
+    plan = AssetPlan(curtailment_kw=result.curtailment_kw, kinds=result.kinds)
+    return SessionOutcome(positions, plan, extra, tables)
+
+
+def community_problem(session: DayAheadSession, options: CommunityOptions
+                      ) -> tuple[CommunityProblem, np.ndarray]:
+    """The community manager's problem of a session, and what each member would pay alone
+    (:func:`community_problem_of` on the session's forecasts and assets)."""
+    scenario = session.scenario
+    prices = session.prices
+    return community_problem_of(
+        scenario.participants.ids, scenario.participants.bus, session.load_kw, session.pv_kw,
+        session.kinds, prices, session.dt_h,
+        prices.export_eur_per_kwh if options.curtailment_eur_per_kwh is None
+        else options.curtailment_eur_per_kwh, options.battery_wear_eur_per_kwh)
+
+
+def community_problem_of(ids: np.ndarray, bus: np.ndarray, load_kw: np.ndarray,
+                         pv_kw: np.ndarray, kinds: dict, prices: Prices, dt_h: float,
+                         curtailment_eur_per_kwh: float, battery_wear_eur_per_kwh: float
+                         ) -> tuple[CommunityProblem, np.ndarray]:
+    """The community manager's problem of the members' forecasts and assets, and what each
+    would pay alone (N,) [EUR]: business-as-usual (:func:`rule_schedules`) with the retailer,
+    fixed fees apart. The problem caps the members' total cost at that reference and asks every
+    asset to end the session where the rules would leave it. The lab and the market server
+    both build their problems here.
+
+    Parameters
+    ----------
+    ids : ndarray of str (N,)
+    bus : ndarray of int (N,)
+    load_kw, pv_kw : ndarray (T, N)
+        Forecasts of inflexible load and PV [kW].
+    kinds : dict[str, column table]
+        The members' assets by kind, windows relative to the first interval.
+    prices : Prices
+    dt_h : float
+        Interval length [h].
+    curtailment_eur_per_kwh, battery_wear_eur_per_kwh : float
+        Value of curtailed energy and battery wear per kWh [EUR/kWh].
+    """
+    from lemgrid.market.community import CommunityProblem
+
+    n_t = load_kw.shape[0]
+    reference_plan = rule_schedules(load_kw, pv_kw, kinds, dt_h)
+    reference_net = reference_plan.net_injection_kw(load_kw, pv_kw)
+    reference_bill = settle(Positions.retail_only(reference_net, dt_h), reference_net, prices,
+                            dt_h)
+    reference_eur = (reference_bill.cost_eur - reference_bill.fixed_eur).sum(axis=0)
+    problem = CommunityProblem(
+        ids=ids, bus=bus, dt_h=dt_h, load_p_kw=load_kw, pv_p_kw=pv_kw,
+        import_eur_per_kwh=np.full(n_t, prices.retail_eur_per_kwh),
+        export_eur_per_kwh=np.full(n_t, prices.export_eur_per_kwh),
+        curtailment_eur_per_kwh=curtailment_eur_per_kwh,
+        battery_wear_eur_per_kwh=battery_wear_eur_per_kwh,
+        local_network_eur_per_kwh=prices.local_network_eur_per_kwh,
+        levies_eur_per_kwh=prices.levies_eur_per_kwh,
+        reference_cost_eur=float(reference_eur.sum()), kinds=kinds,
+        kinds_final_state={name: kp.state[-1] for name, kp in reference_plan.kinds.items()
+                           if n_t})
+    return problem, reference_eur
+
+
+def clear_community(problem: CommunityProblem, reference_eur: np.ndarray, prices: Prices
+                    ) -> tuple[CommunityResult, Positions]:
+    """The community market of a problem without the grid's limits: the manager's LP
+    (:func:`lemgrid.market.community.solve_community`) and the members' positions
+    (:func:`community_positions`). The market server clears its community sessions with it.
+
+    Parameters
+    ----------
+    problem : CommunityProblem
+    reference_eur : ndarray (N,)
+        What each member would pay alone over the session, fixed fees apart [EUR].
+    prices : Prices
+    """
+    from lemgrid.market.community import solve_community
+
+    result = solve_community(problem)
+    return result, community_positions(result, reference_eur, prices, problem.dt_h)
+
+
+def community_positions(result: CommunityResult, reference_eur: np.ndarray, prices: Prices,
+                        dt_h: float) -> Positions:
+    """Members' positions of a community clearing: what the community matches locally, pro
+    rata, at each member's price, the rest with the retailer, and the benefit-sharing transfer
+    (:func:`lemgrid.settlement.sharing.share_savings`, spread evenly over the intervals)."""
     x = result.schedule_kw
-    energy = x * dt
+    n_t = x.shape[0]
+    energy = x * dt_h
     bought, sold = np.maximum(-energy, 0), np.maximum(energy, 0)
-    # What the community matches locally, pro rata; the rest is each member's with the retailer.
     matched = np.minimum(bought.sum(axis=1), sold.sum(axis=1))
     with np.errstate(invalid="ignore", divide="ignore"):
         local_b = np.nan_to_num(bought * (matched / bought.sum(axis=1))[:, None])
@@ -274,12 +345,10 @@ def community(session: DayAheadSession, options: CommunityOptions, constrained: 
         market_paid_eur=result.member_price_eur_per_kwh * (local_b - local_s),
         retail_import_kwh=bought - local_b, retail_export_kwh=sold - local_s,
         price_eur_per_kwh=np.where(matched > 1e-9, result.price_eur_per_kwh, np.nan))
-    at_prices = settle(positions, x, prices, dt)
+    at_prices = settle(positions, x, prices, dt_h)
     transfer = share_savings(reference_eur, (at_prices.cost_eur - at_prices.fixed_eur).sum(axis=0))
-    positions = replace(positions, sharing_eur=np.repeat(transfer[None, :] / max(n_t, 1), n_t,
-                                                         axis=0))
-    plan = AssetPlan(curtailment_kw=result.curtailment_kw, kinds=result.kinds)
-    return SessionOutcome(positions, plan, extra, tables)
+    return replace(positions, sharing_eur=np.repeat(transfer[None, :] / max(n_t, 1), n_t,
+                                                    axis=0))
 
 
 def dlmp_table(session: DayAheadSession, dlmp_eur_per_kwh: np.ndarray,
