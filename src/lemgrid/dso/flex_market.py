@@ -109,6 +109,11 @@ def clear_optimal(offers: FlexOffers, capacity_kw: np.ndarray, dt_h: float, *,
         Limits may not be violated (used when another buyer's activations must not harm the DSO's
         grid: they are then left out instead of paid for with a penalty).
 
+    Offers with a minimum acceptance quantity (``offers.min_kw``) that no earlier market has
+    used (``capacity_kw`` still their ``kw``) are activated at least that much or not at all: a
+    binary per such offer makes the problem a MILP (HiGHS branch and bound); under pay-as-clear
+    the LP with those choices fixed gives the prices.
+
     Returns
     -------
     activations : Activations
@@ -164,7 +169,19 @@ def clear_optimal(offers: FlexOffers, capacity_kw: np.ndarray, dt_h: float, *,
         lp.coef(budget_rows[matrix.row], a[matrix.col], matrix.data)
     if not k:
         return Activations.empty(), unmet
+    blocks = np.flatnonzero((offers.min_kw > 1e-9) & (capacity_kw >= offers.kw - 1e-9))
+    if len(blocks):
+        on = lp.var(len(blocks), ub=1.0, integer=True)
+        at_most = lp.rows(len(blocks), upper=0.0)  # a <= capacity * on
+        lp.coef(at_most, a[blocks], 1.0)
+        lp.coef(at_most, on, -np.asarray(capacity_kw, float)[blocks])
+        at_least = lp.rows(len(blocks), lower=0.0)  # a >= min * on
+        lp.coef(at_least, a[blocks], 1.0)
+        lp.coef(at_least, on, -offers.min_kw[blocks])
     solution = lp.solve()
+    if len(blocks) and solution.status == "Optimal" and pricing == "pay-as-clear":
+        lp.fix(on, np.round(solution[on]))
+        solution = lp.solve()
     if solution.status != "Optimal":
         return Activations.empty(), {"voltage_pu": np.inf, "loading_percent": np.inf,
                                      "request_kwh": np.inf}
@@ -269,8 +286,9 @@ def clear_flex_worst_violation_first(offers: FlexOffers, capacity_kw: np.ndarray
                                      need: GridNeed, budgets=None, buyer: str = "DSO"
                                      ) -> tuple[Activations, dict]:
     """Serve each interval's worst violation in turn from the offers with the lowest cost per unit
-    of grid effect (pay-as-bid), until the linearised limits hold or the book is empty."""
-    left = capacity_kw.astype(float).copy()
+    of grid effect (pay-as-bid), until the linearised limits hold or the book is empty. Offers
+    with a minimum acceptance quantity are left out (greedy steps cannot honour it)."""
+    left = np.where(offers.min_kw > 1e-9, 0.0, capacity_kw.astype(float))
     matrix = budgets[0].tocsc() if budgets is not None else None
     room = budgets[1].astype(float).copy() if budgets is not None else None
     rows_of_offer, dv, dl = need.effects(offers)
@@ -336,8 +354,9 @@ def clear_requests_merit_order(offers: FlexOffers, capacity_kw: np.ndarray,
     """A central (TSO) market: each request takes the cheapest matching offers in price order;
     with ``guard``, an offer whose activation would push a DSO limit beyond its bound (by the
     sensitivities at the current schedule) is rejected, however cheap (SmartNet's rule that
-    flexibility helping the TSO may not harm the distribution grid)."""
-    left = capacity_kw.astype(float).copy()
+    flexibility helping the TSO may not harm the distribution grid). Offers with a minimum
+    acceptance quantity are left out (the merit order takes any part of an offer)."""
+    left = np.where(offers.min_kw > 1e-9, 0.0, capacity_kw.astype(float))
     matrix = budgets[0].tocsc() if budgets is not None else None
     room = budgets[1].astype(float).copy() if budgets is not None else None
     picks: list[tuple[int, float, int]] = []

@@ -60,6 +60,10 @@ class FlexOffers:
     baseline_kw : ndarray
         The resource's scheduled power at the interval without activation (battery output,
         session draw, or PV feed-in) [kW]: delivery is measured against it.
+    min_kw : ndarray
+        Minimum acceptance quantity [kW] (0: any part): an offer is activated at least this
+        much or not at all (UMEI's ``minimumAcceptanceQuantity``; honoured by
+        :func:`lemgrid.dso.flex_market.clear_optimal`, left out by the other clearings).
     """
 
     provider: np.ndarray
@@ -75,10 +79,13 @@ class FlexOffers:
     window_start: np.ndarray
     window_stop: np.ndarray
     baseline_kw: np.ndarray = None  # type: ignore[assignment]
+    min_kw: np.ndarray = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.baseline_kw is None:
             object.__setattr__(self, "baseline_kw", np.full(len(self.kw), np.nan))
+        if self.min_kw is None:
+            object.__setattr__(self, "min_kw", np.zeros(len(self.kw)))
 
     def __len__(self) -> int:
         return len(self.kw)
@@ -98,16 +105,18 @@ class FlexOffers:
 
     def validate(self, n_bus: int, where: str = "flexibility offers") -> None:
         """Refuse NaN or negative kW, unknown buses and offers outside their window."""
-        for name in ("kw", "price_eur_per_kwh", "availability_eur_per_kw_h"):
+        for name in ("kw", "price_eur_per_kwh", "availability_eur_per_kw_h", "min_kw"):
             values = getattr(self, name)
             if not np.isfinite(values).all():
                 k = int(np.flatnonzero(~np.isfinite(values))[0])
                 raise InputError(f"{where}: offer {k} of {self.provider[k]!s}: {name} is not a "
                                  "finite number")
-        if (self.kw < 0).any():
-            k = int(np.flatnonzero(self.kw < 0)[0])
-            raise InputError(f"{where}: offer {k} of {self.provider[k]!s}: kw must be >= 0, "
-                             f"got {self.kw[k]}")
+        for name in ("kw", "min_kw"):
+            values = getattr(self, name)
+            if (values < 0).any():
+                k = int(np.flatnonzero(values < 0)[0])
+                raise InputError(f"{where}: offer {k} of {self.provider[k]!s}: {name} must be "
+                                 f">= 0, got {values[k]}")
         bad_bus = (self.bus < 0) | (self.bus >= n_bus)
         if bad_bus.any():
             k = int(np.flatnonzero(bad_bus)[0])

@@ -114,6 +114,16 @@ class LinearProgram:
         hi[rows] = np.broadcast_to(np.asarray(upper, float), rows.shape)
         self._row_lo, self._row_hi = [lo], [hi]
 
+    def fix(self, cols: np.ndarray, values) -> None:
+        """Fix variables to values (bounds lb = ub, no longer integer): e.g. a MILP's binary
+        choices, to re-solve the LP for its duals."""
+        lb, ub = np.concatenate(self._lb), np.concatenate(self._ub)
+        integer = np.concatenate(self._integer)
+        cols = np.asarray(cols)
+        lb[cols] = ub[cols] = np.broadcast_to(np.asarray(values, float), cols.shape)
+        integer[cols] = False
+        self._lb, self._ub, self._integer = [lb], [ub], [integer]
+
     def coef(self, rows, cols, values=1.0) -> None:
         """Add coefficients A[rows, cols] += values (arrays broadcast against each other)."""
         rows, cols, values = np.broadcast_arrays(np.asarray(rows), np.asarray(cols),
