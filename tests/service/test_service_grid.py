@@ -157,6 +157,9 @@ def test_bad_offers_get_422_naming_the_field(grid_world, lab):
     assert r.status_code == 422 and "payload.power_w" in r.json()["detail"], r.text
     r = post({"asset": 10**6})
     assert r.status_code == 422 and "payload.asset" in r.json()["detail"], r.text
+    r = post({"min_power_w": offer["power_w"] + 1})  # a minimum above the offer
+    assert r.status_code == 422 and "payload.min_power_w" in r.json()["detail"], r.text
+    assert post({"min_power_w": 0}).status_code == 422
     green = next(x["interval"] for x in world.operator.get("/grid/lights").json()
                  if x["state"] == "green")
     r = post({"interval": green})  # no request there
@@ -257,6 +260,37 @@ def test_activations_over_the_api_equal_lemgrid_simulate(grid_world, lab):
     assert kinds["flex-offer"] == len(posted)
     report = verify_ledger(world.url)
     assert report.ok, report.problem
+
+
+@pytest.mark.slow
+def test_minimum_acceptance_quantities_are_honoured_by_the_dsos_clearing(lab, tmp_path):
+    """The lab's offers, each with its whole power as its minimum: every offer is activated
+    whole or not at all (what whole offers cannot fix turns red, as the DSO's day says), and
+    the ledger's offers carry their minimum."""
+    world, day = _world(f"sqlite:///{tmp_path / 'market.db'}", IPOWER)
+    posted = _lab_offers(lab[1], day)
+    for o in posted:
+        r = world.clients[o["provider"]].submit_flex_offer(
+            **{k: v for k, v in o.items() if k != "provider"}, min_power_w=o["power_w"])
+        assert r.status_code == 201, r.text
+    r = world.clients["dso"].request("POST", f"/grid/days/{day.start}/clear")
+    assert r.status_code == 200, r.text
+    acts = world.clients["dso"].get("/grid/activations").json()
+    assert acts
+    activated = Counter()
+    for a in acts:
+        activated[a["offer_id"]] += a["power_w"]
+    power = {o["offer_id"]: o["power_w"] for o in posted}
+    for offer_id, w in activated.items():
+        assert abs(w - power[offer_id]) <= 1, (offer_id, w, power[offer_id])  # whole
+    market = world.http.app.state.market
+    offers = [e["payload"] for e in market.ledger.entries()
+              if e["payload"]["kind"] == "flex-offer"]
+    assert len(offers) == len(posted) and all(
+        o["min_power_w"] == o["power_w"] for o in offers)
+    assert verify_ledger(world.url).ok
+    world.http.close()
+    market.engine.dispose()
 
 
 @pytest.fixture

@@ -215,7 +215,9 @@ def test_bad_orders_are_problems_naming_the_field(offered):
              "pricePoints[0].quantity")  # more than the resource can move
     _problem(post(pricePoints=[{"quantity": 0.001, "unitPrice": 30.5}]), 400, "InvalidOrder",
              "pricePoints[0].unitPrice")
-    _problem(post(minimumAcceptanceQuantity=0.001), 400, "InvalidOrder",
+    _problem(post(minimumAcceptanceQuantity=10.0), 400, "InvalidOrder",
+             "minimumAcceptanceQuantity")  # more than the order's quantity
+    _problem(post(minimumAcceptanceQuantity=-0.001), 400, "InvalidOrder",
              "minimumAcceptanceQuantity")
     _problem(post(regulationType="Sideways"), 400, "ValidationError", "regulationType")
     r = client.call("POST", "/Orders", {k: v for k, v in base.items() if k != "side"})

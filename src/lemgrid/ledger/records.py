@@ -215,6 +215,8 @@ OPTIONAL: dict[str, dict[str, Check]] = {
     "checkpoint": {"label": _text},
     # The device (asset) a DSO activation is addressed to (lemgrid.ledger.activation).
     "flex-activation": {"device": _text},
+    # A minimum acceptance quantity: activated at least this much or not at all.
+    "flex-offer": {"min_power_w": _positive},
 }
 
 #: Kinds only the log operator signs; the others are signed by participants.

@@ -528,7 +528,8 @@ def clear_flexibility(day: GridDay, offers: Sequence[Mapping],
     offers : sequence of mapping
         ``offer_id``, ``provider``, ``kind``, ``asset``, ``interval`` (horizon),
         ``direction`` ('up'/'down'), ``power_w`` [W], ``price_meur_per_kwh`` [m€/kWh],
-        ``baseline_w`` [W], ``participant`` (owner id).
+        ``baseline_w`` [W], ``participant`` (owner id), optionally ``min_power_w`` (minimum
+        acceptance quantity [W]).
     tso_requests : sequence of mapping
         ``interval`` (horizon), ``direction``, ``power_w`` [W], ``max_price_meur_per_kwh``
         [m€/kWh], ``service``; from every bus (cleared with the scenario's
@@ -564,7 +565,8 @@ def clear_flexibility(day: GridDay, offers: Sequence[Mapping],
                                    dtype=float),
         availability_eur_per_kw_h=np.zeros(n),
         window_start=np.zeros(n, int), window_stop=np.full(n, day.stop - day.start),
-        baseline_kw=np.array([o["baseline_w"] / 1000 for o in offers], dtype=float))
+        baseline_kw=np.array([o["baseline_w"] / 1000 for o in offers], dtype=float),
+        min_kw=np.array([o.get("min_power_w", 0) / 1000 for o in offers], dtype=float))
     book.validate(dso.network.n_bus, "offers")
     m = len(tso_requests)
     requests = FlexRequests(

@@ -65,7 +65,9 @@ offers = sa.Table(
     sa.Column("power_w", sa.BigInteger, nullable=False),
     sa.Column("price_meur_per_kwh", sa.BigInteger, nullable=False),
     sa.Column("baseline_w", sa.BigInteger, nullable=False),
-    sa.Column("seq", sa.BigInteger, nullable=False))
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    # minimum acceptance quantity [W], 0: any part (revision 0009)
+    sa.Column("min_power_w", sa.BigInteger, nullable=False, server_default="0"))
 
 activations = sa.Table(
     "flex_activations", METADATA,
@@ -283,6 +285,9 @@ class Grid:
                                f"{p['asset']} "
                                f"that can move {p['direction']} at interval {p['interval']}")
         most_kw, baseline_kw, _owner = found
+        if p.get("min_power_w", 0) > p["power_w"]:
+            raise Refused(422, f"payload.min_power_w: {p['min_power_w']} W is more than the "
+                               f"offer's power_w ({p['power_w']} W)")
         if p["power_w"] > most_kw * 1000 + 1e-6:
             raise Refused(422, f"payload.power_w: {p['power_w']} W is more than "
                                f"{p['resource']} {p['asset']} can move {p['direction']} "
@@ -301,7 +306,8 @@ class Grid:
                 kind=p["resource"], asset=p["asset"], interval=p["interval"],
                 day_start=light.day_start, direction=p["direction"], power_w=p["power_w"],
                 price_meur_per_kwh=p["price_meur_per_kwh"],
-                baseline_w=round(baseline_kw * 1000), seq=seq))
+                baseline_w=round(baseline_kw * 1000), seq=seq,
+                min_power_w=p.get("min_power_w", 0)))
         self.market.publish({"event": "flex-offer", "offer_id": p["offer_id"],
                              "interval": p["interval"], "direction": p["direction"]})
         return {"offer_id": p["offer_id"], "status": "open", "seq": seq}

@@ -35,6 +35,8 @@ class FlexOfferPayload(BaseModel):
     power_w: Annotated[StrictInt, Field(gt=0, le=10**9)]
     price_meur_per_kwh: Annotated[StrictInt, Field(ge=-10**7, le=10**7)]
     nonce: Text
+    #: Minimum acceptance quantity [W]: activated at least this much or not at all.
+    min_power_w: Annotated[StrictInt, Field(gt=0, le=10**9)] | None = None
 
 class TsoRequestBody(BaseModel):
     """A TSO's request for flexibility at one interval, from every bus of the feeder."""
@@ -87,7 +89,7 @@ def add_routes(app, market: Market, role: Callable) -> None:
     def grid_offer(body: SignedFlexOffer, who: Provider) -> dict:
         """Post a signed flexibility offer for a resource behind your (or a member's) meter."""
         return need_grid().submit_offer(who, SignedRecord(
-            body.payload.model_dump(), body.signer, body.sig))
+            body.payload.model_dump(exclude_none=True), body.signer, body.sig))
 
     @app.get("/grid/offers", tags=["grid"])
     def grid_offers(who: Reader) -> list[dict]:

@@ -251,10 +251,10 @@ class Umei:
         if point.quantity <= 0:
             raise Problem("InvalidOrder", "pricePoints[0].quantity: must be positive [MW]",
                           "pricePoints[0].quantity", point.quantity)
-        if o.minimum_acceptance_quantity not in (None, 0):
-            raise Problem("InvalidOrder", "minimumAcceptanceQuantity: lemgrid's DSO activates any "
-                          "part of an offer (divisible); a minimum is not supported",
-                          "minimumAcceptanceQuantity", o.minimum_acceptance_quantity)
+        minimum = o.minimum_acceptance_quantity or 0.0
+        if not 0 <= minimum <= point.quantity:
+            raise Problem("InvalidOrder", "minimumAcceptanceQuantity: must be between 0 and the "
+                          "order's quantity [MW]", "minimumAcceptanceQuantity", minimum)
         if o.longflex_contract_id is not None:
             raise Problem("InvalidOrder", "longflexContractId: long-term contracts are not "
                           "supported", "longflexContractId", o.longflex_contract_id)
@@ -272,6 +272,9 @@ class Umei:
                    "interval": interval, "resource": p["kind"], "kind": p["kind"],
                    "asset": p["asset"], "direction": DIRECTION[o.regulation_type],
                    "power_w": power_w, "price_meur_per_kwh": price}
+        min_power_w = watts(minimum, "minimumAcceptanceQuantity")
+        if min_power_w:
+            payload["min_power_w"] = min_power_w
 
         def append(conn: sa.engine.Connection, tx: Any) -> int:
             if conn.execute(sa.select(u.orders.c.order_id).where(
@@ -296,7 +299,8 @@ class Umei:
         return self.order(who, order_id)
 
     def _order_rows(self, where: Any = None) -> list[dict]:
-        query = sa.select(u.orders).order_by(u.orders.c.seq)
+        query = sa.select(u.orders, g.offers.c.min_power_w).outerjoin(
+            g.offers, g.offers.c.offer_id == u.orders.c.offer_id).order_by(u.orders.c.seq)
         if where is not None:
             query = query.where(where)
         with self.market.engine.connect() as conn:
@@ -327,6 +331,7 @@ class Umei:
             regulation_type=REGULATION[r["direction"]], side="Sell",
             price_points=[m.QuantityPricePoint(quantity=r["power_w"] / 1e6,
                                                unit_price=float(r["price_meur_per_kwh"]))],
+            minimum_acceptance_quantity=(r["min_power_w"] or 0) / 1e6 or None,
             **self.period(r["interval"]),
             lemgrid=None if public else m.LemgridRecord(
                 ledger_seq=r["seq"], interval=r["interval"], offer_id=r["offer_id"],
@@ -513,6 +518,7 @@ def _as_problem(exc: Any) -> Problem:
     detail = str(exc.detail)
     field = detail.split(":", 1)[0].removeprefix("payload.")
     umei_field = {"interval": "periodFrom", "power_w": "pricePoints[0].quantity",
+                  "min_power_w": "minimumAcceptanceQuantity",
                   "asset": "portfolioId", "meter": "portfolioId", "participant": "portfolioId",
                   "offer_id": "id"}.get(field, field)
     code = {403: "Forbidden", 409: "Conflict", 404: "ResourceNotFound"}.get(

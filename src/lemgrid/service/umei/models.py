@@ -171,6 +171,7 @@ class Order(Camel):
     regulation_type: RegulationType
     side: Side
     price_points: list[QuantityPricePoint]
+    minimum_acceptance_quantity: float | None = None
     period_from: dt.datetime
     period_to: dt.datetime
     lemgrid: LemgridRecord | None = None
