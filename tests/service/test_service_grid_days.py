@@ -324,3 +324,85 @@ def test_the_second_day_through_umei_equals_lemgrid_simulate(tmp_path):
         followed += len(fsp.follow_trades(client, orders))
     assert followed == len(acts) > 0  # every activation of the day is a UMEI trade
     assert verify_ledger(f"sqlite:///{tmp_path / 'market.db'}").ok
+
+
+def test_tso_buy_orders_through_umei_are_cleared_as_the_labs_tso_request(tmp_path):
+    """The TSO posts its requests as UMEI buy orders (one price point: the most it buys and
+    pays): the DSO's day buys for it what the lab's TSO request buys, its orders complete as
+    filled, its trades name them, and refused buy orders (from an FSP, with a portfolio,
+    without a price point) store nothing."""
+    from lemgrid.service.umei.units import Calendar
+
+    from ._umei import checker, fsp_client_module
+
+    fsp = fsp_client_module()
+    scheme = "  coordination: {scheme: local-first}\n"
+    lab_path = _scenario(tmp_path, "lab", scheme.replace(
+        "}", f", tso_requests: [{{from: '{TSO_WINDOW[0]}', to: '{TSO_WINDOW[1]}', "
+             f"direction: up, kw: {TSO_KW}, max_price_eur_per_kwh: {TSO_MAX_PRICE}}}]}}"))
+    lab_days, books = _lab(lab_path, TSO_WINDOW)
+    world, calendar, ids = _world(f"sqlite:///{tmp_path / 'market.db'}",
+                                  _scenario(tmp_path, "server", scheme))
+    start, stop = calendar.bounds[0]
+    periods = Calendar(list(calendar.scenario.time_index.to_pydatetime()),
+                       float(calendar.scenario.dt_h))
+    window = [start + t for t, ts in enumerate(calendar.scenario.time_index[start:stop])
+              if TSO_WINDOW[0] <= ts.strftime("%H:%M") < TSO_WINDOW[1]]
+    tso = fsp.UmeiClient(world.http, world.clients["tso"].key)
+    tso.login()
+
+    def buy(t: int, **change):
+        begin, end = periods.period(t)
+        return tso.call("POST", "/Orders", {
+            "id": f"tso-{t}", "side": "Buy", "regulationType": "Up",
+            "periodFrom": begin.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "periodTo": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "pricePoints": [{"quantity": TSO_KW / 1000,
+                             "unitPrice": TSO_MAX_PRICE * 1000}], **change})
+
+    seller = fsp.UmeiClient(world.http, world.clients[books[0][0]["provider"]].key)
+    seller.login()
+    market = world.http.app.state.market
+    before = market.ledger.size  # after the logins (their tokens are ledger records)
+    for change, field in [({"portfolioId": "battery-0"}, "portfolioId"),
+                          ({"pricePoints": []}, "pricePoints"),
+                          ({"minimumAcceptanceQuantity": 0.001}, "minimumAcceptanceQuantity")]:
+        r = buy(window[0], **change)
+        assert r.status_code == 400 and field in r.text, (change, r.text)
+    begin, end = periods.period(window[0])
+    r = seller.call("POST", "/Orders", {
+        "side": "Buy", "regulationType": "Up",
+        "periodFrom": begin.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "periodTo": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "pricePoints": [{"quantity": 0.001, "unitPrice": 100}]})
+    assert r.status_code == 400 and "only the TSO" in r.text, r.text
+    assert market.ledger.size == before  # nothing refused reached the ledger
+    spec = checker()  # the UMEI specification's schemas, when it is at hand
+    for t in window:
+        r = buy(t)
+        assert r.status_code == 201 and r.json()["status"] == "Active", r.text
+        if spec is not None:
+            spec.check("POST", "/umei/Orders", 201, r.headers["content-type"], r.json())
+    assert buy(window[0]).status_code == 409  # the same id again
+    assert len(world.clients["dso"].get("/grid/tso-requests").json()) == len(window)
+    _post_offers(world, books[0])
+    assert world.clients["dso"].request("POST", f"/grid/days/{start}/clear").status_code == 200
+    acts = [a for a in world.clients["dso"].get("/grid/activations").json()
+            if a["interval"] < stop]
+    simulated = _activations_equal(acts, books[0], lab_days[0], start)
+    assert sum(v for k, v in simulated.items() if k[3] == "TSO") > 0
+    orders = [o for o in tso.search("/Orders") if o["side"] == "Buy"]
+    assert len(orders) == len(window) and {o["status"] for o in orders} == {"Completed"}
+    filled = {o["id"] for o in orders if o["completionType"] == "Filled"}
+    bought = {a["interval"] for a in acts if a["buyer"] == "TSO"}
+    assert filled == {f"tso-{t}" for t in bought}
+    trades = [x for x in tso.search("/Trades") if x["lemgrid"]["buyer"] == "TSO"]
+    assert trades and {x["orderId"] for x in trades} <= filled
+    if spec is not None:
+        for path in ("/umei/Orders", "/umei/Trades", "/umei/PublicOrders"):
+            r = tso.call("GET", path.removeprefix("/umei"))
+            spec.check("GET", path, 200, r.headers["content-type"], r.json())
+    public = list(tso.search("/PublicOrders"))
+    assert sum(o["side"] == "Buy" for o in public) == len(window)
+    assert all("id" not in o and "ownerOrganizationId" not in o for o in public)
+    assert verify_ledger(f"sqlite:///{tmp_path / 'market.db'}").ok

@@ -18,7 +18,7 @@ A session's life on the grid side (``docs/service.md``):
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -388,9 +388,11 @@ class Grid:
                 "checkpoint_seq": checkpoint_seq}
 
     # -- the TSO's requests --------------------------------------------------------------------
-    def submit_tso_request(self, identity: dict, body: dict) -> dict:
+    def submit_tso_request(self, identity: dict, body: dict, also: Sequence[dict] = ()
+                           ) -> dict:
         """Store a TSO's flexibility request for an interval (cleared with the DSO's day, by
-        the scenario's coordination scheme), with its ``flex-request`` ledger record."""
+        the scenario's coordination scheme), with its ``flex-request`` ledger record (and the
+        operator records ``also``, e.g. a UMEI attestation, in the same transaction)."""
         from lemgrid.service.operator import Refused
 
         calendar = self.calendar()
@@ -412,7 +414,8 @@ class Grid:
                     tso_requests.c.request_id == body["request_id"])).first() is not None:
                 raise Refused(409, f"request_id: {body['request_id']!r} exists already")
             result = tx.append_operator([{"kind": "flex-request", "buyer": "TSO",
-                                          "requested_by": identity["participant"], **body}])
+                                          "requested_by": identity["participant"], **body},
+                                         *also])
             conn.execute(tso_requests.insert().values(
                 requested_by=identity["participant"], day_start=day_start,
                 seq=result.first_seq, **body))
@@ -464,7 +467,12 @@ class Grid:
         return self._visible(offers, identity)
 
     def activations(self, identity: dict) -> list[dict]:
-        """All activations for the DSO and the operator; a participant's or aggregator's own."""
+        """All activations for the DSO and the operator; what it bought for the TSO; a
+        participant's or aggregator's own."""
+        if identity["role"] == "tso":
+            with self.market.engine.connect() as conn:
+                return [dict(r._mapping) for r in conn.execute(sa.select(activations).where(
+                    activations.c.buyer == "TSO").order_by(activations.c.seq))]
         return self._visible(activations, identity)
 
     def catch_up(self) -> list[int]:

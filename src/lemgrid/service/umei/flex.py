@@ -1,7 +1,8 @@
 """UMEI's resources on lemgrid's flexibility market (:mod:`lemgrid.service.grid`).
 
 Nothing here clears, prices or settles: a sell order becomes the DSO's flexibility offer
-(:meth:`Grid.accept_offer`, the same checks as a signed ``/grid/offers`` post), the DSO's day
+(:meth:`Grid.accept_offer`, the same checks as a signed ``/grid/offers`` post), a TSO's buy order
+its flexibility request, the DSO's day
 clearing makes the activations, and trades are those activations. What this module keeps is
 UMEI's view of them: which portfolio and period an order names, the FSPs' baselines and meter
 readings, and the ``umei-request`` ledger record of every accepted write.
@@ -10,7 +11,9 @@ readings, and the ``umei-request`` ledger record of every accepted write.
   DSO's scenario gives room to move; id ``<kind>-<asset>``, grid node = the meter's bus.
 * Market: the scenario's flexibility product (``dso.flexibility.lead_time``).
 * Flexibility zone: an interval the traffic light marks amber (or red); id ``fz-<interval>``.
-* Order: a sell order is one offer (one price point, one interval, one direction).
+* Order: a sell order is one offer (one price point, one interval, one direction); a TSO's buy
+  order is one TSO flexibility request (:meth:`Grid.submit_tso_request`: the most it buys and
+  pays, from every bus, cleared with the DSO's day by the coordination scheme).
 * Trade: one activation of the DSO's clearing.
 """
 
@@ -212,11 +215,10 @@ class Umei:
 
     # -- orders ----------------------------------------------------------------------------------
     def create_order(self, who: dict, tid: str, path: str, body: bytes, o: m.OrderIn) -> dict:
-        """A sell order as the DSO's flexibility offer (see module doc)."""
-        if o.side != "Sell":
-            raise Problem("InvalidOrder", "side: lemgrid's DSO buys by clearing its day on the "
-                          "offers (AC-validated, least cost); buy orders are not supported",
-                          "side", o.side)
+        """A sell order as the DSO's flexibility offer, a TSO's buy order as its flexibility
+        request (see module doc)."""
+        if o.side == "Buy":
+            return self._create_buy_order(who, tid, path, body, o)
         if who["role"] not in FSP_ROLES:
             raise Problem("Forbidden", f"side: a {who['role']} does not sell flexibility",
                           "side", o.side)
@@ -298,6 +300,87 @@ class Umei:
             raise _as_problem(exc) from None
         return self.order(who, order_id)
 
+    def _create_buy_order(self, who: dict, tid: str, path: str, body: bytes, o: m.OrderIn
+                          ) -> dict:
+        """A TSO's buy order: its flexibility request for one period and direction, cleared
+        with the DSO's day by the scenario's coordination scheme, from every bus."""
+        if who["role"] != "tso":
+            raise Problem("InvalidOrder", "side: only the TSO posts buy orders (the DSO buys by clearing its "
+                          "day on the offers: its need is the AC traffic light; FSPs sell)",
+                          "side", o.side)
+        market_id = self.market_id()
+        if o.market_id is not None and o.market_id != market_id:
+            raise Problem("InvalidMarket", f"marketId: {o.market_id!r} is not a market here "
+                          f"(this market is {market_id!r})", "marketId", o.market_id)
+        for name, value in (("portfolioId", o.portfolio_id), ("gridNodeId", o.grid_node_id),
+                            ("flexibilityZoneId", o.flexibility_zone_id),
+                            ("minimumAcceptanceQuantity", o.minimum_acceptance_quantity),
+                            ("longflexContractId", o.longflex_contract_id)):
+            if value not in (None, 0):
+                raise Problem("InvalidOrder", f"{name}: a TSO buy order is served from every "
+                              "bus of the feeder, any part of it, and has none", name, value)
+        if o.regulation_type is None:
+            raise Problem("InvalidOrder", "regulationType: required (Up or Down)",
+                          "regulationType")
+        if not o.price_points or len(o.price_points) > 1:
+            raise Problem("InvalidOrder", "pricePoints: one quantity-price point (the most the "
+                          "TSO buys and the most it pays)", "pricePoints")
+        point = o.price_points[0]
+        if point.quantity <= 0:
+            raise Problem("InvalidOrder", "pricePoints[0].quantity: must be positive [MW]",
+                          "pricePoints[0].quantity", point.quantity)
+        if point.unit_price < 0:
+            raise Problem("InvalidOrder", "pricePoints[0].unitPrice: the most the TSO pays "
+                          "may not be negative", "pricePoints[0].unitPrice", point.unit_price)
+        interval = self.calendar.interval(o.period_from, o.period_to)
+        order_id = o.id or f"o-{hashlib.sha256(body + tid.encode()).hexdigest()[:24]}"
+        with self.market.engine.connect() as conn:
+            if conn.execute(sa.select(u.orders.c.order_id).where(
+                    u.orders.c.order_id == order_id)).first() is not None:
+                raise Problem("Conflict", f"id: order {order_id!r} exists already", "id",
+                              order_id)
+        request = {"request_id": order_id, "interval": interval,
+                   "direction": DIRECTION[o.regulation_type],
+                   "power_w": watts(point.quantity, "pricePoints[0].quantity"),
+                   "max_price_meur_per_kwh": meur_per_kwh(point.unit_price,
+                                                          "pricePoints[0].unitPrice"),
+                   "service": "balancing"}
+        from lemgrid.service.operator import Refused
+
+        try:
+            self.grid.submit_tso_request(who, request, [self.attestation(
+                who, tid, "POST", path, body, "Order", order_id)])
+        except Refused as exc:
+            raise _as_problem(exc) from None
+        return self.order(who, order_id)
+
+    def _buy_rows(self, where: Any = None) -> list[dict]:
+        """The TSO's requests as buy orders, with their status (Completed once the day is
+        cleared: Filled if the TSO bought in that period and direction, else Expired)."""
+        query = sa.select(g.tso_requests).order_by(g.tso_requests.c.seq)
+        if where is not None:
+            query = query.where(where)
+        with self.market.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+            cleared = set(conn.execute(sa.select(g.days.c.day_start)).scalars())
+            bought = {(r.interval, r.direction) for r in conn.execute(sa.select(
+                g.activations.c.interval, g.activations.c.direction).where(
+                g.activations.c.buyer == "TSO"))}
+        market_id = self.market_id() if rows else ""
+        out = []
+        for r in rows:
+            done = r["day_start"] in cleared
+            out.append({
+                "order_id": r["request_id"], "offer_id": r["request_id"],
+                "owner": r["requested_by"], "side": "Buy", "portfolio_id": None,
+                "grid_node_id": None, "market_id": market_id, "interval": r["interval"],
+                "direction": r["direction"], "power_w": r["power_w"],
+                "price_meur_per_kwh": r["max_price_meur_per_kwh"], "seq": r["seq"],
+                "min_power_w": 0, "status": "Completed" if done else "Active",
+                "completion_type": (("Filled" if (r["interval"], r["direction"]) in bought
+                                     else "Expired") if done else None)})
+        return out
+
     def _order_rows(self, where: Any = None) -> list[dict]:
         query = sa.select(u.orders, g.offers.c.min_power_w).outerjoin(
             g.offers, g.offers.c.offer_id == u.orders.c.offer_id).order_by(u.orders.c.seq)
@@ -328,7 +411,7 @@ class Umei:
             completion_type=r["completion_type"],
             grid_node_id=r["grid_node_id"], flexibility_zone_id=fz if fz in zone else None,
             market_id=r["market_id"], portfolio_id=None if public else r["portfolio_id"],
-            regulation_type=REGULATION[r["direction"]], side="Sell",
+            regulation_type=REGULATION[r["direction"]], side=r.get("side", "Sell"),
             price_points=[m.QuantityPricePoint(quantity=r["power_w"] / 1e6,
                                                unit_price=float(r["price_meur_per_kwh"]))],
             minimum_acceptance_quantity=(r["min_power_w"] or 0) / 1e6 or None,
@@ -338,13 +421,19 @@ class Umei:
                 power_w=r["power_w"], price_meur_per_kwh=r["price_meur_per_kwh"]))
 
     def orders(self, who: dict) -> list[m.Order]:
-        """An FSP's own orders; all for the DSO, the TSO and the operator."""
-        where = u.orders.c.owner == who["participant"] if who["role"] in FSP_ROLES else None
+        """An FSP's own (sell) orders; all, with the TSO's buy orders, for the DSO, the TSO and
+        the operator."""
         zone = self._zone_ids()
-        return [self._order_model(r, zone) for r in self._order_rows(where)]
+        if who["role"] in FSP_ROLES:
+            rows = self._order_rows(u.orders.c.owner == who["participant"])
+        else:
+            rows = sorted(self._order_rows() + self._buy_rows(), key=lambda r: r["seq"])
+        return [self._order_model(r, zone) for r in rows]
 
     def order(self, who: dict, order_id: str) -> dict:
         rows = self._order_rows(u.orders.c.order_id == order_id)
+        if not rows and who["role"] not in FSP_ROLES:
+            rows = self._buy_rows(g.tso_requests.c.request_id == order_id)
         if not rows:
             raise Problem("ResourceNotFound", f"id: no order {order_id!r}", "id", order_id)
         if who["role"] in FSP_ROLES and rows[0]["owner"] != who["participant"]:
@@ -355,7 +444,8 @@ class Umei:
     def public_orders(self) -> list[m.Order]:
         """The anonymised book: every order without its id, owner and portfolio."""
         zone = self._zone_ids()
-        return [self._order_model(r, zone, public=True) for r in self._order_rows()]
+        rows = sorted(self._order_rows() + self._buy_rows(), key=lambda r: r["seq"])
+        return [self._order_model(r, zone, public=True) for r in rows]
 
     # -- trades ----------------------------------------------------------------------------------
     def trades(self, who: dict) -> list[m.Trade]:
@@ -364,6 +454,9 @@ class Umei:
         with self.market.engine.connect() as conn:
             by_offer = {r.offer_id: r for r in conn.execute(sa.select(u.orders))}
             offers = {r.offer_id: r for r in conn.execute(sa.select(g.offers))}
+            # the TSO's buy order an activation it bought fills (its period and direction)
+            bought_by = {(r.interval, r.direction): r.request_id for r in conn.execute(
+                sa.select(g.tso_requests).order_by(g.tso_requests.c.seq.desc()))}
         dt_h = float(self.day().scenario.dt_h)
         zone = self._zone_ids()
         portfolios = self.all_portfolios()
@@ -374,12 +467,15 @@ class Umei:
             portfolio = f"{offer.kind}-{offer.asset}" if offer is not None else None
             node = portfolios[portfolio]["grid_node_id"] if portfolio in portfolios else None
             fsp = who["role"] in FSP_ROLES
+            buy_order = bought_by.get((a["interval"], a["direction"])) \
+                if a["buyer"] == "TSO" and not fsp else None
             energy_kwh = a["power_w"] / 1000 * dt_h
             fz = f"fz-{a['interval']}"
             out.append(m.Trade(
                 id=a["activation_id"], owner_organization_id=a["provider"] if fsp else a["buyer"],
-                market_id=self.market_id(), order_id=order.order_id if order is not None
-                else a["offer_id"], quantity=quantity_mw(a["power_w"]),
+                market_id=self.market_id(), order_id=buy_order or (
+                    order.order_id if order is not None else a["offer_id"]),
+                quantity=quantity_mw(a["power_w"]),
                 side="Sell" if fsp else "Buy",
                 # the price paid: the activation's money over its energy [EUR/MWh]
                 unit_price=(a["utilisation_ueur"] / 1e6 / energy_kwh * 1000 if energy_kwh > 0
@@ -520,7 +616,8 @@ def _as_problem(exc: Any) -> Problem:
     umei_field = {"interval": "periodFrom", "power_w": "pricePoints[0].quantity",
                   "min_power_w": "minimumAcceptanceQuantity",
                   "asset": "portfolioId", "meter": "portfolioId", "participant": "portfolioId",
-                  "offer_id": "id"}.get(field, field)
+                  "offer_id": "id", "request_id": "id",
+                  "max_price_meur_per_kwh": "pricePoints[0].unitPrice"}.get(field, field)
     code = {403: "Forbidden", 409: "Conflict", 404: "ResourceNotFound"}.get(
         exc.status, "InvalidOrder")
     if field == "interval" and exc.status == 422:
