@@ -240,19 +240,7 @@ class Umei:
             raise Problem("InconsistentPeriods", f"periodFrom: the order's period is not that of "
                           f"flexibility zone {o.flexibility_zone_id!r}", "periodFrom",
                           o.period_from.isoformat())
-        if o.regulation_type is None:
-            raise Problem("InvalidOrder", "regulationType: required (Up or Down)",
-                          "regulationType")
-        if not o.price_points:
-            raise Problem("InvalidOrder", "pricePoints: one quantity-price point is required",
-                          "pricePoints")
-        if len(o.price_points) > 1:
-            raise Problem("InvalidOrder", "pricePoints[1]: interpolated orders are not supported "
-                          "(lemgrid's offers have one price); send one point", "pricePoints[1]")
-        point = o.price_points[0]
-        if point.quantity <= 0:
-            raise Problem("InvalidOrder", "pricePoints[0].quantity: must be positive [MW]",
-                          "pricePoints[0].quantity", point.quantity)
+        direction, point = _one_point(o)
         minimum = o.minimum_acceptance_quantity or 0.0
         if not 0 <= minimum <= point.quantity:
             raise Problem("InvalidOrder", "minimumAcceptanceQuantity: must be between 0 and the "
@@ -272,7 +260,7 @@ class Umei:
         payload = {"log_id": self.market.log_id, "offer_id": offer_id,
                    "participant": who["participant"], "meter": p["meter"],
                    "interval": interval, "resource": p["kind"], "kind": p["kind"],
-                   "asset": p["asset"], "direction": DIRECTION[o.regulation_type],
+                   "asset": p["asset"], "direction": direction,
                    "power_w": power_w, "price_meur_per_kwh": price}
         min_power_w = watts(minimum, "minimumAcceptanceQuantity")
         if min_power_w:
@@ -319,16 +307,7 @@ class Umei:
             if value not in (None, 0):
                 raise Problem("InvalidOrder", f"{name}: a TSO buy order is served from every "
                               "bus of the feeder, any part of it, and has none", name, value)
-        if o.regulation_type is None:
-            raise Problem("InvalidOrder", "regulationType: required (Up or Down)",
-                          "regulationType")
-        if not o.price_points or len(o.price_points) > 1:
-            raise Problem("InvalidOrder", "pricePoints: one quantity-price point (the most the "
-                          "TSO buys and the most it pays)", "pricePoints")
-        point = o.price_points[0]
-        if point.quantity <= 0:
-            raise Problem("InvalidOrder", "pricePoints[0].quantity: must be positive [MW]",
-                          "pricePoints[0].quantity", point.quantity)
+        direction, point = _one_point(o)
         if point.unit_price < 0:
             raise Problem("InvalidOrder", "pricePoints[0].unitPrice: the most the TSO pays "
                           "may not be negative", "pricePoints[0].unitPrice", point.unit_price)
@@ -340,7 +319,7 @@ class Umei:
                 raise Problem("Conflict", f"id: order {order_id!r} exists already", "id",
                               order_id)
         request = {"request_id": order_id, "interval": interval,
-                   "direction": DIRECTION[o.regulation_type],
+                   "direction": direction,
                    "power_w": watts(point.quantity, "pricePoints[0].quantity"),
                    "max_price_meur_per_kwh": meur_per_kwh(point.unit_price,
                                                           "pricePoints[0].unitPrice"),
@@ -607,6 +586,25 @@ class Umei:
 
     def reading(self, who: dict, item_id: str) -> dict:
         return self._series_get(u.meter_readings, "MeterReading", who, item_id)
+
+
+def _one_point(o: m.OrderIn) -> tuple[str, m.QuantityPricePoint]:
+    """An order's direction ('up'/'down') and its one quantity-price point (lemgrid's offers and requests
+    have one price: interpolated orders are refused)."""
+    if o.regulation_type is None:
+        raise Problem("InvalidOrder", "regulationType: required (Up or Down)", "regulationType")
+    if not o.price_points:
+        raise Problem("InvalidOrder", "pricePoints: one quantity-price point is required",
+                      "pricePoints")
+    if len(o.price_points) > 1:
+        raise Problem("InvalidOrder", "pricePoints[1]: interpolated orders are not supported "
+                      "(lemgrid's offers and requests have one price); send one point",
+                      "pricePoints[1]")
+    point = o.price_points[0]
+    if point.quantity <= 0:
+        raise Problem("InvalidOrder", "pricePoints[0].quantity: must be positive [MW]",
+                      "pricePoints[0].quantity", point.quantity)
+    return DIRECTION[o.regulation_type], point
 
 
 def _as_problem(exc: Any) -> Problem:
