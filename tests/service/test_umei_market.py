@@ -348,12 +348,20 @@ def test_umei_day_equals_lemgrid_simulate_to_the_cent(cleared):
         lab_paid = float(sum(rec.utilisation_eur[j] for j in lab_acts
                              if str(rec.provider[j]) == provider))
         assert round(paid, 2) == round(lab_paid, 2), (provider, paid, lab_paid)
-    # every order is completed: filled where activated, expired otherwise
+    # every order is completed: filled where activated whole, killed where in part (the rest
+    # ended with the day), expired where not at all
+    seen = Counter()
     for provider, client in run.clients.items():
-        traded = {t["orderId"] for t in run.trades[provider]}
+        traded_mw = Counter()
+        for t in run.trades[provider]:
+            traded_mw[t["orderId"]] += t["quantity"]
         for o in client.search("/Orders"):
             assert o["status"] == "Completed"
-            assert o["completionType"] == ("Filled" if o["id"] in traded else "Expired")
+            mw, ordered = traded_mw.get(o["id"], 0.0), o["pricePoints"][0]["quantity"]
+            assert o["completionType"] == ("Expired" if mw == 0 else "Filled"
+                                           if mw >= ordered - 2e-6 else "Killed"), (o, mw)
+            seen[o["completionType"]] += 1
+    assert seen["Filled"] + seen["Killed"] > 0 and seen["Expired"] > 0, seen
 
 
 def test_trades_and_readings_are_each_fsps_own(cleared):

@@ -342,9 +342,11 @@ class Umei:
         with self.market.engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
             cleared = set(conn.execute(sa.select(g.days.c.day_start)).scalars())
-            bought = {(r.interval, r.direction) for r in conn.execute(sa.select(
-                g.activations.c.interval, g.activations.c.direction).where(
-                g.activations.c.buyer == "TSO"))}
+            bought_w = {(r.interval, r.direction): int(r.w) for r in conn.execute(sa.select(
+                g.activations.c.interval, g.activations.c.direction,
+                sa.func.sum(g.activations.c.power_w).label("w")).where(
+                g.activations.c.buyer == "TSO").group_by(g.activations.c.interval,
+                                                        g.activations.c.direction))}
         market_id = self.market_id() if rows else ""
         out = []
         for r in rows:
@@ -356,8 +358,8 @@ class Umei:
                 "direction": r["direction"], "power_w": r["power_w"],
                 "price_meur_per_kwh": r["max_price_meur_per_kwh"], "seq": r["seq"],
                 "min_power_w": 0, "status": "Completed" if done else "Active",
-                "completion_type": (("Filled" if (r["interval"], r["direction"]) in bought
-                                     else "Expired") if done else None)})
+                "completion_type": (_completion(bought_w.get((r["interval"], r["direction"]), 0),
+                                                r["power_w"]) if done else None)})
         return out
 
     def _order_rows(self, where: Any = None) -> list[dict]:
@@ -368,14 +370,15 @@ class Umei:
         with self.market.engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
             cleared = set(conn.execute(sa.select(g.days.c.day_start)).scalars())
-            filled = set(conn.execute(sa.select(g.activations.c.offer_id).where(
-                g.activations.c.offer_id.is_not(None))).scalars())
+            filled_w = dict(conn.execute(sa.select(
+                g.activations.c.offer_id, sa.func.sum(g.activations.c.power_w)).where(
+                g.activations.c.offer_id.is_not(None)).group_by(g.activations.c.offer_id)).all())
         calendar = self.grid.calendar() if rows else None
         for r in rows:
             done = calendar is not None and calendar.bounds[
                 calendar.index(r["interval"])][0] in cleared
             r["status"] = "Completed" if done else "Active"
-            r["completion_type"] = (("Filled" if r["offer_id"] in filled else "Expired")
+            r["completion_type"] = (_completion(filled_w.get(r["offer_id"], 0), r["power_w"])
                                     if done else None)
         return rows
 
@@ -586,6 +589,15 @@ class Umei:
 
     def reading(self, who: dict, item_id: str) -> dict:
         return self._series_get(u.meter_readings, "MeterReading", who, item_id)
+
+
+def _completion(activated_w: int, power_w: int) -> str:
+    """How a cleared order completed: ``Filled`` whole (to the W of each activation's
+    rounding), ``Killed`` in part (the DSO's clearing took part of it and the rest ended with
+    the day: fill-and-kill), ``Expired`` not at all."""
+    if activated_w <= 0:
+        return "Expired"
+    return "Filled" if activated_w >= power_w - 2 else "Killed"
 
 
 def _one_point(o: m.OrderIn) -> tuple[str, m.QuantityPricePoint]:
