@@ -158,3 +158,50 @@ def test_a_batch_cleared_over_http_equals_the_labs_clearing(mechanism, tmp_path)
             assert abs(result.cash_flow_eur[mine].sum() - lab.cash_flow_eur[mine].sum()) < 1e-6
     assert np.abs(result.cash_flow_eur - lab.cash_flow_eur).max() < 1e-6
     assert np.allclose(result.filled_kwh, lab.filled_kwh, atol=2e-3)
+
+
+def test_a_community_cleared_over_http_equals_the_labs_clearing(tmp_path):
+    """The HTTP path of ``--via-server URL`` for a community: a served app (uvicorn on
+    loopback), an httpx client per member; a day of four members with a battery and PV."""
+    import httpx
+
+    from lemgrid.assets.tables import Batteries
+    from lemgrid.ledger.identity import generate_key
+    from lemgrid.service.app import create_app
+    from lemgrid.settlement.bills import Prices
+    from lemgrid.sim.designs import clear_community, community_problem_of
+
+    from ._live import ThreadServer
+
+    rng = np.random.default_rng(11)
+    n_t = 96
+    hours = np.arange(n_t) / 4
+    pv = np.outer(np.clip(np.sin((hours - 6) / 12 * np.pi), 0, None), [0.0, 6.0, 0.0, 3.0])
+    load = rng.uniform(0.2, 1.5, (n_t, 4))
+    battery = Batteries(owner=np.array([2]), name=np.array(["b"]), capacity_kwh=np.array([8.0]),
+                        power_kw=np.array([3.0]), eta_charge=np.array([0.95]),
+                        eta_discharge=np.array([0.95]), soc_min=np.array([0.1]),
+                        soc_max=np.array([1.0]), soc_initial=np.array([0.5]),
+                        soc_final=np.array([0.5]))
+    prices = Prices(0.22, 0.08, 0.06, 0.02, 0.01, 0.0, 0.30, 0.06)
+    problem, reference = community_problem_of(
+        np.array(["a", "b", "c", "d"]), np.array([1, 2, 3, 4]), load, pv,
+        {"battery": battery}, prices, 0.25, 0.06, 0.001)
+    lab, lab_positions = clear_community(problem, reference, prices)
+    clock = via_server.SimulatedClock()
+    key = generate_key()
+    served = ThreadServer(create_app(f"sqlite:///{tmp_path / 'm.db'}", key, clock_ms=clock))
+    try:
+        with httpx.Client(base_url=served.url, timeout=30) as http:
+            clearing = via_server.ServerClearing(http, key, clock)
+            with via_server.clearing_through(clearing):
+                result, positions = lemgrid.sim.designs.clear_community(problem, reference,
+                                                                        prices)
+    finally:
+        served.stop()
+    assert clearing.calls == 1 and len(clearing.agents) == 4
+    assert np.array_equal(result.schedule_kw, lab.schedule_kw)
+    assert np.array_equal(result.kinds["battery"].state, lab.kinds["battery"].state)
+    assert np.array_equal(positions.market_paid_eur, lab_positions.market_paid_eur)
+    assert np.array_equal(positions.sharing_eur, lab_positions.sharing_eur)
+    assert lab_positions.local_bought_kwh.sum() > 1.0  # the members traded
