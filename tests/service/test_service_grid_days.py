@@ -195,11 +195,20 @@ def test_every_day_of_the_calendar_in_order_equals_lemgrid_simulate(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_tso_request_over_the_api_is_cleared_as_the_labs_tso_request(tmp_path):
+@pytest.mark.parametrize("area", [False, True], ids=["every bus", "a bus area"])
+def test_a_tso_request_over_the_api_is_cleared_as_the_labs_tso_request(tmp_path, area):
+    """The TSO's requests over ``/grid/tso-requests`` (from every bus, or from the buses of
+    half the households: the lab's ``buses``) buy what the lab's TSO requests buy."""
     scheme = "  coordination: {scheme: local-first}\n"
+    buses = None
+    if area:
+        scenario = load_scenario(IPOWER)
+        names = scenario.network.bus_names[scenario.participants.bus]
+        buses = sorted({str(b) for b in names[: len(names) // 2]})
     lab_path = _scenario(tmp_path, "lab", scheme.replace(
         "}", f", tso_requests: [{{from: '{TSO_WINDOW[0]}', to: '{TSO_WINDOW[1]}', "
-             f"direction: up, kw: {TSO_KW}, max_price_eur_per_kwh: {TSO_MAX_PRICE}}}]}}"))
+             f"direction: up, kw: {TSO_KW}, max_price_eur_per_kwh: {TSO_MAX_PRICE}"
+             + (f", buses: {buses}" if buses else "") + "}]}"))
     server_path = _scenario(tmp_path, "server", scheme)
     lab_days, books = _lab(lab_path, TSO_WINDOW)
     tso_lab = lab_days[0].records
@@ -215,8 +224,13 @@ def test_a_tso_request_over_the_api_is_cleared_as_the_labs_tso_request(tmp_path)
         r = tso.request("POST", "/grid/tso-requests", {
             "request_id": f"tso-{t}", "interval": t, "direction": "up",
             "power_w": round(TSO_KW * 1000),
-            "max_price_meur_per_kwh": round(TSO_MAX_PRICE * 1000)})
+            "max_price_meur_per_kwh": round(TSO_MAX_PRICE * 1000),
+            **({"buses": buses} if buses else {})})
         assert r.status_code == 201, r.text
+    r = tso.request("POST", "/grid/tso-requests", {
+        "request_id": "z", "interval": window[0], "direction": "up", "power_w": 1,
+        "max_price_meur_per_kwh": 1, "buses": ["no such bus"]})
+    assert r.status_code == 422 and "buses[0]" in r.json()["detail"], r.text
     # refused: a second request id, a participant or the DSO posting, a bad body
     assert tso.request("POST", "/grid/tso-requests", {
         "request_id": f"tso-{window[0]}", "interval": window[0], "direction": "up",
@@ -239,6 +253,14 @@ def test_a_tso_request_over_the_api_is_cleared_as_the_labs_tso_request(tmp_path)
             if a["interval"] < stop]
     simulated = _activations_equal(acts, offers, lab_days[0], start)
     tso_kw = sum(v for k, v in simulated.items() if k[3] == "TSO")
+    if buses:  # every TSO purchase from a bus of the area
+        bus_of = {str(i): str(b) for i, b in zip(
+            calendar.scenario.participants.ids,
+            calendar.scenario.network.bus_names[calendar.scenario.participants.bus])}
+        by_offer = {o["offer_id"]: o for o in offers}
+        assert all(bus_of[by_offer[a["offer_id"]]["meter"]] in buses
+                   for a in acts if a["buyer"] == "TSO")
+        assert world.clients["dso"].get("/grid/tso-requests").json()[0]["buses"] == buses
     assert tso_kw > 0 and sum(a["power_w"] for a in acts if a["buyer"] == "TSO") / 1000 == \
         pytest.approx(tso_kw, abs=0.1)
     market = world.http.app.state.market
@@ -366,7 +388,8 @@ def test_tso_buy_orders_through_umei_are_cleared_as_the_labs_tso_request(tmp_pat
     before = market.ledger.size  # after the logins (their tokens are ledger records)
     for change, field in [({"portfolioId": "battery-0"}, "portfolioId"),
                           ({"pricePoints": []}, "pricePoints"),
-                          ({"minimumAcceptanceQuantity": 0.001}, "minimumAcceptanceQuantity")]:
+                          ({"minimumAcceptanceQuantity": 0.001}, "minimumAcceptanceQuantity"),
+                          ({"gridNodeId": "nowhere"}, "InvalidGridNode")]:
         r = buy(window[0], **change)
         assert r.status_code == 400 and field in r.text, (change, r.text)
     begin, end = periods.period(window[0])

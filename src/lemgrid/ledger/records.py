@@ -217,6 +217,8 @@ OPTIONAL: dict[str, dict[str, Check]] = {
     "flex-activation": {"device": _text},
     # A minimum acceptance quantity: activated at least this much or not at all.
     "flex-offer": {"min_power_w": _positive},
+    # The buses a TSO request may be served from (its area; every bus if absent).
+    "flex-request": {"buses": _texts},
 }
 
 #: Kinds only the log operator signs; the others are signed by participants.

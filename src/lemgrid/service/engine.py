@@ -517,6 +517,18 @@ def offer_room(day: GridDay) -> dict[tuple[str, int, int, int], tuple[float, flo
             for k in range(len(offers))}
 
 
+def _areas(network: Any, buses: Sequence[str]) -> Any:
+    """Each request's area (m, n_bus) from its comma-separated bus names (empty: every bus)."""
+    import numpy as np
+
+    area = np.ones((len(buses), network.n_bus), bool)
+    for k, names in enumerate(buses):
+        if names:
+            area[k] = False
+            area[k, [network.bus_position(b) for b in names.split(",")]] = True
+    return area
+
+
 def clear_flexibility(day: GridDay, offers: Sequence[Mapping],
                       tso_requests: Sequence[Mapping] = ()) -> tuple[dict, DsoDay]:
     """The DSO's day with the offers providers made and the requests the TSO made: flexibility
@@ -532,8 +544,9 @@ def clear_flexibility(day: GridDay, offers: Sequence[Mapping],
         acceptance quantity [W]).
     tso_requests : sequence of mapping
         ``interval`` (horizon), ``direction``, ``power_w`` [W], ``max_price_meur_per_kwh``
-        [m€/kWh], ``service``; from every bus (cleared with the scenario's
-        ``dso.coordination.tso_requests``, by its ``scheme``).
+        [m€/kWh], ``service``, ``buses`` (comma-separated bus names it may be served from;
+        empty: every bus) (cleared with the scenario's ``dso.coordination.tso_requests``, by
+        its ``scheme``).
 
     Returns
     -------
@@ -573,7 +586,7 @@ def clear_flexibility(day: GridDay, offers: Sequence[Mapping],
         buyer=np.full(m, "TSO").astype(str),
         service=np.array([r["service"] for r in tso_requests], dtype=object).astype(str),
         interval=np.array([r["interval"] - day.start for r in tso_requests], dtype=int),
-        area=np.ones((m, dso.network.n_bus), bool),
+        area=_areas(dso.network, [r.get("buses", "") for r in tso_requests]),
         direction=np.array([UP if r["direction"] == "up" else DOWN for r in tso_requests],
                            dtype=int),
         kw=np.array([r["power_w"] / 1000 for r in tso_requests], dtype=float),

@@ -97,7 +97,9 @@ tso_requests = sa.Table(
     sa.Column("power_w", sa.BigInteger, nullable=False),
     sa.Column("max_price_meur_per_kwh", sa.BigInteger, nullable=False),
     sa.Column("service", sa.String(20), nullable=False),
-    sa.Column("seq", sa.BigInteger, nullable=False))
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    # the buses the request may be served from, comma-separated; "" = every bus (revision 0010)
+    sa.Column("buses", sa.Text, nullable=False, server_default=""))
 
 
 class Grid:
@@ -404,6 +406,12 @@ class Grid:
             k = calendar.index(body["interval"])
         except InputError as exc:
             raise Refused(422, str(exc)) from None
+        network = calendar.scenario.network
+        for i, bus in enumerate(body.get("buses") or ()):
+            try:
+                network.bus_position(bus)
+            except InputError as exc:
+                raise Refused(422, f"buses[{i}]: {exc}") from None
         day_start = calendar.bounds[k][0]
         with self.market.write() as (conn, tx):
             if conn.execute(sa.select(days.c.day_start).where(
@@ -418,14 +426,15 @@ class Grid:
                                          *also])
             conn.execute(tso_requests.insert().values(
                 requested_by=identity["participant"], day_start=day_start,
-                seq=result.first_seq, **body))
+                seq=result.first_seq, **{**body, "buses": ",".join(body.get("buses") or ())}))
         self.market.publish({"event": "tso-request", **body})
         return {**body, "status": "open", "seq": result.first_seq}
 
     def tso_requests(self) -> list[dict]:
+        """The TSO's requests; ``buses`` the bus names of each one's area (None: every bus)."""
         with self.market.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(
-                sa.select(tso_requests).order_by(tso_requests.c.seq))]
+            return [{**r._mapping, "buses": r.buses.split(",") if r.buses else None}
+                    for r in conn.execute(sa.select(tso_requests).order_by(tso_requests.c.seq))]
 
     # -- reading -----------------------------------------------------------------------------
     def room(self, interval: int) -> dict[tuple[str, int, int, int], tuple[float, float, str]]:

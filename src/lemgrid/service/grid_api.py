@@ -50,6 +50,8 @@ class TsoRequestBody(BaseModel):
     power_w: Annotated[StrictInt, Field(gt=0, le=10**9)]
     max_price_meur_per_kwh: Annotated[StrictInt, Field(ge=0, le=10**7)]
     service: Literal["balancing", "CM", "VM", "LLR"] = "balancing"
+    #: Bus names the request may be served from (its area); every bus of the feeder if omitted.
+    buses: Annotated[list[Text], Field(min_length=1, max_length=10_000)] | None = None
 
 
 class SignedFlexOffer(BaseModel):
@@ -107,7 +109,7 @@ def add_routes(app, market: Market, role: Callable) -> None:
     def grid_tso_request(body: TsoRequestBody, who: Tso) -> dict:
         """The TSO requests flexibility at an interval (cleared after or with the DSO's
         needs, by the scenario's ``dso.coordination.scheme``)."""
-        return need_grid().submit_tso_request(who, body.model_dump())
+        return need_grid().submit_tso_request(who, body.model_dump(exclude_none=True))
 
     @app.get("/grid/tso-requests", tags=["grid"])
     def grid_tso_requests(_: Grid_) -> list[dict]:

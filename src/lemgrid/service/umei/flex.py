@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from lemgrid.errors import InputError
 from lemgrid.service import grid as g
 from lemgrid.service import tables as t
 from lemgrid.service.umei import models as m
@@ -300,13 +301,20 @@ class Umei:
         if o.market_id is not None and o.market_id != market_id:
             raise Problem("InvalidMarket", f"marketId: {o.market_id!r} is not a market here "
                           f"(this market is {market_id!r})", "marketId", o.market_id)
-        for name, value in (("portfolioId", o.portfolio_id), ("gridNodeId", o.grid_node_id),
+        for name, value in (("portfolioId", o.portfolio_id),
                             ("flexibilityZoneId", o.flexibility_zone_id),
                             ("minimumAcceptanceQuantity", o.minimum_acceptance_quantity),
                             ("longflexContractId", o.longflex_contract_id)):
             if value not in (None, 0):
-                raise Problem("InvalidOrder", f"{name}: a TSO buy order is served from every "
-                              "bus of the feeder, any part of it, and has none", name, value)
+                raise Problem("InvalidOrder", f"{name}: a TSO buy order is served from its grid "
+                              "node (every bus if none), any part of it, and has none", name,
+                              value)
+        if o.grid_node_id is not None:
+            try:
+                self.grid.calendar().scenario.network.bus_position(o.grid_node_id)
+            except InputError:
+                raise Problem("InvalidGridNode", f"gridNodeId: {o.grid_node_id!r} is not a bus "
+                              "of this market's grid", "gridNodeId", o.grid_node_id) from None
         direction, point = _one_point(o)
         if point.unit_price < 0:
             raise Problem("InvalidOrder", "pricePoints[0].unitPrice: the most the TSO pays "
@@ -323,7 +331,8 @@ class Umei:
                    "power_w": watts(point.quantity, "pricePoints[0].quantity"),
                    "max_price_meur_per_kwh": meur_per_kwh(point.unit_price,
                                                           "pricePoints[0].unitPrice"),
-                   "service": "balancing"}
+                   "service": "balancing",
+                   **({"buses": [o.grid_node_id]} if o.grid_node_id is not None else {})}
         from lemgrid.service.operator import Refused
 
         try:
@@ -354,7 +363,7 @@ class Umei:
             out.append({
                 "order_id": r["request_id"], "offer_id": r["request_id"],
                 "owner": r["requested_by"], "side": "Buy", "portfolio_id": None,
-                "grid_node_id": None, "market_id": market_id, "interval": r["interval"],
+                "grid_node_id": r["buses"] if r["buses"] and "," not in r["buses"] else None, "market_id": market_id, "interval": r["interval"],
                 "direction": r["direction"], "power_w": r["power_w"],
                 "price_meur_per_kwh": r["max_price_meur_per_kwh"], "seq": r["seq"],
                 "min_power_w": 0, "status": "Completed" if done else "Active",
