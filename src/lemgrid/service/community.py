@@ -257,8 +257,7 @@ def _clear(market: Market, market_id: str) -> bool:
             return True
         bids = [_read_bid(stored[m], terms.n_intervals) for m in members]
         try:
-            problem, reference_eur, prices = _problem(terms, members, bids,
-                                                      [k for k in asset_kinds()])
+            problem, reference_eur, prices = _problem(terms, members, bids, list(asset_kinds()))
             result, positions = _clear_community()(problem, reference_eur, prices)
         except (InfeasibleError, InputError) as exc:  # no schedule serves the bids as posted
             conn.execute(t.sessions.update().where(t.sessions.c.market_id == market_id)

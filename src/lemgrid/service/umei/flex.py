@@ -292,11 +292,12 @@ class Umei:
     def _create_buy_order(self, who: dict, tid: str, path: str, body: bytes, o: m.OrderIn
                           ) -> dict:
         """A TSO's buy order: its flexibility request for one period and direction, cleared
-        with the DSO's day by the scenario's coordination scheme, from every bus."""
+        with the DSO's day by the scenario's coordination scheme, from its grid node (every
+        bus if none)."""
         if who["role"] != "tso":
-            raise Problem("InvalidOrder", "side: only the TSO posts buy orders (the DSO buys by clearing its "
-                          "day on the offers: its need is the AC traffic light; FSPs sell)",
-                          "side", o.side)
+            raise Problem("InvalidOrder", "side: only the TSO posts buy orders (the DSO buys by "
+                          "clearing its day on the offers: its need is the AC traffic light; "
+                          "FSPs sell)", "side", o.side)
         market_id = self.market_id()
         if o.market_id is not None and o.market_id != market_id:
             raise Problem("InvalidMarket", f"marketId: {o.market_id!r} is not a market here "
@@ -363,7 +364,8 @@ class Umei:
             out.append({
                 "order_id": r["request_id"], "offer_id": r["request_id"],
                 "owner": r["requested_by"], "side": "Buy", "portfolio_id": None,
-                "grid_node_id": r["buses"] if r["buses"] and "," not in r["buses"] else None, "market_id": market_id, "interval": r["interval"],
+                "grid_node_id": r["buses"] if r["buses"] and "," not in r["buses"] else None,
+                "market_id": market_id, "interval": r["interval"],
                 "direction": r["direction"], "power_w": r["power_w"],
                 "price_meur_per_kwh": r["max_price_meur_per_kwh"], "seq": r["seq"],
                 "min_power_w": 0, "status": "Completed" if done else "Active",
@@ -610,8 +612,8 @@ def _completion(activated_w: int, power_w: int) -> str:
 
 
 def _one_point(o: m.OrderIn) -> tuple[str, m.QuantityPricePoint]:
-    """An order's direction ('up'/'down') and its one quantity-price point (lemgrid's offers and requests
-    have one price: interpolated orders are refused)."""
+    """An order's direction ('up'/'down') and its one quantity-price point (lemgrid's offers
+    and requests have one price: interpolated orders are refused)."""
     if o.regulation_type is None:
         raise Problem("InvalidOrder", "regulationType: required (Up or Down)", "regulationType")
     if not o.price_points:
