@@ -88,13 +88,16 @@ class MarketClient:
         return {"payload": payload, "signer": self.key_id, "sig": sign_payload(self.key, payload)}
 
     def order_body(self, market_id: str, *, order_id: str, side: str, quantity_wh: int,
-                   price_meur_per_kwh: int, interval: int, nonce: str | None = None) -> dict:
-        """A signed order in the ledger's canonical form."""
+                   price_meur_per_kwh: int, interval: int, nonce: str | None = None,
+                   valid_until_ms: int | None = None) -> dict:
+        """A signed order in the ledger's canonical form (``valid_until_ms``: in a continuous
+        session, it leaves the book at the first event after that time)."""
         return self.signed_record({
             "kind": "order", "log_id": self.log_id, "market_id": market_id,
             "interval": interval, "order_id": order_id, "participant": self.participant,
             "meter": self.meter, "side": side, "quantity_wh": quantity_wh,
-            "price_meur_per_kwh": price_meur_per_kwh, "nonce": nonce or secrets.token_hex(12)})
+            "price_meur_per_kwh": price_meur_per_kwh, "nonce": nonce or secrets.token_hex(12),
+            **({} if valid_until_ms is None else {"valid_until_ms": valid_until_ms})})
 
     def submit_order(self, market_id: str, *, idempotency_key: str | None = None,
                      **order: Any) -> httpx.Response:

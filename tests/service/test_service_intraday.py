@@ -246,3 +246,54 @@ def test_the_market_starts_no_writer_thread_and_commits_orders_in_the_callers_th
     assert market.order(market.identity_by_key(c.key_id), "s1", "a1")["quantity_wh"] == 1000
     assert set(threading.enumerate()) == before
     market.close()
+
+
+def test_an_order_past_its_validity_leaves_the_book_and_frees_the_sellers_energy(world):
+    """Alice may sell 1000 Wh; her sell order is valid for a minute. Bob takes 400 Wh of it;
+    after the minute carol's bid finds nothing (an ``order-expiry`` of the 600 Wh left comes
+    first in the ledger), and alice may offer those 600 Wh again. An order expires at the
+    scheduler's tick too; a validity in the past or in an auction is refused."""
+    for who, wh in (("alice", 1000), ("bob", 0), ("carol", 0)):
+        world.join(who, sellable_wh=wh)
+    world.session("c1", mechanism="continuous")
+    world.session("a1", mechanism="uniform")
+    alice, now = world.clients["alice"], world.clock.now_ms
+    market = world.http.app.state.market
+
+    def sell(order_id, wh, valid_for_ms=None, market_id="c1"):
+        return alice.submit_order(market_id, order_id=order_id, side="sell", quantity_wh=wh,
+                                  price_meur_per_kwh=200, interval=0,
+                                  valid_until_ms=None if valid_for_ms is None
+                                  else world.clock.now_ms + valid_for_ms)
+
+    before = market.ledger.size
+    for r, field in ((sell("x", 100, valid_for_ms=0), "valid_until_ms"),
+                     (sell("y", 100, valid_for_ms=60_000, market_id="a1"), "valid_until_ms")):
+        assert r.status_code == 422 and field in r.json()["detail"], r.text
+    assert market.ledger.size == before
+    assert sell("s1", 1000, valid_for_ms=60_000).status_code == 201
+    r = _post(world, {"order_id": "b1", "who": "bob", "side": "buy", "quantity_wh": 400,
+                      "price_meur_per_kwh": 300})
+    assert r.json()["filled_wh"] == 400
+    world.clock.now_ms = now + 120_000  # past alice's validity, before the gate
+    r = _post(world, {"order_id": "c1", "who": "carol", "side": "buy", "quantity_wh": 500,
+                      "price_meur_per_kwh": 300})
+    assert r.status_code == 201 and r.json()["trades"] == [], r.text
+    s1 = alice.get("/markets/c1/orders/s1").json()
+    assert s1["status"] == "expired" and s1["filled_wh"] == 400
+    entries = [e["payload"] for e in market.ledger.entries()]
+    expiry = next(i for i, p in enumerate(entries) if p["kind"] == "order-expiry")
+    assert entries[expiry]["remaining_wh"] == 600 and entries[expiry + 1]["order_id"] == "c1"
+    assert alice.cancel("c1", "s1").status_code == 409  # no longer in the book
+    # the 600 Wh are alice's to offer again (the ledger released them); 700 would be too many
+    assert sell("s2", 700).status_code == 409
+    r = sell("s2", 600, valid_for_ms=1_000)
+    assert r.status_code == 201 and r.json()["filled_wh"] == 500  # carol's resting bid
+    world.clock.now_ms += 2_000
+    assert world.operator.request("POST", "/admin/tick").status_code == 200
+    assert alice.get("/markets/c1/orders/s2").json()["status"] == "expired"  # by the tick
+    world.close("c1")
+    report = verify_ledger(world.url)
+    assert report.ok, report.problem
+    assert [p["kind"] for p in (e["payload"] for e in market.ledger.entries())
+            ].count("order-expiry") == 2

@@ -152,6 +152,10 @@ SCHEMAS: dict[str, dict[str, Check]] = {
               "seller": _text, "quantity_wh": _positive, "price_meur_per_kwh": _int},
     "clearing": {"market_id": _text, "interval": valid_interval, "n_trades": _non_negative,
                  "volume_wh": _non_negative},
+    # A resting order of a continuous session whose validity ended: its unfilled remainder
+    # leaves the book (and the seller's offered energy).
+    "order-expiry": {"market_id": _text, "interval": valid_interval, "order_id": _text,
+                     "remaining_wh": _non_negative},
     "settlement": {"settlement_id": _text, "market_id": _text, "trade_ids": _texts,
                    "postings": _postings},
     "checkpoint": {"log_id": _is_hex64, "tree_size": _non_negative, "root_hash": _is_hex64,
@@ -215,6 +219,8 @@ OPTIONAL: dict[str, dict[str, Check]] = {
     "checkpoint": {"label": _text},
     # The device (asset) a DSO activation is addressed to (lemgrid.ledger.activation).
     "flex-activation": {"device": _text},
+    # A continuous-session order's validity: it leaves the book at the first event after it.
+    "order": {"valid_until_ms": _non_negative},
     # A minimum acceptance quantity: activated at least this much or not at all.
     "flex-offer": {"min_power_w": _positive},
     # The buses a TSO request may be served from (its area; every bus if absent).
@@ -226,7 +232,8 @@ OPERATOR_KINDS = frozenset({"log-init", "key-registration", "capability", "gate-
                             "reveal-closure", "rejection", "trade", "clearing", "settlement",
                             "checkpoint", "delivery-settlement", "statement", "mandate",
                             "traffic-light", "flex-activation", "flex-request",
-                            "umei-token", "umei-request", "community-clearing"})
+                            "umei-token", "umei-request", "community-clearing",
+                            "order-expiry"})
 #: Kinds a participant signs (a key-revocation may be signed by the operator or the key itself).
 #: Each names the log it is for (``log_id``), so that it cannot be replayed into another log.
 PARTICIPANT_KINDS = frozenset({"order", "cancel", "commit", "reveal", "key-revocation",

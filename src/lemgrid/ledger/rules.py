@@ -257,6 +257,8 @@ class LedgerState:
             spending.add_order(p)
         elif kind == "cancel":
             spending.cancel(p)
+        elif kind == "order-expiry":
+            spending.expire(p)
         elif kind == "trade":
             for party in ("buyer", "seller"):
                 if p[party] not in self.meters:

@@ -56,6 +56,7 @@ class SpendingBook:
         self.settled: dict[tuple, str] = {}          # (market, trade_id) -> settlement id
         self.settlements: set[str] = set()
         self.cancelled: set[tuple] = set()           # (market, order_id)
+        self.expired: set[tuple] = set()             # (market, order_id)
 
     # -- capability -------------------------------------------------------------------------
     def register_capability(self, p: Mapping) -> None:
@@ -111,6 +112,8 @@ class SpendingBook:
                             "not-owner")
         if key in self.cancelled:
             raise Rejection(f"order {p['order_id']!r} is already cancelled", "duplicate")
+        if key in self.expired:
+            raise Rejection(f"order {p['order_id']!r} has expired", "closed")
         if (p["market_id"], info.interval) in self.cleared:
             raise Rejection(f"market {p['market_id']!r} interval {info.interval!r} is already "
                             "cleared", "closed")
@@ -120,6 +123,28 @@ class SpendingBook:
             offer_key = (info.participant, p["market_id"], info.interval)
             self._j.put(self.offered, offer_key, self.offered[offer_key] - info.quantity_wh)
         self._j.add(self.cancelled, key)
+
+    def expire(self, p: Mapping) -> None:
+        """Apply an ``order-expiry`` record: a resting order's unfilled remainder leaves the
+        book (a sell order's remainder is no longer offered)."""
+        key = (p["market_id"], p["order_id"])
+        info = self.orders.get(key)
+        if info is None:
+            raise Rejection(f"order {p['order_id']!r} does not exist in market "
+                            f"{p['market_id']!r}", "unknown-order")
+        if key in self.cancelled or key in self.expired:
+            raise Rejection(f"order {p['order_id']!r} is no longer in the book", "duplicate")
+        if (p["market_id"], info.interval) in self.cleared:
+            raise Rejection(f"market {p['market_id']!r} interval {info.interval!r} is already "
+                            "cleared", "closed")
+        remaining = info.quantity_wh - self.filled.get(key, 0)
+        if p["remaining_wh"] != remaining:
+            raise Rejection(f"order-expiry of {p['order_id']!r} states {p['remaining_wh']} Wh "
+                            f"unfilled but the ledger holds {remaining} Wh", "order-mismatch")
+        if info.side == "sell":
+            offer_key = (info.participant, p["market_id"], info.interval)
+            self._j.put(self.offered, offer_key, self.offered[offer_key] - remaining)
+        self._j.add(self.expired, key)
 
     # -- trades -----------------------------------------------------------------------------
     def _fill(self, market: str, order_id: str, side: str, participant: str, interval: Any,
@@ -134,6 +159,8 @@ class SpendingBook:
                             f"{participant!r} for interval {interval!r}", "order-mismatch")
         if (market, order_id) in self.cancelled:
             raise Rejection(f"{side} order {order_id!r} is cancelled", "cancelled")
+        if (market, order_id) in self.expired:
+            raise Rejection(f"{side} order {order_id!r} has expired", "cancelled")
         filled = self.filled.get((market, order_id), 0) + quantity
         if filled > info.quantity_wh:
             raise Rejection(f"order {order_id!r} would be filled {filled} Wh, more than its "

@@ -88,6 +88,8 @@ class OrderPayload(Strict):
     quantity_wh: Annotated[StrictInt, Field(gt=0, le=10**12)]
     price_meur_per_kwh: Annotated[StrictInt, Field(ge=-10**7, le=10**7)]
     nonce: Text
+    #: Continuous sessions: the order leaves the book at the first event after this time [ms].
+    valid_until_ms: Annotated[StrictInt, Field(ge=0, le=2**62)] | None = None
 
 
 class SignedOrder(Strict):
@@ -189,7 +191,7 @@ class MeteringBody(Strict):
 
 def _record(body: SignedOrder | SignedCancel | SignedReading | SignedCommit | SignedReveal
             ) -> SignedRecord:
-    return SignedRecord(body.payload.model_dump(), body.signer, body.sig)
+    return SignedRecord(body.payload.model_dump(exclude_none=True), body.signer, body.sig)
 
 
 def _signed_path(path: str, query: str) -> str:

@@ -25,6 +25,7 @@ Everything here runs under the market's write lock (:meth:`Market.commit_orders`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -116,7 +117,7 @@ class ContinuousBooks:
             t.trades.c.market_id == market_id)).scalar_one()
         for r in rows:
             fills = s.book.submit(r.order_id, r.side, (r.quantity_wh - r.filled_wh) / 1000,
-                                  r.price_meur_per_kwh / 1000)
+                                  r.price_meur_per_kwh / 1000, _valid_until_s(r.valid_until_ms))
             if fills:  # resting orders never cross; if they do, the rows are not a book
                 raise RuntimeError(f"session {market_id!r}: stored resting orders cross "
                                    f"({fills[0]})")
@@ -151,7 +152,8 @@ class ContinuousBooks:
         s = self._session(market_id, session.interval)
         order_id, quantity_wh = row["order_id"], row["quantity_wh"]
         fills = s.book.submit(order_id, row["side"], quantity_wh / 1000,
-                              row["price_meur_per_kwh"] / 1000)
+                              row["price_meur_per_kwh"] / 1000,
+                              _valid_until_s(row.get("valid_until_ms")))
         incoming = _Resting(row["participant"], row["side"], quantity_wh)
         trades: list[dict] = []
         for f in fills:
@@ -190,6 +192,22 @@ class ContinuousBooks:
         return {**answer, "status": row["status"], "filled_wh": incoming.filled_wh,
                 "trades": [{c: x[c] for c in TRADE_FIELDS} for x in trades]}
 
+    def expire(self, ledger: Any, session: Any, now_ms: int) -> None:
+        """Orders of the session whose validity ended before ``now_ms`` leave its book: an
+        ``order-expiry`` record each (their unfilled remainder) and their rows' status."""
+        s = self._session(session.market_id, session.interval)
+        gone = s.book.expire(now_ms / 1000)
+        if not gone:
+            return
+        records = []
+        for order_id, _ in gone:
+            resting = s.orders.pop(str(order_id))
+            records.append({"kind": "order-expiry", "market_id": session.market_id,
+                            "interval": s.interval, "order_id": str(order_id),
+                            "remaining_wh": resting.quantity_wh - resting.filled_wh})
+            self._fills[(session.market_id, str(order_id))] = (resting.filled_wh, "expired")
+        ledger.append_operator(records)
+
     def flush(self, conn: sa.engine.Connection) -> None:
         """Store the pending trade rows and fills (after the transaction's order rows)."""
         if self._trade_rows:
@@ -224,6 +242,11 @@ class ContinuousBooks:
                                  "price_meur_per_kwh": x["price_meur_per_kwh"],
                                  "buy_order_id": x["buy_order_id"],
                                  "sell_order_id": x["sell_order_id"]})
+
+
+def _valid_until_s(valid_until_ms: int | None) -> float:
+    """An order's validity in the book's seconds (none: until the gate)."""
+    return math.inf if valid_until_ms is None else valid_until_ms / 1000
 
 
 def session_trades(conn: sa.engine.Connection, market_id: str, interval: int) -> list[dict]:

@@ -571,8 +571,18 @@ class Market:
         if session.state in SEALED_STATES:
             raise Refused(409, f"market_id: session {market_id!r} is sealed-bid: post a "
                                f"commitment to /markets/{market_id}/commits")
-        if session.state != "open" or self.clock_ms() >= session.gate_ms:
+        now = self.clock_ms()
+        if session.state != "open" or now >= session.gate_ms:
             raise Refused(409, f"market_id: the gate of session {market_id!r} is closed")
+        valid_until_ms = p.get("valid_until_ms")
+        if valid_until_ms is not None and session.mechanism != "continuous":
+            raise Refused(422, "payload.valid_until_ms: only orders of continuous sessions have "
+                               f"a validity (session {market_id!r} is an auction)")
+        if valid_until_ms is not None and valid_until_ms <= now:
+            raise Refused(422, f"payload.valid_until_ms: {valid_until_ms} is not after the "
+                               f"market's clock ({now})")
+        if session.mechanism == "continuous":  # what expired before this order left the book
+            self.intraday.expire(ledger, session, now)
         try:
             self.mandate_in(ledger, item.identity, p["participant"])
             result = ledger.append([item.record], verified=verified)
@@ -582,7 +592,7 @@ class Market:
             market_id=market_id, order_id=p["order_id"], participant=p["participant"],
             side=p["side"], quantity_wh=p["quantity_wh"],
             price_meur_per_kwh=p["price_meur_per_kwh"], arrival=result.first_seq,
-            status="open", filled_wh=0))
+            status="open", filled_wh=0, valid_until_ms=valid_until_ms))
         answer = {"market_id": market_id, "order_id": p["order_id"], "status": "open",
                   "seq": result.first_seq}
         if session.mechanism == "continuous":  # matched on arrival (lemgrid.service.intraday)
@@ -615,7 +625,9 @@ class Market:
                                    f"{p['participant']!r}")
             gate_ms = conn.execute(sa.select(t.sessions.c.gate_ms).where(
                 t.sessions.c.market_id == market_id)).scalar()
-            if row.status != "open" or gate_ms is None or gate_ms <= self.clock_ms():
+            now = self.clock_ms()
+            if (row.status != "open" or gate_ms is None or gate_ms <= now
+                    or (row.valid_until_ms is not None and row.valid_until_ms < now)):
                 raise Refused(409, f"payload.order_id: order {p['order_id']!r} is no longer open")
             self.mandate_in(tx, identity, p["participant"])
             tx.append([record])
@@ -637,11 +649,30 @@ class Market:
                 .order_by(t.sessions.c.gate_ms))]
         for market_id in due:
             self.close_and_clear(market_id)
+        self.expire_orders()
         from lemgrid.service import community, delivery, sealed
 
         if self.grid is not None:
             self.grid.catch_up()
         return due + sealed.tick(self) + community.tick(self) + delivery.settle_due(self)
+
+    def expire_orders(self) -> None:
+        """Take the orders whose validity has ended out of the open continuous sessions'
+        books: an ``order-expiry`` record and the row's status, in one transaction."""
+        now = self.clock_ms()
+        with self.engine.connect() as conn:
+            markets = set(conn.execute(sa.select(t.orders.c.market_id).join(
+                t.sessions, t.sessions.c.market_id == t.orders.c.market_id).where(
+                (t.orders.c.status == "open") & (t.orders.c.valid_until_ms < now)
+                & (t.sessions.c.state == "open")
+                & (t.sessions.c.mechanism == "continuous"))).scalars())
+        for market_id in sorted(markets):
+            with self.write() as (conn, tx):
+                self.intraday.begin(conn)
+                session = conn.execute(sa.select(t.sessions).where(
+                    t.sessions.c.market_id == market_id)).one()
+                self.intraday.expire(tx, session, now)
+                self.intraday.flush(conn)
 
     def close_and_clear(self, market_id: str) -> dict:
         """Gate closure, clearing by the lab's mechanism, trades, settlement and a signed

@@ -43,8 +43,10 @@ orders = sa.Table(
     sa.Column("quantity_wh", sa.BigInteger, nullable=False),
     sa.Column("price_meur_per_kwh", sa.BigInteger, nullable=False),
     sa.Column("arrival", sa.BigInteger, nullable=False),  # ledger position: arrival order
-    sa.Column("status", sa.String(12), nullable=False),  # open, cancelled, cleared
-    sa.Column("filled_wh", sa.BigInteger, nullable=False, default=0))
+    sa.Column("status", sa.String(12), nullable=False),  # open, cancelled, expired, cleared
+    sa.Column("filled_wh", sa.BigInteger, nullable=False, default=0),
+    # a continuous-session order's validity [ms since the epoch]; none: until the gate (0011)
+    sa.Column("valid_until_ms", sa.BigInteger, nullable=True))
 
 capabilities = sa.Table(
     "capabilities", METADATA,
