@@ -22,3 +22,15 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
+
+
+def add_column_if_missing(table: str, column: object) -> None:
+    """Inside a revision: add ``column`` (a ``sqlalchemy.Column``) to ``table`` unless it is
+    there already (a database created at an earlier revision by today's table declarations has
+    it)."""
+    import sqlalchemy as sa
+    from alembic import op
+
+    name = column.name  # type: ignore[attr-defined]
+    if name not in {c["name"] for c in sa.inspect(op.get_bind()).get_columns(table)}:
+        op.add_column(table, column)  # type: ignore[arg-type]

@@ -6,16 +6,14 @@ Revises: 0008
 import sqlalchemy as sa
 from alembic import op
 
+from lemgrid.service.migrations import add_column_if_missing
+
 revision = "0009"
 down_revision = "0008"
 
 
 def upgrade() -> None:
-    bind = op.get_bind()
-    # a database created at 0004 by today's declarations already has the column
-    if "min_power_w" not in {c["name"] for c in sa.inspect(bind).get_columns("flex_offers")}:
-        op.add_column("flex_offers", sa.Column("min_power_w", sa.BigInteger, nullable=False,
-                                               server_default="0"))
+    add_column_if_missing("flex_offers", sa.Column("min_power_w", sa.BigInteger, nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
