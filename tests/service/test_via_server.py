@@ -115,17 +115,35 @@ def test_designs_the_server_does_not_clear_are_refused_naming_them():
     assert r.exit_code == 2 and "only with --via-server" in r.output
 
 
-@pytest.mark.parametrize("mechanism", ["uniform", "pay-as-bid", "continuous"])
-def test_a_batch_cleared_over_http_equals_the_labs_clearing(mechanism, tmp_path):
-    """The HTTP path of ``--via-server URL``: a served app (uvicorn on loopback), an httpx
-    client per agent; orders already in whole Wh and m€/kWh, so the results must be equal."""
+@pytest.fixture
+def served_clearing(tmp_path):
+    """The HTTP path of ``--via-server URL``: a served app (uvicorn on loopback) and an httpx
+    client; the lab's clearings are routed through the yielded
+    :class:`via_server.ServerClearing` while the test runs (``lab_clearing()`` for the lab's)."""
     import httpx
 
     from lemgrid.ledger.identity import generate_key
-    from lemgrid.market import OrderBatch
     from lemgrid.service.app import create_app
 
     from ._live import ThreadServer
+
+    clock = via_server.SimulatedClock()
+    key = generate_key()
+    served = ThreadServer(create_app(f"sqlite:///{tmp_path / 'm.db'}", key, clock_ms=clock))
+    try:
+        with httpx.Client(base_url=served.url, timeout=30) as http:
+            clearing = via_server.ServerClearing(http, key, clock)
+            with via_server.clearing_through(clearing):
+                yield clearing
+    finally:
+        served.stop()
+
+
+@pytest.mark.parametrize("mechanism", ["uniform", "pay-as-bid", "continuous"])
+def test_a_batch_cleared_over_http_equals_the_labs_clearing(mechanism, served_clearing):
+    """An httpx client per agent; orders already in whole Wh and m€/kWh, so the results must
+    be equal."""
+    from lemgrid.market import OrderBatch
 
     rng = np.random.default_rng(7)
     n = 40
@@ -135,17 +153,9 @@ def test_a_batch_cleared_over_http_equals_the_labs_clearing(mechanism, tmp_path)
         quantity_kwh=rng.integers(100, 3000, n) / 1000,
         price_eur_per_kwh=rng.integers(50, 300, n) / 1000, interval=rng.integers(0, 3, n),
         timestamp_s=rng.permutation(n).astype(float), source="test orders")
-    lab = lemgrid.market.clear(batch, mechanism)
-    clock = via_server.SimulatedClock()
-    key = generate_key()
-    served = ThreadServer(create_app(f"sqlite:///{tmp_path / 'm.db'}", key, clock_ms=clock))
-    try:
-        with httpx.Client(base_url=served.url, timeout=30) as http:
-            clearing = via_server.ServerClearing(http, key, clock)
-            with via_server.clearing_through(clearing):
-                result = lemgrid.market.clear(batch, mechanism)
-    finally:
-        served.stop()
+    with served_clearing.lab_clearing():
+        lab = lemgrid.market.clear(batch, mechanism)
+    result = lemgrid.market.clear(batch, mechanism)
     assert len(result.trade_quantity_kwh) == len(lab.trade_quantity_kwh) > 3
     assert np.array_equal(result.trade_buy, lab.trade_buy)
     assert np.array_equal(result.trade_sell, lab.trade_sell)
@@ -160,18 +170,12 @@ def test_a_batch_cleared_over_http_equals_the_labs_clearing(mechanism, tmp_path)
     assert np.allclose(result.filled_kwh, lab.filled_kwh, atol=2e-3)
 
 
-def test_a_community_cleared_over_http_equals_the_labs_clearing(tmp_path):
-    """The HTTP path of ``--via-server URL`` for a community: a served app (uvicorn on
-    loopback), an httpx client per member; a day of four members with a battery and PV."""
-    import httpx
-
+def test_a_community_cleared_over_http_equals_the_labs_clearing(served_clearing):
+    """A community over HTTP: an httpx client per member; a day of four members with a
+    battery and PV."""
     from lemgrid.assets.tables import Batteries
-    from lemgrid.ledger.identity import generate_key
-    from lemgrid.service.app import create_app
     from lemgrid.settlement.bills import Prices
-    from lemgrid.sim.designs import clear_community, community_problem_of
-
-    from ._live import ThreadServer
+    from lemgrid.sim.designs import community_problem_of
 
     rng = np.random.default_rng(11)
     n_t = 96
@@ -187,19 +191,10 @@ def test_a_community_cleared_over_http_equals_the_labs_clearing(tmp_path):
     problem, reference = community_problem_of(
         np.array(["a", "b", "c", "d"]), np.array([1, 2, 3, 4]), load, pv,
         {"battery": battery}, prices, 0.25, 0.06, 0.001)
-    lab, lab_positions = clear_community(problem, reference, prices)
-    clock = via_server.SimulatedClock()
-    key = generate_key()
-    served = ThreadServer(create_app(f"sqlite:///{tmp_path / 'm.db'}", key, clock_ms=clock))
-    try:
-        with httpx.Client(base_url=served.url, timeout=30) as http:
-            clearing = via_server.ServerClearing(http, key, clock)
-            with via_server.clearing_through(clearing):
-                result, positions = lemgrid.sim.designs.clear_community(problem, reference,
-                                                                        prices)
-    finally:
-        served.stop()
-    assert clearing.calls == 1 and len(clearing.agents) == 4
+    with served_clearing.lab_clearing():
+        lab, lab_positions = lemgrid.sim.designs.clear_community(problem, reference, prices)
+    result, positions = lemgrid.sim.designs.clear_community(problem, reference, prices)
+    assert served_clearing.calls == 1 and len(served_clearing.agents) == 4
     assert np.array_equal(result.schedule_kw, lab.schedule_kw)
     assert np.array_equal(result.kinds["battery"].state, lab.kinds["battery"].state)
     assert np.array_equal(positions.market_paid_eur, lab_positions.market_paid_eur)

@@ -45,7 +45,7 @@ from lemgrid.ledger.records import (
     validate_payload,
 )
 from lemgrid.ledger.sealed import SealedBook
-from lemgrid.ledger.spending import SpendingBook
+from lemgrid.ledger.spending import SpendingBook, check_balanced
 
 
 @dataclass(frozen=True)
@@ -321,10 +321,7 @@ class LedgerState:
         if missing:
             raise Rejection(f"community-clearing of {market!r} names members without a bid: "
                             f"{', '.join(missing)}", "unknown-participant")
-        balance = sum(posting["amount_ueur"] for posting in p["postings"])
-        if balance != 0:
-            raise Rejection(f"community-clearing of {market!r} does not balance: postings sum "
-                            f"to {balance} µ€", "unbalanced")
+        check_balanced(p["postings"], f"community-clearing of {market!r}")
         self.journal.add(self.community_cleared, market)
 
     def _metering(self, kind: str, p: dict) -> None:
@@ -341,10 +338,7 @@ class LedgerState:
             if session in self.delivered:
                 raise Rejection(f"market {session[0]!r} interval {session[1]!r}: delivery is "
                                 "already settled", "duplicate")
-            balance = sum(posting["amount_ueur"] for posting in p["postings"])
-            if balance != 0:
-                raise Rejection(f"delivery-settlement of {session[0]!r} does not balance: "
-                                f"postings sum to {balance} µ€", "unbalanced")
+            check_balanced(p["postings"], f"delivery-settlement of {session[0]!r}")
             self.journal.add(self.delivered, session)
         else:
             if session not in self.delivered:

@@ -222,13 +222,24 @@ class SpendingBook:
             if key in self.settled:
                 raise Rejection(f"trade {trade_id!r} of market {market!r} is already settled by "
                                 f"{self.settled[key]!r}", "double-settlement")
-        balance = sum(posting["amount_ueur"] for posting in p["postings"])
-        if balance != 0:
-            raise Rejection(f"settlement {p['settlement_id']!r} does not balance: postings sum "
-                            f"to {balance} µ€, double entry requires 0", "unbalanced")
+        check_balanced(p["postings"], f"settlement {p['settlement_id']!r}")
         for trade_id in p["trade_ids"]:
             self._j.put(self.settled, (market, trade_id), p["settlement_id"])
         self._j.add(self.settlements, p["settlement_id"])
+
+
+def check_balanced(postings: Iterable[Mapping], what: str) -> None:
+    """Refuse postings whose amounts do not sum to zero (double entry).
+
+    Raises
+    ------
+    Rejection
+        Code ``unbalanced``, naming ``what`` and the residual [µ€].
+    """
+    balance = sum(posting["amount_ueur"] for posting in postings)
+    if balance != 0:
+        raise Rejection(f"{what} does not balance: postings sum to {balance} µ€, double entry "
+                        "requires 0", "unbalanced")
 
 
 def settlement_postings(trades: Iterable[Mapping]) -> list[dict]:
