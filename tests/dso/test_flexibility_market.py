@@ -258,3 +258,36 @@ def test_each_session_books_its_own_activations(monkeypatch):
     days = pd.to_datetime(activations.interval).dt.date.astype(str)
     assert days.nunique() == 2  # both days needed flexibility
     assert booked and all(len(d) == 1 for d in booked.values()), booked
+
+
+def test_a_request_counts_a_resources_net_move():
+    """One battery with 0.75 kWh to give offers 3 kW up and 5 kW down at two intervals; a TSO
+    asks for 3 kW up at both. Counting only the up activations, buying down at the first
+    interval (cheap) 'makes' the energy to meet both requests while the battery's net move at
+    that interval is zero. A request counts a resource's net move: one interval is served
+    (0.75 kWh), the other is unmet, and no interval has up and down at once."""
+    import scipy.sparse as sp
+
+    dt_h = 0.25
+    direction = np.array([UP, DOWN, UP, DOWN])
+    offers = FlexOffers(
+        provider=np.full(4, "p"), participant=np.zeros(4, int), kind=np.full(4, "battery"),
+        asset=np.zeros(4, int), bus=np.zeros(4, int), interval=np.array([0, 0, 1, 1]),
+        direction=direction, kw=np.array([3.0, 5.0, 3.0, 5.0]),
+        price_eur_per_kwh=np.array([0.10, 0.01, 0.10, 0.01]),
+        availability_eur_per_kw_h=np.zeros(4), window_start=np.zeros(4, int),
+        window_stop=np.full(4, 2))
+    # the energy an up activation takes from the battery, a down activation gives it [kWh]
+    budgets = (sp.csr_matrix(direction[None, :] * dt_h), np.array([0.75]))
+    requests = FlexRequests(buyer=np.array(["TSO", "TSO"]),
+                            service=np.array(["balancing", "balancing"]),
+                            interval=np.array([0, 1]), area=np.ones((2, 1), bool),
+                            direction=np.array([UP, UP]), kw=np.array([3.0, 3.0]),
+                            max_price_eur_per_kwh=np.array([1.0, 1.0]))
+    acts, unmet = clear_optimal(offers, offers.kw, dt_h, requests=requests, budgets=budgets)
+    kw = np.zeros(4)
+    np.add.at(kw, acts.offer, acts.kw)
+    net = (kw * direction).reshape(2, 2).sum(axis=1)  # per interval [kW, + = up]
+    assert net.sum() == pytest.approx(3.0)
+    assert unmet["request_kwh"] == pytest.approx(0.75)
+    assert not (kw.reshape(2, 2) > 1e-9).all(axis=1).any()

@@ -12,27 +12,11 @@ from hypothesis import strategies as st
 from scipy.optimize import linprog
 
 from lemgrid.dso.flex_market import REQUEST_SLACK_EUR_PER_KWH, clear_optimal
-from lemgrid.dso.flexibility import UP, FlexOffers, FlexRequests
+from lemgrid.dso.flexibility import FlexOffers
+
+from ._books import up_offers, up_request
 
 DT_H = 0.25
-
-
-def _offers(kw, price, min_kw) -> FlexOffers:
-    n = len(kw)
-    return FlexOffers(
-        provider=np.array([f"p{i}" for i in range(n)]), participant=np.arange(n),
-        kind=np.full(n, "battery"), asset=np.arange(n), bus=np.zeros(n, int),
-        interval=np.zeros(n, int), direction=np.full(n, UP), kw=np.asarray(kw, float),
-        price_eur_per_kwh=np.asarray(price, float), availability_eur_per_kw_h=np.zeros(n),
-        window_start=np.zeros(n, int), window_stop=np.ones(n, int),
-        min_kw=np.asarray(min_kw, float))
-
-
-def _request(kw: float, max_price: float = 1.0) -> FlexRequests:
-    return FlexRequests(buyer=np.array(["TSO"]), service=np.array(["balancing"]),
-                        interval=np.array([0]), area=np.ones((1, 1), bool),
-                        direction=np.array([UP]), kw=np.array([kw]),
-                        max_price_eur_per_kwh=np.array([max_price]))
 
 
 def _brute_force(offers: FlexOffers, need_kw: float) -> float:
@@ -56,7 +40,7 @@ def _brute_force(offers: FlexOffers, need_kw: float) -> float:
 
 
 def _cleared_cost(offers: FlexOffers, need_kw: float) -> tuple[float, np.ndarray]:
-    acts, unmet = clear_optimal(offers, offers.kw.copy(), DT_H, requests=_request(need_kw))
+    acts, unmet = clear_optimal(offers, offers.kw.copy(), DT_H, requests=up_request(need_kw))
     kw = np.zeros(len(offers))
     np.add.at(kw, acts.offer, acts.kw)
     cost = float((kw * offers.price_eur_per_kwh).sum() * DT_H
@@ -67,7 +51,7 @@ def _cleared_cost(offers: FlexOffers, need_kw: float) -> tuple[float, np.ndarray
 def test_a_block_too_big_for_the_need_is_passed_over_for_a_dearer_divisible_offer():
     # 3 kW needed: the cheaper offer (0.15 EUR/kWh) takes 5 kW or nothing (0.75 EUR/h), so the
     # 0.20 offer serves the 3 kW (0.60 EUR/h)
-    offers = _offers([8.0, 4.0], [0.15, 0.20], [5.0, 0.0])
+    offers = up_offers([8.0, 4.0], [0.15, 0.20], [5.0, 0.0])
     cost, kw = _cleared_cost(offers, 3.0)
     assert kw[0] == 0.0 and abs(kw[1] - 3.0) < 1e-9
     assert abs(cost - 3.0 * 0.20 * DT_H) < 1e-9
@@ -84,7 +68,7 @@ def test_the_optimal_clearing_equals_brute_force_and_honours_every_minimum(rows,
     kw = np.array([r[0] for r in rows], float)
     price = np.array([r[1] for r in rows], float) / 100
     min_kw = np.array([r[2] for r in rows], float) / 2  # some above their offer: never usable
-    offers = _offers(kw, price, min_kw)
+    offers = up_offers(kw, price, min_kw)
     cost, activated = _cleared_cost(offers, float(need))
     assert abs(cost - _brute_force(offers, float(need))) < 1e-6
     blocks = offers.min_kw > 0
@@ -96,6 +80,6 @@ def test_the_optimal_clearing_equals_brute_force_and_honours_every_minimum(rows,
 def test_the_merit_order_leaves_block_offers_out_rather_than_cut_them():
     from lemgrid.dso.flex_market import clear_requests_merit_order
 
-    offers = _offers([8.0, 4.0], [0.05, 0.20], [5.0, 0.0])
-    acts = clear_requests_merit_order(offers, offers.kw.copy(), _request(3.0))
+    offers = up_offers([8.0, 4.0], [0.05, 0.20], [5.0, 0.0])
+    acts = clear_requests_merit_order(offers, offers.kw.copy(), up_request(3.0))
     assert list(acts.offer) == [1] and abs(acts.kw[0] - 3.0) < 1e-9

@@ -41,15 +41,18 @@ def _scenario(tmp_path: Path, name: str, coordination: str = "") -> Path:
     return path
 
 
-def _lab(path: Path, tso_window: tuple[str, str] | None = None):
+def _lab(path: Path, tso_window: tuple[str, str] | None = None, curve=None):
     """``lemgrid simulate`` with the providers offering what the server's providers post: on
     each day, the offers the lab derives from the owners' schedules (all the resource can do)
     at the day's amber intervals (and the TSO's window), in the ledger's units (W rounded down,
-    m€/kWh), as a fixed book (``DsoOperator.offer_book``, the server's own offer model).
+    m€/kWh), as a fixed book (``DsoOperator.offer_book``, the server's own offer model);
+    ``curve(power_w, price_meur_per_kwh)``: each offer's price curve ([W, m€/kWh] points) or
+    None.
 
     Returns the DSO's days and, per day, the offers as API offers."""
     from dataclasses import replace
 
+    from lemgrid.dso.flexibility import price_curves
     from lemgrid.dso.operator import describe_violations
 
     days, posted = [], []
@@ -71,6 +74,11 @@ def _lab(path: Path, tso_window: tuple[str, str] | None = None):
                        baseline_kw=np.round(book.baseline_kw * 1000) / 1000,
                        availability_eur_per_kw_h=np.zeros(n), window_start=np.zeros(n, int),
                        window_stop=np.full(n, session.stop - session.start))
+        points = [None if curve is None else curve(int(round(book.kw[k] * 1000)),
+                                                   int(round(book.price_eur_per_kwh[k] * 1000)))
+                  for k in range(n)]
+        book = replace(book, price_curve=price_curves(
+            [None if c is None else np.asarray(c, float) / 1000 for c in points]))
         ids = session.scenario.participants.ids
         posted.append([{
             "provider": str(book.provider[k]), "meter": str(ids[book.participant[k]]),
@@ -78,7 +86,8 @@ def _lab(path: Path, tso_window: tuple[str, str] | None = None):
             "resource": str(book.kind[k]), "asset": int(book.asset[k]),
             "direction": "up" if book.direction[k] > 0 else "down",
             "power_w": int(round(book.kw[k] * 1000)),
-            "price_meur_per_kwh": int(round(book.price_eur_per_kwh[k] * 1000))}
+            "price_meur_per_kwh": int(round(book.price_eur_per_kwh[k] * 1000)),
+            **({} if points[k] is None else {"price_points": points[k]})}
             for k in range(n)])
         self.offer_book = book
         try:
@@ -137,8 +146,35 @@ def _activations_equal(server_acts, offers, lab_day, start, buyers=("DSO", "TSO"
     assert {k[3] for k in simulated} <= set(buyers)
     assert server.keys() == simulated.keys()
     worst = max(abs(server[k] - simulated[k]) for k in simulated)
-    assert worst < 1e-3, worst  # the same book on both sides: the same activations
+    # the same book on both sides: the same activations, to the W the server rounds each
+    # activation row to
+    assert worst <= 1e-3 + 1e-9, worst
     return simulated
+
+
+def _window(calendar) -> list[int]:
+    """The first day's intervals of the TSO window (horizon indices)."""
+    start, stop = calendar.bounds[0]
+    return [start + t for t, ts in enumerate(calendar.scenario.time_index[start:stop])
+            if TSO_WINDOW[0] <= ts.strftime("%H:%M") < TSO_WINDOW[1]]
+
+
+def _umei_period(calendar, interval: int) -> dict:
+    """UMEI's ``periodFrom``/``periodTo`` of an interval (UTC)."""
+    from lemgrid.service.umei.units import Calendar
+
+    periods = Calendar(list(calendar.scenario.time_index.to_pydatetime()),
+                       float(calendar.scenario.dt_h))
+    begin, end = periods.period(interval)
+    return {"periodFrom": begin.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "periodTo": end.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def _buy_order(calendar, interval: int, **fields) -> dict:
+    """A UMEI buy order for 4 kW up at an interval, at most 0.5 EUR/kWh."""
+    return {"side": "Buy", "regulationType": "Up", **_umei_period(calendar, interval),
+            "pricePoints": [{"quantity": TSO_KW / 1000, "unitPrice": TSO_MAX_PRICE * 1000}],
+            **fields}
 
 
 @pytest.mark.slow
@@ -216,9 +252,7 @@ def test_a_tso_request_over_the_api_is_cleared_as_the_labs_tso_request(tmp_path,
     url = f"sqlite:///{tmp_path / 'market.db'}"
     world, calendar, ids = _world(url, server_path)
     start, stop = calendar.bounds[0]
-    clock = calendar.scenario.time_index[start:stop]
-    window = [start + t for t, ts in enumerate(clock)
-              if TSO_WINDOW[0] <= ts.strftime("%H:%M") < TSO_WINDOW[1]]
+    window = _window(calendar)
     tso = world.clients["tso"]
     for t in window:
         r = tso.request("POST", "/grid/tso-requests", {
@@ -353,8 +387,6 @@ def test_tso_buy_orders_through_umei_are_cleared_as_the_labs_tso_request(tmp_pat
     pays): the DSO's day buys for it what the lab's TSO request buys, its orders complete as
     filled, its trades name them, and refused buy orders (from an FSP, with a portfolio,
     without a price point) store nothing."""
-    from lemgrid.service.umei.units import Calendar
-
     from ._umei import checker, fsp_client_module
 
     fsp = fsp_client_module()
@@ -366,21 +398,12 @@ def test_tso_buy_orders_through_umei_are_cleared_as_the_labs_tso_request(tmp_pat
     world, calendar, ids = _world(f"sqlite:///{tmp_path / 'market.db'}",
                                   _scenario(tmp_path, "server", scheme))
     start, stop = calendar.bounds[0]
-    periods = Calendar(list(calendar.scenario.time_index.to_pydatetime()),
-                       float(calendar.scenario.dt_h))
-    window = [start + t for t, ts in enumerate(calendar.scenario.time_index[start:stop])
-              if TSO_WINDOW[0] <= ts.strftime("%H:%M") < TSO_WINDOW[1]]
+    window = _window(calendar)
     tso = fsp.UmeiClient(world.http, world.clients["tso"].key)
     tso.login()
 
     def buy(t: int, **change):
-        begin, end = periods.period(t)
-        return tso.call("POST", "/Orders", {
-            "id": f"tso-{t}", "side": "Buy", "regulationType": "Up",
-            "periodFrom": begin.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "periodTo": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "pricePoints": [{"quantity": TSO_KW / 1000,
-                             "unitPrice": TSO_MAX_PRICE * 1000}], **change})
+        return tso.call("POST", "/Orders", _buy_order(calendar, t, id=f"tso-{t}", **change))
 
     seller = fsp.UmeiClient(world.http, world.clients[books[0][0]["provider"]].key)
     seller.login()
@@ -392,13 +415,8 @@ def test_tso_buy_orders_through_umei_are_cleared_as_the_labs_tso_request(tmp_pat
                           ({"gridNodeId": "nowhere"}, "InvalidGridNode")]:
         r = buy(window[0], **change)
         assert r.status_code == 400 and field in r.text, (change, r.text)
-    begin, end = periods.period(window[0])
-    r = seller.call("POST", "/Orders", {
-        "side": "Buy", "regulationType": "Up",
-        "periodFrom": begin.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "periodTo": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "pricePoints": [{"quantity": 0.001, "unitPrice": 100}]})
-    assert r.status_code == 400 and "only the TSO" in r.text, r.text
+    r = seller.call("POST", "/Orders", _buy_order(calendar, window[0]))
+    assert r.status_code == 400 and "only the grid operators" in r.text, r.text
     assert market.ledger.size == before  # nothing refused reached the ledger
     spec = checker()  # the UMEI specification's schemas, when it is at hand
     for t in window:
@@ -428,4 +446,147 @@ def test_tso_buy_orders_through_umei_are_cleared_as_the_labs_tso_request(tmp_pat
     public = list(tso.search("/PublicOrders"))
     assert sum(o["side"] == "Buy" for o in public) == len(window)
     assert all("id" not in o and "ownerOrganizationId" not in o for o in public)
+    assert verify_ledger(f"sqlite:///{tmp_path / 'market.db'}").ok
+
+
+def test_dso_buy_orders_through_umei_are_cleared_as_the_labs_planned_products(tmp_path):
+    """The DSO posts planned products as UMEI buy orders (4 kW up at 21:00-22:00, at most
+    0.5 EUR/kWh, from every bus): its day buys what the lab's ``dso.flexibility.requests``
+    buys (beside the traffic light's need), its buy orders complete, its trades in that window
+    name them, and the TSO's request list does not show them."""
+    from ._umei import checker, fsp_client_module
+
+    fsp = fsp_client_module()
+    planned = (f"    requests: [{{from: '{TSO_WINDOW[0]}', to: '{TSO_WINDOW[1]}', direction: up, "
+               f"kw: {TSO_KW}, max_price_eur_per_kwh: {TSO_MAX_PRICE}, service: CM}}]\n")
+    lab_path = _scenario(tmp_path, "lab")
+    prices_line = "    prices: {ev: 0.03, heat_pump: 0.02, battery: 0.30}\n"
+    text = lab_path.read_text()
+    assert prices_line in text
+    lab_path.write_text(text.replace(prices_line, prices_line + planned))
+    lab_days, books = _lab(lab_path, TSO_WINDOW)
+    world, calendar, ids = _world(f"sqlite:///{tmp_path / 'market.db'}",
+                                  _scenario(tmp_path, "server"))
+    start, stop = calendar.bounds[0]
+    window = _window(calendar)
+    dso = fsp.UmeiClient(world.http, world.clients["dso"].key)
+    dso.login()
+    spec = checker()
+    for t in window:
+        r = dso.call("POST", "/Orders", _buy_order(calendar, t, id=f"dso-{t}"))
+        assert r.status_code == 201 and r.json()["status"] == "Active", r.text
+        if spec is not None:
+            spec.check("POST", "/umei/Orders", 201, r.headers["content-type"], r.json())
+    assert world.clients["dso"].get("/grid/tso-requests").json() == []
+    _post_offers(world, books[0])
+    assert world.clients["dso"].request("POST", f"/grid/days/{start}/clear").status_code == 200
+    acts = [a for a in world.clients["dso"].get("/grid/activations").json()
+            if a["interval"] < stop]
+    simulated = _activations_equal(acts, books[0], lab_days[0], start, buyers=("DSO",))
+    # the window is green in the forecast: what is bought there is the planned product's,
+    # up, as much as is offered up there (at most what was asked for), never down
+    offered_w, bought_w = Counter(), Counter()
+    for o in books[0]:
+        if o["interval"] in window and o["direction"] == "up":
+            offered_w[o["interval"]] += o["power_w"]
+    for a in acts:
+        if a["interval"] in window:
+            assert a["direction"] == "up", a
+            bought_w[a["interval"]] += a["power_w"]
+    assert all(bought_w[t] >= min(TSO_KW * 1000, offered_w[t]) - 2 for t in window)
+    assert sum(bought_w.values()) > 0
+    orders = {o["id"]: o for o in dso.search("/Orders") if o["side"] == "Buy"}
+    assert set(orders) == {f"dso-{t}" for t in window}
+    assert {o["status"] for o in orders.values()} == {"Completed"}
+    assert all(orders[f"dso-{t}"]["completionType"] == (
+        "Filled" if bought_w[t] >= TSO_KW * 1000 - 2 else "Killed" if bought_w[t] else
+        "Expired") for t in window)
+    trades = [x for x in dso.search("/Trades") if x["lemgrid"]["interval"] in window]
+    assert trades and {x["orderId"] for x in trades} == set(orders)
+    assert verify_ledger(f"sqlite:///{tmp_path / 'market.db'}").ok
+
+
+def _rising(power_w: int, price_meur_per_kwh: int) -> list[list[int]] | None:
+    """A price curve: the offer's price for its first kW, 40 m€/kWh more at half its power,
+    120 more for its last W."""
+    if power_w < 2:
+        return None
+    return [[0, price_meur_per_kwh], [power_w // 2, price_meur_per_kwh + 40],
+            [power_w, price_meur_per_kwh + 120]]
+
+
+def test_interpolated_sell_orders_through_umei_are_cleared_as_the_labs_price_curves(tmp_path):
+    """Every offer of the first day as a UMEI interpolated sell order (three price points):
+    the activations and their money are the lab's with the same price curves, the orders echo
+    their points, a curve's activations are paid at least its first price and some more, and
+    curves UMEI or lemgrid refuse (not from quantity 0, falling prices, an interpolated buy
+    order, a signed offer whose curve does not start at its price) are refused naming the
+    point and store nothing."""
+    from ._umei import checker, fsp_client_module
+
+    fsp = fsp_client_module()
+    path = _scenario(tmp_path, "curves")
+    lab_days, books = _lab(path, curve=_rising)
+    world, calendar, _ = _world(f"sqlite:///{tmp_path / 'market.db'}", path)
+    start, stop = calendar.bounds[0]
+
+    def order(o: dict, points=None, side="Sell") -> dict:
+        return {"side": side, "portfolioId": f"{o['resource']}-{o['asset']}",
+                "regulationType": "Up" if o["direction"] == "up" else "Down",
+                **_umei_period(calendar, o["interval"]),
+                "pricePoints": [{"quantity": w / 1e6, "unitPrice": float(p)}
+                                for w, p in (points or o["price_points"])]}
+
+    market = world.http.app.state.market
+    first = next(o for o in books[0] if "price_points" in o)
+    seller = fsp.UmeiClient(world.http, world.clients[first["provider"]].key)
+    seller.login()
+    dso = fsp.UmeiClient(world.http, world.clients["dso"].key)
+    dso.login()
+    before = market.ledger.size
+    (_, p0), (w1, p1), (w2, p2) = first["price_points"]
+    for points, field in (([[1, p0], [w1, p1], [w2, p2]], "pricePoints[0].quantity"),
+                          ([[0, p0], [w1, p1 + 200], [w2, p2]], "pricePoints[2].unitPrice"),
+                          ([[0, p0], [w1, p1], [w1, p2]], "pricePoints[2].quantity")):
+        r = seller.call("POST", "/Orders", order(first, points))
+        assert r.status_code == 400 and field in r.text, (points, r.text)
+    body = order(first, side="Buy")
+    del body["portfolioId"]
+    r = dso.call("POST", "/Orders", body)
+    assert r.status_code == 400 and "pricePoints[1]" in r.text, r.text
+    r = world.clients[first["provider"]].submit_flex_offer(
+        **{k: v for k, v in first.items() if k not in ("provider", "price_points")},
+        price_points=[[0, p0 + 1], [w1, p1], [w2, p2]])
+    assert r.status_code == 422 and "price_points[0]" in r.text, r.text
+    assert market.ledger.size == before  # nothing refused reached the ledger
+    spec = checker()
+    clients = {}
+    for provider in sorted({o["provider"] for o in books[0]}):
+        clients[provider] = fsp.UmeiClient(world.http, world.clients[provider].key)
+        clients[provider].login()
+    offers = []
+    for o in books[0]:  # in the lab's book order: the LP's ties broken alike
+        points = o.get("price_points") or [[o["power_w"], o["price_meur_per_kwh"]]]
+        r = clients[o["provider"]].call("POST", "/Orders", order(o, points))
+        assert r.status_code == 201, r.text
+        got = r.json()
+        assert [[round(x["quantity"] * 1e6), round(x["unitPrice"])]
+                for x in got["pricePoints"]] == points
+        if spec is not None:
+            spec.check("POST", "/umei/Orders", 201, r.headers["content-type"], got)
+        offers.append(dict(o, offer_id=f"umei:{got['id']}"))
+    assert sum("price_points" in o for o in offers) > len(offers) // 2
+    assert world.clients["dso"].request("POST", f"/grid/days/{start}/clear").status_code == 200
+    acts = [a for a in world.clients["dso"].get("/grid/activations").json()
+            if a["interval"] < stop]
+    _activations_equal(acts, offers, lab_days[0], start)
+    rec = lab_days[0].records
+    lab_eur = float(rec.utilisation_eur[rec.kind != "reservation"].sum())
+    assert sum(a["utilisation_ueur"] for a in acts) / 1e6 == pytest.approx(lab_eur, abs=0.005)
+    by_offer = {o["offer_id"]: o for o in offers}
+    curved = [a for a in acts if "price_points" in by_offer[a["offer_id"]]]
+    assert curved and all(a["price_meur_per_kwh"] >= by_offer[a["offer_id"]][
+        "price_meur_per_kwh"] for a in curved)
+    assert any(a["price_meur_per_kwh"] > by_offer[a["offer_id"]]["price_meur_per_kwh"]
+               for a in curved)
     assert verify_ledger(f"sqlite:///{tmp_path / 'market.db'}").ok

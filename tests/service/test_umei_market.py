@@ -208,9 +208,17 @@ def test_bad_orders_are_problems_naming_the_field(offered):
     _problem(post(marketId="nord-pool"), 400, "InvalidMarket", "marketId")
     _problem(post(portfolioId="ev-100000"), 400, "InvalidPortfolio", "portfolioId")
     _problem(post(side="Buy"), 400, "InvalidOrder", "side")
+    # interpolated: from quantity 0, quantities rising, a sell order's prices not falling
+    _problem(post(pricePoints=[{"quantity": 0.001, "unitPrice": 10},
+                               {"quantity": 0.002, "unitPrice": 20}]),
+             400, "InvalidOrder", "pricePoints[0].quantity")
     _problem(post(pricePoints=[{"quantity": 0, "unitPrice": 10},
-                               {"quantity": 0.001, "unitPrice": 20}]),
-             400, "InvalidOrder", "pricePoints[1]")
+                               {"quantity": 0.001, "unitPrice": 20},
+                               {"quantity": 0.001, "unitPrice": 30}]),
+             400, "InvalidOrder", "pricePoints[2].quantity")
+    _problem(post(pricePoints=[{"quantity": 0, "unitPrice": 20},
+                               {"quantity": 0.001, "unitPrice": 10}]),
+             400, "InvalidOrder", "pricePoints[1].unitPrice")
     _problem(post(pricePoints=[{"quantity": 1.0, "unitPrice": 30}]), 400, "InvalidOrder",
              "pricePoints[0].quantity")  # more than the resource can move
     _problem(post(pricePoints=[{"quantity": 0.001, "unitPrice": 30.5}]), 400, "InvalidOrder",

@@ -24,7 +24,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lemgrid.dso.flexibility import Activations, FlexOffers, FlexRequests
+from lemgrid.dso.flexibility import (
+    Activations,
+    FlexOffers,
+    FlexRequests,
+    curve_cost_eur_per_h,
+    curve_price_eur_per_kwh,
+)
 from lemgrid.grid.kpis import GridLimits
 from lemgrid.grid.sensitivity import Linearization
 from lemgrid.market.lp import LinearProgram
@@ -34,6 +40,10 @@ from lemgrid.market.lp import LinearProgram
 VOLTAGE_SLACK_EUR_PER_PU = 1e5
 LOADING_SLACK_EUR_PER_PERCENT = 1e3
 REQUEST_SLACK_EUR_PER_KWH = 1e3
+#: Steps each segment of a price curve is cut into in the LP: a step costs its midpoint price,
+#: so the LP's cost is the curve's own at every step boundary and above it by at most
+#: slope x (segment kW / STEPS)^2 / 8 in between.
+CURVE_STEPS_PER_SEGMENT = 16
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,6 +124,12 @@ def clear_optimal(offers: FlexOffers, capacity_kw: np.ndarray, dt_h: float, *,
     binary per such offer makes the problem a MILP (HiGHS branch and bound); under pay-as-clear
     the LP with those choices fixed gives the prices.
 
+    Offers with a price curve (``offers.price_curve``) are cleared on the part an earlier market
+    left (the top ``capacity_kw`` of the curve), cut into :data:`CURVE_STEPS_PER_SEGMENT` steps
+    per segment; only the steps within a request's maximum price count for it. Pay-as-bid pays
+    the curve's own cost of the activated part (its integral), pay-as-clear the marginal value,
+    never below the curve's price at the last kW activated.
+
     Returns
     -------
     activations : Activations
@@ -122,7 +138,16 @@ def clear_optimal(offers: FlexOffers, capacity_kw: np.ndarray, dt_h: float, *,
     """
     lp = LinearProgram()
     k = len(offers)
-    a = lp.var(k, ub=capacity_kw, cost=offers.price_eur_per_kwh * dt_h)
+    curved = offers.curved
+    start_kw = np.where(curved, offers.kw - capacity_kw, 0.0)  # taken by earlier markets
+    a = lp.var(k, ub=capacity_kw, cost=np.where(curved, 0.0, offers.price_eur_per_kwh) * dt_h)
+    step_offer, step_kw, step_price = _curve_steps(offers, start_kw)
+    steps = lp.var(len(step_kw), ub=step_kw, cost=step_price * dt_h)
+    if len(step_kw):
+        owners = np.unique(step_offer)
+        sums = lp.rows(len(owners), lower=0.0, upper=0.0)  # a curved offer = its steps
+        lp.coef(sums, a[owners], 1.0)
+        lp.coef(sums[np.searchsorted(owners, step_offer)], steps, -1.0)
     unmet = {"voltage_pu": 0.0, "loading_percent": 0.0, "request_kwh": 0.0}
     v_slack = l_slack = r_slack = None
     if need is not None and k:
@@ -154,13 +179,26 @@ def clear_optimal(offers: FlexOffers, capacity_kw: np.ndarray, dt_h: float, *,
             lp.set_row_bounds(l_rows, -np.inf, np.maximum(
                 limits.max_loading_percent - lin.loading_percent, 0.0))
     if requests is not None and len(requests) and k:
-        match = ((offers.interval[None, :] == requests.interval[:, None])
-                 & (offers.direction[None, :] == requests.direction[:, None])
-                 & requests.area[:, offers.bus]
-                 & (offers.price_eur_per_kwh[None, :] <= requests.max_price_eur_per_kwh[:, None]))
+        there = ((offers.interval[None, :] == requests.interval[:, None])
+                 & requests.area[:, offers.bus])
+        same = offers.direction[None, :] == requests.direction[:, None]
+        match = there & same & (offers.price_eur_per_kwh[None, :]
+                                <= requests.max_price_eur_per_kwh[:, None])
         req_rows = lp.rows(len(requests), lower=requests.kw)
-        r, o = np.nonzero(match)
+        r, o = np.nonzero(match & ~curved[None, :])
         lp.coef(req_rows[r], a[o], 1.0)
+        r, j = np.nonzero(there[:, step_offer] & same[:, step_offer]
+                          & (step_price[None, :] <= requests.max_price_eur_per_kwh[:, None]))
+        lp.coef(req_rows[r], steps[j], 1.0)
+        r, o = np.nonzero(match)  # (curved offers: by their first price)
+        # A resource counts for a request with its net move: its activation the other way at
+        # that interval takes from it, so up and down on one battery cannot meet a request on
+        # paper (and make energy for other intervals) while it moves nothing.
+        _, resource = np.unique(offers.resource, return_inverse=True)
+        counted = np.zeros((len(requests), resource.max() + 1), bool)
+        counted[r, resource[o]] = True
+        r, o = np.nonzero(there & ~same & counted[:, resource])
+        lp.coef(req_rows[r], a[o], -1.0)
         r_slack = lp.var(len(requests), cost=REQUEST_SLACK_EUR_PER_KWH * dt_h)
         lp.coef(req_rows, r_slack, 1.0)
     if budgets is not None and budgets[0].shape[0] and k:
@@ -192,14 +230,44 @@ def clear_optimal(offers: FlexOffers, capacity_kw: np.ndarray, dt_h: float, *,
     if r_slack is not None:
         unmet["request_kwh"] = float(solution[r_slack].sum() * dt_h)
     used = np.flatnonzero(kw > 1e-6)
-    price = offers.price_eur_per_kwh[used]
+    # the bid: flat offers their price; curved ones the curve's average over the part
+    # activated (pay-as-bid) or its price at the last kW (the least pay-as-clear may pay)
+    bid = offers.price_eur_per_kwh[used].astype(float)
+    for i in np.flatnonzero(curved[used]):
+        j = used[i]
+        curve, lo, hi = offers.price_curve[j], start_kw[j], start_kw[j] + kw[j]
+        bid[i] = (curve_cost_eur_per_h(curve, lo, hi) / kw[j] if pricing == "pay-as-bid"
+                  else float(curve_price_eur_per_kwh(curve, hi)))
+    price = bid
     if pricing == "pay-as-clear":
-        # Marginal value of the offer's location and direction: price minus its reduced cost.
-        price = np.maximum(price, price - solution.col_dual[a[used]] / dt_h)
+        # Marginal value of the offer's location and direction: its cost in the objective
+        # minus its reduced cost (a curved offer's column costs nothing: its steps do).
+        cost = np.where(curved[used], 0.0, offers.price_eur_per_kwh[used])
+        price = np.maximum(bid, cost - solution.col_dual[a[used]] / dt_h)
         if price_cap_eur_per_kwh is not None:
-            price = np.maximum(np.minimum(price, price_cap_eur_per_kwh),
-                               offers.price_eur_per_kwh[used])
+            price = np.maximum(np.minimum(price, price_cap_eur_per_kwh), bid)
     return _assign_buyers(offers, used, kw[used], price, need, requests, buyer), unmet
+
+
+def _curve_steps(offers: FlexOffers, start_kw: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The LP's steps of the curved offers' parts left from ``start_kw`` on: each step's offer,
+    width [kW] and midpoint price [EUR/kWh]."""
+    offer, width, price = [], [], []
+    for k in np.flatnonzero(offers.curved):
+        curve = offers.price_curve[k]
+        points = np.unique(np.clip(curve[:, 0], start_kw[k], offers.kw[k]))
+        edges = np.unique(np.concatenate([np.linspace(x0, x1, CURVE_STEPS_PER_SEGMENT + 1)
+                                          for x0, x1 in zip(points[:-1], points[1:])]
+                                         or [points]))
+        widths = np.diff(edges)
+        keep = widths > 1e-12
+        offer.append(np.full(int(keep.sum()), k))
+        width.append(widths[keep])
+        price.append(curve_price_eur_per_kwh(curve, (edges[:-1] + edges[1:])[keep] / 2))
+    if not offer:
+        return np.array([], int), np.array([]), np.array([])
+    return np.concatenate(offer), np.concatenate(width), np.concatenate(price)
 
 
 def _assign_buyers(offers: FlexOffers, used: np.ndarray, kw: np.ndarray, price: np.ndarray,
@@ -287,8 +355,9 @@ def clear_flex_worst_violation_first(offers: FlexOffers, capacity_kw: np.ndarray
                                      ) -> tuple[Activations, dict]:
     """Serve each interval's worst violation in turn from the offers with the lowest cost per unit
     of grid effect (pay-as-bid), until the linearised limits hold or the book is empty. Offers
-    with a minimum acceptance quantity are left out (greedy steps cannot honour it)."""
-    left = np.where(offers.min_kw > 1e-9, 0.0, capacity_kw.astype(float))
+    with a minimum acceptance quantity or a price curve are left out (greedy steps cannot
+    honour them)."""
+    left = np.where((offers.min_kw > 1e-9) | offers.curved, 0.0, capacity_kw.astype(float))
     matrix = budgets[0].tocsc() if budgets is not None else None
     room = budgets[1].astype(float).copy() if budgets is not None else None
     rows_of_offer, dv, dl = need.effects(offers)
@@ -355,8 +424,9 @@ def clear_requests_merit_order(offers: FlexOffers, capacity_kw: np.ndarray,
     with ``guard``, an offer whose activation would push a DSO limit beyond its bound (by the
     sensitivities at the current schedule) is rejected, however cheap (SmartNet's rule that
     flexibility helping the TSO may not harm the distribution grid). Offers with a minimum
-    acceptance quantity are left out (the merit order takes any part of an offer)."""
-    left = np.where(offers.min_kw > 1e-9, 0.0, capacity_kw.astype(float))
+    acceptance quantity or a price curve are left out (the merit order takes any part of an
+    offer at one price)."""
+    left = np.where((offers.min_kw > 1e-9) | offers.curved, 0.0, capacity_kw.astype(float))
     matrix = budgets[0].tocsc() if budgets is not None else None
     room = budgets[1].astype(float).copy() if budgets is not None else None
     picks: list[tuple[int, float, int]] = []

@@ -64,6 +64,12 @@ class FlexOffers:
         Minimum acceptance quantity [kW] (0: any part): an offer is activated at least this
         much or not at all (UMEI's ``minimumAcceptanceQuantity``; honoured by
         :func:`lemgrid.dso.flex_market.clear_optimal`, left out by the other clearings).
+    price_curve : ndarray of object
+        None (every kW at ``price_eur_per_kwh``), or the offer's marginal price as it is
+        activated further: an (m, 2) array of (kW, EUR/kWh) points, linear between them, from
+        (0, ``price_eur_per_kwh``) to (``kw``, the price of its last kW), prices not falling
+        (UMEI's interpolated orders; honoured by
+        :func:`lemgrid.dso.flex_market.clear_optimal`, left out by the other clearings).
     """
 
     provider: np.ndarray
@@ -80,12 +86,20 @@ class FlexOffers:
     window_stop: np.ndarray
     baseline_kw: np.ndarray = None  # type: ignore[assignment]
     min_kw: np.ndarray = None  # type: ignore[assignment]
+    price_curve: np.ndarray = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.baseline_kw is None:
             object.__setattr__(self, "baseline_kw", np.full(len(self.kw), np.nan))
         if self.min_kw is None:
             object.__setattr__(self, "min_kw", np.zeros(len(self.kw)))
+        if self.price_curve is None:
+            object.__setattr__(self, "price_curve", np.full(len(self.kw), None, dtype=object))
+
+    @property
+    def curved(self) -> np.ndarray:
+        """Offers whose price rises as they are activated further (bool)."""
+        return np.array([c is not None for c in self.price_curve], dtype=bool)
 
     def __len__(self) -> int:
         return len(self.kw)
@@ -131,6 +145,49 @@ class FlexOffers:
                 f"{self.window_stop[k]})")
         if not np.isin(self.direction, (UP, DOWN)).all():
             raise InputError(f"{where}: direction must be up (+1) or down (-1)")
+        for j in np.flatnonzero(self.curved):
+            _check_curve(self.price_curve[j], self.kw[j], self.price_eur_per_kwh[j],
+                         f"{where}: offer {j} of {self.provider[j]!s}: price_curve")
+
+
+def _check_curve(curve: np.ndarray, kw: float, price: float, where: str) -> None:
+    curve = np.asarray(curve, float)
+    if curve.ndim != 2 or curve.shape[1] != 2 or len(curve) < 2:
+        raise InputError(f"{where}: (kW, EUR/kWh) points, at least two")
+    if not np.isfinite(curve).all():
+        raise InputError(f"{where}: not finite numbers")
+    if curve[0, 0] != 0 or curve[0, 1] != price:
+        raise InputError(f"{where}: must start at (0 kW, the offer's price {price})")
+    if abs(curve[-1, 0] - kw) > 1e-9:
+        raise InputError(f"{where}: must end at the offer's kw ({kw}), not {curve[-1, 0]}")
+    if (np.diff(curve[:, 0]) <= 0).any():
+        raise InputError(f"{where}: the kW of its points must rise")
+    if (np.diff(curve[:, 1]) < 0).any():
+        raise InputError(f"{where}: prices may not fall as more is activated (a cost that "
+                         "is not convex cannot be cleared at least cost)")
+
+
+def price_curves(curves) -> np.ndarray:
+    """A :attr:`FlexOffers.price_curve` column from a sequence of None or (m, 2) point lists
+    [kW, EUR/kWh] (one object per offer, whatever the curves' shapes)."""
+    column = np.empty(len(curves), dtype=object)
+    column[:] = [None if c is None else np.asarray(c, float) for c in curves]
+    return column
+
+
+def curve_price_eur_per_kwh(curve: np.ndarray, kw) -> np.ndarray:
+    """The marginal price [EUR/kWh] of a price curve (:attr:`FlexOffers.price_curve`) at
+    ``kw`` activated."""
+    return np.interp(kw, curve[:, 0], curve[:, 1])
+
+
+def curve_cost_eur_per_h(curve: np.ndarray, from_kw: float, to_kw: float) -> float:
+    """What activating an offer from ``from_kw`` to ``to_kw`` costs by its price curve: the
+    integral of the marginal price [EUR/h; times the interval's hours: EUR]."""
+    inside = curve[(curve[:, 0] > from_kw) & (curve[:, 0] < to_kw), 0]
+    x = np.concatenate([[from_kw], inside, [to_kw]])
+    y = curve_price_eur_per_kwh(curve, x)
+    return float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(x)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,6 +221,9 @@ class FlexRequests:
     def __len__(self) -> int:
         return len(self.kw)
 
+    def take(self, keep: np.ndarray) -> FlexRequests:
+        return take_rows(self, keep)
+
     @classmethod
     def empty(cls, n_bus: int) -> FlexRequests:
         return cls(np.array([], str), np.array([], str), np.array([], int),
@@ -176,7 +236,8 @@ class FlexRequests:
                              f"{self.kw[k]}")
         if not self.area.any(axis=1).all():
             k = int(np.flatnonzero(~self.area.any(axis=1))[0])
-            raise InputError(f"{where}: request {k} of the {self.buyer[k]} names no bus of the grid")
+            raise InputError(f"{where}: request {k} of the {self.buyer[k]} names no bus of the "
+                             "grid")
 
 
 @dataclass(frozen=True, eq=False)

@@ -242,9 +242,10 @@ class DsoOperator:
         #: Offers made by the providers (e.g. over the market server's API) used instead of
         #: offers derived from their schedules; None: derived (``lemgrid simulate``).
         self.offer_book: FlexOffers | None = None
-        #: Requests the TSO made itself (over the market server's API), cleared with the
-        #: scenario's ``coordination.tso_requests`` (intervals of the session); None: none.
-        self.tso_request_book: FlexRequests | None = None
+        #: Requests the grid operators made themselves (over the market server's API; intervals
+        #: of the session): buyer 'DSO' cleared with the scenario's ``flexibility.requests``,
+        #: 'TSO' with its ``coordination.tso_requests``; None: none.
+        self.request_book: FlexRequests | None = None
         self.bus_names = self.network.bus_names
         self.monitored = np.flatnonzero(studied_buses(self.network))
 
@@ -378,8 +379,10 @@ class DsoOperator:
         dso_requests = self._requests(flex.requests, "DSO", session, "dso.flexibility.requests")
         tso_requests = self._requests(config.coordination.tso_requests, "TSO", session,
                                       "dso.coordination.tso_requests")
-        if self.tso_request_book is not None and len(self.tso_request_book):
-            tso_requests = _concat_requests(tso_requests, self.tso_request_book)
+        if self.request_book is not None and len(self.request_book):
+            own = self.request_book.buyer == "DSO"
+            dso_requests = _concat_requests(dso_requests, self.request_book.take(own))
+            tso_requests = _concat_requests(tso_requests, self.request_book.take(~own))
         scheme = config.coordination.scheme
         if scheme == "none" and len(tso_requests):
             raise InputError("dso.coordination.tso_requests need a scheme (local-first or common)")

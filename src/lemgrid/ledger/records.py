@@ -114,6 +114,12 @@ def _decimals(value: Any) -> bool:
             and all(is_decimal(v) for v in value))
 
 
+def _price_points(value: Any) -> bool:
+    return (type(value) is list and 2 <= len(value) <= 100
+            and all(type(p) is list and len(p) == 2 and _non_negative(p[0]) and _int(p[1])
+                    for p in value))
+
+
 def _balanced_postings(value: Any) -> bool:
     return value == [] or _postings(value)
 
@@ -221,8 +227,9 @@ OPTIONAL: dict[str, dict[str, Check]] = {
     "flex-activation": {"device": _text},
     # A continuous-session order's validity: it leaves the book at the first event after it.
     "order": {"valid_until_ms": _non_negative},
-    # A minimum acceptance quantity: activated at least this much or not at all.
-    "flex-offer": {"min_power_w": _positive},
+    # A minimum acceptance quantity: activated at least this much or not at all; a price
+    # curve: [W, m€/kWh] points of the marginal price as more is activated (lemgrid.dso).
+    "flex-offer": {"min_power_w": _positive, "price_points": _price_points},
     # The buses a TSO request may be served from (its area; every bus if absent).
     "flex-request": {"buses": _texts},
 }

@@ -441,15 +441,15 @@ class GridCalendar:
         return day
 
     def clear(self, day: GridDay, offers: Sequence[Mapping],
-              tso_requests: Sequence[Mapping] = ()) -> dict:
-        """The DSO's day on the offers providers made and the TSO's requests
+              requests: Sequence[Mapping] = ()) -> dict:
+        """The DSO's day on the offers providers made and the grid operators' requests
         (:func:`clear_flexibility`); the next day then starts from its final plan."""
         from lemgrid.sim.runner import carry_kinds
 
         if day.index != len(self.cleared):
             raise DayNotReady(f"interval: day {day.index} of the calendar is cleared already "
                               "or comes after one that is not")
-        outcome, dso_day = clear_flexibility(day, offers, tso_requests)
+        outcome, dso_day = clear_flexibility(day, offers, requests)
         # Batteries, EVs, heat-pump stores: every kind starts where the day's final plan ends.
         self._kinds = carry_kinds(self._kinds, dso_day.plan.kinds)
         self.cleared.append(dso_day)
@@ -530,9 +530,9 @@ def _areas(network: Any, buses: Sequence[str]) -> Any:
 
 
 def clear_flexibility(day: GridDay, offers: Sequence[Mapping],
-                      tso_requests: Sequence[Mapping] = ()) -> tuple[dict, DsoDay]:
-    """The DSO's day with the offers providers made and the requests the TSO made: flexibility
-    market, TSO coordination, AC re-checks, delivery and red, by the lab's
+                      requests: Sequence[Mapping] = ()) -> tuple[dict, DsoDay]:
+    """The DSO's day with the offers providers made and the requests the grid operators made:
+    flexibility market, TSO coordination, AC re-checks, delivery and red, by the lab's
     :meth:`DsoOperator.process`.
 
     Parameters
@@ -541,12 +541,13 @@ def clear_flexibility(day: GridDay, offers: Sequence[Mapping],
         ``offer_id``, ``provider``, ``kind``, ``asset``, ``interval`` (horizon),
         ``direction`` ('up'/'down'), ``power_w`` [W], ``price_meur_per_kwh`` [m€/kWh],
         ``baseline_w`` [W], ``participant`` (owner id), optionally ``min_power_w`` (minimum
-        acceptance quantity [W]).
-    tso_requests : sequence of mapping
+        acceptance quantity [W]) and ``price_points`` (the price curve: [W, m€/kWh] pairs).
+    requests : sequence of mapping
         ``interval`` (horizon), ``direction``, ``power_w`` [W], ``max_price_meur_per_kwh``
         [m€/kWh], ``service``, ``buses`` (comma-separated bus names it may be served from;
-        empty: every bus) (cleared with the scenario's ``dso.coordination.tso_requests``, by
-        its ``scheme``).
+        empty: every bus), ``buyer`` ('TSO' if absent: cleared with the scenario's
+        ``dso.coordination.tso_requests``, by its ``scheme``; 'DSO': with its
+        ``dso.flexibility.requests``).
 
     Returns
     -------
@@ -558,7 +559,7 @@ def clear_flexibility(day: GridDay, offers: Sequence[Mapping],
     """
     import numpy as np
 
-    from lemgrid.dso.flexibility import DOWN, UP, FlexOffers, FlexRequests
+    from lemgrid.dso.flexibility import DOWN, UP, FlexOffers, FlexRequests, price_curves
 
     dso = day.operator()
     parts = day.scenario.participants
@@ -579,25 +580,26 @@ def clear_flexibility(day: GridDay, offers: Sequence[Mapping],
         availability_eur_per_kw_h=np.zeros(n),
         window_start=np.zeros(n, int), window_stop=np.full(n, day.stop - day.start),
         baseline_kw=np.array([o["baseline_w"] / 1000 for o in offers], dtype=float),
-        min_kw=np.array([o.get("min_power_w", 0) / 1000 for o in offers], dtype=float))
+        min_kw=np.array([o.get("min_power_w", 0) / 1000 for o in offers], dtype=float),
+        price_curve=price_curves([None if o.get("price_points") is None else
+                                  np.asarray(o["price_points"], float) / 1000 for o in offers]))
     book.validate(dso.network.n_bus, "offers")
-    m = len(tso_requests)
-    requests = FlexRequests(
-        buyer=np.full(m, "TSO").astype(str),
-        service=np.array([r["service"] for r in tso_requests], dtype=object).astype(str),
-        interval=np.array([r["interval"] - day.start for r in tso_requests], dtype=int),
-        area=_areas(dso.network, [r.get("buses", "") for r in tso_requests]),
-        direction=np.array([UP if r["direction"] == "up" else DOWN for r in tso_requests],
+    request_book = FlexRequests(
+        buyer=np.array([r.get("buyer", "TSO") for r in requests], dtype=object).astype(str),
+        service=np.array([r["service"] for r in requests], dtype=object).astype(str),
+        interval=np.array([r["interval"] - day.start for r in requests], dtype=int),
+        area=_areas(dso.network, [r.get("buses", "") for r in requests]),
+        direction=np.array([UP if r["direction"] == "up" else DOWN for r in requests],
                            dtype=int),
-        kw=np.array([r["power_w"] / 1000 for r in tso_requests], dtype=float),
+        kw=np.array([r["power_w"] / 1000 for r in requests], dtype=float),
         max_price_eur_per_kwh=np.array([r["max_price_meur_per_kwh"] / 1000
-                                        for r in tso_requests], dtype=float))
-    requests.validate("tso requests")
-    dso.offer_book, dso.tso_request_book = book, requests
+                                        for r in requests], dtype=float))
+    request_book.validate("grid operators' requests")
+    dso.offer_book, dso.request_book = book, request_book
     try:
         result = dso.process(day.session, day.plan)
     finally:
-        dso.offer_book, dso.tso_request_book = None, None
+        dso.offer_book, dso.request_book = None, None
     by_key = {(o["kind"], int(o["asset"]), int(o["interval"]), o["direction"]): o["offer_id"]
               for o in offers}
     rec = result.records

@@ -17,6 +17,7 @@ A session's life on the grid side (``docs/service.md``):
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -67,7 +68,9 @@ offers = sa.Table(
     sa.Column("baseline_w", sa.BigInteger, nullable=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
     # minimum acceptance quantity [W], 0: any part (revision 0009)
-    sa.Column("min_power_w", sa.BigInteger, nullable=False, server_default="0"))
+    sa.Column("min_power_w", sa.BigInteger, nullable=False, server_default="0"),
+    # the price curve, JSON [[W, m€/kWh], ...]; "": one price (revision 0013)
+    sa.Column("price_points", sa.Text, nullable=False, server_default=""))
 
 activations = sa.Table(
     "flex_activations", METADATA,
@@ -87,6 +90,8 @@ activations = sa.Table(
     sa.Column("seq", sa.BigInteger, nullable=False))
 
 
+#: The grid operators' explicit requests: the TSO's, and (buyer 'DSO', revision 0012) the DSO's
+#: planned products (its UMEI buy orders), cleared with the DSO's day.
 tso_requests = sa.Table(
     "tso_requests", METADATA,
     sa.Column("request_id", sa.String(200), primary_key=True),
@@ -99,7 +104,8 @@ tso_requests = sa.Table(
     sa.Column("service", sa.String(20), nullable=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
     # the buses the request may be served from, comma-separated; "" = every bus (revision 0010)
-    sa.Column("buses", sa.Text, nullable=False, server_default=""))
+    sa.Column("buses", sa.Text, nullable=False, server_default=""),
+    sa.Column("buyer", sa.String(8), nullable=False, server_default="TSO"))  # or DSO (0012)
 
 
 class Grid:
@@ -199,8 +205,9 @@ class Grid:
     def _book(self, day_start: int) -> tuple[list[dict], list[dict]]:
         """The stored offers and TSO requests of a day, in arrival order."""
         with self.market.engine.connect() as conn:
-            book = [dict(r._mapping) for r in conn.execute(
-                sa.select(offers).where(offers.c.day_start == day_start).order_by(offers.c.seq))]
+            book = [{**r._mapping, "price_points": json.loads(r.price_points or "null")}
+                    for r in conn.execute(sa.select(offers).where(
+                        offers.c.day_start == day_start).order_by(offers.c.seq))]
             requests = [dict(r._mapping) for r in conn.execute(
                 sa.select(tso_requests).where(tso_requests.c.day_start == day_start)
                 .order_by(tso_requests.c.seq))]
@@ -290,6 +297,7 @@ class Grid:
         if p.get("min_power_w", 0) > p["power_w"]:
             raise Refused(422, f"payload.min_power_w: {p['min_power_w']} W is more than the "
                                f"offer's power_w ({p['power_w']} W)")
+        _check_price_points(p)
         if p["power_w"] > most_kw * 1000 + 1e-6:
             raise Refused(422, f"payload.power_w: {p['power_w']} W is more than "
                                f"{p['resource']} {p['asset']} can move {p['direction']} "
@@ -309,7 +317,8 @@ class Grid:
                 day_start=light.day_start, direction=p["direction"], power_w=p["power_w"],
                 price_meur_per_kwh=p["price_meur_per_kwh"],
                 baseline_w=round(baseline_kw * 1000), seq=seq,
-                min_power_w=p.get("min_power_w", 0)))
+                min_power_w=p.get("min_power_w", 0),
+                price_points=json.dumps(p["price_points"]) if "price_points" in p else ""))
         self.market.publish({"event": "flex-offer", "offer_id": p["offer_id"],
                              "interval": p["interval"], "direction": p["direction"]})
         return {"offer_id": p["offer_id"], "status": "open", "seq": seq}
@@ -390,18 +399,24 @@ class Grid:
                 "checkpoint_seq": checkpoint_seq}
 
     # -- the TSO's requests --------------------------------------------------------------------
-    def submit_tso_request(self, identity: dict, body: dict, also: Sequence[dict] = ()
-                           ) -> dict:
-        """Store a TSO's flexibility request for an interval (cleared with the DSO's day, by
-        the scenario's coordination scheme), with its ``flex-request`` ledger record (and the
-        operator records ``also``, e.g. a UMEI attestation, in the same transaction)."""
+    def submit_request(self, identity: dict, body: dict, also: Sequence[dict] = (),
+                       buyer: str = "TSO") -> dict:
+        """Store a grid operator's flexibility request for an interval, cleared with the DSO's
+        day: the TSO's by the scenario's coordination scheme (as ``coordination.tso_requests``),
+        the DSO's (``buyer`` 'DSO') in its own market (as ``flexibility.requests``); with its
+        ``flex-request`` ledger record (and the operator records ``also``, e.g. a UMEI
+        attestation, in the same transaction)."""
         from lemgrid.service.operator import Refused
 
         calendar = self.calendar()
-        scheme = calendar.scenario.config.dso.coordination.scheme  # type: ignore[union-attr]
-        if scheme == "none":
+        dso = calendar.scenario.config.dso
+        assert dso is not None  # a Grid exists only for a scenario with a dso: block
+        if buyer == "TSO" and dso.coordination.scheme == "none":
             raise Refused(422, "dso.coordination.scheme: this market's DSO does not coordinate "
                                "with the TSO (scheme 'none'): no TSO requests")
+        if buyer == "DSO" and not (dso.traffic_light and dso.flexibility.enabled):
+            raise Refused(422, "dso.flexibility.enabled: this market's DSO runs no flexibility "
+                               "market (or no traffic light): it buys nothing")
         try:
             k = calendar.index(body["interval"])
         except InputError as exc:
@@ -421,20 +436,21 @@ class Grid:
             if conn.execute(sa.select(tso_requests.c.request_id).where(
                     tso_requests.c.request_id == body["request_id"])).first() is not None:
                 raise Refused(409, f"request_id: {body['request_id']!r} exists already")
-            result = tx.append_operator([{"kind": "flex-request", "buyer": "TSO",
+            result = tx.append_operator([{"kind": "flex-request", "buyer": buyer,
                                           "requested_by": identity["participant"], **body},
                                          *also])
             conn.execute(tso_requests.insert().values(
-                requested_by=identity["participant"], day_start=day_start,
+                requested_by=identity["participant"], day_start=day_start, buyer=buyer,
                 seq=result.first_seq, **{**body, "buses": ",".join(body.get("buses") or ())}))
-        self.market.publish({"event": "tso-request", **body})
+        self.market.publish({"event": f"{buyer.lower()}-request", **body})
         return {**body, "status": "open", "seq": result.first_seq}
 
     def tso_requests(self) -> list[dict]:
         """The TSO's requests; ``buses`` the bus names of each one's area (None: every bus)."""
         with self.market.engine.connect() as conn:
             return [{**r._mapping, "buses": r.buses.split(",") if r.buses else None}
-                    for r in conn.execute(sa.select(tso_requests).order_by(tso_requests.c.seq))]
+                    for r in conn.execute(sa.select(tso_requests).where(
+                        tso_requests.c.buyer == "TSO").order_by(tso_requests.c.seq))]
 
     # -- reading -----------------------------------------------------------------------------
     def room(self, interval: int) -> dict[tuple[str, int, int, int], tuple[float, float, str]]:
@@ -449,7 +465,7 @@ class Grid:
 
     def requests(self) -> list[dict]:
         """Open flexibility requests: amber intervals whose day is not cleared yet (the DSO's),
-        then the TSO's requests of days not cleared yet."""
+        then the grid operators' explicit requests of days not cleared yet."""
         with self.market.engine.connect() as conn:
             dso = [{"interval": r.interval, "service": r.service, "reason": r.reason,
                     "buyer": "DSO"}
@@ -457,7 +473,7 @@ class Grid:
                        (lights.c.state != "green") & (lights.c.stage == "forecast"))
                        .order_by(lights.c.interval))]
             tso = [{"interval": r.interval, "service": r.service, "direction": r.direction,
-                    "power_w": r.power_w, "buyer": "TSO"}
+                    "power_w": r.power_w, "buyer": r.buyer}
                    for r in conn.execute(sa.select(tso_requests).where(
                        ~tso_requests.c.day_start.in_(sa.select(days.c.day_start)))
                        .order_by(tso_requests.c.seq))]
@@ -496,3 +512,25 @@ class Grid:
         return [r.interval for r in missing if self.after_clearing(r.market_id, r.interval)]
 
 
+def _check_price_points(p: dict) -> None:
+    """An offer's price curve (``price_points``, optional): from [0, its price] to [its power,
+    ...], W rising, prices not falling (a cost the DSO's clearing can minimise)."""
+    from lemgrid.service.operator import Refused
+
+    points = p.get("price_points")
+    if points is None:
+        return
+    if list(points[0]) != [0, p["price_meur_per_kwh"]]:
+        raise Refused(422, f"payload.price_points[0]: must be [0, price_meur_per_kwh] = "
+                           f"[0, {p['price_meur_per_kwh']}], not {list(points[0])}")
+    if points[-1][0] != p["power_w"]:
+        raise Refused(422, f"payload.price_points[{len(points) - 1}]: must end at power_w "
+                           f"({p['power_w']} W), not {points[-1][0]} W")
+    for i in range(1, len(points)):
+        if points[i][0] <= points[i - 1][0]:
+            raise Refused(422, f"payload.price_points[{i}]: its W must be more than the point "
+                               "before's")
+        if points[i][1] < points[i - 1][1]:
+            raise Refused(422, f"payload.price_points[{i}]: its price may not fall below the "
+                               "point before's (a cost that is not convex cannot be cleared at "
+                               "least cost)")

@@ -37,6 +37,11 @@ class FlexOfferPayload(BaseModel):
     nonce: Text
     #: Minimum acceptance quantity [W]: activated at least this much or not at all.
     min_power_w: Annotated[StrictInt, Field(gt=0, le=10**9)] | None = None
+    #: The marginal price as more is activated: [W, m€/kWh] points, linear between them, from
+    #: [0, price_meur_per_kwh] to [power_w, the last W's price], prices not falling.
+    price_points: Annotated[list[tuple[Annotated[StrictInt, Field(ge=0, le=10**9)],
+                                       Annotated[StrictInt, Field(ge=-10**7, le=10**7)]]],
+                            Field(min_length=2, max_length=100)] | None = None
 
 class TsoRequestBody(BaseModel):
     """A TSO's request for flexibility at one interval, from every bus of the feeder."""
@@ -109,7 +114,7 @@ def add_routes(app, market: Market, role: Callable) -> None:
     def grid_tso_request(body: TsoRequestBody, who: Tso) -> dict:
         """The TSO requests flexibility at an interval (cleared after or with the DSO's
         needs, by the scenario's ``dso.coordination.scheme``)."""
-        return need_grid().submit_tso_request(who, body.model_dump(exclude_none=True))
+        return need_grid().submit_request(who, body.model_dump(exclude_none=True))
 
     @app.get("/grid/tso-requests", tags=["grid"])
     def grid_tso_requests(_: Grid_) -> list[dict]:

@@ -1,25 +1,29 @@
 """UMEI's resources on lemgrid's flexibility market (:mod:`lemgrid.service.grid`).
 
 Nothing here clears, prices or settles: a sell order becomes the DSO's flexibility offer
-(:meth:`Grid.accept_offer`, the same checks as a signed ``/grid/offers`` post), a TSO's buy order
-its flexibility request, the DSO's day
-clearing makes the activations, and trades are those activations. What this module keeps is
-UMEI's view of them: which portfolio and period an order names, the FSPs' baselines and meter
-readings, and the ``umei-request`` ledger record of every accepted write.
+(:meth:`Grid.accept_offer`, the same checks as a signed ``/grid/offers`` post), a grid operator's
+buy order its flexibility request, the DSO's day clearing makes the activations, and trades are
+those activations. What this module keeps is UMEI's view of them: which portfolio and period
+an order names, the FSPs' baselines and meter readings, and the ``umei-request`` ledger record
+of every accepted write.
 
 * Portfolio: one flexible resource (an asset kind and index behind a participant's meter) that the
   DSO's scenario gives room to move; id ``<kind>-<asset>``, grid node = the meter's bus.
 * Market: the scenario's flexibility product (``dso.flexibility.lead_time``).
 * Flexibility zone: an interval the traffic light marks amber (or red); id ``fz-<interval>``.
-* Order: a sell order is one offer (one price point, one interval, one direction); a TSO's buy
-  order is one TSO flexibility request (:meth:`Grid.submit_tso_request`: the most it buys and
-  pays, from every bus, cleared with the DSO's day by the coordination scheme).
+* Order: a sell order is one offer (one interval, one direction; one price point, or an
+  interpolated order's price curve: :attr:`lemgrid.dso.flexibility.FlexOffers.price_curve`);
+  a buy order is one explicit request of a grid operator (:meth:`Grid.submit_request`: the most
+  it buys and pays, from its grid node or every bus): the TSO's cleared with the DSO's day by
+  the coordination scheme, the DSO's a planned product in its own market (beside the need the
+  AC traffic light finds).
 * Trade: one activation of the DSO's clearing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -216,8 +220,8 @@ class Umei:
 
     # -- orders ----------------------------------------------------------------------------------
     def create_order(self, who: dict, tid: str, path: str, body: bytes, o: m.OrderIn) -> dict:
-        """A sell order as the DSO's flexibility offer, a TSO's buy order as its flexibility
-        request (see module doc)."""
+        """A sell order as the DSO's flexibility offer, a grid operator's buy order as its
+        flexibility request (see module doc)."""
         if o.side == "Buy":
             return self._create_buy_order(who, tid, path, body, o)
         if who["role"] not in FSP_ROLES:
@@ -241,9 +245,10 @@ class Umei:
             raise Problem("InconsistentPeriods", f"periodFrom: the order's period is not that of "
                           f"flexibility zone {o.flexibility_zone_id!r}", "periodFrom",
                           o.period_from.isoformat())
-        direction, point = _one_point(o)
+        direction, points = _direction_and_points(o)
+        last = len(points) - 1
         minimum = o.minimum_acceptance_quantity or 0.0
-        if not 0 <= minimum <= point.quantity:
+        if not 0 <= minimum <= points[last].quantity:
             raise Problem("InvalidOrder", "minimumAcceptanceQuantity: must be between 0 and the "
                           "order's quantity [MW]", "minimumAcceptanceQuantity", minimum)
         if o.longflex_contract_id is not None:
@@ -254,8 +259,8 @@ class Umei:
         if o.owner_organization_id not in (None, who["participant"]):
             raise Problem("Forbidden", f"ownerOrganizationId: {o.owner_organization_id!r} is not "
                           "you", "ownerOrganizationId", o.owner_organization_id)
-        power_w = watts(point.quantity, "pricePoints[0].quantity")
-        price = meur_per_kwh(point.unit_price, "pricePoints[0].unitPrice")
+        power_w = watts(points[last].quantity, f"pricePoints[{last}].quantity")
+        price = meur_per_kwh(points[0].unit_price, "pricePoints[0].unitPrice")
         order_id = o.id or f"o-{hashlib.sha256(body + tid.encode()).hexdigest()[:24]}"
         offer_id = f"umei:{order_id}"
         payload = {"log_id": self.market.log_id, "offer_id": offer_id,
@@ -266,6 +271,11 @@ class Umei:
         min_power_w = watts(minimum, "minimumAcceptanceQuantity")
         if min_power_w:
             payload["min_power_w"] = min_power_w
+        if last:  # an interpolated order: the offer's price curve
+            payload["price_points"] = [
+                [watts(x.quantity, f"pricePoints[{i}].quantity"),
+                 meur_per_kwh(x.unit_price, f"pricePoints[{i}].unitPrice")]
+                for i, x in enumerate(points)]
 
         def append(conn: sa.engine.Connection, tx: Any) -> int:
             if conn.execute(sa.select(u.orders.c.order_id).where(
@@ -291,13 +301,13 @@ class Umei:
 
     def _create_buy_order(self, who: dict, tid: str, path: str, body: bytes, o: m.OrderIn
                           ) -> dict:
-        """A TSO's buy order: its flexibility request for one period and direction, cleared
-        with the DSO's day by the scenario's coordination scheme, from its grid node (every
-        bus if none)."""
-        if who["role"] != "tso":
-            raise Problem("InvalidOrder", "side: only the TSO posts buy orders (the DSO buys by "
-                          "clearing its day on the offers: its need is the AC traffic light; "
-                          "FSPs sell)", "side", o.side)
+        """A grid operator's buy order: its flexibility request for one period and direction,
+        from its grid node (every bus if none), cleared with the DSO's day (the TSO's by the
+        scenario's coordination scheme)."""
+        if who["role"] not in ("tso", "dso"):
+            raise Problem("InvalidOrder", "side: only the grid operators (DSO, TSO) post buy "
+                          "orders; FSPs sell", "side", o.side)
+        buyer = who["role"].upper()
         market_id = self.market_id()
         if o.market_id is not None and o.market_id != market_id:
             raise Problem("InvalidMarket", f"marketId: {o.market_id!r} is not a market here "
@@ -307,7 +317,7 @@ class Umei:
                             ("minimumAcceptanceQuantity", o.minimum_acceptance_quantity),
                             ("longflexContractId", o.longflex_contract_id)):
             if value not in (None, 0):
-                raise Problem("InvalidOrder", f"{name}: a TSO buy order is served from its grid "
+                raise Problem("InvalidOrder", f"{name}: a buy order is served from its grid "
                               "node (every bus if none), any part of it, and has none", name,
                               value)
         if o.grid_node_id is not None:
@@ -316,9 +326,14 @@ class Umei:
             except InputError:
                 raise Problem("InvalidGridNode", f"gridNodeId: {o.grid_node_id!r} is not a bus "
                               "of this market's grid", "gridNodeId", o.grid_node_id) from None
-        direction, point = _one_point(o)
+        direction, points = _direction_and_points(o)
+        if len(points) > 1:
+            raise Problem("InvalidOrder", "pricePoints[1]: a buy order has one price point "
+                          "(the most its buyer pays for its quantity): interpolated buy orders "
+                          "are not supported", "pricePoints[1]")
+        point = points[0]
         if point.unit_price < 0:
-            raise Problem("InvalidOrder", "pricePoints[0].unitPrice: the most the TSO pays "
+            raise Problem("InvalidOrder", f"pricePoints[0].unitPrice: the most the {buyer} pays "
                           "may not be negative", "pricePoints[0].unitPrice", point.unit_price)
         interval = self.calendar.interval(o.period_from, o.period_to)
         order_id = o.id or f"o-{hashlib.sha256(body + tid.encode()).hexdigest()[:24]}"
@@ -332,31 +347,31 @@ class Umei:
                    "power_w": watts(point.quantity, "pricePoints[0].quantity"),
                    "max_price_meur_per_kwh": meur_per_kwh(point.unit_price,
                                                           "pricePoints[0].unitPrice"),
-                   "service": "balancing",
+                   "service": "balancing" if buyer == "TSO" else "CM",
                    **({"buses": [o.grid_node_id]} if o.grid_node_id is not None else {})}
         from lemgrid.service.operator import Refused
 
         try:
-            self.grid.submit_tso_request(who, request, [self.attestation(
-                who, tid, "POST", path, body, "Order", order_id)])
+            self.grid.submit_request(who, request, [self.attestation(
+                who, tid, "POST", path, body, "Order", order_id)], buyer=buyer)
         except Refused as exc:
             raise _as_problem(exc) from None
         return self.order(who, order_id)
 
     def _buy_rows(self, where: Any = None) -> list[dict]:
-        """The TSO's requests as buy orders, with their status (Completed once the day is
-        cleared: Filled if the TSO bought in that period and direction, else Expired)."""
+        """The grid operators' requests as buy orders, with their status (Completed once the
+        day is cleared: Filled if the buyer bought what it asked for in that period and
+        direction, Killed if less, Expired if nothing)."""
         query = sa.select(g.tso_requests).order_by(g.tso_requests.c.seq)
         if where is not None:
             query = query.where(where)
         with self.market.engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
             cleared = set(conn.execute(sa.select(g.days.c.day_start)).scalars())
-            bought_w = {(r.interval, r.direction): int(r.w) for r in conn.execute(sa.select(
-                g.activations.c.interval, g.activations.c.direction,
-                sa.func.sum(g.activations.c.power_w).label("w")).where(
-                g.activations.c.buyer == "TSO").group_by(g.activations.c.interval,
-                                                        g.activations.c.direction))}
+            a = g.activations.c
+            bought_w = {(r.buyer, r.interval, r.direction): int(r.w) for r in conn.execute(
+                sa.select(a.buyer, a.interval, a.direction, sa.func.sum(a.power_w).label("w"))
+                .group_by(a.buyer, a.interval, a.direction))}
         market_id = self.market_id() if rows else ""
         out = []
         for r in rows:
@@ -369,12 +384,13 @@ class Umei:
                 "direction": r["direction"], "power_w": r["power_w"],
                 "price_meur_per_kwh": r["max_price_meur_per_kwh"], "seq": r["seq"],
                 "min_power_w": 0, "status": "Completed" if done else "Active",
-                "completion_type": (_completion(bought_w.get((r["interval"], r["direction"]), 0),
+                "completion_type": (_completion(bought_w.get((r["buyer"], r["interval"],
+                                                              r["direction"]), 0),
                                                 r["power_w"]) if done else None)})
         return out
 
     def _order_rows(self, where: Any = None) -> list[dict]:
-        query = sa.select(u.orders, g.offers.c.min_power_w).outerjoin(
+        query = sa.select(u.orders, g.offers.c.min_power_w, g.offers.c.price_points).outerjoin(
             g.offers, g.offers.c.offer_id == u.orders.c.offer_id).order_by(u.orders.c.seq)
         if where is not None:
             query = query.where(where)
@@ -405,8 +421,10 @@ class Umei:
             grid_node_id=r["grid_node_id"], flexibility_zone_id=fz if fz in zone else None,
             market_id=r["market_id"], portfolio_id=None if public else r["portfolio_id"],
             regulation_type=REGULATION[r["direction"]], side=r.get("side", "Sell"),
-            price_points=[m.QuantityPricePoint(quantity=r["power_w"] / 1e6,
-                                               unit_price=float(r["price_meur_per_kwh"]))],
+            price_points=[m.QuantityPricePoint(quantity=w / 1e6, unit_price=float(price))
+                          for w, price in (json.loads(r["price_points"])
+                                           if r.get("price_points") else
+                                           [(r["power_w"], r["price_meur_per_kwh"])])],
             minimum_acceptance_quantity=(r["min_power_w"] or 0) / 1e6 or None,
             **self.period(r["interval"]),
             lemgrid=None if public else m.LemgridRecord(
@@ -414,8 +432,8 @@ class Umei:
                 power_w=r["power_w"], price_meur_per_kwh=r["price_meur_per_kwh"]))
 
     def orders(self, who: dict) -> list[m.Order]:
-        """An FSP's own (sell) orders; all, with the TSO's buy orders, for the DSO, the TSO and
-        the operator."""
+        """An FSP's own (sell) orders; all, with the grid operators' buy orders, for the DSO, the
+        TSO and the operator."""
         zone = self._zone_ids()
         if who["role"] in FSP_ROLES:
             rows = self._order_rows(u.orders.c.owner == who["participant"])
@@ -447,8 +465,9 @@ class Umei:
         with self.market.engine.connect() as conn:
             by_offer = {r.offer_id: r for r in conn.execute(sa.select(u.orders))}
             offers = {r.offer_id: r for r in conn.execute(sa.select(g.offers))}
-            # the TSO's buy order an activation it bought fills (its period and direction)
-            bought_by = {(r.interval, r.direction): r.request_id for r in conn.execute(
+            # the buy order an activation fills: its buyer's (the first) of its period and
+            # direction
+            bought_by = {(r.buyer, r.interval, r.direction): r.request_id for r in conn.execute(
                 sa.select(g.tso_requests).order_by(g.tso_requests.c.seq.desc()))}
         dt_h = float(self.day().scenario.dt_h)
         zone = self._zone_ids()
@@ -460,8 +479,8 @@ class Umei:
             portfolio = f"{offer.kind}-{offer.asset}" if offer is not None else None
             node = portfolios[portfolio]["grid_node_id"] if portfolio in portfolios else None
             fsp = who["role"] in FSP_ROLES
-            buy_order = bought_by.get((a["interval"], a["direction"])) \
-                if a["buyer"] == "TSO" and not fsp else None
+            buy_order = None if fsp else bought_by.get((a["buyer"], a["interval"],
+                                                         a["direction"]))
             energy_kwh = a["power_w"] / 1000 * dt_h
             fz = f"fz-{a['interval']}"
             out.append(m.Trade(
@@ -611,29 +630,44 @@ def _completion(activated_w: int, power_w: int) -> str:
     return "Filled" if activated_w >= power_w - 2 else "Killed"
 
 
-def _one_point(o: m.OrderIn) -> tuple[str, m.QuantityPricePoint]:
-    """An order's direction ('up'/'down') and its one quantity-price point (lemgrid's offers
-    and requests have one price: interpolated orders are refused)."""
+def _direction_and_points(o: m.OrderIn) -> tuple[str, list[m.QuantityPricePoint]]:
+    """An order's direction ('up'/'down') and its quantity-price points: one (a fixed price
+    for up to its quantity) or, interpolated, a marginal price linear between points from
+    quantity 0 on (UMEI's rule), quantities rising and, for a sell order, prices not falling
+    (the DSO's clearing minimises a convex cost)."""
     if o.regulation_type is None:
         raise Problem("InvalidOrder", "regulationType: required (Up or Down)", "regulationType")
-    if not o.price_points:
-        raise Problem("InvalidOrder", "pricePoints: one quantity-price point is required",
+    points = o.price_points or []
+    if not points:
+        raise Problem("InvalidOrder", "pricePoints: a quantity-price point is required",
                       "pricePoints")
-    if len(o.price_points) > 1:
-        raise Problem("InvalidOrder", "pricePoints[1]: interpolated orders are not supported "
-                      "(lemgrid's offers and requests have one price); send one point",
-                      "pricePoints[1]")
-    point = o.price_points[0]
-    if point.quantity <= 0:
+    if len(points) == 1 and points[0].quantity <= 0:
         raise Problem("InvalidOrder", "pricePoints[0].quantity: must be positive [MW]",
-                      "pricePoints[0].quantity", point.quantity)
-    return DIRECTION[o.regulation_type], point
+                      "pricePoints[0].quantity", points[0].quantity)
+    if len(points) > 1:
+        if points[0].quantity != 0:
+            raise Problem("InvalidOrder", "pricePoints[0].quantity: an interpolated order's "
+                          "first quantity must be 0 [MW]", "pricePoints[0].quantity",
+                          points[0].quantity)
+        for i in range(1, len(points)):
+            if points[i].quantity <= points[i - 1].quantity:
+                raise Problem("InvalidOrder", f"pricePoints[{i}].quantity: must be more than "
+                              "the point before's [MW]", f"pricePoints[{i}].quantity",
+                              points[i].quantity)
+            if o.side == "Sell" and points[i].unit_price < points[i - 1].unit_price:
+                raise Problem("InvalidOrder", f"pricePoints[{i}].unitPrice: a sell order's "
+                              "price may not fall as its quantity rises (a cost that is not "
+                              "convex cannot be cleared at least cost)",
+                              f"pricePoints[{i}].unitPrice", points[i].unit_price)
+    return DIRECTION[o.regulation_type], list(points)
 
 
 def _as_problem(exc: Any) -> Problem:
     """A refusal of the grid's offer checks as a UMEI problem naming the UMEI field."""
     detail = str(exc.detail)
     field = detail.split(":", 1)[0].removeprefix("payload.")
+    if field.startswith("price_points"):
+        field = field.replace("price_points", "pricePoints", 1)
     umei_field = {"interval": "periodFrom", "power_w": "pricePoints[0].quantity",
                   "min_power_w": "minimumAcceptanceQuantity",
                   "asset": "portfolioId", "meter": "portfolioId", "participant": "portfolioId",

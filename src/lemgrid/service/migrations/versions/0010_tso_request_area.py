@@ -13,7 +13,8 @@ down_revision = "0009"
 
 
 def upgrade() -> None:
-    add_column_if_missing("tso_requests", sa.Column("buses", sa.Text, nullable=False, server_default=""))
+    add_column_if_missing("tso_requests", sa.Column("buses", sa.Text, nullable=False,
+                                                    server_default=""))
 
 
 def downgrade() -> None:
