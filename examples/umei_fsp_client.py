@@ -139,14 +139,17 @@ def follow_trades(client: UmeiClient, orders: list[dict], timeout_s: float = 0.0
 
 
 def deliver(client: UmeiClient, trades: list[dict]) -> list[dict]:
-    """A meter reading per traded portfolio and period: its baseline moved by the activation."""
+    """A meter reading per traded portfolio and period: its baseline moved by the activation
+    (by the platform's exact power where it states it: a trade's quantity is rounded to UMEI's
+    0.001 MW)."""
     baselines = {(b["portfolioId"], b["periodFrom"]): b["quantity"]
                  for b in client.search("/BaselineIntervals")}
     moved: dict[tuple[str, str], float] = {}
     for t in trades:
         sign = 1 if t["regulationType"] == "Up" else -1
         key = (t["portfolioId"], t["periodFrom"])
-        moved[key] = moved.get(key, 0.0) + sign * t["quantity"]
+        quantity = t.get("lemgrid", {}).get("powerW", t["quantity"] * 1e6) / 1e6
+        moved[key] = moved.get(key, 0.0) + sign * quantity
     readings = []
     for (portfolio, start), change in sorted(moved.items()):
         trade = next(t for t in trades if (t["portfolioId"], t["periodFrom"]) == (portfolio,

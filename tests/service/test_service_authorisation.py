@@ -73,6 +73,7 @@ MATRIX = {
     ("GET", "/grid/offers"): {"operator", "dso", "participant", "aggregator"},
     ("GET", "/grid/activations"): {"operator", "dso", "participant", "aggregator"},
     ("POST", "/grid/days/0/clear"): {"operator", "dso"},
+    ("POST", "/grid/days/0/delivery"): {"operator", "dso"},
     ("POST", "/grid/tso-requests"): {"tso"},
     ("GET", "/grid/tso-requests"): {"operator", "dso", "tso"},
     # Community sessions (lemgrid.service.community; their own tests in

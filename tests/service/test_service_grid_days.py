@@ -170,6 +170,15 @@ def _umei_period(calendar, interval: int) -> dict:
             "periodTo": end.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
+def _sell_order(calendar, o: dict, points=None, side: str = "Sell") -> dict:
+    """An API offer as a UMEI order: its price points ([W, m€/kWh]; default its one point)."""
+    points = points or [[o["power_w"], o["price_meur_per_kwh"]]]
+    return {"side": side, "portfolioId": f"{o['resource']}-{o['asset']}",
+            "regulationType": "Up" if o["direction"] == "up" else "Down",
+            **_umei_period(calendar, o["interval"]),
+            "pricePoints": [{"quantity": w / 1e6, "unitPrice": float(p)} for w, p in points]}
+
+
 def _buy_order(calendar, interval: int, **fields) -> dict:
     """A UMEI buy order for 4 kW up at an interval, at most 0.5 EUR/kWh."""
     return {"side": "Buy", "regulationType": "Up", **_umei_period(calendar, interval),
@@ -531,11 +540,7 @@ def test_interpolated_sell_orders_through_umei_are_cleared_as_the_labs_price_cur
     start, stop = calendar.bounds[0]
 
     def order(o: dict, points=None, side="Sell") -> dict:
-        return {"side": side, "portfolioId": f"{o['resource']}-{o['asset']}",
-                "regulationType": "Up" if o["direction"] == "up" else "Down",
-                **_umei_period(calendar, o["interval"]),
-                "pricePoints": [{"quantity": w / 1e6, "unitPrice": float(p)}
-                                for w, p in (points or o["price_points"])]}
+        return _sell_order(calendar, o, points or o["price_points"], side)
 
     market = world.http.app.state.market
     first = next(o for o in books[0] if "price_points" in o)
@@ -590,3 +595,82 @@ def test_interpolated_sell_orders_through_umei_are_cleared_as_the_labs_price_cur
     assert any(a["price_meur_per_kwh"] > by_offer[a["offer_id"]]["price_meur_per_kwh"]
                for a in curved)
     assert verify_ledger(f"sqlite:///{tmp_path / 'market.db'}").ok
+
+
+def test_measured_delivery_settles_the_flexibility_payments(tmp_path):
+    """The first day's offers as UMEI orders; after the clearing the FSPs declare baselines
+    and post meter readings: one portfolio's reading shows all of its activation, one shows
+    none of it, one has no reading. The DSO's settlement on them: the first is paid as cleared,
+    the second is paid nothing and owes the penalty on its power beyond the readings'
+    tolerance, the third keeps the clearing's money (unmetered); one flex-delivery record per
+    measured activation; settling twice, or before the clearing, is refused."""
+    from lemgrid.service.umei.flex import READING_TOLERANCE_W
+
+    from ._umei import fsp_client_module
+
+    fsp = fsp_client_module()
+    path = _scenario(tmp_path, "delivery")
+    _, books = _lab(path)
+    url = f"sqlite:///{tmp_path / 'market.db'}"
+    world, calendar, _ = _world(url, path)
+    start, _ = calendar.bounds[0]
+    dso = world.clients["dso"]
+    assert dso.request("POST", f"/grid/days/{start}/delivery").status_code == 409  # not cleared
+    clients = {}
+    for provider in sorted({o["provider"] for o in books[0]}):
+        clients[provider] = fsp.UmeiClient(world.http, world.clients[provider].key)
+        clients[provider].login()
+    for o in books[0]:
+        r = clients[o["provider"]].call("POST", "/Orders", _sell_order(calendar, o))
+        assert r.status_code == 201, r.text
+    assert dso.request("POST", f"/grid/days/{start}/clear").status_code == 200
+    cleared = {a["activation_id"]: a for a in dso.get("/grid/activations").json()}
+    assert dso.request("POST", f"/grid/days/{start}/delivery").status_code == 422  # no reading
+    # one activation per (portfolio, period) with more than the tolerance, for the cases
+    trades = [t for c in clients.values() for t in c.search("/Trades")]
+    once = Counter((t["portfolioId"], t["periodFrom"]) for t in trades)
+    big = [t for t in trades if once[(t["portfolioId"], t["periodFrom"])] == 1
+           and t["lemgrid"]["powerW"] > 3 * READING_TOLERANCE_W]
+    full, none, unmetered = big[0], big[1], big[2]
+    for t, moved_w in ((full, full["lemgrid"]["powerW"]), (none, 0)):
+        client = clients[t["ownerOrganizationId"]]
+        sign = 1 if t["regulationType"] == "Up" else -1
+        for resource, quantity in (("/BaselineIntervals", 0.004),
+                                   ("/MeterReadings", 0.004 + sign * moved_w / 1e6)):
+            client.ok("POST", resource, {"portfolioId": t["portfolioId"],
+                                         "periodFrom": t["periodFrom"],
+                                         "periodTo": t["periodTo"],
+                                         "quantity": round(quantity, 3),
+                                         "quantityType": "ActivePower"})
+    r = dso.request("POST", f"/grid/days/{start}/delivery")
+    assert r.status_code == 200, r.text
+    summary = r.json()
+    assert summary["n_measured"] == 2 and summary["n_short"] == 1
+    settled = {a["activation_id"]: a for a in dso.get("/grid/activations").json()}
+    dt_h = float(calendar.scenario.dt_h)
+    rate = calendar.scenario.config.dso.flexibility.non_delivery_penalty_eur_per_kwh
+    a = full["lemgrid"]["activationId"]
+    assert settled[a]["utilisation_ueur"] == cleared[a]["utilisation_ueur"] > 0
+    assert settled[a]["penalty_ueur"] == 0 and settled[a]["delivered"]
+    a = none["lemgrid"]["activationId"]
+    # the reading rounded to the 0.001 MW: what it shows moved is within a kW of nothing
+    short_w = cleared[a]["power_w"] - READING_TOLERANCE_W
+    price = cleared[a]["utilisation_ueur"] / (cleared[a]["power_w"] / 1000 * dt_h)  # µ€/kWh
+    assert settled[a]["utilisation_ueur"] == pytest.approx(
+        price * (cleared[a]["power_w"] - short_w) / 1000 * dt_h, abs=1)
+    assert settled[a]["penalty_ueur"] == pytest.approx(rate * short_w / 1000 * dt_h * 1e6,
+                                                       abs=1)
+    assert not settled[a]["delivered"]
+    a = unmetered["lemgrid"]["activationId"]
+    assert settled[a] == cleared[a]
+    # the FSP sees the settled money on its trade
+    mine = {t["id"]: t for t in clients[none["ownerOrganizationId"]].search("/Trades")}
+    assert mine[none["id"]]["lemgrid"]["penaltyEur"] == pytest.approx(
+        settled[none["lemgrid"]["activationId"]]["penalty_ueur"] / 1e6)
+    assert dso.request("POST", f"/grid/days/{start}/delivery").status_code == 409
+    assert world.clients[books[0][0]["provider"]].request(
+        "POST", f"/grid/days/{start}/delivery").status_code == 403
+    market = world.http.app.state.market
+    kinds = Counter(e["payload"]["kind"] for e in market.ledger.entries())
+    assert kinds["flex-delivery"] == 2
+    assert verify_ledger(url).ok

@@ -102,6 +102,7 @@ class Day:
     orders: dict
     trades: dict
     readings: dict
+    delivery: dict
 
 
 def _plan(book, day) -> dict[str, list[dict]]:
@@ -154,14 +155,21 @@ def offered(request, lab, tmp_path_factory):  # noqa: F811 (the lab fixture)
 
 @pytest.fixture(scope="module")
 def cleared(offered):
-    """After the DSO's clearing: trades followed, meter readings posted."""
+    """After the DSO's clearing: trades followed, meter readings posted, the delivery settled
+    on them by the DSO, the trades read again."""
     run = offered
-    r = run.world.clients["dso"].request("POST", f"/grid/days/{run.day.start}/clear")
+    dso = run.world.clients["dso"]
+    r = dso.request("POST", f"/grid/days/{run.day.start}/clear")
     assert r.status_code == 200, r.text
     run.trades, run.readings = {}, {}
     for provider, client in run.clients.items():
         run.trades[provider] = fsp.follow_trades(client, run.orders[provider])
         run.readings[provider] = fsp.deliver(client, run.trades[provider])
+    r = dso.request("POST", f"/grid/days/{run.day.start}/delivery")
+    assert r.status_code == 200, r.text
+    run.delivery = r.json()
+    for provider, client in run.clients.items():
+        run.trades[provider] = fsp.follow_trades(client, run.orders[provider])
     return run
 
 
@@ -370,6 +378,9 @@ def test_umei_day_equals_lemgrid_simulate_to_the_cent(cleared):
                                            if mw >= ordered - 2e-6 else "Killed"), (o, mw)
             seen[o["completionType"]] += 1
     assert seen["Filled"] + seen["Killed"] > 0 and seen["Expired"] > 0, seen
+    # the DSO settled the delivery on the readings: every activation measured, none short
+    assert run.delivery["n_measured"] == len(trades) and run.delivery["n_short"] == 0
+    assert run.delivery["penalty_eur"] == 0
 
 
 def test_trades_and_readings_are_each_fsps_own(cleared):
@@ -393,10 +404,10 @@ def test_trades_and_readings_are_each_fsps_own(cleared):
     assert mine and theirs[0]["quantity"] == -0.002 and theirs[0]["lemgrid"]["powerW"] == -2000
     assert {x["id"] for x in ca.search("/MeterReadings")} == {x["id"] for x in mine}
     # the client delivered: each reading is its baseline moved by the activations, so no
-    # shortfall beyond UMEI's 1 kW resolution of baselines, readings and trades
+    # shortfall beyond UMEI's 0.001 MW resolution of baselines and readings
     for x in ca.search("/MeterReadings"):
         assert x["lemgrid"]["activatedW"] != 0 and "baselineW" in x["lemgrid"], x
-        assert 0 <= x["lemgrid"]["shortfallW"] <= 1500, x
+        assert x["lemgrid"]["shortfallW"] == 0, x
     _problem(ca.call("GET", f"/MeterReadings/{theirs[0]['id']}"), 403, "Forbidden", "id")
     assert cb.ok("GET", f"/MeterReadings/{theirs[0]['id']}")["id"] == theirs[0]["id"]
     # search parameters and paging

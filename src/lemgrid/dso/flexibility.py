@@ -167,6 +167,34 @@ def _check_curve(curve: np.ndarray, kw: float, price: float, where: str) -> None
                          "is not convex cannot be cleared at least cost)")
 
 
+def activation_money_eur(kw, price_eur_per_kwh, shortfall_kw, penalty_eur_per_kwh: float,
+                         dt_h: float) -> tuple[np.ndarray, np.ndarray]:
+    """What activations earn and owe once their delivery is known: the utilisation price on
+    the power delivered, the non-delivery penalty on the shortfall.
+
+    Parameters
+    ----------
+    kw : array_like
+        Activated power [kW].
+    price_eur_per_kwh : array_like
+        Utilisation price [EUR/kWh].
+    shortfall_kw : array_like
+        Power not delivered [kW] (clipped to [0, kw]).
+    penalty_eur_per_kwh : float
+        Non-delivery penalty [EUR/kWh] (``dso.flexibility.non_delivery_penalty_eur_per_kwh``).
+    dt_h : float
+        Interval length [h].
+
+    Returns
+    -------
+    utilisation_eur, penalty_eur : ndarray
+    """
+    kw = np.asarray(kw, float)
+    short = np.clip(np.asarray(shortfall_kw, float), 0.0, kw)
+    return (np.asarray(price_eur_per_kwh, float) * (kw - short) * dt_h,
+            penalty_eur_per_kwh * short * dt_h)
+
+
 def price_curves(curves) -> np.ndarray:
     """A :attr:`FlexOffers.price_curve` column from a sequence of None or (m, 2) point lists
     [kW, EUR/kWh] (one object per offer, whatever the curves' shapes)."""

@@ -45,6 +45,7 @@ from lemgrid.dso.flexibility import (
     FlexOffers,
     FlexRequests,
     OfferPrices,
+    activation_money_eur,
     apply_activations,
     energy_budgets,
     offers_from_plan,
@@ -331,7 +332,9 @@ class DsoOperator:
         price = np.asarray(activations.price_eur_per_kwh, dtype=float)
         delivered = np.asarray(delivered, dtype=bool)
         t = offers.interval[k].astype(int)
-        penalty = self.config.flexibility.non_delivery_penalty_eur_per_kwh
+        utilisation, penalty = activation_money_eur(
+            kw, price, np.where(delivered, 0.0, kw),
+            self.config.flexibility.non_delivery_penalty_eur_per_kwh, dt)
         return FlexRecords.build(
             len(k), interval=session.start + t, t=t, provider=offers.provider[k].astype(str),
             participant=offers.participant[k], bus=self.bus_names[offers.bus[k]].astype(str),
@@ -342,8 +345,7 @@ class DsoOperator:
             service=np.asarray(activations.service).astype(str),
             availability_eur=offers.availability_eur_per_kw_h[k] * kw * dt
             if availability_paid else np.zeros(len(k)),
-            utilisation_eur=np.where(delivered, price * kw * dt, 0.0),
-            penalty_eur=np.where(delivered, 0.0, penalty * kw * dt), delivered=delivered)
+            utilisation_eur=utilisation, penalty_eur=penalty, delivered=delivered)
 
     # -- one session -----------------------------------------------------------------------
     def process(self, session: DayAheadSession, plan: AssetPlan) -> DsoDay:

@@ -199,6 +199,11 @@ SCHEMAS: dict[str, dict[str, Check]] = {
                         "interval": valid_interval, "direction": _one_of("up", "down"),
                         "power_w": _positive, "price_meur_per_kwh": _int, "buyer": _text,
                         "utilisation_ueur": _int},
+    # An activation's measured delivery (lemgrid.service.grid): what was not delivered and the
+    # money that follows (utilisation on the delivered part, penalty on the shortfall).
+    "flex-delivery": {"activation_id": _text, "power_w": _positive,
+                      "shortfall_w": _non_negative, "utilisation_ueur": _int,
+                      "penalty_ueur": _non_negative},
     # A member's bid into a community session (lemgrid.service.community): its forecasts [kW]
     # and its assets' rows by kind (decimal strings for reals).
     "community-bid": {"log_id": _is_hex64, "market_id": _text, "interval": valid_interval,
@@ -240,7 +245,7 @@ OPERATOR_KINDS = frozenset({"log-init", "key-registration", "capability", "gate-
                             "checkpoint", "delivery-settlement", "statement", "mandate",
                             "traffic-light", "flex-activation", "flex-request",
                             "umei-token", "umei-request", "community-clearing",
-                            "order-expiry"})
+                            "order-expiry", "flex-delivery"})
 #: Kinds a participant signs (a key-revocation may be signed by the operator or the key itself).
 #: Each names the log it is for (``log_id``), so that it cannot be replayed into another log.
 PARTICIPANT_KINDS = frozenset({"order", "cancel", "commit", "reveal", "key-revocation",

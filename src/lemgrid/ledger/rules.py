@@ -115,6 +115,9 @@ class LedgerState:
         #: (market, participant) of every community bid; community markets cleared.
         self.community_bids: set[tuple[str, str]] = set()
         self.community_cleared: set[str] = set()
+        #: The DSO's activations, and those whose measured delivery is settled.
+        self.activations: set[str] = set()
+        self.flex_delivered: set[str] = set()
 
     @property
     def size(self) -> int:
@@ -306,6 +309,20 @@ class LedgerState:
             self._metering(kind, p)
         elif kind in ("community-bid", "community-clearing"):
             self._community(kind, p)
+        elif kind == "flex-activation":
+            self.journal.add(self.activations, p["activation_id"])
+        elif kind == "flex-delivery":
+            if p["activation_id"] not in self.activations:
+                raise Rejection(f"flex-delivery of {p['activation_id']!r}: no such activation",
+                                "unknown-activation")
+            if p["activation_id"] in self.flex_delivered:
+                raise Rejection(f"flex-delivery of {p['activation_id']!r}: its delivery is "
+                                "already settled", "duplicate")
+            if p["shortfall_w"] > p["power_w"]:
+                raise Rejection(f"flex-delivery of {p['activation_id']!r}: a shortfall of "
+                                f"{p['shortfall_w']} W on {p['power_w']} W activated",
+                                "over-delivery")
+            self.journal.add(self.flex_delivered, p["activation_id"])
 
     def _community(self, kind: str, p: dict) -> None:
         market = p["market_id"]

@@ -51,7 +51,9 @@ lights = sa.Table(
 days = sa.Table(
     "grid_days", METADATA,
     sa.Column("day_start", sa.Integer, primary_key=True),
-    sa.Column("checkpoint_seq", sa.BigInteger, nullable=False))
+    sa.Column("checkpoint_seq", sa.BigInteger, nullable=False),
+    # the checkpoint of its measured delivery; None: not settled (revision 0014)
+    sa.Column("delivery_seq", sa.BigInteger, nullable=True))
 
 offers = sa.Table(
     "flex_offers", METADATA,
@@ -126,6 +128,11 @@ class Grid:
         self._forecast: dict[int, list[dict]] = {}
         self._room: dict[int, dict] = {}
         self._compute = threading.RLock()
+        #: Where measured delivery comes from: each source maps the horizon intervals
+        #: [start, stop) to {(kind, asset, interval): (moved W, tolerance W)}, the measured net
+        #: injection of a resource minus its baseline (e.g. UMEI's meter readings).
+        self.measurements: list[Callable[[int, int], dict[tuple[str, int, int],
+                                                          tuple[int, int]]]] = []
 
     # -- the lab's days, in calendar order -----------------------------------------------------
     def calendar(self) -> lab.GridCalendar:
@@ -397,6 +404,96 @@ class Grid:
                                  "stage": "cleared"})
         return {"day_start": day.start, "n_activations": len(acts),
                 "checkpoint_seq": checkpoint_seq}
+
+    # -- 4. measured delivery ----------------------------------------------------------------
+    def settle_delivery(self, interval: int) -> dict:
+        """Settle the activations of the cleared day containing ``interval`` on what was
+        measured (:attr:`measurements`): per resource and interval, the shortfall is what the
+        measured move falls short of the activations beyond the measurement's tolerance,
+        shared pro rata; each measured activation is paid its price on what was delivered and
+        owes the scenario's non-delivery penalty on the shortfall
+        (:func:`lemgrid.dso.flexibility.activation_money_eur`). A ``flex-delivery`` record per
+        measured activation and a checkpoint, with the activations' rows, in one transaction;
+        activations without a measurement keep the money of the clearing (unmetered). The
+        next day still starts from the day's cleared plan."""
+        from lemgrid.dso.flexibility import activation_money_eur
+        from lemgrid.service.operator import Refused
+
+        calendar = self.calendar()
+        try:
+            start, stop = calendar.bounds[calendar.index(interval)]
+        except InputError as exc:
+            raise Refused(422, str(exc)) from None
+        dso = calendar.scenario.config.dso
+        assert dso is not None
+        dt_h = float(calendar.scenario.dt_h)
+        measured: dict[tuple[str, int, int], tuple[int, int]] = {}
+        for source in self.measurements:
+            measured.update(source(start, stop))
+        with self.market.engine.connect() as conn:
+            day = conn.execute(sa.select(days).where(days.c.day_start == start)).first()
+            rows = [dict(r._mapping) for r in conn.execute(
+                sa.select(activations, offers.c.kind, offers.c.asset)
+                .join(offers, offers.c.offer_id == activations.c.offer_id)
+                .where((activations.c.interval >= start) & (activations.c.interval < stop))
+                .order_by(activations.c.seq))]
+        if day is None:
+            raise Refused(409, f"interval: the DSO has not cleared the day starting at {start}")
+        if day.delivery_seq is not None:
+            raise Refused(409, f"interval: the delivery of the day starting at {start} is "
+                               "settled")
+        groups: dict[tuple[str, int, int], list[dict]] = {}
+        for r in rows:
+            groups.setdefault((r["kind"], r["asset"], r["interval"]), []).append(r)
+        records = []
+        for key, group in groups.items():
+            if key not in measured:
+                continue
+            moved_w, tolerance_w = measured[key]
+            signed = [r["power_w"] * (1 if r["direction"] == "up" else -1) for r in group]
+            activated_w = sum(signed)
+            sign = 1 if activated_w >= 0 else -1
+            short_w = min(abs(activated_w),
+                          max(0, (activated_w - moved_w) * sign - tolerance_w))
+            ours = [r for r, w in zip(group, signed, strict=True) if w * sign > 0]
+            total_w = sum(r["power_w"] for r in ours)
+            for r in ours:
+                share_w = round(short_w * r["power_w"] / total_w) if total_w else 0
+                kw = r["power_w"] / 1000
+                # the cleared price: exact where the clearing paid it, else the recorded one
+                price = (r["utilisation_ueur"] / 1e6 / (kw * dt_h) if r["delivered"]
+                         else r["price_meur_per_kwh"] / 1000)
+                pay, owe = activation_money_eur(
+                    kw, price, share_w / 1000,
+                    dso.flexibility.non_delivery_penalty_eur_per_kwh, dt_h)
+                records.append({"kind": "flex-delivery", "activation_id": r["activation_id"],
+                                "power_w": r["power_w"], "shortfall_w": share_w,
+                                "utilisation_ueur": round(float(pay) * 1e6),
+                                "penalty_ueur": round(float(owe) * 1e6)})
+        if not records:
+            raise Refused(422, f"interval: nothing measured for the activations of the day "
+                               f"starting at {start} (post meter readings and baselines first)")
+        with self.market.write() as (conn, tx):
+            again = conn.execute(sa.select(days.c.delivery_seq).where(
+                days.c.day_start == start)).scalar()
+            if again is not None:
+                raise Refused(409, "interval: the delivery of this day is settled")
+            result = tx.append_operator(records, checkpoint=True,
+                                        label=f"flexibility delivery {start}")
+            for x in records:  # (an activation's seq stays its flex-activation record's)
+                conn.execute(activations.update().where(
+                    activations.c.activation_id == x["activation_id"]).values(
+                    delivered=x["shortfall_w"] == 0, utilisation_ueur=x["utilisation_ueur"],
+                    penalty_ueur=x["penalty_ueur"]))
+            conn.execute(days.update().where(days.c.day_start == start).values(
+                delivery_seq=result.checkpoint["seq"]))
+        short = [x for x in records if x["shortfall_w"]]
+        self.market.publish({"event": "flex-delivery", "day_start": start,
+                             "n_measured": len(records), "n_short": len(short)})
+        return {"day_start": start, "n_measured": len(records), "n_short": len(short),
+                "utilisation_eur": sum(x["utilisation_ueur"] for x in records) / 1e6,
+                "penalty_eur": sum(x["penalty_ueur"] for x in records) / 1e6,
+                "checkpoint_seq": result.checkpoint["seq"]}
 
     # -- the TSO's requests --------------------------------------------------------------------
     def submit_request(self, identity: dict, body: dict, also: Sequence[dict] = (),

@@ -108,6 +108,11 @@ def add_routes(app, market: Market, role: Callable) -> None:
         """The DSO clears the flexibility of the day containing ``interval``."""
         return need_grid().clear_day(interval)
 
+    @app.post("/grid/days/{interval}/delivery", tags=["grid"])
+    def grid_delivery(interval: int, _: Dso) -> dict:
+        """The DSO settles the measured delivery of the cleared day containing ``interval``."""
+        return need_grid().settle_delivery(interval)
+
     Tso = Annotated[dict, Depends(role("tso"))]
 
     @app.post("/grid/tso-requests", status_code=201, tags=["grid"])

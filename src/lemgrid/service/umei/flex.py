@@ -42,6 +42,9 @@ if TYPE_CHECKING:
     from lemgrid.service.operator import Market
 
 FSP_ROLES = ("participant", "aggregator")
+#: What a measured move may fall short of an activation before it counts [W]: a baseline and a
+#: reading each rounded to UMEI's 0.001 MW.
+READING_TOLERANCE_W = 1000
 GRID_ROLES = ("operator", "dso", "tso")
 DIRECTION = {"Up": "up", "Down": "down"}
 REGULATION = {v: k for k, v in DIRECTION.items()}
@@ -61,6 +64,8 @@ class Umei:
         self._calendar: Calendar | None = None
         self._portfolios: dict[str, dict] | None = None
         self._portfolio_days = 0  # days whose resources self._portfolios holds
+        if market.grid is not None:  # the DSO settles delivery on UMEI's meter readings
+            market.grid.measurements.append(self.measured_moves)
 
     # -- the scenario's grid side ----------------------------------------------------------------
     @property
@@ -556,6 +561,27 @@ class Umei:
                                                           else -r.power_w)
         return baselines, activated
 
+    def measured_moves(self, start: int, stop: int) -> dict[tuple[str, int, int],
+                                                            tuple[int, int]]:
+        """What the FSPs' meter readings show each portfolio moved in the intervals [start,
+        stop) against its declared baseline [W, up positive], with the tolerance of UMEI's
+        0.001 MW resolution on both (:attr:`lemgrid.service.grid.Grid.measurements`)."""
+        with self.market.engine.connect() as conn:
+            rows = conn.execute(sa.select(u.meter_readings.c.portfolio_id,
+                                          u.meter_readings.c.interval, u.meter_readings.c.p_w,
+                                          u.baselines.c.p_w.label("baseline_w"))
+                                .join(u.baselines, (u.baselines.c.portfolio_id
+                                                    == u.meter_readings.c.portfolio_id)
+                                      & (u.baselines.c.interval
+                                         == u.meter_readings.c.interval))
+                                .where((u.meter_readings.c.interval >= start)
+                                       & (u.meter_readings.c.interval < stop)))
+            out = {}
+            for r in rows:
+                kind, asset = r.portfolio_id.rsplit("-", 1)
+                out[(kind, int(asset), r.interval)] = (r.p_w - r.baseline_w, READING_TOLERANCE_W)
+        return out
+
     def _series_model(self, r: Any, status: str, delivery: tuple[dict, dict] | None = None
                       ) -> m.BaselineInterval:
         model = m.BaselineInterval if delivery is None else m.MeterReading
@@ -568,7 +594,8 @@ class Umei:
                 extra["baseline_w"] = baseline
                 if activated:
                     sign = 1 if activated > 0 else -1
-                    extra["shortfall_w"] = max(0, (activated - (r.p_w - baseline)) * sign)
+                    extra["shortfall_w"] = min(abs(activated), max(
+                        0, (activated - (r.p_w - baseline)) * sign - READING_TOLERANCE_W))
         return model(id=r[0], status=status, portfolio_id=r.portfolio_id,
                      quantity=quantity_mw(r.p_w), **self.period(r.interval),
                      lemgrid=m.LemgridRecord(ledger_seq=r.seq, interval=r.interval,
