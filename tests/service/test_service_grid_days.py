@@ -674,3 +674,24 @@ def test_measured_delivery_settles_the_flexibility_payments(tmp_path):
     kinds = Counter(e["payload"]["kind"] for e in market.ledger.entries())
     assert kinds["flex-delivery"] == 2
     assert verify_ledger(url).ok
+
+
+def test_block_and_curved_offers_are_refused_where_the_dso_clears_by_merit_order(tmp_path):
+    """A DSO clearing by the continuous merit order takes any part of an offer at one price:
+    an offer with a minimum acceptance quantity or a price curve is a 422 naming the field
+    and the setting, and nothing is stored; the plain offer is accepted."""
+    path = _scenario(tmp_path, "merit-order")
+    path.write_text(path.read_text().replace("clearing: optimal", "clearing: continuous"))
+    _, books = _lab(path)
+    world, _, _ = _world(f"sqlite:///{tmp_path / 'market.db'}", path)
+    o = next(o for o in books[0] if o["power_w"] >= 2)
+    client = world.clients[o["provider"]]
+    plain = {k: v for k, v in o.items() if k != "provider"}
+    for extra in ({"min_power_w": 1}, {"price_points": [
+            [0, o["price_meur_per_kwh"]], [o["power_w"], o["price_meur_per_kwh"] + 1]]}):
+        r = client.submit_flex_offer(**plain, **extra)
+        name = next(iter(extra))
+        assert r.status_code == 422 and f"payload.{name}" in r.text, r.text
+        assert "dso.flexibility.clearing" in r.text
+    assert world.clients["dso"].get("/grid/offers").json() == []
+    assert client.submit_flex_offer(**plain).status_code == 201

@@ -305,6 +305,15 @@ class Grid:
             raise Refused(422, f"payload.min_power_w: {p['min_power_w']} W is more than the "
                                f"offer's power_w ({p['power_w']} W)")
         _check_price_points(p)
+        dso = self.calendar().scenario.config.dso
+        assert dso is not None  # a Grid exists only for a scenario with a dso: block
+        clearing = dso.flexibility.clearing
+        for name in ("min_power_w", "price_points"):
+            if p.get(name) and clearing != "optimal":
+                raise Refused(422, f"payload.{name}: this market's DSO clears by the "
+                                   f"{clearing!r} merit order, which takes any part of an "
+                                   "offer at one price (dso.flexibility.clearing: optimal "
+                                   "honours it)")
         if p["power_w"] > most_kw * 1000 + 1e-6:
             raise Refused(422, f"payload.power_w: {p['power_w']} W is more than "
                                f"{p['resource']} {p['asset']} can move {p['direction']} "
