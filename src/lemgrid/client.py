@@ -158,11 +158,14 @@ class MarketClient:
     def flex_offer_body(self, *, offer_id: str, interval: int, resource: str, asset: int,
                         direction: str, power_w: int, price_meur_per_kwh: int,
                         meter: str | None = None, min_power_w: int | None = None,
-                        price_points: list[list[int]] | None = None) -> dict:
+                        price_points: list[list[int]] | None = None,
+                        availability_meur_per_kw_h: int | None = None) -> dict:
         """A signed flexibility offer for a resource behind ``meter`` (default: one's own;
         an aggregator names a member's); ``min_power_w``: activated at least this much or not
         at all; ``price_points``: its price curve, [W, m€/kWh] points from [0,
-        ``price_meur_per_kwh``] to [``power_w``, the last W's price]."""
+        ``price_meur_per_kwh``] to [``power_w``, the last W's price];
+        ``availability_meur_per_kw_h``: a long-term product's availability price [m€ per kW
+        and hour reserved]."""
         return self.signed_record({
             "kind": "flex-offer", "log_id": self.log_id, "offer_id": offer_id,
             "participant": self.participant, "meter": meter or self.meter,
@@ -170,7 +173,9 @@ class MarketClient:
             "direction": direction, "power_w": power_w,
             "price_meur_per_kwh": price_meur_per_kwh, "nonce": secrets.token_hex(12),
             **({} if min_power_w is None else {"min_power_w": min_power_w}),
-            **({} if price_points is None else {"price_points": price_points})})
+            **({} if price_points is None else {"price_points": price_points}),
+            **({} if availability_meur_per_kw_h is None
+               else {"availability_meur_per_kw_h": availability_meur_per_kw_h})})
 
     def submit_flex_offer(self, **offer: Any) -> httpx.Response:
         """Sign and post a flexibility offer (see :meth:`flex_offer_body`)."""

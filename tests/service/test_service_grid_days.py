@@ -41,11 +41,12 @@ def _scenario(tmp_path: Path, name: str, coordination: str = "") -> Path:
     return path
 
 
-def _lab(path: Path, tso_window: tuple[str, str] | None = None, curve=None):
+def _lab(path: Path, window: tuple[str, str] | None = None, curve=None):
     """``lemgrid simulate`` with the providers offering what the server's providers post: on
     each day, the offers the lab derives from the owners' schedules (all the resource can do)
-    at the day's amber intervals (and the TSO's window), in the ledger's units (W rounded down,
-    m€/kWh), as a fixed book (``DsoOperator.offer_book``, the server's own offer model);
+    at the day's amber intervals (and those of the clock ``window``: the TSO's, or the DSO's
+    reservation window), in the ledger's units (W rounded down, m€/kWh, m€/kW/h), as a fixed
+    book (``DsoOperator.offer_book``, the server's own offer model);
     ``curve(power_w, price_meur_per_kwh)``: each offer's price curve ([W, m€/kWh] points) or
     None.
 
@@ -62,9 +63,9 @@ def _lab(path: Path, tso_window: tuple[str, str] | None = None, curve=None):
         everything = offers(self, session, plan, session.pv_kw, None)
         _, flow = self._flow(session, plan, session.load_kw, session.pv_kw)
         wanted = describe_violations(self.network, flow, self.limits)[0]
-        if tso_window is not None:
+        if window is not None:
             clock = session.scenario.time_index[session.start:session.stop].strftime("%H:%M")
-            wanted = wanted | ((clock >= tso_window[0]) & (clock < tso_window[1]))
+            wanted = wanted | ((clock >= window[0]) & (clock < window[1]))
         power_w = np.floor(everything.kw * 1000)
         keep = wanted[everything.interval] & (power_w > 0)
         book = everything.take(keep)
@@ -72,7 +73,9 @@ def _lab(path: Path, tso_window: tuple[str, str] | None = None, curve=None):
         book = replace(book, kw=power_w[keep] / 1000,
                        price_eur_per_kwh=np.round(book.price_eur_per_kwh * 1000) / 1000,
                        baseline_kw=np.round(book.baseline_kw * 1000) / 1000,
-                       availability_eur_per_kw_h=np.zeros(n), window_start=np.zeros(n, int),
+                       availability_eur_per_kw_h=np.round(
+                           book.availability_eur_per_kw_h * 1000) / 1000,
+                       window_start=np.zeros(n, int),
                        window_stop=np.full(n, session.stop - session.start))
         points = [None if curve is None else curve(int(round(book.kw[k] * 1000)),
                                                    int(round(book.price_eur_per_kwh[k] * 1000)))
@@ -87,7 +90,10 @@ def _lab(path: Path, tso_window: tuple[str, str] | None = None, curve=None):
             "direction": "up" if book.direction[k] > 0 else "down",
             "power_w": int(round(book.kw[k] * 1000)),
             "price_meur_per_kwh": int(round(book.price_eur_per_kwh[k] * 1000)),
-            **({} if points[k] is None else {"price_points": points[k]})}
+            **({} if points[k] is None else {"price_points": points[k]}),
+            **({} if book.availability_eur_per_kw_h[k] == 0 else {
+                "availability_meur_per_kw_h": int(round(book.availability_eur_per_kw_h[k]
+                                                        * 1000))})}
             for k in range(n)])
         self.offer_book = book
         try:
@@ -327,16 +333,87 @@ def test_tso_requests_are_refused_where_the_dso_does_not_coordinate(tmp_path):
     world.http.app.state.market.close()
 
 
-def test_long_term_reservations_are_refused_by_name(tmp_path):
+def _long_term(tmp_path: Path) -> Path:
+    """iPower for one day with the DSO's long-term product: the flexibility of every provider
+    reserved over 16:00-22:00 at 5 m€ per kW and hour, activated at its amber intervals."""
     text = IPOWER.read_text().replace(
         "    lead_time: day-ahead\n",
-        "    lead_time: long-term\n    reservation: {from: '16:00', to: '22:00'}\n")
+        f"    lead_time: long-term\n    reservation: {{from: '{RESERVATION[0]}', "
+        f"to: '{RESERVATION[1]}'}}\n").replace(
+        "battery: 0.30}", "battery: 0.30, availability_eur_per_kw_h: 0.005}")
+    assert "long-term" in text and "availability_eur_per_kw_h" in text
     path = tmp_path / "long-term.yaml"
     path.write_text(text)
-    from lemgrid.errors import NotBuiltError
+    return path
 
-    with pytest.raises(NotBuiltError, match="dso.flexibility.lead_time: long-term"):
-        engine.load_market(str(path))
+
+#: The DSO's daily reservation window (the grid's local time).
+RESERVATION = ("16:00", "22:00")
+
+
+@pytest.mark.slow
+def test_long_term_reservations_through_the_api_are_the_labs(tmp_path):
+    """Providers post their window's offers with an availability price over ``/grid/offers``;
+    the DSO's clearing reserves them and activates at the amber intervals as ``lemgrid
+    simulate`` does: the same activations, and the same availability per provider and owner, to
+    the cent (each a ``flex-reservation`` ledger record). An offer outside the window is a 422
+    naming the field."""
+    path = _long_term(tmp_path)
+    lab_days, books = _lab(path, window=RESERVATION)
+    url = f"sqlite:///{tmp_path / 'market.db'}"
+    world, calendar, ids = _world(url, path)
+    dso = world.clients["dso"]
+    start, stop = calendar.bounds[0]
+    clock = list(calendar.scenario.time_index[start:stop].strftime("%H:%M"))
+    window = (start + clock.index(RESERVATION[0]), start + clock.index(RESERVATION[1]))
+    # (the lab's DSO takes no offer outside its window: the book's amber ones outside it stay
+    # unused)
+    lab_day = lab_days[0]
+    offers = [o for o in books[0] if window[0] <= o["interval"] < window[1]]
+    assert offers and all(o["availability_meur_per_kw_h"] == 5 for o in offers)
+    o = offers[0]
+    r = world.clients[o["provider"]].submit_flex_offer(
+        **{k: v for k, v in o.items() if k != "provider"} | {"interval": window[0] - 1,
+                                                             "offer_id": "outside"})
+    assert r.status_code == 422 and "payload.interval" in r.text and "reservation" in r.text
+    _post_offers(world, offers)
+    # the window's green intervals take offers too: the DSO reserves the whole window
+    lights = {x["interval"]: x["state"] for x in dso.get("/grid/lights").json()}
+    assert {lights[o["interval"]] for o in offers} == {"green", "amber"}
+    r = dso.request("POST", f"/grid/days/{start}/clear")
+    assert r.status_code == 200, r.text
+    acts = dso.get("/grid/activations").json()
+    _activations_equal(acts, offers, lab_day, start)
+    rec = lab_day.records
+    act_rows = rec.kind != "reservation"
+    assert float(rec.availability_eur[act_rows].sum()) == 0  # availability is the reservation's
+    assert sum(a["utilisation_ueur"] for a in acts) / 1e6 == pytest.approx(
+        float(rec.utilisation_eur[act_rows].sum()), abs=0.005)
+    lab_held: dict[tuple[str, str], float] = {}
+    for j in np.flatnonzero(~act_rows):
+        for owner, eur in rec.shares[j].items():
+            lab_held[(str(rec.provider[j]), ids[owner])] = float(eur)
+    held = dso.get("/grid/reservations").json()
+    assert {(r["provider"], r["participant"]): r["availability_ueur"] / 1e6 for r in held} \
+        == pytest.approx(lab_held, abs=0.005)
+    assert sum(lab_held.values()) > 0.1
+    # by hand: each resource's larger move (up or down) at each interval of the window, at
+    # 5 m€ per kW and hour for the interval's quarter hour
+    largest: dict[tuple, int] = {}
+    for o in offers:
+        key = (o["provider"], o["meter"], o["resource"], o["asset"], o["interval"])
+        largest[key] = max(largest.get(key, 0), o["power_w"])
+    by_hand: dict[tuple[str, str], float] = {}
+    for (provider, meter, *_), w in largest.items():
+        by_hand[(provider, meter)] = by_hand.get((provider, meter), 0.0) + w / 1000 * 0.005 / 4
+    assert lab_held == pytest.approx(by_hand, abs=1e-9)
+    assert {(r["window_start"], r["window_stop"]) for r in held} == {window}
+    provider = held[0]["provider"]
+    mine = world.clients[provider].get("/grid/reservations").json()
+    assert mine and {r["provider"] for r in mine} == {provider}
+    kinds = Counter(e["payload"]["kind"] for e in world.http.app.state.market.ledger.entries())
+    assert kinds["flex-reservation"] == len(held)
+    assert verify_ledger(url).ok
 
 
 @pytest.mark.slow
@@ -679,7 +756,8 @@ def test_measured_delivery_settles_the_flexibility_payments(tmp_path):
 def test_block_and_curved_offers_are_refused_where_the_dso_clears_by_merit_order(tmp_path):
     """A DSO clearing by the continuous merit order takes any part of an offer at one price:
     an offer with a minimum acceptance quantity or a price curve is a 422 naming the field
-    and the setting, and nothing is stored; the plain offer is accepted."""
+    and the setting, as is an availability price where the DSO buys day-ahead; nothing is
+    stored; the plain offer is accepted."""
     path = _scenario(tmp_path, "merit-order")
     path.write_text(path.read_text().replace("clearing: optimal", "clearing: continuous"))
     _, books = _lab(path)
@@ -687,11 +765,15 @@ def test_block_and_curved_offers_are_refused_where_the_dso_clears_by_merit_order
     o = next(o for o in books[0] if o["power_w"] >= 2)
     client = world.clients[o["provider"]]
     plain = {k: v for k, v in o.items() if k != "provider"}
-    for extra in ({"min_power_w": 1}, {"price_points": [
-            [0, o["price_meur_per_kwh"]], [o["power_w"], o["price_meur_per_kwh"] + 1]]}):
+    for extra, setting in (
+            ({"min_power_w": 1}, "dso.flexibility.clearing"),
+            ({"price_points": [[0, o["price_meur_per_kwh"]],
+                               [o["power_w"], o["price_meur_per_kwh"] + 1]]},
+             "dso.flexibility.clearing"),
+            ({"availability_meur_per_kw_h": 5}, "dso.flexibility.lead_time")):
         r = client.submit_flex_offer(**plain, **extra)
         name = next(iter(extra))
         assert r.status_code == 422 and f"payload.{name}" in r.text, r.text
-        assert "dso.flexibility.clearing" in r.text
+        assert setting in r.text
     assert world.clients["dso"].get("/grid/offers").json() == []
     assert client.submit_flex_offer(**plain).status_code == 201

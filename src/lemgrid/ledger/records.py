@@ -204,6 +204,12 @@ SCHEMAS: dict[str, dict[str, Check]] = {
     "flex-delivery": {"activation_id": _text, "power_w": _positive,
                       "shortfall_w": _non_negative, "utilisation_ueur": _int,
                       "penalty_ueur": _non_negative},
+    # A long-term product (lemgrid.service.grid): the DSO reserved a provider's offers of a
+    # participant's resources over a day's reservation window [interval, window_stop) and pays
+    # their availability, used or not.
+    "flex-reservation": {"reservation_id": _text, "provider": _text, "participant": _text,
+                         "interval": valid_interval, "window_stop": _positive,
+                         "availability_ueur": _non_negative},
     # A member's bid into a community session (lemgrid.service.community): its forecasts [kW]
     # and its assets' rows by kind (decimal strings for reals).
     "community-bid": {"log_id": _is_hex64, "market_id": _text, "interval": valid_interval,
@@ -234,7 +240,9 @@ OPTIONAL: dict[str, dict[str, Check]] = {
     "order": {"valid_until_ms": _non_negative},
     # A minimum acceptance quantity: activated at least this much or not at all; a price
     # curve: [W, m€/kWh] points of the marginal price as more is activated (lemgrid.dso).
-    "flex-offer": {"min_power_w": _positive, "price_points": _price_points},
+    "flex-offer": {"min_power_w": _positive, "price_points": _price_points,
+                   # a long-term product's availability price [m€ per kW and hour reserved]
+                   "availability_meur_per_kw_h": _positive},
     # The buses a TSO request may be served from (its area; every bus if absent).
     "flex-request": {"buses": _texts},
 }
@@ -245,7 +253,7 @@ OPERATOR_KINDS = frozenset({"log-init", "key-registration", "capability", "gate-
                             "checkpoint", "delivery-settlement", "statement", "mandate",
                             "traffic-light", "flex-activation", "flex-request",
                             "umei-token", "umei-request", "community-clearing",
-                            "order-expiry", "flex-delivery"})
+                            "order-expiry", "flex-delivery", "flex-reservation"})
 #: Kinds a participant signs (a key-revocation may be signed by the operator or the key itself).
 #: Each names the log it is for (``log_id``), so that it cannot be replayed into another log.
 PARTICIPANT_KINDS = frozenset({"order", "cancel", "commit", "reveal", "key-revocation",

@@ -118,6 +118,8 @@ class LedgerState:
         #: The DSO's activations, and those whose measured delivery is settled.
         self.activations: set[str] = set()
         self.flex_delivered: set[str] = set()
+        #: The DSO's long-term reservations.
+        self.reservations: set[str] = set()
 
     @property
     def size(self) -> int:
@@ -323,6 +325,14 @@ class LedgerState:
                                 f"{p['shortfall_w']} W on {p['power_w']} W activated",
                                 "over-delivery")
             self.journal.add(self.flex_delivered, p["activation_id"])
+        elif kind == "flex-reservation":
+            if p["reservation_id"] in self.reservations:
+                raise Rejection(f"flex-reservation {p['reservation_id']!r} is already recorded",
+                                "duplicate")
+            if p["window_stop"] <= p["interval"]:
+                raise Rejection(f"flex-reservation {p['reservation_id']!r}: its window ends "
+                                "before it starts", "bad-window")
+            self.journal.add(self.reservations, p["reservation_id"])
 
     def _community(self, kind: str, p: dict) -> None:
         market = p["market_id"]

@@ -86,10 +86,6 @@ def load_market(path: str) -> MarketSpec:
             f"market.design: {design!r} (scenario {path}) is not served by the market server: it "
             "clears from the members' assets and forecasts, not from participants' orders; the "
             f"server runs {', '.join(MECHANISMS)} (orders) and {NO_MARKET!r} (no local market)")
-    if scenario.config.dso is not None and \
-            scenario.config.dso.flexibility.lead_time == "long-term":
-        raise NotBuiltError("dso.flexibility.lead_time: long-term reservations are not built in "
-                            f"the market server (scenario {path}); use day-ahead or intraday")
     from lemgrid.settlement.bills import Prices
 
     ids = [str(i) for i in scenario.participants.ids]
@@ -330,6 +326,15 @@ class GridDay:
             raise InputError("scenario: has no dso block (no grid validation in this market)")
         return DsoOperator(self.scenario, config, np.random.default_rng(self.scenario.config.seed))
 
+    def reservation_window(self) -> tuple[int, int] | None:
+        """The horizon intervals [start, stop) the DSO reserves in this day (``lead_time:
+        long-term``); None without long-term products or if the window misses the day."""
+        dso = self.operator()
+        if dso.config.flexibility.lead_time != "long-term":
+            return None
+        start, stop = dso._reservation_window(self.session)
+        return (self.start + start, self.start + stop) if stop > start else None
+
 
 class DayNotReady(Exception):
     """A day of the calendar that needs an earlier day the DSO has not cleared yet."""
@@ -351,15 +356,13 @@ class GridCalendar:
     ------
     InputError
         If the scenario has no ``dso:`` block.
-    NotBuiltError
-        If the DSO works with long-term reservations (not built in the server).
     """
 
     def __init__(self, scenario_path: str) -> None:
         import numpy as np
 
         from lemgrid.dso.operator import DsoOperator
-        from lemgrid.errors import InputError, NotBuiltError
+        from lemgrid.errors import InputError
         from lemgrid.scenario import load_scenario
         from lemgrid.settlement.bills import Prices
         from lemgrid.sim.runner import agent_types, day_bounds, forecasts
@@ -368,10 +371,6 @@ class GridCalendar:
         config = scenario.config.dso
         if config is None:
             raise InputError("scenario: has no dso block (no grid validation in this market)")
-        if config.flexibility.lead_time == "long-term":
-            raise NotBuiltError("dso.flexibility.lead_time: long-term reservations are not built "
-                                "in the market server (the DSO's availability payments are lab "
-                                "only); use day-ahead or intraday")
         self.scenario = scenario
         self.bounds = day_bounds(scenario)
         self.rng = np.random.default_rng(scenario.config.seed)
@@ -541,7 +540,9 @@ def clear_flexibility(day: GridDay, offers: Sequence[Mapping],
         ``offer_id``, ``provider``, ``kind``, ``asset``, ``interval`` (horizon),
         ``direction`` ('up'/'down'), ``power_w`` [W], ``price_meur_per_kwh`` [m€/kWh],
         ``baseline_w`` [W], ``participant`` (owner id), optionally ``min_power_w`` (minimum
-        acceptance quantity [W]) and ``price_points`` (the price curve: [W, m€/kWh] pairs).
+        acceptance quantity [W]), ``price_points`` (the price curve: [W, m€/kWh] pairs) and
+        ``availability_meur_per_kw_h`` (a long-term product's availability price [m€ per kW and
+        hour reserved]).
     requests : sequence of mapping
         ``interval`` (horizon), ``direction``, ``power_w`` [W], ``max_price_meur_per_kwh``
         [m€/kWh], ``service``, ``buses`` (comma-separated bus names it may be served from;
@@ -553,7 +554,9 @@ def clear_flexibility(day: GridDay, offers: Sequence[Mapping],
     -------
     outcome : dict
         ``lights``: per interval ``interval``, ``state``, ``reason``; ``activations``: the lab's
-        records with ``offer_id``, ``power_w`` and the money in µ€.
+        records with ``offer_id``, ``power_w`` and the money in µ€; ``reservations`` (long-term
+        products): per provider and owner of the reserved resources, ``provider``,
+        ``participant``, the window [``interval``, ``window_stop``) and ``availability_ueur``.
     dso_day : DsoDay
         The lab's result (its final plan is where the next day starts).
     """
@@ -577,7 +580,8 @@ def clear_flexibility(day: GridDay, offers: Sequence[Mapping],
         kw=np.array([o["power_w"] / 1000 for o in offers], dtype=float),
         price_eur_per_kwh=np.array([o["price_meur_per_kwh"] / 1000 for o in offers],
                                    dtype=float),
-        availability_eur_per_kw_h=np.zeros(n),
+        availability_eur_per_kw_h=np.array([o.get("availability_meur_per_kw_h", 0) / 1000
+                                            for o in offers], dtype=float),
         window_start=np.zeros(n, int), window_stop=np.full(n, day.stop - day.start),
         baseline_kw=np.array([o["baseline_w"] / 1000 for o in offers], dtype=float),
         min_kw=np.array([o.get("min_power_w", 0) / 1000 for o in offers], dtype=float),
@@ -617,6 +621,16 @@ def clear_flexibility(day: GridDay, offers: Sequence[Mapping],
             "delivered": bool(rec.delivered[j]),
             "utilisation_ueur": round(float(rec.utilisation_eur[j]) * 1e6),
             "penalty_ueur": round(float(rec.penalty_eur[j]) * 1e6)})
+    reservations = []
+    window = day.reservation_window()
+    for j in np.flatnonzero(rec.kind == "reservation"):
+        assert window is not None  # a reservation is of the day's window
+        for owner, eur in sorted(rec.shares[j].items()):
+            reservations.append({"provider": str(rec.provider[j]),
+                                 "participant": str(parts.ids[owner]),
+                                 "interval": window[0], "window_stop": window[1],
+                                 "availability_ueur": round(float(eur) * 1e6)})
     lights = [{"interval": day.start + t, "state": str(result.state[t]),
                "reason": result.reason[t]} for t in range(len(result.state))]
-    return {"lights": lights, "activations": activations}, result
+    return {"lights": lights, "activations": activations,
+            "reservations": reservations}, result

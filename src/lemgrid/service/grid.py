@@ -72,7 +72,10 @@ offers = sa.Table(
     # minimum acceptance quantity [W], 0: any part (revision 0009)
     sa.Column("min_power_w", sa.BigInteger, nullable=False, server_default="0"),
     # the price curve, JSON [[W, m€/kWh], ...]; "": one price (revision 0013)
-    sa.Column("price_points", sa.Text, nullable=False, server_default=""))
+    sa.Column("price_points", sa.Text, nullable=False, server_default=""),
+    # a long-term product's availability price [m€ per kW and hour reserved] (revision 0015)
+    sa.Column("availability_meur_per_kw_h", sa.BigInteger, nullable=False,
+              server_default="0"))
 
 activations = sa.Table(
     "flex_activations", METADATA,
@@ -89,6 +92,19 @@ activations = sa.Table(
     sa.Column("delivered", sa.Boolean, nullable=False),
     sa.Column("utilisation_ueur", sa.BigInteger, nullable=False),
     sa.Column("penalty_ueur", sa.BigInteger, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False))
+
+#: The DSO's long-term reservations (revision 0015): per provider and owner of the resources, the
+#: availability it is paid for a day's reservation window [window_start, window_stop).
+reservations = sa.Table(
+    "flex_reservations", METADATA,
+    sa.Column("reservation_id", sa.String(200), primary_key=True),
+    sa.Column("provider", sa.String(200), nullable=False),
+    sa.Column("participant", sa.String(200), nullable=False),
+    sa.Column("day_start", sa.Integer, nullable=False),
+    sa.Column("window_start", sa.Integer, nullable=False),
+    sa.Column("window_stop", sa.Integer, nullable=False),
+    sa.Column("availability_ueur", sa.BigInteger, nullable=False),
     sa.Column("seq", sa.BigInteger, nullable=False))
 
 
@@ -286,7 +302,8 @@ class Grid:
                 lights.c.interval == p["interval"])).first()
             tso_asks = conn.execute(sa.select(tso_requests.c.request_id).where(
                 tso_requests.c.interval == p["interval"])).first() is not None
-        if light is None or (light.state == "green" and not tso_asks):
+        reserved = light is not None and self._reservation_window(p)
+        if light is None or (light.state == "green" and not tso_asks and not reserved):
             raise Refused(422, f"payload.interval: no flexibility request for interval "
                                f"{p['interval']} (not amber, no TSO request)")
         if light.stage != "forecast":
@@ -334,10 +351,42 @@ class Grid:
                 price_meur_per_kwh=p["price_meur_per_kwh"],
                 baseline_w=round(baseline_kw * 1000), seq=seq,
                 min_power_w=p.get("min_power_w", 0),
-                price_points=json.dumps(p["price_points"]) if "price_points" in p else ""))
+                price_points=json.dumps(p["price_points"]) if "price_points" in p else "",
+                availability_meur_per_kw_h=p.get("availability_meur_per_kw_h", 0)))
         self.market.publish({"event": "flex-offer", "offer_id": p["offer_id"],
                              "interval": p["interval"], "direction": p["direction"]})
         return {"offer_id": p["offer_id"], "status": "open", "seq": seq}
+
+    def _reservation_window(self, p: dict) -> bool:
+        """Whether an offer is for a long-term product: with the scenario's ``lead_time:
+        long-term``, every offer is one, at an interval of its day's reservation window (the DSO
+        reserves the window whatever the light), with its availability price; without it, an
+        offer has none.
+
+        Raises
+        ------
+        Refused
+            422 naming the field, if the offer does not fit the DSO's lead time.
+        """
+        from lemgrid.service.operator import Refused
+
+        dso = self.calendar().scenario.config.dso
+        assert dso is not None  # a Grid exists only for a scenario with a dso: block
+        flex = dso.flexibility
+        if flex.lead_time != "long-term":
+            if "availability_meur_per_kw_h" in p:
+                raise Refused(422, f"payload.availability_meur_per_kw_h: this market's DSO buys "
+                                   f"{flex.lead_time} (dso.flexibility.lead_time), not long-term "
+                                   "reservations, and pays no availability")
+            return False
+        assert flex.reservation is not None  # the scenario's check: long-term has a window
+        window = self.day(p["interval"]).reservation_window()
+        if window is None or not window[0] <= p["interval"] < window[1]:
+            raise Refused(422, f"payload.interval: {p['interval']} is outside its day's "
+                               f"reservation window {window} (dso.flexibility.reservation "
+                               f"{flex.reservation.start}-{flex.reservation.end}, the grid's "
+                               "local time): long-term offers are for the window")
+        return True
 
     # -- 3. the DSO's clearing ---------------------------------------------------------------
     def clear_day(self, interval: int) -> dict:
@@ -361,13 +410,15 @@ class Grid:
                 raise
         return self._published_day(day, *committed)
 
-    def _commit_day(self, day: lab.GridDay, outcome: dict) -> tuple[list, list, int]:
-        """Activations and final lights with their ledger records and a checkpoint, in one
-        transaction."""
+    def _commit_day(self, day: lab.GridDay, outcome: dict) -> tuple[list, list, list, int]:
+        """Activations, reservations and final lights with their ledger records and a
+        checkpoint, in one transaction."""
         from lemgrid.service.operator import Refused
 
         acts = [dict(a, activation_id=f"a{day.start}-{k}")
                 for k, a in enumerate(outcome["activations"]) if a["power_w"] > 0]
+        held = [dict(r, reservation_id=f"r{day.start}-{k}")
+                for k, r in enumerate(outcome["reservations"])]
         with self.market.write() as (conn, tx):
             if conn.execute(sa.select(days.c.day_start).where(
                     days.c.day_start == day.start)).first() is not None:
@@ -380,6 +431,9 @@ class Grid:
                         "direction": a["direction"], "power_w": a["power_w"],
                         "price_meur_per_kwh": a["price_meur_per_kwh"], "buyer": a["buyer"],
                         "utilisation_ueur": a["utilisation_ueur"]} for a in acts]
+            records += [{"kind": "flex-reservation", **{c: r[c] for c in (
+                "reservation_id", "provider", "participant", "interval", "window_stop",
+                "availability_ueur")}} for r in held]
             changed = [x for x in outcome["lights"] if x["interval"] in stored]
             records += [{"kind": "traffic-light", "market_id": stored[x["interval"]].market_id,
                          "interval": x["interval"], "state": x["state"],
@@ -392,27 +446,37 @@ class Grid:
                         "activation_id", "offer_id", "provider", "participant", "interval",
                         "direction", "power_w", "price_meur_per_kwh", "buyer", "service",
                         "delivered", "utilisation_ueur", "penalty_ueur")}))
+            for k, r in enumerate(held):
+                conn.execute(reservations.insert().values(
+                    reservation_id=r["reservation_id"], provider=r["provider"],
+                    participant=r["participant"], day_start=day.start,
+                    window_start=r["interval"], window_stop=r["window_stop"],
+                    availability_ueur=r["availability_ueur"],
+                    seq=result.first_seq + len(acts) + k))
             for k, x in enumerate(changed):
                 conn.execute(lights.update().where(lights.c.interval == x["interval"]).values(
                     state=x["state"], reason=x["reason"], stage="cleared",
-                    seq=result.first_seq + len(acts) + k))
+                    seq=result.first_seq + len(acts) + len(held) + k))
             conn.execute(days.insert().values(day_start=day.start,
                                               checkpoint_seq=result.checkpoint["seq"]))
-        return acts, changed, result.checkpoint["seq"]
+        return acts, held, changed, result.checkpoint["seq"]
 
-    def _published_day(self, day: lab.GridDay, acts: list, changed: list,
+    def _published_day(self, day: lab.GridDay, acts: list, held: list, changed: list,
                        checkpoint_seq: int) -> dict:
         """Announce a committed flexibility day on the feed; its summary."""
         for a in acts:
             self.market.publish({"event": "flex-activation", **{k: a[k] for k in (
                 "activation_id", "offer_id", "interval", "direction", "power_w",
                 "price_meur_per_kwh", "buyer")}})
+        for r in held:
+            self.market.publish({"event": "flex-reservation", **{k: r[k] for k in (
+                "reservation_id", "provider", "interval", "window_stop")}})
         for x in changed:
             self.market.publish({"event": "traffic-light", "interval": x["interval"],
                                  "state": x["state"], "reason": x["reason"],
                                  "stage": "cleared"})
         return {"day_start": day.start, "n_activations": len(acts),
-                "checkpoint_seq": checkpoint_seq}
+                "n_reservations": len(held), "checkpoint_seq": checkpoint_seq}
 
     # -- 4. measured delivery ----------------------------------------------------------------
     def settle_delivery(self, interval: int) -> dict:
@@ -605,6 +669,11 @@ class Grid:
                 return [dict(r._mapping) for r in conn.execute(sa.select(activations).where(
                     activations.c.buyer == "TSO").order_by(activations.c.seq))]
         return self._visible(activations, identity)
+
+    def reservations(self, identity: dict) -> list[dict]:
+        """All long-term reservations for the DSO and the operator; a participant's or
+        aggregator's own."""
+        return self._visible(reservations, identity)
 
     def catch_up(self) -> list[int]:
         """Traffic lights of settled sessions that have none (a crash between clearing and the

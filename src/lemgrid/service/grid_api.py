@@ -42,6 +42,9 @@ class FlexOfferPayload(BaseModel):
     price_points: Annotated[list[tuple[Annotated[StrictInt, Field(ge=0, le=10**9)],
                                        Annotated[StrictInt, Field(ge=-10**7, le=10**7)]]],
                             Field(min_length=2, max_length=100)] | None = None
+    #: A long-term product's availability price [m€ per kW and hour reserved]: paid for the
+    #: reservation window whether the DSO activates the offer or not (``lead_time: long-term``).
+    availability_meur_per_kw_h: Annotated[StrictInt, Field(gt=0, le=10**7)] | None = None
 
 class TsoRequestBody(BaseModel):
     """A TSO's request for flexibility at one interval, from every bus of the feeder."""
@@ -125,6 +128,12 @@ def add_routes(app, market: Market, role: Callable) -> None:
     def grid_tso_requests(_: Grid_) -> list[dict]:
         """The TSO's requests (operator, DSO, TSO)."""
         return need_grid().tso_requests()
+
+    @app.get("/grid/reservations", tags=["grid"])
+    def grid_reservations(who: Reader) -> list[dict]:
+        """Long-term reservations (availability paid per provider and owner for a day's
+        window): all for the DSO and the operator, your own otherwise."""
+        return need_grid().reservations(who)
 
     @app.get("/grid/activations", tags=["grid"])
     def grid_activations(who: Reader) -> list[dict]:

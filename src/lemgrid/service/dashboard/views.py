@@ -36,6 +36,7 @@ PUBLIC_EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "flex-request": ("interval", "service", "reason"),
     "flex-offer": ("interval", "direction"),
     "flex-activation": ("interval", "direction", "power_w", "price_meur_per_kwh", "buyer"),
+    "flex-reservation": ("interval", "window_stop"),
 }
 
 

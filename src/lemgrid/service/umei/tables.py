@@ -37,7 +37,9 @@ orders = sa.Table(
     sa.Column("direction", sa.String(4), nullable=False),
     sa.Column("power_w", sa.BigInteger, nullable=False),
     sa.Column("price_meur_per_kwh", sa.BigInteger, nullable=False),
-    sa.Column("seq", sa.BigInteger, nullable=False))
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    # an order of the long-term activation market: the capacity order it calls (revision 0015)
+    sa.Column("longflex_contract_id", sa.String(200), nullable=True))
 
 baselines = sa.Table(
     "umei_baselines", METADATA,
