@@ -11,6 +11,9 @@ direction::
     [{"portfolioId": "ev-3", "periodFrom": "2016-01-19T16:00:00Z", "regulationType": "Down",
       "quantityMw": 0.011, "unitPriceEurPerMwh": 30, "baselineMw": -0.011}]
 
+and, where the platform buys long-term (long-flex) products, ``availabilityEurPerMwH`` (the
+availability price of the capacity contract the order calls) and ``periodTo``.
+
 Run::
 
     python examples/umei_fsp_client.py --url http://127.0.0.1:8000 --key fsp.pem --plan plan.json
@@ -101,26 +104,44 @@ def _z(when: dt.datetime) -> str:
 
 def offer(client: UmeiClient, plan: list[dict]) -> list[dict]:
     """Post a baseline and a sell order for each planned item inside a flexibility zone;
-    returns the orders as the platform answered them."""
-    market = next(client.search("/Markets"))
+    returns the orders as the platform answered them.
+
+    Where the platform has a capacity market (long-flex: quantity type ``Capacity``), an item
+    with ``availabilityEurPerMwH`` is first offered there as a contract for its period (any
+    period the platform accepts, with ``periodTo`` when it is not a zone's), and its sell order
+    calls that contract (``longflexContractId``)."""
+    markets = list(client.search("/Markets"))
+    market = next(m for m in markets if m.get("quantityType", "ActivePower") == "ActivePower")
+    capacity = next((m for m in markets if m.get("quantityType") == "Capacity"), None)
     zones = {_utc(z["periodFrom"]): z for z in client.search("/FlexibilityZones")}
     mine = {p["id"] for p in client.search("/Portfolios")}
     posted, baselined = [], set()
     for item in plan:
         start = _utc(item["periodFrom"])
         zone = zones.get(start)
-        if zone is None or item["portfolioId"] not in mine:
+        long_flex = capacity is not None and "availabilityEurPerMwH" in item
+        end = zone["periodTo"] if zone is not None else item.get("periodTo") if long_flex \
+            else None
+        if end is None or item["portfolioId"] not in mine:
             continue
-        period = {"periodFrom": _z(start), "periodTo": zone["periodTo"]}
+        period = {"periodFrom": _z(start), "periodTo": end}
         if (item["portfolioId"], start) not in baselined and "baselineMw" in item:
             client.ok("POST", "/BaselineIntervals", {
                 "portfolioId": item["portfolioId"], **period,
                 "quantity": round(item["baselineMw"], 3), "quantityType": "ActivePower"})
             baselined.add((item["portfolioId"], start))
+        sell = {"portfolioId": item["portfolioId"], "side": "Sell",
+                "regulationType": item["regulationType"], **period}
+        contract = {}
+        if long_flex:
+            assert capacity is not None
+            contract = {"longflexContractId": client.ok("POST", "/Orders", {
+                **sell, "marketId": capacity["id"],
+                "pricePoints": [{"quantity": item["quantityMw"],
+                                 "unitPrice": item["availabilityEurPerMwH"]}]})["id"]}
         posted.append(client.ok("POST", "/Orders", {
-            "marketId": market["id"], "portfolioId": item["portfolioId"],
-            "flexibilityZoneId": zone["id"], "side": "Sell",
-            "regulationType": item["regulationType"], **period,
+            **sell, "marketId": market["id"], **contract,
+            **({"flexibilityZoneId": zone["id"]} if zone is not None else {}),
             "pricePoints": [{"quantity": item["quantityMw"],
                              "unitPrice": item["unitPriceEurPerMwh"]}]}))
     return posted

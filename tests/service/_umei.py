@@ -17,6 +17,20 @@ ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "/umei"
 
 
+def problem(r, status: int, code: str, field: str | None = None) -> dict:
+    """The problem details of a refused UMEI call: its status, its error code and the field at
+    fault (named in the detail and first in ``validation-errors``)."""
+    from lemgrid.service.umei.problems import TYPE_BASE
+
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["type"] == TYPE_BASE + code, body
+    if field is not None:
+        assert field in body["detail"], body
+        assert [e["property"] for e in body["validation-errors"]][0] == field, body
+    return body
+
+
 def fsp_client_module():
     """``examples/umei_fsp_client.py`` as a module."""
     spec = importlib.util.spec_from_file_location("umei_fsp_client",

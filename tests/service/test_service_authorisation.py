@@ -39,7 +39,7 @@ def _stored(world) -> tuple:
                                    t.statements, t.idempotency, *t.DELIVERY_TABLES,
                                    *t.SEALED_TABLES, *t.COMMUNITY_TABLES, grid.lights,
                                    grid.offers, grid.activations, grid.days,
-                                   grid.tso_requests))
+                                   grid.tso_requests, grid.reservations))
     return m.ledger.size, rows
 
 
@@ -72,6 +72,7 @@ MATRIX = {
     ("POST", "/grid/offers"): {"participant", "aggregator"},
     ("GET", "/grid/offers"): {"operator", "dso", "participant", "aggregator"},
     ("GET", "/grid/activations"): {"operator", "dso", "participant", "aggregator"},
+    ("GET", "/grid/reservations"): {"operator", "dso", "participant", "aggregator"},
     ("POST", "/grid/days/0/clear"): {"operator", "dso"},
     ("POST", "/grid/days/0/delivery"): {"operator", "dso"},
     ("POST", "/grid/tso-requests"): {"tso"},

@@ -333,6 +333,36 @@ def test_tso_requests_are_refused_where_the_dso_does_not_coordinate(tmp_path):
     world.http.app.state.market.close()
 
 
+def _reservations_equal(dso, acts, offers, lab_day, ids) -> list[dict]:
+    """The server's reservations (``/grid/reservations``) and activation money against the lab's
+    day, to the cent, and the lab's availability against a hand computation on the posted
+    window offers; returns the reservations."""
+    rec = lab_day.records
+    act_rows = rec.kind != "reservation"
+    assert float(rec.availability_eur[act_rows].sum()) == 0  # availability is the reservation's
+    assert sum(a["utilisation_ueur"] for a in acts) / 1e6 == pytest.approx(
+        float(rec.utilisation_eur[act_rows].sum()), abs=0.005)
+    lab_held: dict[tuple[str, str], float] = {}
+    for j in np.flatnonzero(~act_rows):
+        for owner, eur in rec.shares[j].items():
+            lab_held[(str(rec.provider[j]), ids[owner])] = float(eur)
+    held = dso.get("/grid/reservations").json()
+    assert {(r["provider"], r["participant"]): r["availability_ueur"] / 1e6 for r in held} \
+        == pytest.approx(lab_held, abs=0.005)
+    assert sum(lab_held.values()) > 0.1
+    # by hand: each resource's larger move (up or down) at each interval of the window, at
+    # 5 m€ per kW and hour for the interval's quarter hour
+    largest: dict[tuple, int] = {}
+    for o in offers:
+        key = (o["provider"], o["meter"], o["resource"], o["asset"], o["interval"])
+        largest[key] = max(largest.get(key, 0), o["power_w"])
+    by_hand: dict[tuple[str, str], float] = {}
+    for (provider, meter, *_), w in largest.items():
+        by_hand[(provider, meter)] = by_hand.get((provider, meter), 0.0) + w / 1000 * 0.005 / 4
+    assert lab_held == pytest.approx(by_hand, abs=1e-9)
+    return held
+
+
 def _long_term(tmp_path: Path) -> Path:
     """iPower for one day with the DSO's long-term product: the flexibility of every provider
     reserved over 16:00-22:00 at 5 m€ per kW and hour, activated at its amber intervals."""
@@ -384,35 +414,105 @@ def test_long_term_reservations_through_the_api_are_the_labs(tmp_path):
     assert r.status_code == 200, r.text
     acts = dso.get("/grid/activations").json()
     _activations_equal(acts, offers, lab_day, start)
-    rec = lab_day.records
-    act_rows = rec.kind != "reservation"
-    assert float(rec.availability_eur[act_rows].sum()) == 0  # availability is the reservation's
-    assert sum(a["utilisation_ueur"] for a in acts) / 1e6 == pytest.approx(
-        float(rec.utilisation_eur[act_rows].sum()), abs=0.005)
-    lab_held: dict[tuple[str, str], float] = {}
-    for j in np.flatnonzero(~act_rows):
-        for owner, eur in rec.shares[j].items():
-            lab_held[(str(rec.provider[j]), ids[owner])] = float(eur)
-    held = dso.get("/grid/reservations").json()
-    assert {(r["provider"], r["participant"]): r["availability_ueur"] / 1e6 for r in held} \
-        == pytest.approx(lab_held, abs=0.005)
-    assert sum(lab_held.values()) > 0.1
-    # by hand: each resource's larger move (up or down) at each interval of the window, at
-    # 5 m€ per kW and hour for the interval's quarter hour
-    largest: dict[tuple, int] = {}
-    for o in offers:
-        key = (o["provider"], o["meter"], o["resource"], o["asset"], o["interval"])
-        largest[key] = max(largest.get(key, 0), o["power_w"])
-    by_hand: dict[tuple[str, str], float] = {}
-    for (provider, meter, *_), w in largest.items():
-        by_hand[(provider, meter)] = by_hand.get((provider, meter), 0.0) + w / 1000 * 0.005 / 4
-    assert lab_held == pytest.approx(by_hand, abs=1e-9)
+    held = _reservations_equal(dso, acts, offers, lab_day, ids)
     assert {(r["window_start"], r["window_stop"]) for r in held} == {window}
     provider = held[0]["provider"]
     mine = world.clients[provider].get("/grid/reservations").json()
     assert mine and {r["provider"] for r in mine} == {provider}
     kinds = Counter(e["payload"]["kind"] for e in world.http.app.state.market.ledger.entries())
     assert kinds["flex-reservation"] == len(held)
+    assert verify_ledger(url).ok
+
+
+@pytest.mark.slow
+def test_long_term_products_through_umei_are_the_labs(tmp_path):
+    """UMEI's long-flex: each FSP posts a capacity order (market ``flex-long-term-capacity``,
+    quantity type Capacity, its availability price) per window offer and an activation order
+    calling it (``longflexContractId``, its activation price): the DSO's day reserves and
+    activates as ``lemgrid simulate`` does, the capacity orders complete Filled, and the
+    orders that break the contract are problems naming the field."""
+    from ._umei import checker, fsp_client_module, problem
+
+    fsp = fsp_client_module()
+    path = _long_term(tmp_path)
+    lab_days, books = _lab(path, window=RESERVATION)
+    url = f"sqlite:///{tmp_path / 'market.db'}"
+    world, calendar, ids = _world(url, path)
+    start, stop = calendar.bounds[0]
+    clock = list(calendar.scenario.time_index[start:stop].strftime("%H:%M"))
+    window = (start + clock.index(RESERVATION[0]), start + clock.index(RESERVATION[1]))
+    offers = [o for o in books[0] if window[0] <= o["interval"] < window[1]]
+    spec = checker()
+    clients = {}
+    for provider in sorted({o["provider"] for o in offers}):
+        clients[provider] = fsp.UmeiClient(world.http, world.clients[provider].key)
+        clients[provider].login()
+    first, other = sorted(clients)[:2]
+    r = clients[first].call("GET", "/Markets")
+    if spec is not None:
+        spec.check("GET", "/umei/Markets", 200, r.headers["content-type"], r.json())
+    markets = {x["id"]: x["quantityType"] for x in r.json()["items"]}
+    assert markets == {"flex-long-term": "ActivePower", "flex-long-term-capacity": "Capacity"}
+
+    def capacity(o: dict, **change) -> dict:
+        return _sell_order(calendar, o, [[o["power_w"], o["availability_meur_per_kw_h"]]]) | {
+            "marketId": "flex-long-term-capacity", **change}
+
+    def activation(o: dict, contract: str | None, **change) -> dict:
+        return _sell_order(calendar, o) | {"marketId": "flex-long-term", **change} | (
+            {} if contract is None else {"longflexContractId": contract})
+
+    o = next(o for o in offers if o["provider"] == first)
+    c = clients[first]
+    problem(c.call("POST", "/Orders", capacity(o, **_umei_period(calendar, window[0] - 1))),
+            400, "InvalidOrder", "periodFrom")
+    problem(c.call("POST", "/Orders", activation(o, None)), 400, "InvalidOrder",
+            "longflexContractId")
+    # the first window offer by hand, with the orders that break its contract
+    o = offers[0]
+    client = clients[o["provider"]]
+    contract = client.ok("POST", "/Orders", capacity(o))
+    assert contract["marketId"] == "flex-long-term-capacity"
+    problem(clients[other if o["provider"] == first else first].call(
+        "POST", "/Orders", activation(o, contract["id"])), 403, "Forbidden", "portfolioId")
+    problem(client.call("POST", "/Orders", activation(
+        o, contract["id"], **_umei_period(calendar, o["interval"] + 1))), 400,
+        "InconsistentPeriods", "periodFrom")
+    over = _sell_order(calendar, o, [[o["power_w"] + 1, o["price_meur_per_kwh"]]])
+    problem(client.call("POST", "/Orders", over | {
+        "marketId": "flex-long-term", "longflexContractId": contract["id"]}),
+        400, "InvalidOrder", "pricePoints[0].quantity")
+    order = client.ok("POST", "/Orders", activation(o, contract["id"]))
+    assert order["longflexContractId"] == contract["id"]
+    problem(client.call("POST", "/Orders", activation(o, contract["id"], id="again")), 409,
+            "Conflict", "longflexContractId")
+    posted = [dict(o, offer_id=f"umei:{order['id']}")]
+    spare = client.ok("POST", "/Orders", capacity(o, id="spare"))  # never called: not reserved
+    # the rest by the example FSP client: a contract and an order calling it per window offer
+    for provider, client in clients.items():
+        mine = [o for o in offers[1:] if o["provider"] == provider]
+        plan = [{"portfolioId": f"{o['resource']}-{o['asset']}",
+                 **_umei_period(calendar, o["interval"]),
+                 "regulationType": "Up" if o["direction"] == "up" else "Down",
+                 "quantityMw": o["power_w"] / 1e6, "unitPriceEurPerMwh": o["price_meur_per_kwh"],
+                 "availabilityEurPerMwH": o["availability_meur_per_kw_h"]} for o in mine]
+        orders = fsp.offer(client, plan)
+        assert len(orders) == len(mine) and all(x["longflexContractId"] for x in orders)
+        posted += [dict(o, offer_id=f"umei:{x['id']}") for o, x in zip(mine, orders)]
+    dso = world.clients["dso"]
+    assert dso.request("POST", f"/grid/days/{start}/clear").status_code == 200
+    acts = dso.get("/grid/activations").json()
+    _activations_equal(acts, posted, lab_days[0], start)
+    _reservations_equal(dso, acts, offers, lab_days[0], ids)
+    for client in clients.values():
+        r = client.call("GET", "/Orders")
+        if spec is not None:
+            spec.check("GET", "/umei/Orders", 200, r.headers["content-type"], r.json())
+        contracts = [x for x in client.search("/Orders")
+                     if x["marketId"] == "flex-long-term-capacity" and x["id"] != spare["id"]]
+        assert contracts and {(x["status"], x["completionType"]) for x in contracts} == {
+            ("Completed", "Filled")}
+    assert clients[o["provider"]].ok("GET", "/Orders/spare")["completionType"] == "Expired"
     assert verify_ledger(url).ok
 
 

@@ -30,6 +30,7 @@ from lemgrid.service.umei.auth import token_message
 from lemgrid.service.umei.problems import TYPE_BASE
 
 from ._umei import PREFIX, checker, fsp_client_module
+from ._umei import problem as _problem
 from .test_service_grid import IPOWER, _lab_offers, _world, lab  # noqa: F401 (lab: fixture)
 
 # One worker runs the module: test_every_operation_was_checked reads what the others saw.
@@ -171,16 +172,6 @@ def cleared(offered):
     for provider, client in run.clients.items():
         run.trades[provider] = fsp.follow_trades(client, run.orders[provider])
     return run
-
-
-def _problem(r, status: int, code: str, field: str | None = None) -> dict:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert body["type"] == TYPE_BASE + code, body
-    if field is not None:
-        assert field in body["detail"], body
-        assert [e["property"] for e in body["validation-errors"]][0] == field, body
-    return body
 
 
 # -- before the DSO's clearing -----------------------------------------------------------------

@@ -567,13 +567,14 @@ class DsoOperator:
         records = []
         for provider in np.unique(offers.provider):
             mine = offers.provider == provider
-            # Capacity reserved: the larger of up and down per resource and interval.
+            # Capacity reserved: the larger of up and down per resource and interval, at that
+            # offer's availability price (the first of equal ones).
             frame = pd.DataFrame({"r": offers.resource[mine], "t": offers.interval[mine],
                                   "kw": offers.kw[mine],
                                   "price": offers.availability_eur_per_kw_h[mine],
                                   "participant": offers.participant[mine]})
-            top = frame.groupby(["r", "t"]).agg(kw=("kw", "max"), price=("price", "first"),
-                                                participant=("participant", "first"))
+            top = frame.loc[frame.groupby(["r", "t"], sort=True).kw.idxmax()].set_index(
+                ["r", "t"])
             top["eur"] = top.kw * top.price * dt
             records.append(FlexRecords.build(
                 1, interval=session.start + start, t=start, provider=str(provider),

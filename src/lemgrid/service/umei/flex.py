@@ -89,15 +89,36 @@ class Umei:
     def market_id(self) -> str:
         return f"flex-{self.day().scenario.config.dso.flexibility.lead_time}"
 
+    def capacity_market_id(self) -> str | None:
+        """The long-term product's capacity market (None if the DSO buys no long-term)."""
+        if self.day().scenario.config.dso.flexibility.lead_time != "long-term":
+            return None
+        return f"{self.market_id()}-capacity"
+
     def markets(self) -> list[m.Market]:
         day = self.day()
         flex = day.scenario.config.dso.flexibility
-        return [m.Market(
+        step = f"{day.scenario.dt_h * 60:g}-min interval"
+        markets = [m.Market(
             id=self.market_id(), name=f"{day.scenario.config.name}: DSO flexibility "
                                       f"({flex.lead_time})",
-            description=f"The DSO buys active power up or down per {day.scenario.dt_h * 60:g}-min "
-                        f"interval where its AC traffic light is amber; cleared "
-                        f"{flex.clearing}, priced {flex.pricing}.")]
+            description=f"The DSO buys active power up or down per {step} where its AC traffic "
+                        f"light is amber; cleared {flex.clearing}, priced {flex.pricing}." + (
+                            f" Each order calls a capacity order of "
+                            f"{self.capacity_market_id()} (its longflexContractId)."
+                            if flex.reservation is not None else ""))]
+        capacity = self.capacity_market_id()
+        if capacity is not None:
+            window = flex.reservation
+            markets.append(m.Market(
+                id=capacity, name=f"{day.scenario.config.name}: DSO flexibility reserved "
+                                  f"{window.start}-{window.end} (long-term)",
+                description=f"The DSO reserves the capacity offered up or down per {step} of "
+                            f"its daily window {window.start}-{window.end} (local time) and "
+                            "pays its availability (unit price EUR per MW and hour), used or "
+                            f"not; it activates what is reserved in {self.market_id()}.",
+                quantity_type="Capacity"))
+        return markets
 
     def period(self, interval: int) -> dict:
         start, stop = self.calendar.period(interval)
@@ -232,10 +253,11 @@ class Umei:
         if who["role"] not in FSP_ROLES:
             raise Problem("Forbidden", f"side: a {who['role']} does not sell flexibility",
                           "side", o.side)
-        market_id = self.market_id()
-        if o.market_id is not None and o.market_id != market_id:
+        market_id, capacity = self.market_id(), self.capacity_market_id()
+        if o.market_id is not None and o.market_id not in (market_id, capacity):
             raise Problem("InvalidMarket", f"marketId: {o.market_id!r} is not a market here "
-                          f"(this market is {market_id!r})", "marketId", o.market_id)
+                          f"(its markets are {', '.join(filter(None, (market_id, capacity)))})",
+                          "marketId", o.market_id)
         if o.portfolio_id is None:
             raise Problem("InvalidOrder", "portfolioId: required for sell orders",
                           "portfolioId")
@@ -251,14 +273,14 @@ class Umei:
                           f"flexibility zone {o.flexibility_zone_id!r}", "periodFrom",
                           o.period_from.isoformat())
         direction, points = _direction_and_points(o)
+        if o.market_id is not None and o.market_id == capacity:
+            return self._create_capacity_order(who, tid, path, body, o, p, interval, direction)
         last = len(points) - 1
         minimum = o.minimum_acceptance_quantity or 0.0
         if not 0 <= minimum <= points[last].quantity:
             raise Problem("InvalidOrder", "minimumAcceptanceQuantity: must be between 0 and the "
                           "order's quantity [MW]", "minimumAcceptanceQuantity", minimum)
-        if o.longflex_contract_id is not None:
-            raise Problem("InvalidOrder", "longflexContractId: long-term contracts are not "
-                          "supported", "longflexContractId", o.longflex_contract_id)
+        contract = self._contract(who, o, p, interval, direction, capacity)
         # status and completionType are the platform's: ignored in a body, as UMEI's clients
         # may send the whole resource back
         if o.owner_organization_id not in (None, who["participant"]):
@@ -276,6 +298,14 @@ class Umei:
         min_power_w = watts(minimum, "minimumAcceptanceQuantity")
         if min_power_w:
             payload["min_power_w"] = min_power_w
+        if contract is not None:
+            if power_w > contract["power_w"]:
+                raise Problem("InvalidOrder", f"pricePoints[{last}].quantity: more than the "
+                              f"{contract['power_w'] / 1e6:g} MW its capacity order "
+                              f"{contract['order_id']!r} reserves", f"pricePoints[{last}].quantity",
+                              points[last].quantity)
+            if contract["price_meur_per_kwh"] > 0:
+                payload["availability_meur_per_kw_h"] = contract["price_meur_per_kwh"]
         if last:  # an interpolated order: the offer's price curve
             payload["price_points"] = [
                 [watts(x.quantity, f"pricePoints[{i}].quantity"),
@@ -287,13 +317,19 @@ class Umei:
                     u.orders.c.order_id == order_id)).first() is not None:
                 raise Problem("Conflict", f"id: order {order_id!r} exists already", "id",
                               order_id)
+            if contract is not None and conn.execute(sa.select(u.orders.c.order_id).where(
+                    u.orders.c.longflex_contract_id == contract["order_id"])).first() is not None:
+                raise Problem("Conflict", f"longflexContractId: capacity order "
+                              f"{contract['order_id']!r} is called by another order already",
+                              "longflexContractId", contract["order_id"])
             seq = tx.append_operator([self.attestation(who, tid, "POST", path, body, "Order",
                                                        order_id)]).first_seq
             conn.execute(u.orders.insert().values(
                 order_id=order_id, offer_id=offer_id, owner=who["participant"],
                 portfolio_id=p["id"], grid_node_id=p["grid_node_id"], market_id=market_id,
                 interval=interval, direction=payload["direction"], power_w=power_w,
-                price_meur_per_kwh=price, seq=seq))
+                price_meur_per_kwh=price, seq=seq,
+                longflex_contract_id=None if contract is None else contract["order_id"]))
             return seq
 
         from lemgrid.service.operator import Refused
@@ -303,6 +339,86 @@ class Umei:
         except Refused as exc:
             raise _as_problem(exc) from None
         return self.order(who, order_id)
+
+    def _create_capacity_order(self, who: dict, tid: str, path: str, body: bytes,
+                               o: m.OrderIn, p: dict, interval: int, direction: str) -> dict:
+        """A sell order of the long-term capacity market: the capacity a portfolio offers the
+        DSO up or down in one period of the reservation window, at an availability price; the
+        DSO reserves it once an order of the activation market calls it (its
+        ``longflexContractId``) with the activation price."""
+        for name, value in (("minimumAcceptanceQuantity", o.minimum_acceptance_quantity),
+                            ("longflexContractId", o.longflex_contract_id)):
+            if value not in (None, 0):
+                raise Problem("InvalidOrder", f"{name}: a capacity order is the long-flex "
+                              "contract itself, reserved whole", name, value)
+        points = o.price_points or []
+        if len(points) > 1:
+            raise Problem("InvalidOrder", "pricePoints[1]: a capacity order has one price point "
+                          "(its availability price for its quantity)", "pricePoints[1]")
+        if points[0].unit_price < 0:
+            raise Problem("InvalidOrder", "pricePoints[0].unitPrice: an availability price may "
+                          "not be negative [EUR/MW/h]", "pricePoints[0].unitPrice",
+                          points[0].unit_price)
+        from lemgrid.service.operator import Refused
+
+        try:
+            window = self.grid.day(interval).reservation_window()
+        except Refused as exc:
+            raise _as_problem(exc) from None
+        if window is None or not window[0] <= interval < window[1]:
+            flex = self.day().scenario.config.dso.flexibility
+            assert flex.reservation is not None  # long-term (a capacity market) has a window
+            raise Problem("InvalidOrder", f"periodFrom: outside the day's reservation window "
+                          f"{flex.reservation.start}-{flex.reservation.end} (local time)",
+                          "periodFrom", o.period_from.isoformat())
+        power_w = watts(points[0].quantity, "pricePoints[0].quantity")
+        price = meur_per_kwh(points[0].unit_price, "pricePoints[0].unitPrice")
+        order_id = o.id or f"o-{hashlib.sha256(body + tid.encode()).hexdigest()[:24]}"
+        market_id = self.capacity_market_id()  # (read before the write: it reads the days)
+        with self.market.write() as (conn, tx):
+            if conn.execute(sa.select(u.orders.c.order_id).where(
+                    u.orders.c.order_id == order_id)).first() is not None:
+                raise Problem("Conflict", f"id: order {order_id!r} exists already", "id",
+                              order_id)
+            seq = tx.append_operator([self.attestation(who, tid, "POST", path, body, "Order",
+                                                       order_id)]).first_seq
+            conn.execute(u.orders.insert().values(
+                order_id=order_id, offer_id=f"capacity:{order_id}", owner=who["participant"],
+                portfolio_id=p["id"], grid_node_id=p["grid_node_id"],
+                market_id=market_id, interval=interval, direction=direction,
+                power_w=power_w, price_meur_per_kwh=price, seq=seq))
+        return self.order(who, order_id)
+
+    def _contract(self, who: dict, o: m.OrderIn, p: dict, interval: int, direction: str,
+                  capacity: str | None) -> dict | None:
+        """The capacity order an order of the long-term activation market calls (None outside
+        long-term), checked: the caller's own, of the same portfolio, period and direction."""
+        if capacity is None:
+            if o.longflex_contract_id is not None:
+                raise Problem("InvalidOrder", "longflexContractId: this market's DSO buys no "
+                              "long-term products (dso.flexibility.lead_time)",
+                              "longflexContractId", o.longflex_contract_id)
+            return None
+        if o.longflex_contract_id is None:
+            raise Problem("InvalidOrder", f"longflexContractId: required: the DSO activates only "
+                          f"what it reserved, an order of {capacity} (post that first)",
+                          "longflexContractId")
+        with self.market.engine.connect() as conn:
+            row = conn.execute(sa.select(u.orders).where(
+                (u.orders.c.order_id == o.longflex_contract_id)
+                & (u.orders.c.market_id == capacity))).first()
+        if row is None or row.owner != who["participant"]:
+            raise Problem("InvalidOrder", f"longflexContractId: {o.longflex_contract_id!r} is "
+                          f"not a capacity order of yours in {capacity}", "longflexContractId",
+                          o.longflex_contract_id)
+        for name, mine, theirs in (("portfolioId", p["id"], row.portfolio_id),
+                                   ("periodFrom", interval, row.interval),
+                                   ("regulationType", direction, row.direction)):
+            if mine != theirs:
+                raise Problem("InconsistentPeriods" if name == "periodFrom" else "InvalidOrder",
+                              f"{name}: not that of its capacity order "
+                              f"{o.longflex_contract_id!r}", name)
+        return dict(row._mapping)
 
     def _create_buy_order(self, who: dict, tid: str, path: str, body: bytes, o: m.OrderIn
                           ) -> dict:
@@ -405,13 +521,18 @@ class Umei:
             filled_w = dict(conn.execute(sa.select(
                 g.activations.c.offer_id, sa.func.sum(g.activations.c.power_w)).where(
                 g.activations.c.offer_id.is_not(None)).group_by(g.activations.c.offer_id)).all())
+            # a capacity order is reserved (filled) by the offer of the order that calls it
+            called = dict(conn.execute(sa.select(u.orders.c.longflex_contract_id,
+                                                 u.orders.c.power_w).where(
+                u.orders.c.longflex_contract_id.is_not(None))).all())
         calendar = self.grid.calendar() if rows else None
         for r in rows:
             done = calendar is not None and calendar.bounds[
                 calendar.index(r["interval"])][0] in cleared
             r["status"] = "Completed" if done else "Active"
-            r["completion_type"] = (_completion(filled_w.get(r["offer_id"], 0), r["power_w"])
-                                    if done else None)
+            filled = (called.get(r["order_id"], 0) if r["offer_id"].startswith("capacity:")
+                      else filled_w.get(r["offer_id"], 0))
+            r["completion_type"] = _completion(filled, r["power_w"]) if done else None
         return rows
 
     def _zone_ids(self) -> set[str]:
@@ -431,6 +552,7 @@ class Umei:
                                            if r.get("price_points") else
                                            [(r["power_w"], r["price_meur_per_kwh"])])],
             minimum_acceptance_quantity=(r["min_power_w"] or 0) / 1e6 or None,
+            longflex_contract_id=r.get("longflex_contract_id"),
             **self.period(r["interval"]),
             lemgrid=None if public else m.LemgridRecord(
                 ledger_seq=r["seq"], interval=r["interval"], offer_id=r["offer_id"],

@@ -174,6 +174,7 @@ class Order(Camel):
     minimum_acceptance_quantity: float | None = None
     period_from: dt.datetime
     period_to: dt.datetime
+    longflex_contract_id: str | None = None
     lemgrid: LemgridRecord | None = None
 
 
