@@ -2,7 +2,8 @@
 dependencies inside the command, so that ``lemgrid --help`` stays fast."""
 
 from lemgrid.cli._app import app
-from lemgrid.cli import agent, clear, ledger, optimize, powerflow, serve, simulate  # noqa: F401  (registers)
+from lemgrid.cli import (  # noqa: F401  (registers)
+    agent, clear, fairness, ledger, optimize, powerflow, serve, simulate)
 
 __all__ = ["app", "main"]
 
