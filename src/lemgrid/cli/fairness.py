@@ -48,11 +48,12 @@ def fairness(
     out.mkdir(parents=True, exist_ok=True)
     kpis.to_csv(out / "rules.csv")
     shares.to_csv(out / "shares.csv")
-    _plot(shares, out / "shares.html", f"{loaded.config.name}: {design}")
+    name = loaded.config.name or (scenario.stem if scenario else "default")
+    _plot(shares, out / "shares.html", f"{name}: {design}")
 
     from rich.table import Table
 
-    table = Table(title=f"{loaded.config.name}, {design}: {game.n_members} members share "
+    table = Table(title=f"{name}, {design}: {game.n_members} members share "
                         f"{kpis.saving_eur.iloc[0]:,.2f} EUR")
     for name in ("rule", "better off", "worse off", "Gini", "in core", "core excess [EUR]"):
         table.add_column(name, justify="left" if name == "rule" else "right",

@@ -143,12 +143,14 @@ class LinearProgram:
         )
 
     def solve(self, time_limit_s: float | None = None, mip_rel_gap: float | None = None,
-              warm_start: Any = None) -> LPSolution:
+              warm_start: Any = None, solver: str | None = None) -> LPSolution:
         """Solve with HiGHS (simplex for LPs, branch-and-bound if integer variables exist).
 
         A MILP stopped by ``time_limit_s`` with a feasible solution reports status 'Feasible'.
         ``warm_start`` is the ``basis`` of an earlier solution; it is used if this is an LP with
         as many variables and rows (e.g. the same model with other coefficients), else ignored.
+        ``solver`` chooses HiGHS's LP method (``simplex``, ``ipm``: interior point with
+        crossover, faster on large block-structured LPs); HiGHS's choice by default.
         """
         import highspy
 
@@ -174,6 +176,8 @@ class LinearProgram:
             h.setOptionValue("time_limit", float(time_limit_s))
         if mip_rel_gap is not None:
             h.setOptionValue("mip_rel_gap", float(mip_rel_gap))
+        if solver is not None:  # HiGHS's "simplex", "ipm" or "pdlp"
+            h.setOptionValue("solver", solver)
         t0 = time.perf_counter()
         h.passModel(lp)
         if (warm_start is not None and warm_start.valid and not integer.any()
