@@ -1,6 +1,7 @@
 """The stochastic community schedule on a SimBench day (lemgrid.sim.stochastic): the schedules
 judged on the same profiles, the imbalance recomputed by hand from the batteries' output and
-the day-ahead position, and ``lemgrid stochastic`` end to end."""
+the day-ahead position, and ``lemgrid stochastic`` end to end; on the same day, ``lemgrid
+joint-flex`` (lemgrid.sim.joint)."""
 
 from __future__ import annotations
 
@@ -75,3 +76,22 @@ def test_bad_options_are_usage_errors(scenario, tmp_path, args, field):
     result = CliRunner().invoke(app, ["stochastic", str(scenario), *args,
                                       "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and field in result.output, result.output
+
+
+def test_joint_energy_and_flexibility_on_the_day(scenario, tmp_path):
+    """``lemgrid joint-flex``: the joint clearing of energy and the DSO's 20 kW up and 10 kW
+    down over 17:00-21:00 never costs more than the sequential markets; the need it covers is
+    the need over the window (16 quarter hours)."""
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["joint-flex", str(scenario), "--need-up-kw", "20",
+                                      "--need-down-kw", "10", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "clearings.csv").set_index("clearing")
+    assert table.loc["joint", "system_cost_eur"] <= table.loc["sequential", "system_cost_eur"] \
+        + 1e-7
+    assert table.need_up_kwh.to_numpy() == pytest.approx(20 * 4)
+    assert table.need_down_kwh.to_numpy() == pytest.approx(10 * 4)
+    assert (table.held_up_kwh <= table.need_up_kwh + 1e-9).all()
+    bad = CliRunner().invoke(app, ["joint-flex", str(scenario), "--window", "17:00",
+                                   "--out", str(out)])
+    assert bad.exit_code == 2 and "--window" in bad.output

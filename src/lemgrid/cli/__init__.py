@@ -3,7 +3,7 @@ dependencies inside the command, so that ``lemgrid --help`` stays fast."""
 
 from lemgrid.cli._app import app
 from lemgrid.cli import (  # noqa: F401  (registers)
-    agent, clear, fairness, ledger, optimize, powerflow, serve, simulate, stochastic)
+    agent, clear, fairness, joint, ledger, optimize, powerflow, serve, simulate, stochastic)
 
 __all__ = ["app", "main"]
 
