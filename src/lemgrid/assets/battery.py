@@ -118,6 +118,22 @@ def battery_room(output_kw, soc_after_min_kwh, soc_after_max_kwh, batteries, dt_
     return up, down
 
 
+def add_energy_balance(lp, energy: np.ndarray, charge: np.ndarray, discharge: np.ndarray,
+                       batteries: Batteries, dt_h: float) -> None:
+    """The rows ``e_t = e_t-1 + eta_c c_t dt - d_t dt / eta_d`` (``e_-1``: the initial energy)
+    of a :class:`~lemgrid.market.lp.LinearProgram`, for variable blocks of shape (..., T, B)
+    (a leading axis: e.g. scenarios)."""
+    b = batteries
+    start = np.zeros(energy.shape)
+    if energy.shape[-2]:
+        start[..., 0, :] = b.soc_initial * b.capacity_kwh
+    rows = lp.rows(energy.shape, lower=start, upper=start)
+    lp.coef(rows, energy, 1.0)
+    lp.coef(rows[..., 1:, :], energy[..., :-1, :], -1.0)
+    lp.coef(rows, charge, -b.eta_charge * dt_h)
+    lp.coef(rows, discharge, dt_h / b.eta_discharge)
+
+
 def final_energy_kwh(batteries: Batteries, final_state: np.ndarray | None) -> np.ndarray:
     """Energy each battery must end with: ``final_state`` exactly, else at least
     ``max(soc_final, soc_min) x capacity`` [kWh]."""
@@ -208,15 +224,7 @@ class BatteryKind:
         soc = lp.var((n_t, n_b), lb=soc_lb, ub=soc_ub)
 
         def constrain() -> None:
-            # soc_t = soc_{t-1} + eta_c ch dt - dis dt / eta_d.
-            start_energy = np.zeros((n_t, n_b))
-            if n_t:
-                start_energy[0] = b.soc_initial * b.capacity_kwh
-            rows = lp.rows((n_t, n_b), lower=start_energy, upper=start_energy)
-            lp.coef(rows, soc, 1.0)
-            lp.coef(rows[1:], soc[:-1], -1.0)
-            lp.coef(rows, ch, -b.eta_charge[None, :] * dt)
-            lp.coef(rows, dis, dt / b.eta_discharge[None, :])
+            add_energy_balance(lp, soc, ch, dis, b, dt)
             if len(forced_t) and fixed is None:
                 # Binary charge/discharge modes where the LP wanted both at once (MILP).
                 p_max = b.power_kw[forced_b]

@@ -118,6 +118,7 @@ def clear_joint(day: FlexDay, fixed_battery_kw: np.ndarray | None = None) -> Fle
     InfeasibleError
         If HiGHS does not solve it to optimality (e.g. a fixed schedule outside the limits).
     """
+    from lemgrid.assets.battery import add_energy_balance
     from lemgrid.market.lp import LinearProgram
 
     b = day.batteries
@@ -153,15 +154,7 @@ def clear_joint(day: FlexDay, fixed_battery_kw: np.ndarray | None = None) -> Fle
     lp.coef(rows, g_minus, -1.0)
     lp.coef(rows[:, None], ch, -1.0)
     lp.coef(rows[:, None], dis, 1.0)
-    # stored energy
-    start = np.zeros((n_t, n_b))
-    if n_t:
-        start[0] = b.soc_initial * b.capacity_kwh
-    rows = lp.rows((n_t, n_b), lower=start, upper=start)
-    lp.coef(rows, energy, 1.0)
-    lp.coef(rows[1:], energy[:-1], -1.0)
-    lp.coef(rows, ch, -b.eta_charge * dt)
-    lp.coef(rows, dis, dt / b.eta_discharge)
+    add_energy_balance(lp, energy, ch, dis, b, dt)
     # power room: r_sc <= c, r_dm + d <= P, r_sd <= d, r_cm + c <= P
     for part, own, other in ((r_sc, ch, None), (r_dm, dis, power), (r_sd, dis, None),
                              (r_cm, ch, power)):

@@ -148,6 +148,7 @@ def solve_schedule(day: StochasticDay, risk_weight: float = 0.0, alpha: float = 
     InfeasibleError
         If HiGHS does not solve the LP to optimality.
     """
+    from lemgrid.assets.battery import add_energy_balance
     from lemgrid.market.lp import LinearProgram
 
     if not 0 <= risk_weight <= 1:
@@ -186,13 +187,7 @@ def solve_schedule(day: StochasticDay, risk_weight: float = 0.0, alpha: float = 
     lp.coef(rows, g_minus[None, :], 1.0)
     lp.coef(rows, short, -1.0)
     lp.coef(rows, long, 1.0)
-    start = np.zeros((s_n, n_t, n_b))
-    start[:, 0] = b.soc_initial * b.capacity_kwh
-    rows = lp.rows((s_n, n_t, n_b), lower=start, upper=start)
-    lp.coef(rows, energy, 1.0)
-    lp.coef(rows[:, 1:], energy[:, :-1], -1.0)
-    lp.coef(rows, ch, -b.eta_charge * dt)
-    lp.coef(rows, dis, dt / b.eta_discharge)
+    add_energy_balance(lp, energy, ch, dis, b, dt)
     if risk_weight > 0:
         # CVaR: eta + sum_s p_s u_s / (1 - alpha), u_s >= cost_s - eta (the recourse part; the
         # first stage adds the same to every cost_s and to eta)

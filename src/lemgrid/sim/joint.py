@@ -35,23 +35,16 @@ def flex_day(scenario: Scenario, day: int, need_up_kw: float, need_down_kw: floa
     from lemgrid.grid.profiles import clock_h, in_daily_window
     from lemgrid.scenario.config import clock_hours
     from lemgrid.settlement.bills import Prices
-    from lemgrid.sim.runner import day_bounds, window_kinds
+    from lemgrid.sim.stochastic import day_batteries
 
-    bounds = day_bounds(scenario)
-    if not 0 <= day < len(bounds):
-        raise InputError(f"day: {day} is outside the horizon's {len(bounds)} days")
     if need_up_kw < 0 or need_down_kw < 0:
         raise InputError("need: the DSO's need for capacity may not be negative [kW]")
     try:
         start_h, end_h = clock_hours(window[0]), clock_hours(window[1])
     except (ValueError, TypeError):
         raise InputError(f"window: {window!r} is not two clock times (HH:MM)") from None
-    start, stop = bounds[day]
+    start, stop, batteries = day_batteries(scenario, day, "the joint clearing holds capacity in")
     parts = scenario.participants
-    batteries = window_kinds(parts.kinds, start, stop).get("battery")
-    if batteries is None or not len(batteries):
-        raise InputError("assets: the joint clearing holds capacity in the members' batteries; "
-                         "this scenario has none")
     inside = in_daily_window(clock_h(scenario.time_index[start:stop]), start_h, end_h)
     prices = Prices.from_scenario(scenario)
     return FlexDay(

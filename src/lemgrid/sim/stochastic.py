@@ -12,7 +12,7 @@ stream (out of sample); the scenario's own realised profiles are judged too.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from lemgrid.market.stochastic import (StochasticDay, StochasticSchedule, cvar, 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from lemgrid.assets.tables import Batteries
     from lemgrid.scenario.build import Scenario
 
 
@@ -30,6 +31,27 @@ def _draws(load_kw: np.ndarray, pv_kw: np.ndarray, error: float, n: int,
            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     noise = error * rng.standard_normal((2, n, *load_kw.shape))
     return (np.clip(load_kw * (1 + noise[0]), 0, None), np.clip(pv_kw * (1 + noise[1]), 0, None))
+
+
+def day_batteries(scenario: Scenario, day: int, what: str) -> tuple[int, int, Batteries]:
+    """[start, stop) of a day of the horizon and its batteries (at their configured state: a day
+    on its own); ``what`` says what needs them, for the error.
+
+    Raises
+    ------
+    InputError
+        If the day is outside the horizon or the scenario has no batteries.
+    """
+    from lemgrid.sim.runner import day_bounds, window_kinds
+
+    bounds = day_bounds(scenario)
+    if not 0 <= day < len(bounds):
+        raise InputError(f"day: {day} is outside the horizon's {len(bounds)} days")
+    start, stop = bounds[day]
+    batteries = window_kinds(scenario.participants.kinds, start, stop).get("battery")
+    if batteries is None or not len(batteries):
+        raise InputError(f"assets: {what} the members' batteries; this scenario has none")
+    return start, stop, batteries
 
 
 def scenario_days(scenario: Scenario, day: int = 0, n_scenarios: int = 30, n_judged: int = 200,
@@ -45,29 +67,23 @@ def scenario_days(scenario: Scenario, day: int = 0, n_scenarios: int = 30, n_jud
         positive.
     """
     from lemgrid.settlement.bills import Prices
-    from lemgrid.sim.runner import day_bounds, forecasts, window_kinds
+    from lemgrid.sim.runner import forecasts
 
-    bounds = day_bounds(scenario)
-    if not 0 <= day < len(bounds):
-        raise InputError(f"day: {day} is outside the horizon's {len(bounds)} days")
     if n_scenarios < 1 or n_judged < 1:
         raise InputError("scenarios: the counts of scenarios must be positive")
-    start, stop = bounds[day]
+    start, stop, batteries = day_batteries(scenario, day, "the stochastic schedule runs")
     parts = scenario.participants
-    batteries = window_kinds(parts.kinds, start, stop).get("battery")
-    if batteries is None or not len(batteries):
-        raise InputError("assets: the stochastic schedule runs the members' batteries; this "
-                         "scenario has none")
     rng = np.random.default_rng(scenario.config.seed if seed is None else seed)
     load_f, pv_f = (x[start:stop] for x in forecasts(scenario, rng))
     error = scenario.config.forecast.error if scenario.config.forecast.method != "perfect" \
         else 0.0
     prices = Prices.from_scenario(scenario)
-    base = {"batteries": batteries, "dt_h": float(scenario.dt_h),
-            "buy_eur_per_kwh": prices.retail_eur_per_kwh + prices.levies_eur_per_kwh,
-            "sell_eur_per_kwh": prices.export_eur_per_kwh,
-            "short_eur_per_kwh": prices.imbalance_short_eur_per_kwh,
-            "long_eur_per_kwh": prices.imbalance_long_eur_per_kwh}
+    base: dict[str, Any] = {
+        "batteries": batteries, "dt_h": float(scenario.dt_h),
+        "buy_eur_per_kwh": prices.retail_eur_per_kwh + prices.levies_eur_per_kwh,
+        "sell_eur_per_kwh": prices.export_eur_per_kwh,
+        "short_eur_per_kwh": prices.imbalance_short_eur_per_kwh,
+        "long_eur_per_kwh": prices.imbalance_long_eur_per_kwh}
     drawn = _draws(load_f, pv_f, error, n_scenarios, rng)
     judged = _draws(load_f, pv_f, error, n_judged, np.random.default_rng(rng.integers(2**63)))
     return {
@@ -160,4 +176,5 @@ def compare_schedules(scenario: Scenario, day: int = 0, n_scenarios: int = 30,
     return table
 
 
-__all__ = ["compare_schedules", "scenario_days", "violation_intervals", "cvar"]
+__all__ = ["compare_schedules", "day_batteries", "scenario_days", "violation_intervals",
+           "cvar"]
