@@ -302,7 +302,7 @@ class Grid:
                 lights.c.interval == p["interval"])).first()
             tso_asks = conn.execute(sa.select(tso_requests.c.request_id).where(
                 tso_requests.c.interval == p["interval"])).first() is not None
-        reserved = light is not None and self._reservation_window(p)
+        reserved = light is not None and self._long_term_offer(p)
         if light is None or (light.state == "green" and not tso_asks and not reserved):
             raise Refused(422, f"payload.interval: no flexibility request for interval "
                                f"{p['interval']} (not amber, no TSO request)")
@@ -357,7 +357,7 @@ class Grid:
                              "interval": p["interval"], "direction": p["direction"]})
         return {"offer_id": p["offer_id"], "status": "open", "seq": seq}
 
-    def _reservation_window(self, p: dict) -> bool:
+    def _long_term_offer(self, p: dict) -> bool:
         """Whether an offer is for a long-term product: with the scenario's ``lead_time:
         long-term``, every offer is one, at an interval of its day's reservation window (the DSO
         reserves the window whatever the light), with its availability price; without it, an
