@@ -513,6 +513,9 @@ def test_long_term_products_through_umei_are_the_labs(tmp_path):
         assert contracts and {(x["status"], x["completionType"]) for x in contracts} == {
             ("Completed", "Filled")}
     assert clients[o["provider"]].ok("GET", "/Orders/spare")["completionType"] == "Expired"
+    # the day is cleared: no more contracts for it
+    problem(clients[o["provider"]].call("POST", "/Orders", capacity(o, id="late")), 409,
+            "Conflict", "periodFrom")
     assert verify_ledger(url).ok
 
 

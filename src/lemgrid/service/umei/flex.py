@@ -361,6 +361,16 @@ class Umei:
                           points[0].unit_price)
         from lemgrid.service.operator import Refused
 
+        with self.market.engine.connect() as conn:
+            stage = conn.execute(sa.select(g.lights.c.stage).where(
+                g.lights.c.interval == interval)).scalar()
+        if stage is None:
+            raise Problem("InvalidOrder", "periodFrom: the DSO has not validated this period "
+                          "yet (its session is not cleared)", "periodFrom",
+                          o.period_from.isoformat())
+        if stage != "forecast":
+            raise Problem("Conflict", "periodFrom: the DSO has cleared this period's day",
+                          "periodFrom", o.period_from.isoformat())
         try:
             window = self.grid.day(interval).reservation_window()
         except Refused as exc:
