@@ -335,6 +335,11 @@ class GridDay:
         start, stop = dso._reservation_window(self.session)
         return (self.start + start, self.start + stop) if stop > start else None
 
+    def reserves(self, interval: int) -> bool:
+        """Whether the DSO reserves a horizon interval (it is in the day's window)."""
+        window = self.reservation_window()
+        return window is not None and window[0] <= interval < window[1]
+
 
 class DayNotReady(Exception):
     """A day of the calendar that needs an earlier day the DSO has not cleared yet."""

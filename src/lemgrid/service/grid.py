@@ -380,10 +380,11 @@ class Grid:
                                    "reservations, and pays no availability")
             return False
         assert flex.reservation is not None  # the scenario's check: long-term has a window
-        window = self.day(p["interval"]).reservation_window()
-        if window is None or not window[0] <= p["interval"] < window[1]:
+        day = self.day(p["interval"])
+        if not day.reserves(p["interval"]):
             raise Refused(422, f"payload.interval: {p['interval']} is outside its day's "
-                               f"reservation window {window} (dso.flexibility.reservation "
+                               f"reservation window {day.reservation_window()} "
+                               "(dso.flexibility.reservation "
                                f"{flex.reservation.start}-{flex.reservation.end}, the grid's "
                                "local time): long-term offers are for the window")
         return True

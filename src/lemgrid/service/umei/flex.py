@@ -99,17 +99,17 @@ class Umei:
         day = self.day()
         flex = day.scenario.config.dso.flexibility
         step = f"{day.scenario.dt_h * 60:g}-min interval"
+        capacity = self.capacity_market_id()
         markets = [m.Market(
             id=self.market_id(), name=f"{day.scenario.config.name}: DSO flexibility "
                                       f"({flex.lead_time})",
             description=f"The DSO buys active power up or down per {step} where its AC traffic "
                         f"light is amber; cleared {flex.clearing}, priced {flex.pricing}." + (
-                            f" Each order calls a capacity order of "
-                            f"{self.capacity_market_id()} (its longflexContractId)."
-                            if flex.reservation is not None else ""))]
-        capacity = self.capacity_market_id()
+                            f" Each order calls a capacity order of {capacity} (its "
+                            "longflexContractId)." if capacity is not None else ""))]
         if capacity is not None:
             window = flex.reservation
+            assert window is not None  # long-term has a reservation window
             markets.append(m.Market(
                 id=capacity, name=f"{day.scenario.config.name}: DSO flexibility reserved "
                                   f"{window.start}-{window.end} (long-term)",
@@ -288,7 +288,7 @@ class Umei:
                           "you", "ownerOrganizationId", o.owner_organization_id)
         power_w = watts(points[last].quantity, f"pricePoints[{last}].quantity")
         price = meur_per_kwh(points[0].unit_price, "pricePoints[0].unitPrice")
-        order_id = o.id or f"o-{hashlib.sha256(body + tid.encode()).hexdigest()[:24]}"
+        order_id = _order_id(o, body, tid)
         offer_id = f"umei:{order_id}"
         payload = {"log_id": self.market.log_id, "offer_id": offer_id,
                    "participant": who["participant"], "meter": p["meter"],
@@ -313,10 +313,7 @@ class Umei:
                 for i, x in enumerate(points)]
 
         def append(conn: sa.engine.Connection, tx: Any) -> int:
-            if conn.execute(sa.select(u.orders.c.order_id).where(
-                    u.orders.c.order_id == order_id)).first() is not None:
-                raise Problem("Conflict", f"id: order {order_id!r} exists already", "id",
-                              order_id)
+            _refuse_taken(conn, order_id)
             if contract is not None and conn.execute(sa.select(u.orders.c.order_id).where(
                     u.orders.c.longflex_contract_id == contract["order_id"])).first() is not None:
                 raise Problem("Conflict", f"longflexContractId: capacity order "
@@ -372,10 +369,10 @@ class Umei:
             raise Problem("Conflict", "periodFrom: the DSO has cleared this period's day",
                           "periodFrom", o.period_from.isoformat())
         try:
-            window = self.grid.day(interval).reservation_window()
+            reserved = self.grid.day(interval).reserves(interval)
         except Refused as exc:
             raise _as_problem(exc) from None
-        if window is None or not window[0] <= interval < window[1]:
+        if not reserved:
             flex = self.day().scenario.config.dso.flexibility
             assert flex.reservation is not None  # long-term (a capacity market) has a window
             raise Problem("InvalidOrder", f"periodFrom: outside the day's reservation window "
@@ -383,13 +380,10 @@ class Umei:
                           "periodFrom", o.period_from.isoformat())
         power_w = watts(points[0].quantity, "pricePoints[0].quantity")
         price = meur_per_kwh(points[0].unit_price, "pricePoints[0].unitPrice")
-        order_id = o.id or f"o-{hashlib.sha256(body + tid.encode()).hexdigest()[:24]}"
+        order_id = _order_id(o, body, tid)
         market_id = self.capacity_market_id()  # (read before the write: it reads the days)
         with self.market.write() as (conn, tx):
-            if conn.execute(sa.select(u.orders.c.order_id).where(
-                    u.orders.c.order_id == order_id)).first() is not None:
-                raise Problem("Conflict", f"id: order {order_id!r} exists already", "id",
-                              order_id)
+            _refuse_taken(conn, order_id)
             seq = tx.append_operator([self.attestation(who, tid, "POST", path, body, "Order",
                                                        order_id)]).first_seq
             conn.execute(u.orders.insert().values(
@@ -467,12 +461,9 @@ class Umei:
             raise Problem("InvalidOrder", f"pricePoints[0].unitPrice: the most the {buyer} pays "
                           "may not be negative", "pricePoints[0].unitPrice", point.unit_price)
         interval = self.calendar.interval(o.period_from, o.period_to)
-        order_id = o.id or f"o-{hashlib.sha256(body + tid.encode()).hexdigest()[:24]}"
+        order_id = _order_id(o, body, tid)
         with self.market.engine.connect() as conn:
-            if conn.execute(sa.select(u.orders.c.order_id).where(
-                    u.orders.c.order_id == order_id)).first() is not None:
-                raise Problem("Conflict", f"id: order {order_id!r} exists already", "id",
-                              order_id)
+            _refuse_taken(conn, order_id)
         request = {"request_id": order_id, "interval": interval,
                    "direction": direction,
                    "power_w": watts(point.quantity, "pricePoints[0].quantity"),
@@ -778,6 +769,18 @@ class Umei:
 
     def reading(self, who: dict, item_id: str) -> dict:
         return self._series_get(u.meter_readings, "MeterReading", who, item_id)
+
+
+def _order_id(o: m.OrderIn, body: bytes, tid: str) -> str:
+    """An order's id: its own, else one derived from its body and the caller's token."""
+    return o.id or f"o-{hashlib.sha256(body + tid.encode()).hexdigest()[:24]}"
+
+
+def _refuse_taken(conn: sa.engine.Connection, order_id: str) -> None:
+    """Refuse an order id that is taken (``Conflict`` naming ``id``)."""
+    if conn.execute(sa.select(u.orders.c.order_id).where(
+            u.orders.c.order_id == order_id)).first() is not None:
+        raise Problem("Conflict", f"id: order {order_id!r} exists already", "id", order_id)
 
 
 def _completion(activated_w: int, power_w: int) -> str:
