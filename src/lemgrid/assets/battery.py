@@ -118,6 +118,16 @@ def battery_room(output_kw, soc_after_min_kwh, soc_after_max_kwh, batteries, dt_
     return up, down
 
 
+def schedule_room(output_kw: np.ndarray, energy_kwh: np.ndarray, batteries: Batteries,
+                  dt_h: float) -> tuple[np.ndarray, np.ndarray]:
+    """Most each battery of a schedule can move up / down at each interval [kW] (T, B)
+    (:func:`battery_room`), from its output [kW] and its stored energy at the end of each
+    interval [kWh] (T, B): every later state of charge stays within the limits."""
+    later_min = np.minimum.accumulate(energy_kwh[::-1], axis=0)[::-1]
+    later_max = np.maximum.accumulate(energy_kwh[::-1], axis=0)[::-1]
+    return battery_room(output_kw, later_min, later_max, batteries, dt_h)
+
+
 def add_energy_balance(lp, energy: np.ndarray, charge: np.ndarray, discharge: np.ndarray,
                        batteries: Batteries, dt_h: float) -> None:
     """The rows ``e_t = e_t-1 + eta_c c_t dt - d_t dt / eta_d`` (``e_-1``: the initial energy)
@@ -259,10 +269,7 @@ class BatteryKind:
         intervals = np.asarray(intervals, int)
         if not len(table) or not len(intervals):
             return KindOffers.empty()
-        soc = plan.state
-        later_min = np.minimum.accumulate(soc[::-1], axis=0)[::-1]
-        later_max = np.maximum.accumulate(soc[::-1], axis=0)[::-1]
-        up, down = battery_room(plan.output_kw, later_min, later_max, table, dt_h)
+        up, down = schedule_room(plan.output_kw, plan.state, table, dt_h)
         tt, bb = np.meshgrid(intervals, np.arange(len(table)), indexing="ij")
         tt, bb = tt.ravel(), bb.ravel()
         base = plan.output_kw[tt, bb]

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from lemgrid.cli._app import app, console, progress_bar, quiet_option, user_errors
-from lemgrid.cli.simulate import SEED_HELP, START_HELP, _fmt, _load, _run
+from lemgrid.cli.simulate import SEED_HELP, START_HELP, _fmt, _load, _name, _run
 
 
 @app.command()
@@ -48,7 +48,7 @@ def fairness(
     out.mkdir(parents=True, exist_ok=True)
     kpis.to_csv(out / "rules.csv")
     shares.to_csv(out / "shares.csv")
-    name = loaded.config.name or (scenario.stem if scenario else "default")
+    name = _name(loaded, scenario)
     _plot(shares, out / "shares.html", f"{name}: {design}")
 
     from rich.table import Table

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from lemgrid.cli._app import app, console, user_errors
-from lemgrid.cli.simulate import _fmt, _load
+from lemgrid.cli.simulate import _fmt, _load, _name
 
 
 @app.command("joint-flex")
@@ -54,7 +54,7 @@ def joint_flex(
 
     from rich.table import Table
 
-    name = loaded.config.name or (scenario.stem if scenario else "default")
+    name = _name(loaded, scenario)
     grid = Table(title=f"{name}, day {day}: the DSO needs {need_up_kw:g} kW up, "
                        f"{need_down_kw:g} kW down over {window} [EUR, kWh]")
     shown = [("energy_cost_eur", "energy"), ("alternative_cost_eur", "elsewhere"),

@@ -44,6 +44,11 @@ def _load(scenario: Path | None, days: float | None, start: str | None = None,
         raise InputError(f"{option} {value}: {exc}") from None
 
 
+def _name(loaded, scenario: Path | None) -> str:
+    """A scenario's name for titles: its own, else its file's, else the built-in one's."""
+    return loaded.config.name or (scenario.stem if scenario else "default")
+
+
 def _run(loaded, design: str | None, quiet: bool = False):
     from lemgrid.sim.runner import resolve_design, simulate
 

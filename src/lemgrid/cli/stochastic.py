@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from lemgrid.cli._app import app, console, progress_bar, quiet_option, user_errors
-from lemgrid.cli.simulate import SEED_HELP, _fmt, _load
+from lemgrid.cli.simulate import SEED_HELP, _fmt, _load, _name
 
 
 @app.command()
@@ -59,14 +59,14 @@ def stochastic(
              ("judged_expected_cost_eur", "out E cost"), ("judged_cvar_eur", "out CVaR"),
              ("judged_imbalance_kwh", "imb. kWh"), ("judged_violation_intervals", "viol."),
              ("vss_eur", "VSS")]
-    name = loaded.config.name or (scenario.stem if scenario else "default")
+    name = _name(loaded, scenario)
     grid = Table(title=f"{name}, day {day}: EUR on {scenarios} scenarios and {judged} out of "
                        f"sample (out); CVaR at {alpha:g}")
     grid.add_column("schedule", no_wrap=True)
     for _, label in shown:
         grid.add_column(label, justify="right")
-    for name, row in table.iterrows():
-        grid.add_row(str(name).replace("stochastic ", ""),
+    for schedule, row in table.iterrows():
+        grid.add_row(str(schedule).replace("stochastic ", ""),
                      *(_fmt(None if row[c] != row[c] else float(row[c])) for c, _ in shown))
     console.print(grid)
     console.print(f"wrote {out / 'schedules.csv'}", highlight=False)

@@ -11,7 +11,7 @@ pays the community is a transfer inside the system).
 - **Sequential** (today's markets): the energy schedule first (the cost-minimal one, as the
   community market clears without the DSO); then the DSO reserves what the fixed schedule leaves,
   each battery's room as the lab sizes its flexibility offers
-  (:func:`lemgrid.assets.battery.battery_room`: stop charging, then discharge more; stop
+  (:func:`lemgrid.assets.battery.schedule_room`: stop charging, then discharge more; stop
   discharging, then charge more; every later state of charge within limits), and buys the rest
   from the alternative.
 - **Joint**: one LP chooses the energy schedule and the reserved capacity together. A battery's
@@ -126,14 +126,13 @@ def clear_joint(day: FlexDay, fixed_battery_kw: np.ndarray | None = None) -> Fle
     lp = LinearProgram()
     power = np.broadcast_to(b.power_kw, (n_t, n_b))
     if fixed_battery_kw is None:
-        ch = lp.var((n_t, n_b), ub=power, cost=dt * day.wear_eur_per_kwh)
-        dis = lp.var((n_t, n_b), ub=power, cost=dt * day.wear_eur_per_kwh)
+        ch_lb, ch_ub, dis_lb, dis_ub = 0.0, power, 0.0, power
     else:
         fixed = np.asarray(fixed_battery_kw, dtype=float)
-        ch = lp.var((n_t, n_b), lb=np.maximum(-fixed, 0), ub=np.maximum(-fixed, 0),
-                    cost=dt * day.wear_eur_per_kwh)
-        dis = lp.var((n_t, n_b), lb=np.maximum(fixed, 0), ub=np.maximum(fixed, 0),
-                     cost=dt * day.wear_eur_per_kwh)
+        ch_lb = ch_ub = np.maximum(-fixed, 0)
+        dis_lb = dis_ub = np.maximum(fixed, 0)
+    ch = lp.var((n_t, n_b), lb=ch_lb, ub=ch_ub, cost=dt * day.wear_eur_per_kwh)
+    dis = lp.var((n_t, n_b), lb=dis_lb, ub=dis_ub, cost=dt * day.wear_eur_per_kwh)
     e_min, e_max = b.soc_min * b.capacity_kwh, b.soc_max * b.capacity_kwh
     e_lb = np.broadcast_to(e_min, (n_t, n_b)).copy()
     if n_t:
@@ -203,18 +202,15 @@ def clear_joint(day: FlexDay, fixed_battery_kw: np.ndarray | None = None) -> Fle
 def clear_sequential(day: FlexDay) -> FlexClearing:
     """Today's markets: the cost-minimal energy schedule without the DSO, then the DSO
     reserves each battery's room in it as the lab sizes its offers
-    (:func:`lemgrid.assets.battery.battery_room`) and buys the rest from the alternative."""
+    (:func:`lemgrid.assets.battery.schedule_room`) and buys the rest from the alternative."""
     from dataclasses import replace
 
-    from lemgrid.assets.battery import battery_room
+    from lemgrid.assets.battery import schedule_room
 
     energy_only = clear_joint(replace(day, need_up_kw=np.zeros_like(day.need_up_kw),
                                       need_down_kw=np.zeros_like(day.need_down_kw)))
     soc = energy_only.energy_kwh
-    later_min = np.minimum.accumulate(soc[::-1], axis=0)[::-1]
-    later_max = np.maximum.accumulate(soc[::-1], axis=0)[::-1]
-    up_b, down_b = battery_room(energy_only.battery_kw, later_min, later_max, day.batteries,
-                                day.dt_h)
+    up_b, down_b = schedule_room(energy_only.battery_kw, soc, day.batteries, day.dt_h)
     up = np.minimum(up_b.sum(axis=1), day.need_up_kw)
     down = np.minimum(down_b.sum(axis=1), day.need_down_kw)
     alternative = float(day.dt_h * day.alternative_eur_per_kw_h

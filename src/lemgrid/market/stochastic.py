@@ -124,8 +124,11 @@ class StochasticSchedule:
 def cvar(cost_eur: np.ndarray, alpha: float) -> float:
     """CVaR_alpha of equally likely outcomes: ``min_eta eta + E[(c - eta)+] / (1 - alpha)``,
     attained at an outcome (the objective is piecewise linear in ``eta``)."""
-    c = np.asarray(cost_eur, dtype=float)
-    excess = np.maximum(c[None, :] - c[:, None], 0.0).mean(axis=1)
+    c = np.sort(np.asarray(cost_eur, dtype=float))
+    n = len(c)
+    # for eta = c_k: E[(c - eta)+] = (sum of c_j for j > k - (n - 1 - k) c_k) / n
+    above = np.cumsum(c[::-1])[::-1] - c  # sum of the outcomes after each one
+    excess = (above - (n - 1 - np.arange(n)) * c) / n
     return float((c + excess / (1 - alpha)).min())
 
 

@@ -51,6 +51,11 @@ class Prices:
         """What a kWh from the grid costs before levies (energy + network)."""
         return self.import_eur_per_kwh + self.network_eur_per_kwh
 
+    @property
+    def grid_kwh_eur(self) -> float:
+        """What a kWh from the grid costs a member in all (energy + network + levies)."""
+        return self.retail_eur_per_kwh + self.levies_eur_per_kwh
+
     @classmethod
     def from_scenario(cls, scenario) -> Prices:
         t, s = scenario.tariffs, scenario.config.settlement

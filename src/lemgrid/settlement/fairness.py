@@ -144,7 +144,7 @@ class SharingGame:
         """The game of a simulated design's delivered positions (``result.metered_kw``, export
         positive) at the scenario's settlement prices: retail = energy + network + levies, a
         shared kWh pays the local network charge and levies."""
-        buy = prices.retail_eur_per_kwh + prices.levies_eur_per_kwh
+        buy = prices.grid_kwh_eur
         local = prices.local_network_eur_per_kwh + prices.levies_eur_per_kwh
         return cls.from_positions(-np.asarray(result.metered_kw), result.dt_h, buy,
                                   prices.export_eur_per_kwh, local, result.participant_ids)

@@ -50,7 +50,7 @@ def flex_day(scenario: Scenario, day: int, need_up_kw: float, need_down_kw: floa
     return FlexDay(
         net_load_kw=(parts.load_p_kw[start:stop] - parts.pv_p_kw[start:stop]).sum(axis=1),
         batteries=batteries, dt_h=float(scenario.dt_h),
-        buy_eur_per_kwh=prices.retail_eur_per_kwh + prices.levies_eur_per_kwh,
+        buy_eur_per_kwh=prices.grid_kwh_eur,
         sell_eur_per_kwh=prices.export_eur_per_kwh,
         need_up_kw=np.where(inside, need_up_kw, 0.0),
         need_down_kw=np.where(inside, need_down_kw, 0.0),

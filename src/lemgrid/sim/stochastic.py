@@ -80,7 +80,7 @@ def scenario_days(scenario: Scenario, day: int = 0, n_scenarios: int = 30, n_jud
     prices = Prices.from_scenario(scenario)
     base: dict[str, Any] = {
         "batteries": batteries, "dt_h": float(scenario.dt_h),
-        "buy_eur_per_kwh": prices.retail_eur_per_kwh + prices.levies_eur_per_kwh,
+        "buy_eur_per_kwh": prices.grid_kwh_eur,
         "sell_eur_per_kwh": prices.export_eur_per_kwh,
         "short_eur_per_kwh": prices.imbalance_short_eur_per_kwh,
         "long_eur_per_kwh": prices.imbalance_long_eur_per_kwh}
